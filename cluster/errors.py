@@ -1,0 +1,60 @@
+"""The project's own error types.
+
+Every error a user can cause or meet (bad input, a missing tool, a failed
+command, an unreachable cluster) is one of these. Tasks turn them into a
+one-line message and a non-zero exit; only bugs show a traceback.
+"""
+
+from __future__ import annotations
+
+
+class DashiError(Exception):
+    """Base of every expected failure. ``str(err)`` is the one-line message."""
+
+    exit_code = 1
+
+
+class ManifestError(DashiError):
+    """A manifest file or object is invalid. Names the file and the object."""
+
+    def __init__(self, message: str, *, path: str | None = None, obj: str | None = None):
+        self.path = path
+        self.obj = obj
+        where = ": ".join(p for p in (path, obj) if p)
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class ToolMissing(DashiError):
+    """An external tool (docker, k3d, kubectl, helm) is absent or too old."""
+
+
+class CommandFailed(DashiError):
+    """An external command exited non-zero. Carries argv and the output tail."""
+
+    def __init__(self, argv: list[str], returncode: int, output: str = ""):
+        self.argv = list(argv)
+        self.returncode = returncode
+        self.output = output
+        tail = "\n".join(output.strip().splitlines()[-20:])
+        msg = f"command failed (exit {returncode}): {' '.join(argv)}"
+        super().__init__(msg + (f"\n{tail}" if tail else ""))
+
+
+class KubeError(DashiError):
+    """The Kubernetes API refused or failed a call."""
+
+
+class SnapshotError(DashiError):
+    """A snapshot is missing, corrupt or does not match its checksum."""
+
+
+class LockError(DashiError):
+    """Another run holds the lock for this cluster."""
+
+
+class GuardError(DashiError):
+    """A destructive action on a cluster that is not ours was not confirmed."""
+
+
+class VerificationFailed(DashiError):
+    """Live traffic disagreed with the prediction or the intent."""
