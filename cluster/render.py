@@ -11,21 +11,18 @@ from cluster.analysis import CheckReport, Difference
 from cluster.engine import Edge
 
 
-def _short(key: str) -> str:
-    ns, _, name = key.partition("/")
-    return f"{name}\n[dim]{ns}[/dim]"
-
-
 def matrix_table(title: str, edges: Mapping[Edge, object], cell: Callable[[Edge], str]) -> Table:
-    """Sources as rows, destination ports as columns; ``cell`` renders one edge."""
+    """Sources as rows, destination ports as numbered columns; ``cell`` renders one edge.
+
+    Columns are numbered (see ``legend``) so that the matrix of a whole
+    profile fits an 80-column terminal.
+    """
     sources = list(dict.fromkeys(e.src for e in edges))
-    columns = list(dict.fromkeys((e.dst, e.port, e.protocol) for e in edges))
-    table = Table(title=title, show_lines=False, header_style="bold", title_justify="left", pad_edge=False)
-    table.add_column("from \\ to", no_wrap=True)
-    for dst, port, proto in columns:
-        name = dst.split("/", 1)[1]
-        table.add_column(f"{name}\n{port}{'/' + proto[0].lower() if proto != 'TCP' else ''}",
-                         justify="center", no_wrap=True)
+    columns = _columns(edges)
+    table = Table(title=title, header_style="bold", title_justify="left", box=None, padding=(0, 0))
+    table.add_column("from \\ to", no_wrap=True, max_width=26, overflow="ellipsis")
+    for i, _ in enumerate(columns, 1):
+        table.add_column(str(i), justify="right", no_wrap=True, min_width=3)
     by_pair = {(e.src, (e.dst, e.port, e.protocol)): e for e in edges}
     for src in sources:
         row = [src]
@@ -34,6 +31,15 @@ def matrix_table(title: str, edges: Mapping[Edge, object], cell: Callable[[Edge]
             row.append(cell(edge) if edge is not None else "")
         table.add_row(*row)
     return table
+
+
+def _columns(edges) -> list[tuple[str, int, str]]:
+    return list(dict.fromkeys((e.dst, e.port, e.protocol) for e in edges))
+
+
+def legend(edges) -> str:
+    """The numbered destination columns of ``matrix_table``, one per line."""
+    return "\n".join(f"  {i:>2}  {dst} {port}/{proto}" for i, (dst, port, proto) in enumerate(_columns(edges), 1))
 
 
 def _diff_lines(diffs: list[Difference]) -> list[str]:
@@ -46,6 +52,9 @@ def print_check(report: CheckReport, console: Console, show_matrices: bool = Tru
     console.print(f"[bold]policies-check[/bold] profile {profile.name}{skipped}: "
                   f"{len(profile.steps)} steps, {len(profile.edges())} edges, "
                   f"{len(profile.intended)} intended")
+    if show_matrices and report.steps:
+        console.print("destination columns of the matrices below:")
+        console.print(legend(report.steps[0].verdicts), highlight=False)
     prev = None
     for res in report.steps:
         k = res.index
@@ -68,21 +77,21 @@ def print_check(report: CheckReport, console: Console, show_matrices: bool = Tru
         delta = f" (+{opened} / -{closed})" if prev is not None else ""
         console.print(f"step {k} {res.name}: {res.allowed} allowed{delta}: {status}")
         for line in _diff_lines(res.differences):
-            console.print(line, highlight=False)
+            console.print(line, markup=False, highlight=False)
         prev = verdicts
 
     if report.final:
         console.print(f"[bold red]final matrix differs from the intended matrix in "
                       f"{len(report.final)} edge(s):[/bold red]")
         for line in _diff_lines(report.final):
-            console.print(line, highlight=False)
+            console.print(line, markup=False, highlight=False)
     else:
         console.print("[bold green]final matrix equals the intended matrix[/bold green]")
     if report.over_permissive:
         console.print(f"[yellow]least-privilege audit: {len(report.over_permissive)} rule(s) "
                       "allow no intended edge:[/yellow]")
         for f in report.over_permissive:
-            console.print(f"  over-permissive: {f}", highlight=False)
+            console.print(f"  over-permissive: {f}", markup=False, highlight=False)
     else:
         console.print("least-privilege audit: every rule serves an intended edge")
     for h in profile.host_access:
