@@ -1,0 +1,360 @@
+"""Live probes: can this pod open a connection to that address and port?
+
+One probe is one ``agnhost connect HOST:PORT`` exec'd in the source pod, as
+the upstream e2e network policy tests do (the stand-ins run the agnhost
+image). agnhost exits 0 when the connection is made, otherwise 1 with one
+word on stderr (test/images/agnhost/connect/connect.go):
+
+    TIMEOUT   nothing answered in time: a policy dropped it
+    REFUSED   it got through and nothing listens on that port
+    DNS       the name did not resolve
+    OTHER     another network error ("no route to host")
+    UNKNOWN   bad arguments
+
+UDP has no handshake: agnhost sends a payload ("hostname\\n") and waits for
+a reply. A DNS server drops a 9-byte message without answering (it is
+shorter than a DNS header), so against cluster DNS an allowed probe and a
+dropped one both time out. A UDP timeout is therefore reported as
+``unprobed``, never guessed; a UDP reply or an ICMP refusal still proves the
+path is open.
+
+``MatrixProber`` runs a whole matrix on a bounded thread pool (every probe of
+every source is one job, so a matrix costs about ceil(probes / workers)
+probe timeouts, not their sum), then re-polls only the probes that disagree
+with the expectation, every ``poll_interval`` up to ``poll_timeout`` (1 s and
+10 s, upstream e2e's numbers): CNIs program policies asynchronously, and a
+probe right after an apply may see the old rules.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from typing import Callable, Mapping
+
+from cluster.engine import Edge, Endpoint
+from cluster.errors import DashiError, KubeError
+from cluster.kube import Kube
+
+KINDS = ("connected", "timeout", "refused", "dns", "other", "unprobed")
+# The agnhost binary's path in registry.k8s.io/e2e-test-images/agnhost.
+AGNHOST = "/agnhost"
+# Exec round-trips (API server -> kubelet -> runtime) add to agnhost's own
+# timeout; past this much extra the exec itself is considered hung.
+EXEC_GRACE_S = 15.0
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    ok: bool
+    kind: str  # one of KINDS
+    detail: str = ""
+
+    @property
+    def allowed(self) -> bool | None:
+        """What the probe says about the network path: True (it got through:
+        connected, or refused by an empty port), False (dropped), None
+        (cannot tell: DNS, other errors, unprobed)."""
+        if self.kind in ("connected", "refused"):
+            return True
+        if self.kind == "timeout":
+            return False
+        return None
+
+
+def go_duration(seconds: float) -> str:
+    """A Go duration string agnhost's --timeout accepts (1s, 500ms)."""
+    ms = round(seconds * 1000)
+    if ms <= 0:
+        raise DashiError(f"probe timeout must be positive, got {seconds}")
+    return f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms}ms"
+
+
+def host_port(host: str, port: int) -> str:
+    try:
+        if ipaddress.ip_address(host).version == 6:
+            return f"[{host}]:{port}"
+    except ValueError:
+        pass
+    return f"{host}:{port}"
+
+
+def connect_argv(host: str, port: int, protocol: str = "TCP", timeout_s: float = 1.0) -> list[str]:
+    return [AGNHOST, "connect", host_port(host, port), f"--timeout={go_duration(timeout_s)}",
+            f"--protocol={protocol.lower()}"]
+
+
+def classify(returncode: int, stderr: str, protocol: str = "TCP") -> ProbeResult:
+    """Turn agnhost connect's exit code and stderr into a ProbeResult."""
+    text = (stderr or "").strip()
+    first = text.splitlines()[0] if text else ""
+    if returncode == 0:
+        return ProbeResult(True, "connected", "reply received" if protocol.upper() == "UDP" else "")
+    if returncode in (126, 127) or "executable file not found" in text:
+        return ProbeResult(False, "other", "agnhost is not in this pod's image "
+                                           f"(the stand-ins run e2e-test-images/agnhost): {first}")
+    if first.startswith("TIMEOUT"):
+        if protocol.upper() == "UDP":
+            return ProbeResult(False, "unprobed",
+                               "UDP: no reply in time; agnhost's payload gets no answer from a DNS server "
+                               "even when allowed, so silence cannot tell dropped from allowed")
+        return ProbeResult(False, "timeout", "no answer in time: dropped")
+    if first.startswith("REFUSED"):
+        return ProbeResult(False, "refused", "connection refused: the path is open, nothing listens on the port")
+    if first.startswith("DNS"):
+        return ProbeResult(False, "dns", first)
+    return ProbeResult(False, "other", first or f"exit {returncode} with no message")
+
+
+def connect(kube: Kube, namespace: str, pod: str, host: str, port: int, protocol: str = "TCP",
+            timeout_s: float = 1.0) -> ProbeResult:
+    """Probe host:port from a pod with ``agnhost connect``.
+
+    Raises KubeError when the exec itself fails (pod gone, API error); a
+    failed connection is a result, not an error.
+    """
+    argv = connect_argv(host, port, protocol, timeout_s)
+    res = kube.exec(namespace, pod, argv, timeout=timeout_s + EXEC_GRACE_S)
+    return classify(res.returncode, res.stderr, protocol)
+
+
+# --------------------------------------------------------------------------
+# The live matrix: which pod probes, which address it dials
+
+
+@dataclass(frozen=True)
+class Target:
+    """How one edge is probed: from a pod, to an address."""
+
+    namespace: str
+    pod: str
+    host: str
+    port: int
+    protocol: str = "TCP"
+    note: str = ""  # e.g. the live port differs from the profile's
+
+
+@dataclass
+class LiveMatrix:
+    endpoints: list[Endpoint]  # the profile's, with live addresses
+    targets: dict[Edge, Target | str]  # a string: why the edge cannot be probed
+    pods: dict[str, list[dict]] = field(default_factory=dict)  # endpoint key -> live pods used
+    notes: list[str] = field(default_factory=list)
+
+
+def _running_ready(pod: dict) -> bool:
+    status = pod.get("status") or {}
+    if status.get("phase") != "Running" or not status.get("podIP"):
+        return False
+    if (pod.get("metadata") or {}).get("deletionTimestamp"):
+        return False
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+
+
+def _api_address(kube: Kube, ref: str) -> tuple[str, int] | None:
+    """Address and port behind a Service (``ns/name``), from its EndpointSlice
+    (the current API), falling back to the legacy Endpoints object."""
+    ns, _, name = ref.partition("/")
+    slices = kube.list("discovery.k8s.io/v1", "EndpointSlice", ns, f"kubernetes.io/service-name={name}")
+    for s in slices:
+        ports = s.get("ports") or []
+        port = next((p.get("port") for p in ports if p.get("name") == "https"), None) \
+            or (ports[0].get("port") if ports else None)
+        for ep in s.get("endpoints") or []:
+            if (ep.get("conditions") or {}).get("ready") is False:
+                continue
+            for addr in ep.get("addresses") or []:
+                if port:
+                    return addr, int(port)
+    legacy = kube.get("v1", "Endpoints", name, ns)
+    for subset in (legacy or {}).get("subsets") or []:
+        ports = subset.get("ports") or []
+        port = next((p.get("port") for p in ports if p.get("name") == "https"), None) \
+            or (ports[0].get("port") if ports else None)
+        for addr in subset.get("addresses") or []:
+            if addr.get("ip") and port:
+                return addr["ip"], int(port)
+    return None
+
+
+def discover(kube: Kube, profile, edges: list[Edge] | None = None) -> LiveMatrix:
+    """Find the live pods and addresses of a profile's endpoints.
+
+    Raises DashiError naming what is missing when a source or destination
+    has no Running, Ready pod: probing a half-deployed profile would only
+    produce noise.
+    """
+    live: dict[str, list[dict]] = {}
+    address: dict[str, tuple[str, int | None]] = {}
+    missing: list[str] = []
+    notes: list[str] = []
+    for ep in profile.endpoints:
+        if ep.kind == "debug":
+            pod = kube.get("v1", "Pod", ep.name, ep.namespace)
+            pods = [pod] if pod is not None and _running_ready(pod) else []
+        elif ep.kind in ("workload", "cluster"):
+            if not ep.live_selector:
+                missing.append(f"{ep.key} (no selector to find its pods)")
+                continue
+            pods = sorted((p for p in kube.list("v1", "Pod", ep.namespace, ep.live_selector) if _running_ready(p)),
+                          key=lambda p: p["metadata"]["name"])
+        elif ep.kind == "external":
+            if not ep.live_selector:
+                notes.append(f"{ep.key}: no live source for its address; using the profile's {ep.ip}")
+                continue
+            found = _api_address(kube, ep.live_selector)
+            if found is None:
+                missing.append(f"{ep.key} (no ready address behind {ep.live_selector})")
+            else:
+                address[ep.key] = (found[0], found[1])
+            continue
+        else:
+            continue
+        if not pods:
+            how = f"pod {ep.namespace}/{ep.name}" if ep.kind == "debug" \
+                else f"pods -n {ep.namespace} -l {ep.live_selector}"
+            missing.append(f"{ep.key} (no Running, Ready {how})")
+            continue
+        live[ep.key] = pods
+        if ep.kind == "workload" and ep.replicas > 1 and len(pods) < 2:
+            notes.append(f"{ep.key}: {len(pods)} of {ep.replicas} replicas ready; its pod-to-pod edge is unprobed")
+        wanted = {k: v for k, v in ep.labels.items()}
+        have = pods[0]["metadata"].get("labels") or {}
+        drift = [f"{k}={v}" for k, v in wanted.items() if have.get(k) != v]
+        if drift:
+            notes.append(f"{ep.key}: live pod {pods[0]['metadata']['name']} lacks labels {', '.join(drift)} "
+                         "(policies see the live labels)")
+    if missing:
+        raise DashiError("cannot probe: " + "; ".join(missing) + ". Is the profile deployed (inv cluster-up)?")
+
+    endpoints = []
+    for ep in profile.endpoints:
+        if ep.key in live:
+            endpoints.append(replace(ep, ip=live[ep.key][0]["status"]["podIP"]))
+        elif ep.key in address:
+            endpoints.append(replace(ep, ip=address[ep.key][0]))
+        else:
+            endpoints.append(ep)
+
+    targets: dict[Edge, Target | str] = {}
+    for edge in (edges if edges is not None else profile.with_endpoints(endpoints).edges()):
+        src_pods = live.get(edge.src)
+        if not src_pods:
+            targets[edge] = f"{edge.src} is not a pod we can exec into"
+            continue
+        src = src_pods[0]
+        ns, name = src["metadata"]["namespace"], src["metadata"]["name"]
+        if edge.dst in address:
+            host, port = address[edge.dst]
+            note = f"live port {port} (profile says {edge.port})" if port != edge.port else ""
+            targets[edge] = Target(ns, name, host, port, edge.protocol, note)
+            continue
+        dst_pods = [p for p in live.get(edge.dst, [])
+                    if (p["metadata"]["namespace"], p["metadata"]["name"]) != (ns, name)]
+        if not dst_pods:
+            targets[edge] = ("a pod's traffic to itself never reaches the network, so policy cannot be probed"
+                             if edge.dst == edge.src else f"no live pod for {edge.dst}")
+            continue
+        targets[edge] = Target(ns, name, dst_pods[0]["status"]["podIP"], edge.port, edge.protocol)
+    return LiveMatrix(endpoints, targets, live, notes)
+
+
+# --------------------------------------------------------------------------
+# Running a matrix
+
+
+@dataclass(frozen=True)
+class Observation:
+    edge: Edge
+    result: ProbeResult
+    attempts: int = 1
+    target: Target | None = None
+    seconds: float = 0.0  # from the first probe of this edge to its last
+
+    @property
+    def allowed(self) -> bool | None:
+        return self.result.allowed
+
+
+def agrees(obs: Observation, expected: bool | None) -> bool:
+    """Whether an observation settles the edge: it matches the expectation, or
+    it cannot be probed at all (re-polling would not change that)."""
+    if obs.result.kind == "unprobed":
+        return True
+    if expected is None:
+        return obs.allowed is not None
+    return obs.allowed is expected
+
+
+@dataclass
+class MatrixRun:
+    observations: dict[Edge, Observation]
+    seconds: float  # wall time of the whole run, polls included
+    first_pass_seconds: float
+    probes: int  # execs made
+    workers: int
+
+
+class MatrixProber:
+    """Probe many edges at once on a bounded pool; re-poll the disagreeing ones."""
+
+    def __init__(self, kube: Kube, *, workers: int = 64, timeout_s: float = 1.0,
+                 poll_interval: float = 1.0, poll_timeout: float = 10.0,
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep):
+        if workers < 1:
+            raise DashiError(f"probe workers must be at least 1, got {workers}")
+        self.kube = kube
+        self.workers = workers
+        self.timeout_s = timeout_s
+        self.poll_interval = poll_interval
+        self.poll_timeout = poll_timeout
+        self.clock = clock
+        self.sleep = sleep
+
+    def _one(self, target: Target) -> ProbeResult:
+        try:
+            return connect(self.kube, target.namespace, target.pod, target.host, target.port,
+                           target.protocol, self.timeout_s)
+        except KubeError as e:
+            return ProbeResult(False, "other", f"exec failed: {e}")
+
+    def _round(self, pool: ThreadPoolExecutor, jobs: dict[Edge, Target]) -> dict[Edge, ProbeResult]:
+        futures = {edge: pool.submit(self._one, t) for edge, t in jobs.items()}
+        return {edge: f.result() for edge, f in futures.items()}
+
+    def run(self, targets: Mapping[Edge, Target | str],
+            expected: Mapping[Edge, bool] | None = None) -> MatrixRun:
+        """Probe every target; then re-poll those that disagree with ``expected``
+        (or gave no answer) until they agree or ``poll_timeout`` passes."""
+        expected = expected or {}
+        start = self.clock()
+        obs: dict[Edge, Observation] = {}
+        probable = {e: t for e, t in targets.items() if isinstance(t, Target)}
+        for edge, why in targets.items():
+            if not isinstance(why, Target):
+                obs[edge] = Observation(edge, ProbeResult(False, "unprobed", why), 0, None)
+        probes = 0
+        pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="probe")
+        try:
+            for edge, res in self._round(pool, probable).items():
+                obs[edge] = Observation(edge, res, 1, probable[edge], 0.0)
+            probes += len(probable)
+            first_pass = self.clock() - start
+            poll_start = self.clock()
+            pending = {e for e in probable if not agrees(obs[e], expected.get(e))}
+            while pending and self.clock() - poll_start < self.poll_timeout:
+                self.sleep(self.poll_interval)
+                again = self._round(pool, {e: probable[e] for e in sorted(pending, key=str)})
+                probes += len(again)
+                now = self.clock()
+                for edge, res in again.items():
+                    prev = obs[edge]
+                    obs[edge] = Observation(edge, res, prev.attempts + 1, prev.target, now - start)
+                pending = {e for e in pending if not agrees(obs[e], expected.get(e))}
+        finally:
+            # On Ctrl-C, drop the queued probes instead of running them all;
+            # the ones in flight end within one probe timeout.
+            pool.shutdown(wait=True, cancel_futures=True)
+        return MatrixRun(obs, self.clock() - start, first_pass, probes, self.workers)

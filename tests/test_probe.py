@@ -1,0 +1,259 @@
+"""Probes: agnhost connect's answers, the live matrix, the pool and re-polling."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from cluster.engine import Edge
+from cluster.errors import DashiError
+from cluster.fakekube import API_ADDRESS, FakeClock, FakeKube
+from cluster.kube import ExecResult
+from cluster.probe import (MatrixProber, ProbeResult, Target, classify, connect, connect_argv, discover,
+                           go_duration)
+from cluster.profile import load_profile
+from cluster.snapshots import mark_ours
+
+
+@pytest.fixture
+def dashi():
+    kube = FakeKube()
+    profile = load_profile("dashi")
+    for obj in profile.namespace_objects + profile.workload_objects:
+        kube.apply(obj)
+    kube.calls.clear()
+    return kube, profile
+
+
+def apply_steps(kube, profile, k):
+    for step in profile.steps[:k]:
+        for obj in step.objects:
+            kube.apply(mark_ours(obj, step.name))
+
+
+# -- one probe ------------------------------------------------------------------
+
+
+def test_go_duration():
+    assert [go_duration(s) for s in (1.0, 2, 0.5, 1.25)] == ["1s", "2s", "500ms", "1250ms"]
+    with pytest.raises(DashiError):
+        go_duration(0)
+
+
+def test_connect_argv_is_what_upstream_e2e_runs():
+    assert connect_argv("10.42.0.7", 9000) == \
+        ["/agnhost", "connect", "10.42.0.7:9000", "--timeout=1s", "--protocol=tcp"]
+    assert connect_argv("fd00::7", 53, "UDP", 0.5) == \
+        ["/agnhost", "connect", "[fd00::7]:53", "--timeout=500ms", "--protocol=udp"]
+
+
+def test_connect_execs_agnhost_in_the_source_pod(dashi):
+    kube, _ = dashi
+    ip = kube.get("v1", "Pod", "rustfs-1", "dashi-platform")["status"]["podIP"]
+    assert connect(kube, "dashi-data", "debug", ip, 9000) == ProbeResult(True, "connected", "")
+    (call,) = kube.calls_of("exec")
+    assert (call.namespace, call.name, call.argv) == \
+        ("dashi-data", "debug", ("/agnhost", "connect", f"{ip}:9000", "--timeout=1s", "--protocol=tcp"))
+
+
+def test_classify_agnhost_answers():
+    cases = {
+        (0, "", "TCP"): ("connected", True),
+        (0, "", "UDP"): ("connected", True),
+        (1, "TIMEOUT\n", "TCP"): ("timeout", False),
+        (1, "TIMEOUT: read udp 10.42.0.9:4000->10.42.0.10:53: i/o timeout\n", "UDP"): ("unprobed", False),
+        (1, "REFUSED\n", "TCP"): ("refused", False),
+        (1, "REFUSED: read udp: connection refused\n", "UDP"): ("refused", False),
+        (1, "DNS: lookup x: no such host\n", "TCP"): ("dns", False),
+        (1, "OTHER: dial tcp: connect: no route to host\n", "TCP"): ("other", False),
+        (1, "UNKNOWN: missing port in address\n", "TCP"): ("other", False),
+        (127, 'exec: "/agnhost": executable file not found in $PATH', "TCP"): ("other", False),
+        (1, "", "TCP"): ("other", False),
+    }
+    got = {k: (classify(*k).kind, classify(*k).ok) for k in cases}
+    assert got == cases
+    assert "agnhost is not in this pod's image" in classify(127, "not found", "TCP").detail
+    assert classify(1, "", "TCP").detail == "exit 1 with no message"
+
+
+def test_what_a_result_says_about_the_path():
+    allowed = {kind: ProbeResult(kind == "connected", kind).allowed
+               for kind in ("connected", "refused", "timeout", "dns", "other", "unprobed")}
+    assert allowed == {"connected": True, "refused": True, "timeout": False,
+                       "dns": None, "other": None, "unprobed": None}
+
+
+# -- the live matrix --------------------------------------------------------------
+
+
+def test_discover_finds_pods_and_live_addresses(dashi):
+    kube, profile = dashi
+    live = discover(kube, profile)
+    assert len(live.targets) == len(profile.edges()) == 240
+    assert all(isinstance(t, Target) for t in live.targets.values())
+    ip = {p["metadata"]["name"]: p["status"]["podIP"] for p in kube.pods()}
+    rustfs_self = live.targets[Edge("dashi-platform/rustfs", "dashi-platform/rustfs", 9000)]
+    assert (rustfs_self.pod, rustfs_self.host) == ("rustfs-0", ip["rustfs-1"])  # another replica
+    api = live.targets[Edge("dashi-data/prefect-worker", "external/kube-api", 6443)]
+    assert (api.host, api.port, api.note) == (API_ADDRESS, 6443, "")
+    debug = live.targets[Edge("dashi-serving/debug", "kube-system/kube-dns", 53, "UDP")]
+    assert (debug.namespace, debug.pod, debug.protocol) == ("dashi-serving", "debug", "UDP")
+    eps = {e.key: e.ip for e in live.endpoints}
+    assert eps["external/kube-api"] == API_ADDRESS  # not the profile's offline 192.0.2.10
+    assert eps["dashi-data/debug"] == kube.get("v1", "Pod", "debug", "dashi-data")["status"]["podIP"]
+    assert eps["dashi-platform/rustfs"] == ip["rustfs-0"]
+    assert live.notes == []
+
+
+def test_discover_uses_legacy_endpoints_and_notes_a_different_api_port(dashi):
+    kube, profile = dashi
+    kube.delete("discovery.k8s.io/v1", "EndpointSlice", "kubernetes", "default")
+    kube.apply({"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": "kubernetes", "namespace": "default"},
+                "subsets": [{"addresses": [{"ip": "192.0.2.30"}],
+                             "ports": [{"name": "https", "port": 443, "protocol": "TCP"}]}]})
+    t = discover(kube, profile).targets[Edge("dashi-data/prefect-worker", "external/kube-api", 6443)]
+    assert (t.host, t.port, t.note) == ("192.0.2.30", 443, "live port 443 (profile says 6443)")
+
+
+def test_discover_refuses_a_half_deployed_profile(dashi):
+    kube, profile = dashi
+    kube.delete("apps/v1", "Deployment", "flow-run", "dashi-data")
+    kube.delete("v1", "Pod", "debug", "dashi-serving")
+    with pytest.raises(DashiError) as err:
+        discover(kube, profile)
+    msg = str(err.value)
+    assert "dashi-data/flow-run (no Running, Ready pods -n dashi-data -l app.kubernetes.io/name=flow-run)" in msg
+    assert "dashi-serving/debug (no Running, Ready pod dashi-serving/debug)" in msg
+
+
+def test_a_lone_replica_leaves_its_pod_to_pod_edge_unprobed(dashi):
+    kube, profile = dashi
+    kube.patch_status("v1", "Pod", "rustfs-1", "dashi-platform", {"conditions": [{"type": "Ready", "status": "False"}]})
+    live = discover(kube, profile)
+    assert live.notes == ["dashi-platform/rustfs: 1 of 2 replicas ready; its pod-to-pod edge is unprobed"]
+    assert live.targets[Edge("dashi-platform/rustfs", "dashi-platform/rustfs", 9000)] == \
+        "a pod's traffic to itself never reaches the network, so policy cannot be probed"
+
+
+# -- the pool -----------------------------------------------------------------------
+
+
+class CountingKube:
+    """Our seam, recording how many execs run at once (delegates to a FakeKube)."""
+
+    def __init__(self, inner, hold=0.05):
+        self.inner, self.hold = inner, hold
+        self.active = self.peak = 0
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def exec(self, *args, **kw):
+        with self._lock:
+            self.active += 1
+            self.peak = max(self.peak, self.active)
+        try:
+            time.sleep(self.hold)
+            return self.inner.exec(*args, **kw)
+        finally:
+            with self._lock:
+                self.active -= 1
+
+
+def test_the_pool_is_bounded(dashi):
+    kube, profile = dashi
+    counting = CountingKube(kube)
+    targets = dict(list(discover(kube, profile).targets.items())[:24])
+    run = MatrixProber(counting, workers=6, poll_timeout=0).run(targets)
+    assert counting.peak == 6
+    assert run.probes == 24 and len(run.observations) == 24
+
+
+def test_a_matrix_costs_rounds_of_timeouts_not_their_sum(dashi):
+    kube, profile = dashi
+    apply_steps(kube, profile, 1)  # default-deny: every TCP probe waits out its timeout
+    kube.time_scale = 0.05  # a 1 s agnhost timeout takes 50 ms here
+    targets = dict(list(discover(kube, profile).targets.items())[:40])
+    run = MatrixProber(kube, workers=40, poll_timeout=0).run(targets)
+    assert {o.result.kind for o in run.observations.values()} <= {"timeout", "unprobed"}
+    assert run.first_pass_seconds < 40 * 0.05 / 4  # sequential would be 2 s
+
+
+def test_disagreeing_probes_are_re_polled_until_the_cni_catches_up(dashi):
+    kube, profile = dashi
+    clock = FakeClock()
+    kube.clock, kube.lag_seconds = clock, 3.0
+    apply_steps(kube, profile, 1)
+    live = discover(kube, profile)
+    expected = {e: False for e in live.targets}  # default-deny: everything blocked
+    run = MatrixProber(kube, clock=clock, sleep=clock.sleep).run(live.targets, expected)
+    attempts = {}
+    for o in run.observations.values():
+        attempts.setdefault((o.result.kind, o.attempts), 0)
+        attempts[(o.result.kind, o.attempts)] += 1
+    # TCP edges saw the old, open network three times, then the drop; UDP to DNS
+    # is unprobed and never re-polled.
+    assert attempts == {("timeout", 4): 226, ("unprobed", 1): 14}
+    assert clock.slept == [1.0, 1.0, 1.0]
+
+
+def test_re_polling_is_bounded(dashi):
+    kube, profile = dashi
+    kube.enforce = False
+    clock = FakeClock()
+    live = discover(kube, profile)
+    edge = Edge("dashi-data/debug", "dashi-catalog/pgstac", 5432)
+    run = MatrixProber(kube, clock=clock, sleep=clock.sleep, poll_interval=1.0, poll_timeout=10.0).run(
+        {edge: live.targets[edge]}, {edge: False})
+    obs = run.observations[edge]
+    assert (obs.result.kind, obs.attempts, obs.seconds) == ("connected", 11, 10.0)
+    assert clock.slept == [1.0] * 10 and run.probes == 11
+
+
+def test_exec_failures_are_results_and_are_re_polled(dashi):
+    kube, profile = dashi
+    clock = FakeClock()
+    live = discover(kube, profile)
+    edge = Edge("dashi-data/debug", "dashi-catalog/pgstac", 5432)
+    kube.fail("exec", times=1)
+    run = MatrixProber(kube, clock=clock, sleep=clock.sleep).run({edge: live.targets[edge]}, {edge: True})
+    obs = run.observations[edge]
+    assert (obs.result.kind, obs.attempts) == ("connected", 2)
+
+
+def test_unprobeable_edges_are_reported_not_probed(dashi):
+    kube, _ = dashi
+    edge = Edge("a/x", "a/x", 80)
+    run = MatrixProber(kube).run({edge: "a pod's traffic to itself never reaches the network"})
+    obs = run.observations[edge]
+    assert (obs.result.kind, obs.attempts, run.probes) == ("unprobed", 0, 0)
+    assert kube.calls_of("exec") == []
+
+
+def test_workers_must_be_positive():
+    with pytest.raises(DashiError, match="at least 1"):
+        MatrixProber(FakeKube(), workers=0)
+
+
+def test_exec_result_shape_from_any_kube():
+    # The prober only needs exec's returncode and stderr: a minimal seam works.
+    class Minimal:
+        def exec(self, namespace, pod, argv, container=None, timeout=10.0):
+            return ExecResult(1, "", "REFUSED\n")
+
+    edge = Edge("a/x", "b/y", 80)
+    run = MatrixProber(Minimal()).run({edge: Target("a", "x", "10.0.0.1", 80)}, {edge: True})
+    assert run.observations[edge].result.kind == "refused"
+
+
+def test_ctrl_c_drops_the_queued_probes(dashi):
+    kube, profile = dashi
+    counting = CountingKube(kube, hold=0.05)
+    targets = dict(list(discover(kube, profile).targets.items())[:40])
+    kube.fail("exec", exc=KeyboardInterrupt, times=1)
+    with pytest.raises(KeyboardInterrupt):
+        MatrixProber(counting, workers=2).run(targets)
+    assert len(kube.calls_of("exec")) < 10  # not all 40: the queue was cancelled
