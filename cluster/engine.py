@@ -264,6 +264,9 @@ def parse_selector(data, path: str, obj: str, what: str) -> Selector:
 
 
 def _parse_peer(data, path, obj, what) -> Peer:
+    if isinstance(data, Mapping):
+        # A null field is an unset one (a nil pointer in the API types).
+        data = {k: v for k, v in data.items() if v is not None}
     if not isinstance(data, Mapping) or not data:
         raise ManifestError(f"{what}: a peer needs podSelector, namespaceSelector or ipBlock",
                             path=path, obj=obj)
@@ -280,7 +283,8 @@ def _parse_peer(data, path, obj, what) -> Peer:
         except (KeyError, ValueError) as e:
             raise ManifestError(f"{what}: invalid ipBlock ({e})", path=path, obj=obj) from None
         for ex in excepts:
-            if ex.version != cidr.version or not ex.subnet_of(cidr):
+            # The API requires a strict subset (validation of IPBlock.except).
+            if ex.version != cidr.version or not ex.subnet_of(cidr) or ex == cidr:
                 raise ManifestError(f"{what}: ipBlock except {ex} is not inside {cidr}", path=path, obj=obj)
         return Peer(cidr=cidr, excepts=excepts)
     pod = parse_selector(data["podSelector"], path, obj, f"{what}.podSelector") \
@@ -304,7 +308,7 @@ def _parse_port(data, path, obj, what) -> PortRule:
         if not 1 <= port <= 65535:
             raise ManifestError(f"{what}: port {port} out of range 1-65535", path=path, obj=obj)
     elif isinstance(port, str):
-        if not _PORT_NAME.match(port):
+        if not _PORT_NAME.match(port) or "--" in port:  # IANA_SVC_NAME
             raise ManifestError(f"{what}: invalid port name {port!r}", path=path, obj=obj)
     elif port is not None:
         raise ManifestError(f"{what}: invalid port {port!r}", path=path, obj=obj)
@@ -534,7 +538,11 @@ class Engine:
         # namespace, pods per distinct selector, pods per namespace selector.
         ns_pods: dict[str, int] = {}
         all_pods = 0
+        # The node's own traffic passes every ingress policy (see evaluate).
+        hosts = 0
         for i, ep in enumerate(endpoints):
+            if ep.kind == "host":
+                hosts |= 1 << i
             if ep.is_pod:
                 ns_pods[ep.namespace or ""] = ns_pods.get(ep.namespace or "", 0) | 1 << i
                 all_pods |= 1 << i
@@ -626,6 +634,7 @@ class Engine:
                             if rule.ports is None or any(pr.matches(dst, port.port, port.protocol)
                                                          for pr in rule.ports):
                                 allowed_in |= peer_bits(rule, p.namespace)
+                    allowed_in |= hosts
                 else:
                     allowed_in = full
                 # egress: which sources may leave towards it
