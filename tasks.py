@@ -85,4 +85,152 @@ def reachability(c, resources, format="json"):
 
 # --- cluster lifecycle -----------------------------------------------------
 
+_NAME_HELP = "k3d cluster name (context k3d-<name>); default dashi"
+
+
+@task(
+    help={
+        "name": _NAME_HELP,
+        "cni": "calico (default, tigera operator), cilium (Helm chart) or k3s (flannel + k3s' policy controller)",
+        "agents": "number of agent nodes besides the one server (0-5); default 0",
+        "k3s_version": "rancher/k3s image tag, e.g. v1.33.4-k3s1 (default: the pin in cluster/versions.py)",
+        "profile": "stand-ins to deploy: dashi (default) or environments",
+        "api_port": "host port on 127.0.0.1 for the Kubernetes API; default 6550",
+        "dry_run": "print every command and manifest without running anything (works without Docker/k3d)",
+        "cleanup_on_failure": "delete the cluster this run created when a step fails (default: keep it for inspection)",
+    },
+)
+@_friendly
+def cluster_up(c, name="dashi", cni="calico", agents=0, k3s_version=None, profile="dashi", api_port=6550,
+               dry_run=False, cleanup_on_failure=False):
+    """Create a k3d cluster with a policy-enforcing CNI, the stand-ins, and prove enforcement."""
+    from cluster import commands, versions
+
+    commands.cli_up(name=name, cni=cni, agents=int(agents), k3s_version=k3s_version or versions.K3S_VERSION,
+                    profile=profile, api_port=int(api_port), dry_run=dry_run,
+                    cleanup_on_failure=cleanup_on_failure)
+
+
+@task(help={"name": _NAME_HELP, "force": "delete even a k3d cluster dashi-cluster did not create"})
+@_friendly
+def cluster_down(c, name="dashi", force=False):
+    """Delete the k3d cluster (nodes, volumes, kubeconfig entry)."""
+    from cluster import commands
+
+    commands.cli_down(name, force=force)
+
+
+@task(
+    help={
+        "name": _NAME_HELP,
+        "profile": "whose stand-ins and rollout state to report: dashi (default) or environments",
+        "context": "report on this kubeconfig context instead of the k3d cluster (e.g. one made ready with prepare)",
+    },
+)
+@_friendly
+def status(c, name="dashi", profile="dashi", context=None):
+    """Cluster, CNI health, stand-ins, and which policy step the rollout has applied."""
+    from cluster import commands
+
+    commands.cli_status(name, profile=profile, context=context)
+
+
+@task(
+    help={
+        "only": "install only this tool (k3d, helm or kubectl; repeatable); default all three",
+        "base_url": "download mirror laid out as <url>/<tool>/<upstream path> (also $DASHI_TOOLS_BASE_URL)",
+    },
+    iterable=["only"],
+)
+@_friendly
+def tools(c, only=None, base_url=None):
+    """Install pinned k3d, helm and kubectl into ./.dashi/bin, checksums verified."""
+    from cluster import commands
+
+    commands.cli_tools(only=only or None, base_url=base_url)
+
+
+@task(
+    help={
+        "context": "kubeconfig context of the cluster to prepare (required: nothing happens to a cluster you do not name)",
+        "profile": "stand-ins to deploy: dashi (default) or environments",
+        "adopt": "deploy into profile namespaces that exist but were not created by dashi-cluster",
+        "dry_run": "print the manifests and steps without touching the cluster",
+    },
+)
+@_friendly
+def prepare(c, context=None, profile="dashi", adopt=False, dry_run=False):
+    """Existing cluster: deploy the stand-ins and run the enforcement canary (no k3d, no CNI install)."""
+    from cluster import commands
+
+    commands.cli_prepare(context, profile=profile, adopt=adopt, dry_run=dry_run)
+
+
 # --- policy rollout --------------------------------------------------------
+
+_CONTEXT_HELP = ("kubeconfig context (KUBECONFIG is read as kubectl does); required for a cluster "
+                 "that is not a local k3d one (k3d-*)")
+
+
+@task(
+    help={
+        "profile": "profile name (manifests/<name>) or directory; default dashi",
+        "until": "stop after this step (default: apply every step)",
+        "context": _CONTEXT_HELP,
+        "dry_run": "no cluster: print the steps, the objects each applies and the predicted matrix after each",
+        "yes": "confirm changing a cluster that is not a local k3d one without asking",
+    },
+)
+@_friendly
+def network_policies_up(c, profile="dashi", until=None, context=None, dry_run=False, yes=False):
+    """Apply the policy steps one at a time: snapshot, apply, verify live, roll back on a mismatch."""
+    from cluster import rollout
+
+    rollout.cli_up(profile, until=until, context=context, dry_run=dry_run, yes=yes)
+
+
+@task(
+    help={
+        "to": "a step name (the state right after it) or 'baseline' (no policies of ours); default: one step back",
+        "profile": "profile name or directory; default dashi",
+        "context": _CONTEXT_HELP,
+        "yes": "confirm changing a cluster that is not a local k3d one without asking",
+    },
+)
+@_friendly
+def rollback(c, to=None, profile="dashi", context=None, yes=False):
+    """Restore an earlier snapshot of our NetworkPolicies exactly, then verify the matrix live."""
+    from cluster import rollout
+
+    rollout.cli_rollback(profile, to=to, context=context, yes=yes)
+
+
+@task(
+    help={
+        "profile": "profile name or directory; default dashi",
+        "context": "kubeconfig context (default: the current one); smoke only reads, so any cluster is fine",
+        "json": "also write the evidence as JSON to this file",
+        "markdown": "also write the evidence as a Markdown report to this file",
+    },
+)
+@_friendly
+def smoke(c, profile="dashi", context=None, json=None, markdown=None):
+    """Probe the whole matrix now; exit 0 only when every edge is as expected."""
+    from cluster import rollout
+
+    if not rollout.cli_smoke(profile, context=context, json_path=json, markdown_path=markdown):
+        raise Exit(code=1)
+
+
+@task(
+    help={
+        "profile": "profile name; default dashi",
+        "context": "kubeconfig context (default: the current one)",
+    },
+)
+@_friendly
+def history(c, profile="dashi", context=None):
+    """The policy steps applied and rolled back on a cluster: when, by whom, snapshots, verification."""
+    from cluster import rollout
+
+    rollout.cli_history(profile, context=context)

@@ -179,13 +179,16 @@ class FakeKube:
     """A cluster in memory. See the module docstring for what it simulates."""
 
     def __init__(self, context: str = "k3d-dashi", server: str = "https://0.0.0.0:6550", *,
-                 enforce: bool = True, lag_probes: int = 0, lag_seconds: float = 0.0,
+                 enforce: bool = True, reject: bool = False, lag_probes: int = 0, lag_seconds: float = 0.0,
                  clock: Callable[[], float] = time.monotonic, exec_latency: float = 0.0,
                  time_scale: float = 0.0, sleep: Callable[[float], None] = time.sleep,
                  seed: bool = True):
         self._context = context
         self._server = server
         self.enforce = enforce
+        # reject=True: denied packets are answered with ICMP port-unreachable
+        # (REFUSED), as k3s's kube-router does, instead of dropped (TIMEOUT).
+        self.reject = reject
         self.lag_probes = lag_probes
         self.lag_seconds = lag_seconds
         self.clock = clock
@@ -702,6 +705,8 @@ class FakeKube:
                 is_dns = (target["metadata"].get("labels") or {}).get("k8s-app") == "kube-dns" and port == 53
             allowed = (not self.enforce) or self._engine().evaluate(src, dst, port, proto).allowed
         if not allowed:
+            if self.reject:
+                return ExecResult(1, "", "REFUSED\n"), 0.0
             if proto == "UDP":
                 return ExecResult(1, "", f"TIMEOUT: read udp {src.ip}:40000->{host}:{port}: i/o timeout\n"), timeout_s
             return ExecResult(1, "", "TIMEOUT\n"), timeout_s

@@ -6,7 +6,8 @@ image). agnhost exits 0 when the connection is made, otherwise 1 with one
 word on stderr (test/images/agnhost/connect/connect.go):
 
     TIMEOUT   nothing answered in time: a policy dropped it
-    REFUSED   it got through and nothing listens on that port
+    REFUSED   rejected: a policy that REJECTs (k3s's kube-router answers a
+              denied packet with ICMP port-unreachable), or nothing listens
     DNS       the name did not resolve
     OTHER     another network error ("no route to host")
     UNKNOWN   bad arguments
@@ -15,8 +16,12 @@ UDP has no handshake: agnhost sends a payload ("hostname\\n") and waits for
 a reply. A DNS server drops a 9-byte message without answering (it is
 shorter than a DNS header), so against cluster DNS an allowed probe and a
 dropped one both time out. A UDP timeout is therefore reported as
-``unprobed``, never guessed; a UDP reply or an ICMP refusal still proves the
-path is open.
+``unprobed``, never guessed; a UDP reply proves the path is open.
+
+A refusal counts as blocked. Every port we probe is declared by a pod that
+listens on it (the stand-ins serve every declared port, DNS and the API
+server listen), so a refusal is a policy rejecting the packet: kube-router,
+the policy controller built into k3s, REJECTs where Calico and Cilium drop.
 
 ``MatrixProber`` runs a whole matrix on a bounded thread pool (every probe of
 every source is one job, so a matrix costs about ceil(probes / workers)
@@ -54,12 +59,12 @@ class ProbeResult:
 
     @property
     def allowed(self) -> bool | None:
-        """What the probe says about the network path: True (it got through:
-        connected, or refused by an empty port), False (dropped), None
-        (cannot tell: DNS, other errors, unprobed)."""
-        if self.kind in ("connected", "refused"):
+        """What the probe says about the network path: True (connected),
+        False (dropped, or rejected: see the module docstring), None (cannot
+        tell: DNS, other errors, unprobed)."""
+        if self.kind == "connected":
             return True
-        if self.kind == "timeout":
+        if self.kind in ("timeout", "refused"):
             return False
         return None
 
@@ -102,7 +107,7 @@ def classify(returncode: int, stderr: str, protocol: str = "TCP") -> ProbeResult
                                "even when allowed, so silence cannot tell dropped from allowed")
         return ProbeResult(False, "timeout", "no answer in time: dropped")
     if first.startswith("REFUSED"):
-        return ProbeResult(False, "refused", "connection refused: the path is open, nothing listens on the port")
+        return ProbeResult(False, "refused", "connection refused: rejected by a policy (or nothing listens on the port)")
     if first.startswith("DNS"):
         return ProbeResult(False, "dns", first)
     return ProbeResult(False, "other", first or f"exit {returncode} with no message")

@@ -35,7 +35,7 @@ from cluster.state import now_iso
 
 KIND_MEANING = {
     "connected": "connected (allowed)",
-    "refused": "refused: the path is open, nothing listens (allowed)",
+    "refused": "refused: rejected by a policy, or nothing listens (blocked)",
     "timeout": "timeout: dropped (blocked)",
     "dns": "DNS error",
     "other": "other error",
@@ -236,7 +236,7 @@ def matrix_table(rows: list[EdgeRow], title: str, cell) -> Table:
 # (every one is in --json / --markdown and in the evidence files).
 MAX_EVIDENCE = 25
 
-LEGEND = ("✓ allowed  · blocked  R refused (open, nothing listening)  ? unprobed  E error  "
+LEGEND = ("✓ allowed  · blocked  R refused (rejected)  ? unprobed  E error  "
           "✗ observed differs from expected  ! expected differs from intended")
 
 

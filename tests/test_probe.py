@@ -81,7 +81,7 @@ def test_classify_agnhost_answers():
 def test_what_a_result_says_about_the_path():
     allowed = {kind: ProbeResult(kind == "connected", kind).allowed
                for kind in ("connected", "refused", "timeout", "dns", "other", "unprobed")}
-    assert allowed == {"connected": True, "refused": True, "timeout": False,
+    assert allowed == {"connected": True, "refused": False, "timeout": False,
                        "dns": None, "other": None, "unprobed": None}
 
 

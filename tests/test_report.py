@@ -38,13 +38,13 @@ def test_status_truth_table():
     cases = {
         (True, "connected", None): ["ok"],
         (False, "timeout", None): ["ok"],
-        (True, "refused", None): ["ok"],  # got through; nothing listening
+        (False, "refused", None): ["ok"],  # rejected by a policy (kube-router REJECTs)
         (True, "unprobed", None): ["unprobed"],
         (False, "unprobed", None): ["unprobed"],
         (None, None, None): ["ok"],  # dry run: nothing observed
         # exceptions
         (False, "connected", None): ["mismatch"],
-        (False, "refused", None): ["mismatch"],
+        (True, "refused", None): ["mismatch"],
         (True, "timeout", None): ["mismatch"],
         (True, "dns", None): ["error"],
         (False, "other", None): ["error"],
@@ -129,7 +129,7 @@ def test_render_without_probes_shows_the_prediction_only():
 
 
 def test_diagnosis_spots_a_cni_that_enforces_nothing():
-    assert diagnosis(report([row(False, "connected"), row(False, "refused"), row(True, "connected")])) \
+    assert diagnosis(report([row(False, "connected"), row(False, "connected"), row(True, "connected")])) \
         .startswith("every edge the policies block was observed open")
     assert diagnosis(report([row(True, "timeout"), row(False, "timeout")])) \
         .startswith("every edge the policies allow was observed dropped")

@@ -145,6 +145,19 @@ def test_the_full_dashi_profile(tmp_path):
     assert [s["summary"]["expected_allowed"] for s in rec["steps"]] == [0, 28, 33, 34, 35, 37, 44, 44, 45]
 
 
+def test_a_cni_that_rejects_instead_of_dropping_verifies(tmp_path):
+    # k3s's kube-router answers denied packets with ICMP port-unreachable:
+    # agnhost says REFUSED, which must count as blocked, not as open.
+    w = World(tmp_path, "environments", reject=True)
+    w.rollout().up()
+    assert w.ours() == w.through(3)
+    rec = w.record()
+    assert [s["name"] for s in rec["steps"]] == STEPS and rec["in_progress"] is None
+    assert all(s["summary"]["mismatch"] == 0 for s in rec["steps"])
+    assert w.history() == [("step-verified", s, True) for s in STEPS]
+    assert w.clock.slept == []  # a rejection is a final answer: no re-polling
+
+
 # -- failures -------------------------------------------------------------------
 
 

@@ -1,0 +1,126 @@
+"""Deploy a profile's stand-in workloads and wait until they are Ready.
+
+Serves both `cluster-up` (our k3d cluster) and `prepare` (a cluster the user
+names). Objects go through ``Kube.apply`` (server-side apply, our field
+manager) and carry our managed-by label; readiness is read from status. A
+namespace that already exists without our label belongs to someone else:
+we do not deploy into it unless the user says ``adopt``.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Callable
+
+from cluster import readiness
+from cluster.errors import DashiError, GuardError
+from cluster.kube import MANAGED_BY_LABEL, MANAGED_BY_VALUE, Kube
+
+# Stand-ins are agnhost pods with 5m CPU requests; the first start pulls the
+# agnhost image (~50 MB) once per node. 5 minutes covers a slow connection.
+READY_TIMEOUT_S = 300
+
+
+def _ref(obj: dict) -> str:
+    md = obj.get("metadata") or {}
+    ns = md.get("namespace")
+    return f"{obj.get('kind')}/{ns + '/' if ns else ''}{md.get('name')}"
+
+
+def labelled(obj: dict) -> dict:
+    """A copy of ``obj`` carrying our managed-by label (metadata only, never selectors)."""
+    out = copy.deepcopy(obj)
+    out.setdefault("metadata", {}).setdefault("labels", {})[MANAGED_BY_LABEL] = MANAGED_BY_VALUE
+    return out
+
+
+def objects(profile) -> tuple[list[dict], list[dict]]:
+    return ([labelled(o) for o in profile.namespace_objects],
+            [labelled(o) for o in profile.workload_objects])
+
+
+def check_ownership(kube: Kube, namespaces: list[dict], adopt: bool = False) -> None:
+    foreign = []
+    for ns in namespaces:
+        live = kube.get("v1", "Namespace", ns["metadata"]["name"])
+        if live is not None and (live.get("metadata", {}).get("labels") or {}).get(MANAGED_BY_LABEL) != MANAGED_BY_VALUE:
+            foreign.append(ns["metadata"]["name"])
+    if foreign and not adopt:
+        raise GuardError(f"namespace(s) {', '.join(foreign)} already exist and are not managed by dashi-cluster; "
+                         "nothing was changed. Re-run with --adopt to deploy the stand-ins into them anyway.")
+
+
+def _same(before: dict, after: dict) -> bool:
+    """Did an apply leave the object as it was? A no-op server-side apply keeps
+    the resourceVersion; failing that, the same generation and labels mean the
+    spec and our metadata did not change."""
+    mb, ma = before.get("metadata") or {}, after.get("metadata") or {}
+    if mb.get("resourceVersion") is not None and mb.get("resourceVersion") == ma.get("resourceVersion"):
+        return True
+    return (mb.get("generation") is not None and mb.get("generation") == ma.get("generation")
+            and (mb.get("labels") or {}) == (ma.get("labels") or {}))
+
+
+def apply_all(kube: Kube, objs: list[dict]) -> tuple[int, int]:
+    """Apply; returns (changed, unchanged) judged by resourceVersion before/after."""
+    changed = unchanged = 0
+    for obj in objs:
+        md = obj["metadata"]
+        before = kube.get(obj["apiVersion"], obj["kind"], md["name"], md.get("namespace"))
+        after = kube.apply(obj)
+        if before is not None and _same(before, after or {}):
+            unchanged += 1
+        else:
+            changed += 1
+    return changed, unchanged
+
+
+@dataclass
+class WorkloadState:
+    ref: str
+    ready: bool
+    detail: str
+
+
+def states(kube: Kube, workloads: list[dict]) -> list[WorkloadState]:
+    out = []
+    for obj in workloads:
+        if not readiness.is_workload(obj):
+            continue
+        md = obj["metadata"]
+        live = kube.get(obj["apiVersion"], obj["kind"], md["name"], md.get("namespace"))
+        ok, detail = readiness.workload_ready(live, _ref(obj))
+        out.append(WorkloadState(_ref(obj), ok, detail))
+    return out
+
+
+def wait_ready(kube: Kube, workloads: list[dict], *, timeout_s: float = READY_TIMEOUT_S,
+               sleep: Callable[[float], None], clock: Callable[[], float],
+               progress: Callable[[str], None] = lambda d: None, interval_s: float = 2.0) -> int:
+    deadline = clock() + timeout_s
+    while True:
+        st = states(kube, workloads)
+        waiting = [w for w in st if not w.ready]
+        progress(f"{len(st) - len(waiting)}/{len(st)} ready" + (f"; waiting for {waiting[0].detail}" if waiting else ""))
+        if not waiting:
+            return len(st)
+        if clock() >= deadline:
+            raise DashiError(f"stand-ins not ready after {int(timeout_s)}s: "
+                             + "; ".join(w.detail for w in waiting[:6])
+                             + (f" (+{len(waiting) - 6} more)" if len(waiting) > 6 else ""))
+        sleep(interval_s)
+
+
+def deploy(kube: Kube, profile, *, adopt: bool = False, sleep, clock,
+           progress: Callable[[str], None] = lambda d: None, timeout_s: float = READY_TIMEOUT_S) -> tuple[bool, str]:
+    """Apply namespaces then workloads, wait Ready. Returns (changed, note)."""
+    namespaces, workloads = objects(profile)
+    check_ownership(kube, namespaces, adopt)
+    progress(f"applying {len(namespaces) + len(workloads)} objects")
+    c1, u1 = apply_all(kube, namespaces)
+    c2, u2 = apply_all(kube, workloads)
+    n = wait_ready(kube, workloads, timeout_s=timeout_s, sleep=sleep, clock=clock, progress=progress)
+    changed = c1 + c2
+    what = f"{changed} changed, {u1 + u2} unchanged" if changed else f"all {u1 + u2} objects unchanged"
+    return bool(changed), f"profile {profile.name}: {what}; {n} workloads ready"

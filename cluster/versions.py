@@ -1,0 +1,95 @@
+"""Every pinned version and upstream URL, in one place.
+
+Bump a version here and nowhere else: the k3d config, the Calico and Cilium
+installs, `inv tools` and the preflight minimums all read these names. Each
+pin says where it was taken from, so the next bump starts from the same doc.
+"""
+
+from __future__ import annotations
+
+# --- k3d / k3s -------------------------------------------------------------
+
+# k3d v5.9.0: current stable release line (k3d-io/k3d releases; the
+# k3d.io/v1alpha5 config schema in pkg/config/v1alpha5/schema.json).
+K3D_VERSION = "v5.9.0"
+# v1alpha5 is the config format of the k3d v5.5+ docs (the v5.4.x docs still
+# show v1alpha4), so older k3d cannot read the file we generate.
+K3D_MIN_VERSION = (5, 5, 0)
+
+# rancher/k3s image tags use "-k3s1" where the release uses "+k3s1" (the tag
+# charset has no "+": k3d-io/k3d PR #1589). v1.33.4+k3s1 is listed in the k3s
+# release notes (k3s-io/docs docs/release-notes/v1.33.X.md, Aug 25 2025) and
+# is the default image of k3d v5.9.0-rc.0 (k3d-io/k3d issue #1604), so the
+# pair is known to work. Kubernetes 1.33 is inside the support window of both
+# Calico 3.31 and Cilium 1.18, and matches this repo's e2e pin (1.33).
+K3S_IMAGE_REPO = "rancher/k3s"
+K3S_VERSION = "v1.33.4-k3s1"
+
+# k3s' default --cluster-cidr (docs.k3s.io, networking). We pass it
+# explicitly so the Calico IP pool (cni/calico/custom-resources.yaml) and the
+# Cilium IPAM (node podCIDRs) provably agree with the cluster.
+POD_CIDR = "10.42.0.0/16"
+SERVICE_CIDR = "10.43.0.0/16"
+
+# Docker: "k3d v5.x.x requires at least Docker v20.10.5 (runc >= v1.0.0-rc93)"
+# (k3d-io/k3d docs/index.md, Requirements; k3d issue #807).
+DOCKER_MIN_VERSION = (20, 10, 5)
+
+# --- CNIs --------------------------------------------------------------------
+
+# Calico v3.31.4 (tigera operator v1.40.7): latest v3.31 patch in
+# tigera/docs calico_versioned_docs/version-3.31/releases.json. Recent enough
+# for k3d: Calico < 3.27 failed there with an ipset mismatch (k3d #1375,
+# projectcalico/calico #8372). From 3.30 on the CRDs ship as operator-crds.yaml
+# beside tigera-operator.yaml (3.31 k3s quickstart).
+CALICO_VERSION = "v3.31.4"
+CALICO_MANIFESTS_URL = f"https://raw.githubusercontent.com/projectcalico/calico/{CALICO_VERSION}/manifests"
+CALICO_OPERATOR_CRDS_URL = f"{CALICO_MANIFESTS_URL}/operator-crds.yaml"
+CALICO_OPERATOR_URL = f"{CALICO_MANIFESTS_URL}/tigera-operator.yaml"
+
+# Cilium 1.18.6 Helm chart (helm.cilium.io; the 1.18 line supports
+# Kubernetes 1.33). Installed with `helm upgrade --install --repo` so the
+# user's helm repository list is left alone.
+CILIUM_VERSION = "1.18.6"
+CILIUM_CHART_REPO = "https://helm.cilium.io/"
+
+# --- client tools --------------------------------------------------------------
+
+# kubectl within one minor of the server (Kubernetes version skew policy).
+KUBECTL_VERSION = "v1.33.4"
+# Server-side apply (`kubectl apply --server-side`) is GA since 1.22.
+KUBECTL_MIN_VERSION = (1, 22, 0)
+
+# Helm 3 (Cilium's "Installation using Helm" guide); v3.19.2 is a current
+# 3.x patch. Helm 2 needed Tiller and is not supported.
+HELM_VERSION = "v3.19.2"
+HELM_MIN_VERSION = (3, 0, 0)
+
+# Where `inv tools` downloads from (upstream layouts; each base can be
+# replaced by a mirror, see cluster/tools.py):
+#   k3d:     {base}/{version}/k3d-{os}-{arch}       + {base}/{version}/checksums.txt
+#   helm:    {base}/helm-{version}-{os}-{arch}.tar.gz + ".sha256sum"   (helm.sh install docs)
+#   kubectl: {base}/{version}/bin/{os}/{arch}/kubectl + ".sha256"       (kubernetes.io install docs)
+K3D_DOWNLOAD_BASE = "https://github.com/k3d-io/k3d/releases/download"
+HELM_DOWNLOAD_BASE = "https://get.helm.sh"
+KUBECTL_DOWNLOAD_BASE = "https://dl.k8s.io/release"
+
+# Optional pinned SHA-256 per (tool, os, arch). When a pin is present it wins
+# over the publisher's checksum file; none is pinned yet because no digest
+# could be read from the publishers here (no internet): add them after a
+# verified download and the install no longer trusts the checksum file.
+TOOL_SHA256: dict[tuple[str, str, str], str] = {}
+
+# --- test images -----------------------------------------------------------------
+
+# The stand-ins and the canary run the Kubernetes e2e test image (the profiles'
+# workloads use the same tag; tests/test_standins.py keeps them in step).
+AGNHOST_IMAGE = "registry.k8s.io/e2e-test-images/agnhost:2.53"
+
+
+def k3s_image(version: str = K3S_VERSION) -> str:
+    return f"{K3S_IMAGE_REPO}:{version}"
+
+
+def fmt_version(v: tuple[int, ...]) -> str:
+    return "v" + ".".join(str(p) for p in v)

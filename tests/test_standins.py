@@ -1,0 +1,99 @@
+"""Stand-ins: applied with our label, waited on by status, idempotent, and never pushed into someone else's namespace."""
+
+import pytest
+
+from cluster import standins, versions
+from cluster.errors import DashiError, GuardError
+from cluster.fakekube import FakeClock, FakeKube
+from cluster.kube import MANAGED_BY_LABEL, MANAGED_BY_VALUE
+from cluster.profile import load_profile
+from lifecycle_fixtures import SSAKube
+
+
+def _deploy(kube, profile, clock, **kw):
+    return standins.deploy(kube, profile, sleep=clock.sleep, clock=clock, **kw)
+
+
+@pytest.mark.parametrize("name", ["dashi", "environments"])
+def test_deploy_applies_everything_and_waits_ready(name):
+    clock = FakeClock()
+    kube = FakeKube(clock=clock, sleep=clock.sleep)
+    profile = load_profile(name)
+    changed, note = _deploy(kube, profile, clock)
+    assert changed
+    n_objects = len(profile.namespace_objects) + len(profile.workload_objects)
+    assert f"{n_objects} changed, 0 unchanged" in note
+    applied = kube.calls_of("apply")
+    assert len(applied) == n_objects
+    # Namespaces first, then the workloads in the profile's order.
+    assert [c.kind for c in applied[:len(profile.namespace_objects)]] == ["Namespace"] * len(profile.namespace_objects)
+    for obj in profile.workload_objects:
+        live = kube.get(obj["apiVersion"], obj["kind"], obj["metadata"]["name"], obj["metadata"]["namespace"])
+        assert live["metadata"]["labels"][MANAGED_BY_LABEL] == MANAGED_BY_VALUE
+    assert all(w.ready for w in standins.states(kube, profile.workload_objects))
+
+
+def test_second_deploy_changes_nothing():
+    clock = FakeClock()
+    kube = SSAKube(clock=clock, sleep=clock.sleep)
+    profile = load_profile("dashi")
+    _deploy(kube, profile, clock)
+    changed, note = _deploy(kube, profile, clock)
+    assert not changed
+    assert note.startswith("profile dashi: all ") and "objects unchanged" in note
+
+
+def test_label_is_added_to_metadata_only_never_selectors():
+    profile = load_profile("dashi")
+    _, workloads = standins.objects(profile)
+    for before, after in zip(profile.workload_objects, workloads):
+        assert after["spec"] == before["spec"]
+        assert MANAGED_BY_LABEL not in (before.get("metadata", {}).get("labels") or {})
+
+
+def test_foreign_namespace_is_refused_unless_adopted():
+    clock = FakeClock()
+    kube = FakeKube(clock=clock, sleep=clock.sleep)
+    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "dashi-data"}})
+    profile = load_profile("dashi")
+    with pytest.raises(GuardError, match="dashi-data already exist and are not managed by dashi-cluster"):
+        _deploy(kube, profile, clock)
+    assert [c.kind for c in kube.calls_of("apply")] == ["Namespace"]  # only our own setup call above
+    changed, _ = _deploy(kube, profile, clock, adopt=True)
+    assert changed
+
+
+def test_timeout_names_what_is_not_ready():
+    clock = FakeClock()
+    kube = FakeKube(clock=clock, sleep=clock.sleep)
+    profile = load_profile("environments")
+    namespaces, workloads = standins.objects(profile)
+    standins.apply_all(kube, namespaces + workloads)
+    dep = next(w for w in workloads if w["kind"] == "Deployment")
+    kube.patch_status("apps/v1", "Deployment", dep["metadata"]["name"], dep["metadata"]["namespace"],
+                      {"availableReplicas": 0, "updatedReplicas": 0})
+    with pytest.raises(DashiError, match=f"stand-ins not ready after 10s: Deployment/.*{dep['metadata']['name']} 0/1"):
+        standins.wait_ready(kube, workloads, timeout_s=10, sleep=clock.sleep, clock=clock)
+
+
+def test_profiles_run_the_pinned_agnhost_image():
+    for name in ("dashi", "environments"):
+        for obj in load_profile(name).workload_objects:
+            spec = obj.get("spec", {})
+            pod = spec.get("template", {}).get("spec") or spec
+            for c in pod.get("containers") or []:
+                assert c["image"] == versions.AGNHOST_IMAGE, (name, obj["metadata"]["name"])
+
+
+def test_a_changed_manifest_is_reported_as_a_change():
+    import copy
+
+    clock = FakeClock()
+    kube = SSAKube(clock=clock, sleep=clock.sleep)
+    profile = load_profile("environments")
+    _deploy(kube, profile, clock)
+    edited = copy.deepcopy(profile)
+    dep = next(o for o in edited.workload_objects if o["kind"] == "Deployment")
+    dep["spec"]["replicas"] = 2
+    changed, note = _deploy(kube, edited, clock)
+    assert changed and note.startswith("profile environments: 1 changed, ")
