@@ -2,44 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Callable, Mapping
-
 from rich.console import Console
-from rich.table import Table
 
 from cluster.analysis import CheckReport, Difference
 from cluster.engine import Edge
-
-
-def matrix_table(title: str, edges: Mapping[Edge, object], cell: Callable[[Edge], str]) -> Table:
-    """Sources as rows, destination ports as numbered columns; ``cell`` renders one edge.
-
-    Columns are numbered (see ``legend``) so that the matrix of a whole
-    profile fits an 80-column terminal.
-    """
-    sources = list(dict.fromkeys(e.src for e in edges))
-    columns = _columns(edges)
-    table = Table(title=title, header_style="bold", title_justify="left", box=None, padding=(0, 0))
-    table.add_column("from \\ to", no_wrap=True, max_width=26, overflow="ellipsis")
-    for i, _ in enumerate(columns, 1):
-        table.add_column(str(i), justify="right", no_wrap=True, min_width=3)
-    by_pair = {(e.src, (e.dst, e.port, e.protocol)): e for e in edges}
-    for src in sources:
-        row = [src]
-        for col in columns:
-            edge = by_pair.get((src, col))
-            row.append(cell(edge) if edge is not None else "")
-        table.add_row(*row)
-    return table
-
-
-def _columns(edges) -> list[tuple[str, int, str]]:
-    return list(dict.fromkeys((e.dst, e.port, e.protocol) for e in edges))
-
-
-def legend(edges) -> str:
-    """The numbered destination columns of ``matrix_table``, one per line."""
-    return "\n".join(f"  {i:>2}  {dst} {port}/{proto}" for i, (dst, port, proto) in enumerate(_columns(edges), 1))
+from cluster.report import matrix_table, print_column_key
 
 
 def _diff_lines(diffs: list[Difference]) -> list[str]:
@@ -54,20 +21,21 @@ def print_check(report: CheckReport, console: Console, show_matrices: bool = Tru
                   f"{len(profile.intended)} intended")
     if show_matrices and report.steps:
         console.print("destination columns of the matrices below:")
-        console.print(legend(report.steps[0].verdicts), highlight=False)
+        print_column_key(report.steps[0].verdicts, console)
     prev = None
     for res in report.steps:
         k = res.index
         verdicts = res.verdicts
         want = profile.intended_after(k)
         if show_matrices:
-            def cell(e: Edge, v=verdicts, w=want) -> str:
+            def cell(e: Edge | None, v=verdicts, w=want) -> str:
+                if e is None:
+                    return ""
                 ok = v[e].allowed
                 mark = "[green]✓[/green]" if ok else "[dim]·[/dim]"
                 return mark if ok == w[e] else ("[bold red]✗[/bold red]" if ok else "[bold red]![/bold red]")
-            console.print(matrix_table(f"after step {k} {res.name}: ✓ allowed  · blocked  "
-                                       "✗ allowed but not intended  ! intended but blocked",
-                                       verdicts, cell))
+            console.print(matrix_table(verdicts, f"after step {k} {res.name}: ✓ allowed  · blocked  "
+                                       "✗ allowed but not intended  ! intended but blocked", cell))
         opened = closed = 0
         if prev is not None:
             opened = sum(1 for e, v in verdicts.items() if v.allowed and not prev[e].allowed)

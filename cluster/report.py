@@ -179,18 +179,9 @@ def diagnosis(report: MatrixReport) -> str | None:
 # Terminal
 
 
-def _columns(rows: list[EdgeRow]) -> list[tuple[str, int, str]]:
-    seen: dict[tuple[str, int, str], None] = {}
-    for r in rows:
-        seen.setdefault((r.edge.dst, r.edge.port, r.edge.protocol), None)
-    return list(seen)
-
-
-def _sources(rows: list[EdgeRow]) -> list[str]:
-    seen: dict[str, None] = {}
-    for r in rows:
-        seen.setdefault(r.edge.src, None)
-    return list(seen)
+def columns(edges) -> list[tuple[str, int, str]]:
+    """The destination ports of a matrix, in first-seen order."""
+    return list(dict.fromkeys((e.dst, e.port, e.protocol) for e in edges))
 
 
 def _col_name(dst: str, port: int, proto: str) -> str:
@@ -217,19 +208,33 @@ def _cell_observed(row: EdgeRow | None) -> Text:
     return Text(mark, style="green" if row.observed else "dim")
 
 
-def matrix_table(rows: list[EdgeRow], title: str, cell) -> Table:
-    cols = _columns(rows)
-    by = {(r.edge.src, r.edge.dst, r.edge.port, r.edge.protocol): r for r in rows}
-    table = Table(title=title, show_lines=False, pad_edge=False, box=None, header_style="bold",
+def matrix_table(edges, title: str, cell) -> Table:
+    """Sources as rows, destination ports as numbered columns; ``cell(edge)``
+    renders one edge (None where a source has no such edge)."""
+    edges = list(edges)
+    cols = columns(edges)
+    by = {(e.src, e.dst, e.port, e.protocol): e for e in edges}
+    table = Table(title=title, title_justify="left", show_lines=False, pad_edge=False, box=None, header_style="bold",
                   padding=(0, 0), collapse_padding=True, min_width=len(title))
     table.add_column("from \\ to", no_wrap=True, max_width=28, overflow="ellipsis")
     # Destinations are numbered (the key is printed once below the tables):
     # full names as headers would make a 14 x 18 matrix too wide to read.
     for i, _ in enumerate(cols, 1):
         table.add_column(str(i), justify="center", no_wrap=True, min_width=3)
-    for src in _sources(rows):
+    for src in dict.fromkeys(e.src for e in edges):
         table.add_row(src, *[cell(by.get((src, dst, port, proto))) for dst, port, proto in cols])
     return table
+
+
+def print_column_key(edges, console: Console) -> None:
+    """The numbered destination columns of ``matrix_table``, packed per line."""
+    cols = columns(edges)
+    width = max(len(_col_name(*c)) for c in cols) + 5 if cols else 0
+    per_line = max(1, (console.width or 80) // max(width, 1))
+    keys = [f"{i:>2} {_col_name(*c)}".ljust(width) for i, c in enumerate(cols, 1)]
+    for i in range(0, len(keys), per_line):
+        console.print("".join(keys[i:i + per_line]).rstrip(), markup=False, highlight=False, soft_wrap=True,
+                      style="dim")
 
 
 # How many differences the terminal shows in full; the rest are counted
@@ -244,18 +249,15 @@ def render(report: MatrixReport, console: Console, *, matrices: bool = True) -> 
     """Print the matrices (expected, observed) and the evidence for each problem."""
     console.print(f"{report.profile} {report.state}: {report.summary_line()}", markup=False, highlight=False, soft_wrap=True)
     if matrices:
-        expected = matrix_table(report.rows, "expected (engine)", _cell_expected)
+        rows = {r.edge: r for r in report.rows}
+        edges = list(rows)
+        expected = matrix_table(edges, "expected (engine)", lambda e: _cell_expected(rows.get(e)))
         if report.probed:
-            observed = matrix_table(report.rows, "observed (live probes)", _cell_observed)
+            observed = matrix_table(edges, "observed (live probes)", lambda e: _cell_observed(rows.get(e)))
             console.print(Columns([expected, observed], padding=(0, 4)))
         else:
             console.print(expected)
-        cols = _columns(report.rows)
-        width = max(len(_col_name(*c)) for c in cols) + 5 if cols else 0
-        per_line = max(1, (console.width or 80) // max(width, 1))
-        keys = [f"{i:>2} {_col_name(*c)}".ljust(width) for i, c in enumerate(cols, 1)]
-        for i in range(0, len(keys), per_line):
-            console.print("".join(keys[i:i + per_line]).rstrip(), markup=False, highlight=False, soft_wrap=True, style="dim")
+        print_column_key(edges, console)
         console.print(LEGEND, markup=False, highlight=False, soft_wrap=True, style="dim")
     for note in report.notes:
         console.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)

@@ -1,0 +1,61 @@
+"""Real-cluster tests: opt-in, and real when a cluster is reachable.
+
+They run against the cluster whose kubeconfig ``DASHI_E2E_KUBECONFIG`` names
+(``tests/e2e/k3s/up.sh`` starts one on this machine and prints the path),
+drive the tasks exactly as a user types them, and skip with the reason when
+no cluster answers. One cluster per session; the tests of a module share
+the rollout state and run in file order.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class E2ECluster:
+    kubeconfig: str
+    context: str
+    env: dict
+    state_dir: Path
+
+    def inv(self, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+        proc = subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, env=self.env,
+                              capture_output=True, text=True, timeout=timeout)
+        # Shown by pytest on failure (and with -s): the user's view of the run.
+        print(f"$ inv {' '.join(args)}  -> exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def api(self):
+        from kubernetes import client, config
+
+        return client.ApiClient(config.new_client_from_config(config_file=self.kubeconfig,
+                                                              context=self.context).configuration)
+
+
+@pytest.fixture(scope="session")
+def e2e_cluster(tmp_path_factory) -> E2ECluster:
+    kubeconfig = os.environ.get("DASHI_E2E_KUBECONFIG")
+    if not kubeconfig:
+        pytest.skip("no real cluster: set DASHI_E2E_KUBECONFIG (tests/e2e/k3s/up.sh starts one and prints it)")
+    if not Path(kubeconfig).is_file():
+        pytest.skip(f"no real cluster: DASHI_E2E_KUBECONFIG={kubeconfig} does not exist")
+    from kubernetes import client, config
+
+    try:
+        contexts, current = config.list_kube_config_contexts(config_file=kubeconfig)
+        api = config.new_client_from_config(config_file=kubeconfig)
+        client.VersionApi(api).get_code(_request_timeout=5)
+    except Exception as e:  # any failure to reach it means: no cluster for these tests
+        pytest.skip(f"no real cluster: {kubeconfig} does not answer ({type(e).__name__}: {e})")
+    state = tmp_path_factory.mktemp("dashi-state")
+    env = {**os.environ, "KUBECONFIG": kubeconfig, "DASHI_STATE_DIR": str(state), "COLUMNS": "160"}
+    return E2ECluster(kubeconfig, current["name"], env, state)
