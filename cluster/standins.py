@@ -16,6 +16,7 @@ from typing import Callable
 from cluster import readiness
 from cluster.errors import DashiError, GuardError
 from cluster.kube import MANAGED_BY_LABEL, MANAGED_BY_VALUE, Kube
+from cluster.resources import DEBUG_ANNOTATION
 
 # Stand-ins are agnhost pods with 5m CPU requests; the first start pulls the
 # agnhost image (~50 MB) once per node. 5 minutes covers a slow connection.
@@ -29,9 +30,18 @@ def _ref(obj: dict) -> str:
 
 
 def labelled(obj: dict) -> dict:
-    """A copy of ``obj`` carrying our managed-by label (metadata only, never selectors)."""
+    """A copy of ``obj`` marked as ours (metadata only, never selectors).
+
+    The debug pods stay unlabelled, as the training chapter's incident has
+    it: a label, even ours, is something a selector could catch. They are
+    marked by an annotation instead.
+    """
     out = copy.deepcopy(obj)
-    out.setdefault("metadata", {}).setdefault("labels", {})[MANAGED_BY_LABEL] = MANAGED_BY_VALUE
+    md = out.setdefault("metadata", {})
+    if obj.get("kind") == "Pod" and (md.get("annotations") or {}).get(DEBUG_ANNOTATION) == "debug":
+        md.setdefault("annotations", {})[MANAGED_BY_LABEL] = MANAGED_BY_VALUE
+    else:
+        md.setdefault("labels", {})[MANAGED_BY_LABEL] = MANAGED_BY_VALUE
     return out
 
 

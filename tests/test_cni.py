@@ -73,6 +73,7 @@ def test_cilium_values_fit_k3d():
     assert values["ipam"]["mode"] == "kubernetes"
     assert values["operator"]["replicas"] == 1
     assert values["kubeProxyReplacement"] == "false"
+    assert values["policyCIDRMatchMode"] == ["nodes"]  # ipBlock must select the API server on a node
     assert values["cgroup"] == {"autoMount": {"enabled": False}, "hostRoot": "/run/cilium/cgroupv2"}
 
 

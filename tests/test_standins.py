@@ -29,7 +29,8 @@ def test_deploy_applies_everything_and_waits_ready(name):
     assert [c.kind for c in applied[:len(profile.namespace_objects)]] == ["Namespace"] * len(profile.namespace_objects)
     for obj in profile.workload_objects:
         live = kube.get(obj["apiVersion"], obj["kind"], obj["metadata"]["name"], obj["metadata"]["namespace"])
-        assert live["metadata"]["labels"][MANAGED_BY_LABEL] == MANAGED_BY_VALUE
+        mark = "annotations" if obj["metadata"]["name"] == "debug" else "labels"
+        assert live["metadata"][mark][MANAGED_BY_LABEL] == MANAGED_BY_VALUE
     assert all(w.ready for w in standins.states(kube, profile.workload_objects))
 
 
@@ -97,3 +98,13 @@ def test_a_changed_manifest_is_reported_as_a_change():
     dep["spec"]["replicas"] = 2
     changed, note = _deploy(kube, edited, clock)
     assert changed and note.startswith("profile environments: 1 changed, ")
+
+
+def test_debug_pods_stay_unlabelled_and_are_marked_by_annotation():
+    _, workloads = standins.objects(load_profile("dashi"))
+    debug = [o for o in workloads if o["kind"] == "Pod"]
+    assert [f"{o['metadata']['namespace']}/{o['metadata']['name']}" for o in debug] == [
+        f"dashi-{ns}/debug" for ns in ("platform", "catalog", "data", "serving", "monitoring")]
+    for pod in debug:
+        assert "labels" not in pod["metadata"]
+        assert pod["metadata"]["annotations"] == {"dashi.io/role": "debug", MANAGED_BY_LABEL: MANAGED_BY_VALUE}
