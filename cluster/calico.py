@@ -14,7 +14,7 @@ from pathlib import Path
 
 from cluster import readiness, versions
 from cluster.kube import FIELD_MANAGER, Kube
-from cluster.lifecycle import Action, Run, Session, Wait
+from cluster.lifecycle import Action, Run, Wait
 from cluster.runner import REPO_ROOT
 
 CUSTOM_RESOURCES = REPO_ROOT / "cni" / "calico" / "custom-resources.yaml"

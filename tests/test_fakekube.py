@@ -7,7 +7,6 @@ import pytest
 from cluster.errors import KubeError
 from cluster.fakekube import API_ADDRESS, Call, FakeClock, FakeKube, selector_matches
 from cluster.kube import FIELD_MANAGER
-from cluster.profile import load_profile
 
 NP = "networking.k8s.io/v1"
 
@@ -32,16 +31,6 @@ def deployment(name, namespace, replicas=1, labels=None, ports=((8080, "TCP"),))
 def deny_all(namespace):
     return {"apiVersion": NP, "kind": "NetworkPolicy", "metadata": {"name": "deny", "namespace": namespace},
             "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}}
-
-
-@pytest.fixture
-def dashi():
-    kube = FakeKube()
-    profile = load_profile("dashi")
-    for obj in profile.namespace_objects + profile.workload_objects:
-        kube.apply(obj)
-    kube.calls.clear()
-    return kube, profile
 
 
 def pod_named(kube, namespace, prefix):

@@ -13,18 +13,7 @@ from cluster.fakekube import API_ADDRESS, FakeClock, FakeKube
 from cluster.kube import ExecResult
 from cluster.probe import (MatrixProber, ProbeResult, Target, classify, connect, connect_argv, discover,
                            go_duration)
-from cluster.profile import load_profile
 from cluster.snapshots import mark_ours
-
-
-@pytest.fixture
-def dashi():
-    kube = FakeKube()
-    profile = load_profile("dashi")
-    for obj in profile.namespace_objects + profile.workload_objects:
-        kube.apply(obj)
-    kube.calls.clear()
-    return kube, profile
 
 
 def apply_steps(kube, profile, k):

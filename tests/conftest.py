@@ -1,0 +1,19 @@
+"""Fixtures shared by the unit tests."""
+
+from __future__ import annotations
+
+import pytest
+
+from cluster.fakekube import FakeKube
+from cluster.profile import load_profile
+
+
+@pytest.fixture
+def dashi():
+    """The dashi stand-ins deployed on a fake cluster, its call record cleared."""
+    kube = FakeKube()
+    profile = load_profile("dashi")
+    for obj in profile.namespace_objects + profile.workload_objects:
+        kube.apply(obj)
+    kube.calls.clear()
+    return kube, profile
