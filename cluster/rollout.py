@@ -262,6 +262,15 @@ class Rollout:
     def say(self, text: str = "", **kw) -> None:
         self.out.print(text, markup=False, highlight=False, soft_wrap=True, **kw)
 
+    def _verify_restore(self, k: int, verified: str) -> str:
+        """Probe the matrix after a restore to k steps; say and return the verdict."""
+        after = verify_live(self.kube, self.profile, k, self.settings, context=self.context)
+        restored = verified if after.ok else "the restored state ALSO differs: " + after.summary_line()
+        self.say(f"  {restored}")
+        if not after.ok:
+            render(after, self.out, matrices=False)
+        return restored
+
     def _begin(self, action: str) -> ClusterLock:
         """Banner first (it names the cluster), then the guard, then the lock."""
         self.say(guard.banner(self.context, self.server, action))
@@ -397,12 +406,7 @@ class Rollout:
         except KubeError as e:
             raise KubeError(f"step {step.name} failed verification (evidence above) and restoring snapshot "
                             f"{snap_id} failed ({e}); the next run finishes the restore") from e
-        after = verify_live(self.kube, self.profile, k, self.settings, context=self.context)
-        restored = ("the restore is verified: the live matrix matches the engine again" if after.ok
-                    else "the restored state ALSO differs: " + after.summary_line())
-        self.say(f"  {restored}")
-        if not after.ok:
-            render(after, self.out, matrices=False)
+        restored = self._verify_restore(k, "the restore is verified: the live matrix matches the engine again")
         kinds = sorted({p for r in report.problem_rows for p in r.problems})
         raise VerificationFailed(
             f"step {step.name} rolled back to snapshot {snap_id}: {len(report.problem_rows)} edge(s) "
@@ -465,12 +469,7 @@ class Rollout:
                                 f"failed too ({e2}); the next run finishes the restore") from e2
             self.history.append("step-failed", context=self.context, profile=self.profile.name, step=step.name,
                                 snapshot=info.id, ok=False, message=f"apply failed: {e}")
-            after = verify_live(self.kube, self.profile, i, self.settings, context=self.context)
-            restored = ("the restore is verified live" if after.ok
-                        else "the restored state ALSO differs: " + after.summary_line())
-            self.say(f"  {restored}")
-            if not after.ok:
-                render(after, self.out, matrices=False)
+            restored = self._verify_restore(i, "the restore is verified live")
             raise KubeError(f"applying step {step.name} failed ({e}); restored snapshot {info.id}: {restored}") from e
         self.say(f"  applied {len(step.objects)} NetworkPolicies: "
                  f"{', '.join(_ref(o) for o in step.objects)}")
