@@ -1,8 +1,9 @@
 """Invoke tasks: `inv --list` shows them, `inv --help TASK` documents each flag.
 
-Each task is a few lines that call into the ``cluster`` package. Expected
-failures (bad input, missing tools, a red verification) surface as a
-one-line message and a non-zero exit, never a traceback.
+Each task is a line or two that calls its entry point in ``cluster.cli``,
+which returns the exit code. Expected failures (bad input, missing tools, a
+red verification) surface as a one-line message and a non-zero exit, never a
+traceback.
 """
 
 from __future__ import annotations
@@ -16,16 +17,19 @@ from cluster.errors import DashiError
 
 
 def _friendly(fn):
-    """Turn the package's expected errors into `Exit` (one line, its exit code)."""
+    """Run a task body that returns an exit code; turn a non-zero code and the
+    package's expected errors into `Exit` (one line, its exit code)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            return fn(*args, **kwargs)
+            code = fn(*args, **kwargs)
         except DashiError as err:
             raise Exit(f"error: {err}", code=err.exit_code) from None
         except KeyboardInterrupt:
             raise Exit("interrupted", code=130) from None
+        if code:
+            raise Exit(code=code)
 
     return wrapper
 
@@ -46,11 +50,9 @@ def _friendly(fn):
 @_friendly
 def policies_check(c, profile="dashi", skip=None, json=False, quiet=False, strict=False):
     """Offline: predict each step's matrix and compare the result with the intended matrix."""
-    from cluster import offline
+    from cluster.cli import policy
 
-    raise_exit = offline.policies_check(profile, skip or [], as_json=json, quiet=quiet, strict=strict)
-    if raise_exit:
-        raise Exit(code=1)
+    return policy.policies_check(profile, skip or [], as_json=json, quiet=quiet, strict=strict)
 
 
 @task(
@@ -65,9 +67,9 @@ def policies_check(c, profile="dashi", skip=None, json=False, quiet=False, stric
 @_friendly
 def explain(c, src, dst, port, profile="dashi", step=None):
     """Why is SRC -> DST PORT allowed or blocked? Names the policies on each side."""
-    from cluster import offline
+    from cluster.cli import policy
 
-    offline.explain(profile, src, dst, port, step)
+    return policy.explain(profile, src, dst, port, step)
 
 
 @task(
@@ -79,9 +81,9 @@ def explain(c, src, dst, port, profile="dashi", step=None):
 @_friendly
 def reachability(c, resources, format="json"):
     """Offline: every allowed (src, dst, port) among the resources in a directory."""
-    from cluster import offline
+    from cluster.cli import policy
 
-    offline.reachability(resources, format)
+    return policy.reachability(resources, format)
 
 # --- cluster lifecycle -----------------------------------------------------
 
@@ -104,20 +106,21 @@ _NAME_HELP = "k3d cluster name (context k3d-<name>); default dashi"
 def cluster_up(c, name="dashi", cni="calico", agents=0, k3s_version=None, profile="dashi", api_port=6550,
                dry_run=False, cleanup_on_failure=False):
     """Create a k3d cluster with a policy-enforcing CNI, the stand-ins, and prove enforcement."""
-    from cluster import commands, versions
+    from cluster import versions
+    from cluster.cli import cluster
 
-    commands.cli_up(name=name, cni=cni, agents=int(agents), k3s_version=k3s_version or versions.K3S_VERSION,
-                    profile=profile, api_port=int(api_port), dry_run=dry_run,
-                    cleanup_on_failure=cleanup_on_failure)
+    return cluster.up(name=name, cni=cni, agents=int(agents), k3s_version=k3s_version or versions.K3S_VERSION,
+                      profile=profile, api_port=int(api_port), dry_run=dry_run,
+                      cleanup_on_failure=cleanup_on_failure)
 
 
 @task(help={"name": _NAME_HELP, "force": "delete even a k3d cluster dashi-cluster did not create"})
 @_friendly
 def cluster_down(c, name="dashi", force=False):
     """Delete the k3d cluster (nodes, volumes, kubeconfig entry)."""
-    from cluster import commands
+    from cluster.cli import cluster
 
-    commands.cli_down(name, force=force)
+    return cluster.down(name, force=force)
 
 
 @task(
@@ -130,9 +133,9 @@ def cluster_down(c, name="dashi", force=False):
 @_friendly
 def status(c, name="dashi", profile="dashi", context=None):
     """Cluster, CNI health, stand-ins, and which policy step the rollout has applied."""
-    from cluster import commands
+    from cluster.cli import cluster
 
-    commands.cli_status(name, profile=profile, context=context)
+    return cluster.status(name, profile=profile, context=context)
 
 
 @task(
@@ -145,9 +148,9 @@ def status(c, name="dashi", profile="dashi", context=None):
 @_friendly
 def tools(c, only=None, base_url=None):
     """Install pinned k3d, helm and kubectl into ./.dashi/bin, checksums verified."""
-    from cluster import commands
+    from cluster.cli import cluster
 
-    commands.cli_tools(only=only or None, base_url=base_url)
+    return cluster.install_tools(only=only or None, base_url=base_url)
 
 
 @task(
@@ -161,9 +164,9 @@ def tools(c, only=None, base_url=None):
 @_friendly
 def prepare(c, context=None, profile="dashi", adopt=False, dry_run=False):
     """Existing cluster: deploy the stand-ins and run the enforcement canary (no k3d, no CNI install)."""
-    from cluster import commands
+    from cluster.cli import cluster
 
-    commands.cli_prepare(context, profile=profile, adopt=adopt, dry_run=dry_run)
+    return cluster.prepare(context, profile=profile, adopt=adopt, dry_run=dry_run)
 
 
 # --- policy rollout --------------------------------------------------------
@@ -184,9 +187,9 @@ _CONTEXT_HELP = ("kubeconfig context (KUBECONFIG is read as kubectl does); requi
 @_friendly
 def network_policies_up(c, profile="dashi", until=None, context=None, dry_run=False, yes=False):
     """Apply the policy steps one at a time: snapshot, apply, verify live, roll back on a mismatch."""
-    from cluster import rollout
+    from cluster.cli import rollout
 
-    rollout.cli_up(profile, until=until, context=context, dry_run=dry_run, yes=yes)
+    return rollout.up(profile, until=until, context=context, dry_run=dry_run, yes=yes)
 
 
 @task(
@@ -200,9 +203,9 @@ def network_policies_up(c, profile="dashi", until=None, context=None, dry_run=Fa
 @_friendly
 def rollback(c, to=None, profile="dashi", context=None, yes=False):
     """Restore an earlier snapshot of our NetworkPolicies exactly, then verify the matrix live."""
-    from cluster import rollout
+    from cluster.cli import rollout
 
-    rollout.cli_rollback(profile, to=to, context=context, yes=yes)
+    return rollout.rollback(profile, to=to, context=context, yes=yes)
 
 
 @task(
@@ -216,10 +219,9 @@ def rollback(c, to=None, profile="dashi", context=None, yes=False):
 @_friendly
 def smoke(c, profile="dashi", context=None, json=None, markdown=None):
     """Probe the whole matrix now; exit 0 only when every edge is as expected."""
-    from cluster import rollout
+    from cluster.cli import rollout
 
-    if not rollout.cli_smoke(profile, context=context, json_path=json, markdown_path=markdown):
-        raise Exit(code=1)
+    return rollout.smoke(profile, context=context, json_path=json, markdown_path=markdown)
 
 
 @task(
@@ -231,6 +233,6 @@ def smoke(c, profile="dashi", context=None, json=None, markdown=None):
 @_friendly
 def history(c, profile="dashi", context=None):
     """The policy steps applied and rolled back on a cluster: when, by whom, snapshots, verification."""
-    from cluster import rollout
+    from cluster.cli import rollout
 
-    rollout.cli_history(profile, context=context)
+    return rollout.history(profile, context=context)

@@ -48,6 +48,10 @@ class SnapshotError(DashiError):
     """A snapshot is missing, corrupt or does not match its checksum."""
 
 
+class StateError(DashiError):
+    """The tool's own record of a cluster (step record, state directory) is unreadable."""
+
+
 class LockError(DashiError):
     """Another run holds the lock for this cluster."""
 

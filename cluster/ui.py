@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 
 from rich.console import Console
@@ -26,3 +27,10 @@ def elapsed(seconds: float) -> str:
 
 def indent(text: str, prefix: str = "      ") -> str:
     return "\n".join(prefix + line if line else line for line in text.rstrip("\n").splitlines())
+
+
+
+def display(argv, env: dict | None = None) -> str:
+    """The command as a user would type it (env assignments first)."""
+    prefix = " ".join(f"{k}={shlex.quote(v)}" for k, v in (env or {}).items())
+    return (prefix + " " if prefix else "") + shlex.join(argv)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from cluster.fakekube import FakeKube
-from cluster.profile import load_profile
+from cluster.policy.profile import load_profile
+from cluster.testing.fakekube import FakeKube
 
 
 @pytest.fixture

@@ -13,8 +13,8 @@ from rich.console import Console
 
 from cluster import versions
 from cluster.errors import DashiError
-from cluster.fakekube import FakeClock, FakeKube
-from cluster.runner import FakeRunner, Result
+from cluster.local.runner import FakeRunner, Result
+from cluster.testing.fakekube import FakeClock, FakeKube
 
 K3D_VERSION_OUT = "k3d version v5.9.0\nk3s version v1.33.4-k3s1 (default)\n"
 KUBECTL_VERSION_OUT = json.dumps({"clientVersion": {"gitVersion": "v1.33.4", "major": "1", "minor": "33"}})

@@ -2,10 +2,10 @@
 
 import pytest
 
-from cluster import canary
 from cluster.errors import DashiError
-from cluster.fakekube import FakeClock, FakeKube
-from cluster.probe import ProbeResult
+from cluster.live import canary
+from cluster.live.probe import ProbeResult
+from cluster.testing.fakekube import FakeClock, FakeKube
 
 
 def _run(kube, clock, **kw):

@@ -3,10 +3,12 @@
 import pytest
 import yaml
 
-from cluster import calico, cilium, commands, versions
-from cluster.fakekube import FakeClock, FakeKube
-from cluster.lifecycle import Run, Session, Wait
-from cluster.runner import FakeRunner, Result
+from cluster import versions
+from cluster.live import cni
+from cluster.live.steps import Run, Session, Wait
+from cluster.local import calico, cilium
+from cluster.local.runner import FakeRunner, Result
+from cluster.testing.fakekube import FakeClock, FakeKube
 from lifecycle_fixtures import add_flannel_annotation, recording_console, seed_calico, seed_cilium
 
 CTX = "k3d-dashi"
@@ -48,10 +50,10 @@ def test_calico_installation_fits_k3s():
 def test_calico_ready_and_installed_read_status():
     kube = FakeKube()
     assert calico.installed(kube) is None
-    assert calico.tigerastatus_available(kube) == (False, "TigeraStatus calico not reported yet")
+    assert cni.calico_status_available(kube) == (False, "TigeraStatus calico not reported yet")
     seed_calico(kube)
-    assert calico.tigerastatus_available(kube)[0]
-    assert calico.node_rolled_out(kube)[0]
+    assert cni.calico_status_available(kube)[0]
+    assert cni.calico_node_rolled_out(kube)[0]
     assert calico.installed(kube).startswith("Calico v3.31.4 running")
     kube2 = FakeKube()
     seed_calico(kube2, version="v3.29.0")  # an older Calico: re-install (upgrade) it
@@ -125,14 +127,14 @@ def test_detect_cni(seed, want):
     kube = FakeKube()
     if seed:
         seed(kube)
-    assert commands.detect_cni(kube) == want
+    assert cni.detect_cni(kube) == want
 
 
 def test_k3s_policy_controller_disabled_is_read_from_node_args():
     kube = FakeKube()
     add_flannel_annotation(kube, disable_policy=True)
-    assert commands.k3s_policy_controller_disabled(kube)
-    ok, detail = commands.cni_health(kube, "k3s")
+    assert cni.k3s_policy_controller_disabled(kube)
+    ok, detail = cni.cni_health(kube, "k3s")
     assert not ok and "DISABLED" in detail
 
 

@@ -24,8 +24,8 @@ from fnmatch import fnmatchcase
 
 import pytest
 
-from cluster.engine import HOST, Endpoint, Engine, Port, compile_policy
 from cluster.errors import ManifestError
+from cluster.policy.engine import HOST, Endpoint, Engine, Port, compile_policy
 
 # --------------------------------------------------------------------------
 # The universe

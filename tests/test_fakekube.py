@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from cluster.errors import KubeError
-from cluster.fakekube import API_ADDRESS, Call, FakeClock, FakeKube, selector_matches
-from cluster.kube import FIELD_MANAGER
+from cluster.live.kube import FIELD_MANAGER
+from cluster.testing.fakekube import API_ADDRESS, Call, FakeClock, FakeKube, selector_matches
 
 NP = "networking.k8s.io/v1"
 
@@ -284,7 +284,7 @@ def test_calls_are_recorded_in_order(dashi):
 
 
 def test_on_exec_answers_other_commands():
-    from cluster.kube import ExecResult
+    from cluster.live.kube import ExecResult
 
     kube = FakeKube()
     (dns,) = kube.pods("kube-system")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from cluster import guard
 from cluster.errors import GuardError
+from cluster.live import guard
 
 
 def outcome(context, explicit, yes, answer):

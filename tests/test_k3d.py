@@ -5,9 +5,10 @@ import json
 import pytest
 import yaml
 
-from cluster import k3d, versions
+from cluster import versions
 from cluster.errors import DashiError, ToolMissing
-from cluster.runner import FakeRunner
+from cluster.local import k3d
+from cluster.local.runner import FakeRunner
 from lifecycle_fixtures import k3d_cluster_json
 
 SERVERS = ["server:*"]

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from cluster.errors import KubeError
-from cluster.kube import FIELD_MANAGER, ClientKube
+from cluster.live.kube import FIELD_MANAGER, ClientKube
 from lifecycle_fixtures import free_port
 
 RESOURCES = {
@@ -93,7 +93,7 @@ def api():
             pass
 
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
     state["url"] = f"http://127.0.0.1:{httpd.server_address[1]}"
     yield state
     httpd.shutdown()

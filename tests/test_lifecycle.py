@@ -3,13 +3,33 @@ against the runner fake and the in-memory cluster."""
 
 import pytest
 
-from cluster import commands, k3d, versions
-from cluster.canary import NotEnforced
+from cluster import versions
 from cluster.errors import CommandFailed, DashiError, GuardError
-from cluster.lifecycle import Note, Run, Session, Step, StepFailed, Wait, nothing_changed, print_plan, run_steps
-from cluster.runner import FakeRunner, Result
-from lifecycle_fixtures import (StubDocker, World, add_flannel_annotation, free_port, k3d_cluster_json, recording_console,
-                                seed_calico)
+from cluster.live import prepare as live_prepare
+from cluster.live.canary import NotEnforced
+from cluster.live.steps import (
+    Note,
+    PipelineStep,
+    Run,
+    Session,
+    StepFailed,
+    Wait,
+    nothing_changed,
+    print_plan,
+    run_steps,
+)
+from cluster.local import k3d
+from cluster.local import lifecycle as commands
+from cluster.local.runner import FakeRunner, Result
+from lifecycle_fixtures import (
+    StubDocker,
+    World,
+    add_flannel_annotation,
+    free_port,
+    k3d_cluster_json,
+    recording_console,
+    seed_calico,
+)
 
 # -- the engine ----------------------------------------------------------------
 
@@ -22,11 +42,11 @@ def _session(runner=None, **kw):
 def test_steps_run_in_order_with_status_lines():
     s, buf = _session()
     order = []
-    steps = [Step("a", "First", run=lambda s: order.append("a") or "did a"),
-             Step("b", "Second", check=lambda s: "was done", run=lambda s: order.append("b")),
-             Step("c", "Third", actions=lambda s: [Run(["k3d", "version"])]),
-             Step("d", "Fourth", run=lambda s: (False, "idempotent apply, nothing new")),
-             Step("e", "Check", run=lambda s: "ok", verify=True)]
+    steps = [PipelineStep("a", "First", run=lambda s: order.append("a") or "did a"),
+             PipelineStep("b", "Second", check=lambda s: "was done", run=lambda s: order.append("b")),
+             PipelineStep("c", "Third", actions=lambda s: [Run(["k3d", "version"])]),
+             PipelineStep("d", "Fourth", run=lambda s: (False, "idempotent apply, nothing new")),
+             PipelineStep("e", "Check", run=lambda s: "ok", verify=True)]
     outcomes = run_steps(steps, s)
     assert order == ["a"]
     assert [o.status for o in outcomes] == ["changed", "unchanged", "changed", "unchanged", "verified"]
@@ -43,8 +63,8 @@ def test_failed_command_reports_argv_and_tail_and_keeps_everything():
     r = FakeRunner().on("kubectl", returncode=1, stderr="line1\nError: the server is on fire")
     s, buf = _session(r)
     undone = []
-    steps = [Step("create", "Create", run=lambda s: "made", undo=lambda s: undone.append("create")),
-             Step("cni", "Install", actions=lambda s: [Run(["kubectl", "apply", "-f", "x.yaml"])])]
+    steps = [PipelineStep("create", "Create", run=lambda s: "made", undo=lambda s: undone.append("create")),
+             PipelineStep("cni", "Install", actions=lambda s: [Run(["kubectl", "apply", "-f", "x.yaml"])])]
     with pytest.raises(StepFailed) as ei:
         run_steps(steps, s, after_failure="left for inspection: run cluster-down")
     assert undone == []
@@ -63,9 +83,9 @@ def test_cleanup_on_failure_undoes_in_reverse():
     def boom(s):
         raise DashiError("nope")
 
-    steps = [Step("a", "A", run=lambda s: "", undo=lambda s: undone.append("a")),
-             Step("b", "B", run=lambda s: "", undo=lambda s: undone.append("b")),
-             Step("c", "C", run=boom, undo=lambda s: undone.append("c"))]
+    steps = [PipelineStep("a", "A", run=lambda s: "", undo=lambda s: undone.append("a")),
+             PipelineStep("b", "B", run=lambda s: "", undo=lambda s: undone.append("b")),
+             PipelineStep("c", "C", run=boom, undo=lambda s: undone.append("c"))]
     with pytest.raises(StepFailed) as ei:
         run_steps(steps, s, after_failure="kept")
     assert undone == ["c", "b", "a"]
@@ -82,9 +102,9 @@ def test_wait_times_out_with_the_last_detail():
 
 def test_plan_is_numbered_and_shows_commands():
     s, buf = _session()
-    print_plan([Step("x", "Do x", actions=lambda s: [Run(["k3d", "cluster", "list"], env={"A": "1"})],
+    print_plan([PipelineStep("x", "Do x", actions=lambda s: [Run(["k3d", "cluster", "list"], env={"A": "1"})],
                      check=lambda s: None),
-                Step("y", "Do y", actions=lambda s: [Note("just a note")])], s)
+                PipelineStep("y", "Do y", actions=lambda s: [Note("just a note")])], s)
     out = buf.getvalue()
     assert "1. Do x" in out and "$ A=1 k3d cluster list" in out and "2. Do y" in out and "just a note" in out
 
@@ -211,7 +231,7 @@ def test_k3s_cni_relies_on_the_builtin_controller():
 
 
 def test_not_enforcing_cluster_fails_loudly_with_exit_3():
-    from cluster.fakekube import FakeClock
+    from cluster.testing.fakekube import FakeClock
     from lifecycle_fixtures import SSAKube
 
     clock = FakeClock()
@@ -352,7 +372,7 @@ def test_prepare_deploys_and_runs_the_canary_without_k3d():
     w = World(tools=())
     seed_calico(w.kube)
     console, buf = recording_console()
-    res = commands.prepare("prod-ctx", profile="environments", console=console, kube_factory=w.kube_factory,
+    res = live_prepare.prepare("prod-ctx", profile="environments", console=console, kube_factory=w.kube_factory,
                            runner=w.runner, sleep=w.clock.sleep, clock=w.clock)
     assert w.runner.calls == []
     assert res["cni"] == "calico" and res["canary"].startswith("NetworkPolicy enforced by calico")
@@ -362,9 +382,9 @@ def test_prepare_deploys_and_runs_the_canary_without_k3d():
 def test_prepare_requires_a_named_context_and_respects_foreign_namespaces():
     console, _ = recording_console()
     with pytest.raises(DashiError, match="prepare needs --context"):
-        commands.prepare(None, profile="dashi", console=console, kube_factory=lambda c: None)
+        live_prepare.prepare(None, profile="dashi", console=console, kube_factory=lambda c: None)
     w = World()
     w.kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "staging"}})
     with pytest.raises(StepFailed, match="staging already exist and are not managed"):
-        commands.prepare("prod", profile="environments", console=console, kube_factory=w.kube_factory,
+        live_prepare.prepare("prod", profile="environments", console=console, kube_factory=w.kube_factory,
                          runner=w.runner, sleep=w.clock.sleep, clock=w.clock)

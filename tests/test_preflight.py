@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from cluster import preflight
-from cluster.runner import FakeRunner
+from cluster.local import preflight
+from cluster.local.runner import FakeRunner
 from lifecycle_fixtures import HELM_VERSION_OUT, K3D_VERSION_OUT, KUBECTL_VERSION_OUT, StubDocker
 
 

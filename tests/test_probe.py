@@ -7,13 +7,13 @@ import time
 
 import pytest
 
-from cluster.engine import Edge
 from cluster.errors import DashiError
-from cluster.fakekube import API_ADDRESS, FakeClock, FakeKube
-from cluster.kube import ExecResult
-from cluster.probe import (MatrixProber, ProbeResult, Target, classify, connect, connect_argv, discover,
-                           go_duration)
-from cluster.snapshots import mark_ours
+from cluster.live.discovery import Target, discover
+from cluster.live.kube import ExecResult
+from cluster.live.probe import MatrixProber, ProbeResult, classify, connect, connect_argv, go_duration
+from cluster.live.snapshots import mark_ours
+from cluster.policy.engine import Edge
+from cluster.testing.fakekube import API_ADDRESS, FakeClock, FakeKube
 
 
 def apply_steps(kube, profile, k):
@@ -234,7 +234,9 @@ def test_exec_result_shape_from_any_kube():
             return ExecResult(1, "", "REFUSED\n")
 
     edge = Edge("a/x", "b/y", 80)
-    run = MatrixProber(Minimal()).run({edge: Target("a", "x", "10.0.0.1", 80)}, {edge: True})
+    clock = FakeClock()  # the disagreeing probe is re-polled for 10 s: on a fake clock
+    run = MatrixProber(Minimal(), clock=clock, sleep=clock.sleep).run({edge: Target("a", "x", "10.0.0.1", 80)},
+                                                                      {edge: True})
     assert run.observations[edge].result.kind == "refused"
 
 

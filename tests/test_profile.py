@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from cluster.analysis import check, explain
-from cluster.engine import Edge, predict
 from cluster.errors import ManifestError
-from cluster.profile import MANIFESTS_DIR, load_profile
+from cluster.policy.analysis import check, explain
+from cluster.policy.engine import Edge, predict
+from cluster.policy.profile import MANIFESTS_DIR, load_profile
 
 DASHI_NS = ["dashi-platform", "dashi-catalog", "dashi-data", "dashi-serving", "dashi-monitoring"]
 SEED_ORDER = ["default-deny", "allow-dns", "allow-platform", "allow-catalog", "allow-catalog-internal",
@@ -102,7 +102,7 @@ def test_seed_files_alone_break_the_catalog_database_edge(dashi):
     assert not report.ok
     assert [d.edge for d in report.final] == [Edge("dashi-catalog/stac-fastapi", "dashi-catalog/pgstac", 5432)]
     d = report.final[0]
-    assert d.expected is True and d.predicted is False
+    assert d.intended is True and d.predicted is False
     assert "step allow-catalog-internal is not in the applied set" in d.detail
     assert "no egress rule for dashi-catalog/stac-fastapi" in d.detail
     assert "no ingress rule for dashi-catalog/pgstac" in d.detail

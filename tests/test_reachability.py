@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from cluster.errors import ManifestError
-from cluster.reachability import reachability
+from cluster.policy.reachability import reachability
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -7,9 +7,10 @@ import json
 
 from rich.console import Console
 
-from cluster.engine import Edge, Endpoint, Engine, Port
-from cluster.probe import Observation, ProbeResult, Target
-from cluster.report import (EdgeRow, MatrixReport, diagnosis, evidence, render, to_json, to_markdown)
+from cluster.live.discovery import Target
+from cluster.live.probe import Observation, ProbeResult
+from cluster.live.report import EdgeRow, MatrixReport, diagnosis, evidence, render, to_json, to_markdown
+from cluster.policy.engine import Edge, Endpoint, Engine, Port
 
 SRC = Endpoint("team/client", "team", "client", labels={"app": "client"})
 DST = Endpoint("team/db", "team", "db", labels={"app": "db"}, ports=(Port("pg", 5432),))
@@ -65,7 +66,7 @@ def test_evidence_names_edge_expected_observed_kind_and_policies():
     assert evidence(r) == [
         "team/client -> team/db 5432/TCP: mismatch",
         "  intended: blocked (not in the intended matrix)",
-        "  expected (engine): blocked",
+        "  predicted (engine): blocked",
         "  observed: allowed - connected (allowed) from pod team/client-abc to 10.42.0.5:5432; 1 probe(s) over 0.0 s",
         "  probe said: said connected",
         "  engine:",
@@ -82,7 +83,7 @@ def report(rows, probed=True):
 def test_summary_counts():
     rep = report([row(False, "timeout", False), row(False, "connected", False), row(True, "unprobed", True)])
     assert rep.summary() == {"edges": 3, "ok": 1, "mismatch": 1, "unintended": 0, "error": 0, "unprobed": 1,
-                             "expected_allowed": 1, "observed_allowed": 1, "probe_seconds": 1.23, "probes": 3}
+                             "predicted_allowed": 1, "observed_allowed": 1, "probe_seconds": 1.23, "probes": 3}
     assert not rep.ok and [r.kind for r in rep.problem_rows] == ["connected"]
 
 
@@ -90,10 +91,10 @@ def test_json_carries_the_evidence():
     data = to_json(report([row(False, "connected", False)]))
     assert json.loads(json.dumps(data)) == data
     (edge,) = data["edges"]
-    assert {k: edge[k] for k in ("src", "dst", "port", "protocol", "intended", "expected", "observed", "kind",
+    assert {k: edge[k] for k in ("src", "dst", "port", "protocol", "intended", "predicted", "observed", "kind",
                                  "attempts", "status", "problems", "target")} == {
         "src": "team/client", "dst": "team/db", "port": 5432, "protocol": "TCP", "intended": False,
-        "expected": False, "observed": True, "kind": "connected", "attempts": 1, "status": "mismatch",
+        "predicted": False, "observed": True, "kind": "connected", "attempts": 1, "status": "mismatch",
         "problems": ["mismatch"], "target": {"pod": "team/client-abc", "address": "10.42.0.5:5432"}}
     assert edge["explanation"][0] == "team/client -> team/db 5432/TCP: BLOCKED"
     assert (data["ok"], data["summary"]["mismatch"], data["notes"]) == (False, 1, ["a note"])
@@ -117,7 +118,7 @@ def render_text(rep, width=160):
 
 def test_render_shows_both_tables_the_key_and_the_evidence():
     text = render_text(report([row(False, "connected", False)]))
-    assert "expected (engine)" in text and "observed (live probes)" in text
+    assert "predicted (engine)" in text and "observed (live probes)" in text
     assert " 1 team/db 5432/TCP" in text
     assert "1 edge(s) differ:" in text and "team/client -> team/db 5432/TCP: mismatch" in text
     assert "note: a note" in text
@@ -125,7 +126,7 @@ def test_render_shows_both_tables_the_key_and_the_evidence():
 
 def test_render_without_probes_shows_the_prediction_only():
     text = render_text(report([row(False, None, False)], probed=False))
-    assert "expected (engine)" in text and "observed (live probes)" not in text and "edge(s) differ" not in text
+    assert "predicted (engine)" in text and "observed (live probes)" not in text and "edge(s) differ" not in text
 
 
 def test_diagnosis_spots_a_cni_that_enforces_nothing():

@@ -10,15 +10,18 @@ import pytest
 import yaml
 from rich.console import Console
 
+from cluster.cli.rollout import up as cli_up
 from cluster.errors import DashiError, GuardError, KubeError, LockError, SnapshotError, VerificationFailed
-from cluster.fakekube import FakeClock, FakeKube
-from cluster.history import History
-from cluster.kube import MANAGED_BY_LABEL, MANAGED_BY_VALUE
-from cluster.lock import ClusterLock
-from cluster.profile import load_profile
-from cluster.rollout import Rollout, Settings, cli_up, current_state
-from cluster.snapshots import canonical_spec, is_ours
-from cluster.state import cluster_dir, profile_dir
+from cluster.live.history import History
+from cluster.live.kube import MANAGED_BY_LABEL, MANAGED_BY_VALUE
+from cluster.live.lock import ClusterLock
+from cluster.live.rollout import Rollout
+from cluster.live.settings import Settings
+from cluster.live.snapshots import canonical_spec, is_ours
+from cluster.live.state import cluster_dir, profile_dir
+from cluster.live.status import current_state
+from cluster.policy.profile import load_profile
+from cluster.testing.fakekube import FakeClock, FakeKube
 
 NP = "networking.k8s.io/v1"
 
@@ -142,7 +145,7 @@ def test_the_full_dashi_profile(tmp_path):
     assert w.ours() == w.through(9)
     rec = w.record()
     assert [s["summary"]["unprobed"] for s in rec["steps"]] == [14] * 9  # UDP to DNS from 14 pods
-    assert [s["summary"]["expected_allowed"] for s in rec["steps"]] == [0, 28, 33, 34, 35, 37, 44, 44, 45]
+    assert [s["summary"]["predicted_allowed"] for s in rec["steps"]] == [0, 28, 33, 34, 35, 37, 44, 44, 45]
 
 
 def test_a_cni_that_rejects_instead_of_dropping_verifies(tmp_path):
@@ -182,7 +185,7 @@ def test_a_cni_that_enforces_nothing_is_rolled_back_with_evidence(tmp_path):
         "0001-before-default-deny-default-deny-failed.json", "0001-before-default-deny-default-deny-failed.md"]
     data = json.loads((evidence / "0001-before-default-deny-default-deny-failed.json").read_text())
     debug = next(e for e in data["edges"] if (e["src"], e["dst"], e["port"]) == ("develop/debug", "develop/backend", 8080))
-    assert (debug["expected"], debug["observed"], debug["kind"], debug["attempts"]) == (False, True, "connected", 11)
+    assert (debug["predicted"], debug["observed"], debug["kind"], debug["attempts"]) == (False, True, "connected", 11)
     assert data["summary"]["mismatch"] == 96
 
 

@@ -6,7 +6,8 @@ import stat
 import pytest
 
 from cluster.errors import CommandFailed, ToolMissing
-from cluster.runner import FakeRunner, Result, Runner, display
+from cluster.local.runner import FakeRunner, Result, Runner
+from cluster.ui import display
 
 
 def _script(path, body):

@@ -11,13 +11,14 @@ from invoke.exceptions import Exit
 from rich.console import Console
 
 import tasks
-from cluster import rollout
-from cluster.fakekube import FakeClock, FakeKube
-from cluster.lock import ClusterLock
-from cluster.profile import load_profile
-from cluster.rollout import cli_smoke, infer_applied
-from cluster.snapshots import is_ours, mark_ours
-from cluster.state import STATE_ENV, cluster_dir
+from cluster.cli import rollout
+from cluster.cli.rollout import smoke as cli_smoke
+from cluster.live.drift import infer_applied
+from cluster.live.lock import ClusterLock
+from cluster.live.snapshots import is_ours, mark_ours
+from cluster.live.state import STATE_ENV, cluster_dir
+from cluster.policy.profile import load_profile
+from cluster.testing.fakekube import FakeClock, FakeKube
 
 NP = "networking.k8s.io/v1"
 
@@ -43,9 +44,9 @@ def apply_steps(kube, profile, k):
 
 def smoke(kube, tmp_path, **kw):
     buf = io.StringIO()
-    ok = cli_smoke("environments", kube_factory=lambda ctx: kube,
-                   out=Console(file=buf, width=200, color_system=None), **kw)
-    return ok, buf.getvalue()
+    code = cli_smoke("environments", kube_factory=lambda ctx: kube,
+                     out=Console(file=buf, width=200, color_system=None), **kw)
+    return code == 0, buf.getvalue()
 
 
 def test_smoke_passes_on_a_cluster_at_a_verified_step(env):
@@ -56,9 +57,9 @@ def test_smoke_passes_on_a_cluster_at_a_verified_step(env):
     assert ok and out.splitlines()[-1] == "smoke: PASS"
     assert out.splitlines()[0] == ("Cluster: k3d-dashi (https://0.0.0.0:6550) - probe profile environments's "
                                    "matrix (read-only)")
-    assert "environments after allow-dns (2/3): 113 edges, 26 allowed by the policies; probed: 102 as expected, " \
+    assert "environments after allow-dns (2/3): 113 edges, 26 allowed by the policies; probed: 102 as predicted, " \
            "0 mismatched, 0 errors, 11 unprobed" in out
-    assert "expected (engine)" in out and "observed (live probes)" in out
+    assert "predicted (engine)" in out and "observed (live probes)" in out
     assert [c for c in kube.calls if c.verb in ("apply", "delete")] == []  # read-only
     data = json.loads((tmp / "r.json").read_text())
     assert (data["ok"], data["state"], data["summary"]["edges"]) == (True, "after allow-dns (2/3)", 113)
@@ -114,7 +115,7 @@ def test_smoke_records_its_result_in_the_history(env):
     apply_steps(kube, profile, 1)
     smoke(kube, tmp)
     buf = io.StringIO()
-    rollout.cli_history("environments", context="k3d-dashi", out=Console(file=buf, width=250, color_system=None))
+    rollout.history("environments", context="k3d-dashi", out=Console(file=buf, width=250, color_system=None))
     text = buf.getvalue()
     assert "smoke" in text and "default-deny" in text and "ok: 113 edges, 0 mismatched" in text
 
@@ -126,7 +127,7 @@ def test_the_smoke_task_exits_1_on_a_mismatch(env, monkeypatch):
     kube, profile, _ = env
     apply_steps(kube, profile, 1)
     kube.enforce = False
-    monkeypatch.setattr(rollout, "client", lambda context: kube)
+    monkeypatch.setattr(rollout, "real_kube", lambda context: kube)
     with pytest.raises(Exit) as err:
         tasks.smoke(Context(), profile="environments")
     assert err.value.code == 1
@@ -134,13 +135,13 @@ def test_the_smoke_task_exits_1_on_a_mismatch(env, monkeypatch):
 
 def test_the_smoke_task_passes(env, monkeypatch):
     kube, _, _ = env
-    monkeypatch.setattr(rollout, "client", lambda context: kube)
+    monkeypatch.setattr(rollout, "real_kube", lambda context: kube)
     assert tasks.smoke(Context(), profile="environments") is None
 
 
 def test_tasks_turn_our_errors_into_one_line(env, monkeypatch):
     kube, _, _ = env
-    monkeypatch.setattr(rollout, "client", lambda context: kube)
+    monkeypatch.setattr(rollout, "real_kube", lambda context: kube)
     with pytest.raises(Exit) as err:
         tasks.rollback(Context(), profile="environments", to="no-such-step")
     assert (err.value.code, str(err.value.message).splitlines()[0]) == \
@@ -154,7 +155,7 @@ def test_tasks_turn_our_errors_into_one_line(env, monkeypatch):
 def test_the_up_and_rollback_tasks_drive_a_cluster(env, monkeypatch, capsys):
     kube, profile, _ = env
     monkeypatch.setenv("DASHI_POLL_TIMEOUT", "10")
-    monkeypatch.setattr(rollout, "client", lambda context: kube)
+    monkeypatch.setattr(rollout, "real_kube", lambda context: kube)
     tasks.network_policies_up(Context(), profile="environments", until="allow-dns")
     tasks.rollback(Context(), profile="environments")
     tasks.history(Context(), profile="environments", context="k3d-dashi")

@@ -7,10 +7,10 @@ import os
 import pytest
 import yaml
 
-from cluster.errors import SnapshotError
-from cluster.kube import MANAGED_BY_LABEL, MANAGED_BY_VALUE
-from cluster.snapshots import (SnapshotStore, canonical_spec, clean_policy, is_ours, mark_ours, same_policy)
-from cluster.state import RecordStore, StepEntry, StepRecord, atomic_write, context_slug, profile_dir
+from cluster.errors import SnapshotError, StateError
+from cluster.live.kube import MANAGED_BY_LABEL, MANAGED_BY_VALUE
+from cluster.live.snapshots import SnapshotStore, canonical_spec, clean_policy, is_ours, mark_ours, same_policy
+from cluster.live.state import RecordStore, StepEntry, StepRecord, atomic_write, context_slug, profile_dir
 
 OURS = {MANAGED_BY_LABEL: MANAGED_BY_VALUE}
 
@@ -204,7 +204,7 @@ def test_record_round_trip_and_default(tmp_path):
 @pytest.mark.parametrize("text", ["steps: {a: 1}", "steps: [{name: x}]", "in_progress: yes\nsteps: []", "[unclosed"])
 def test_a_damaged_record_is_refused(tmp_path, text):
     (tmp_path / "state.yaml").write_text(text)
-    with pytest.raises(SnapshotError, match="step record .* is unreadable"):
+    with pytest.raises(StateError, match="step record .* is unreadable"):
         RecordStore(tmp_path).load("lab", "k3d-lab")
 
 

@@ -2,11 +2,12 @@
 
 import pytest
 
-from cluster import standins, versions
+from cluster import versions
 from cluster.errors import DashiError, GuardError
-from cluster.fakekube import FakeClock, FakeKube
-from cluster.kube import MANAGED_BY_LABEL, MANAGED_BY_VALUE
-from cluster.profile import load_profile
+from cluster.live import standins
+from cluster.live.kube import MANAGED_BY_LABEL, MANAGED_BY_VALUE
+from cluster.policy.profile import load_profile
+from cluster.testing.fakekube import FakeClock, FakeKube
 from lifecycle_fixtures import SSAKube
 
 
@@ -73,7 +74,7 @@ def test_timeout_names_what_is_not_ready():
     dep = next(w for w in workloads if w["kind"] == "Deployment")
     kube.patch_status("apps/v1", "Deployment", dep["metadata"]["name"], dep["metadata"]["namespace"],
                       {"availableReplicas": 0, "updatedReplicas": 0})
-    with pytest.raises(DashiError, match=f"stand-ins not ready after 10s: Deployment/.*{dep['metadata']['name']} 0/1"):
+    with pytest.raises(DashiError, match=f"stand-ins not ready after 10s: Deployment .*{dep['metadata']['name']} 0/1"):
         standins.wait_ready(kube, workloads, timeout_s=10, sleep=clock.sleep, clock=clock)
 
 

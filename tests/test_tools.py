@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from cluster import tools, versions
+from cluster import versions
 from cluster.errors import DashiError
+from cluster.local import tools
 
 OS, ARCH = "linux", "amd64"
 REPO = Path(__file__).resolve().parent.parent
@@ -76,7 +77,7 @@ def server():
             pass
 
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    t = threading.Thread(target=httpd.serve_forever, daemon=True)
+    t = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
     t.start()
     state["url"] = f"http://127.0.0.1:{httpd.server_address[1]}"
     yield state

@@ -15,8 +15,8 @@ import time
 
 import pytest
 
-from cluster.engine import predict
-from cluster.profile import MANIFESTS_DIR, load_profile
+from cluster.policy.engine import predict
+from cluster.policy.profile import MANIFESTS_DIR, load_profile
 
 pytestmark = pytest.mark.e2e
 
@@ -178,8 +178,8 @@ def test_port_forward_is_not_subject_to_network_policy(e2e_cluster):
     from kubernetes import client
     from kubernetes.stream import portforward
 
-    from cluster.kube import ClientKube
-    from cluster.probe import connect
+    from cluster.live.kube import ClientKube
+    from cluster.live.probe import connect
 
     api = e2e_cluster.api()
     core = client.CoreV1Api(api)

@@ -1,0 +1,14 @@
+"""What every entry point shares: the console and the real Kubernetes client."""
+
+from __future__ import annotations
+
+from cluster.live.kube import ClientKube, Kube
+from cluster.ui import make_console
+
+__all__ = ["make_console", "real_kube"]
+
+
+def real_kube(context: str | None) -> Kube:
+    """The real adapter for a kubeconfig context (None: the current one).
+    It reads KUBECONFIG as kubectl does."""
+    return ClientKube(context=context)

@@ -1,0 +1,215 @@
+"""The enforcement canary: proof that NetworkPolicies are enforced here.
+
+In a throwaway namespace: a server pod (agnhost porter on 8080) and a client
+pod. The client must reach the server before any policy, be blocked once a
+default-deny ingress policy exists, and reach it again once an allow policy
+names it; then the namespace is deleted. A CNI that lets the deny through
+makes every policy on this cluster documentation only, and we say so.
+
+"Blocked" is a timeout (Calico and Cilium drop the packet) or a refusal:
+k3s' embedded kube-router controller REJECTs with icmp-port-unreachable
+(its KUBE-POD-FW-* chains), which agnhost reports as REFUSED. The first
+phase proved the server listens on that port, so a later refusal on it can
+only be the policy.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from typing import Callable
+
+from cluster import versions
+from cluster.errors import DashiError
+from cluster.live import probe, readiness
+from cluster.live.kube import MANAGED_BY_LABEL, MANAGED_BY_VALUE, Kube
+from cluster.live.poll import poll_until, wait_until
+
+PORT = 8080
+SERVER, CLIENT = "canary-server", "canary-client"
+# Policies are programmed asynchronously: upstream e2e re-polls every 1 s for
+# up to 10 s; k3s' kube-router on a 2-core laptop can be slower, so 30 s.
+PHASE_TIMEOUT_S = 30.0
+POLL_INTERVAL_S = 1.0
+# Two agnhost pods: an image pull at most (the stand-ins use the same image).
+PODS_TIMEOUT_S = 180.0
+
+
+class NotEnforced(DashiError):
+    """The CNI let traffic through that a NetworkPolicy denies."""
+
+    exit_code = 3
+
+
+def namespace_name() -> str:
+    return f"dashi-canary-{secrets.token_hex(3)}"
+
+
+def _labels(extra: dict | None = None) -> dict:
+    return {MANAGED_BY_LABEL: MANAGED_BY_VALUE, "dashi.io/canary": "true", **(extra or {})}
+
+
+def _pod(ns: str, name: str, args: list[str], env: list[dict] | None = None, probe_port: bool = False) -> dict:
+    c = {"name": "agnhost", "image": versions.AGNHOST_IMAGE, "imagePullPolicy": "IfNotPresent",
+         "args": args, "resources": {"requests": {"cpu": "5m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}}}
+    if env:
+        c["env"] = env
+    if probe_port:
+        c["ports"] = [{"name": "http", "containerPort": PORT, "protocol": "TCP"}]
+        # The kubelet probes from the node; policy-enforcing CNIs always let
+        # a node reach its own pods, so readiness survives the deny policy.
+        c["readinessProbe"] = {"tcpSocket": {"port": PORT}, "periodSeconds": 2}
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": ns, "labels": _labels({"app": name})},
+            "spec": {"terminationGracePeriodSeconds": 0, "containers": [c]}}
+
+
+def workload_manifests(ns: str) -> list[dict]:
+    return [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": _labels()}},
+        _pod(ns, SERVER, ["porter"], env=[{"name": f"SERVE_PORT_{PORT}", "value": "canary"}], probe_port=True),
+        _pod(ns, CLIENT, ["pause"]),
+    ]
+
+
+def deny_policy(ns: str) -> dict:
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": "canary-default-deny", "namespace": ns, "labels": _labels()},
+            "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}}
+
+
+def allow_policy(ns: str) -> dict:
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": "canary-allow-client", "namespace": ns, "labels": _labels()},
+            "spec": {"podSelector": {"matchLabels": {"app": SERVER}}, "policyTypes": ["Ingress"],
+                     "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": CLIENT}}}],
+                                  "ports": [{"protocol": "TCP", "port": PORT}]}]}}
+
+
+@dataclass
+class Phase:
+    name: str
+    expect: str  # "reachable" | "blocked"
+    observed: str = "not run"  # "reachable" | "blocked" | kind of failure
+    kind: str = ""  # the probe's kind: connected, timeout, refused, dns, other
+    detail: str = ""
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.observed == self.expect
+
+
+@dataclass
+class CanaryResult:
+    namespace: str
+    phases: list[Phase] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return len(self.phases) == 3 and all(p.ok for p in self.phases)
+
+    @property
+    def enforced(self) -> bool | None:
+        """True/False once the deny phase ran; None when it could not run."""
+        deny = next((p for p in self.phases if p.name == "deny"), None)
+        if deny is None or deny.observed == "not run":
+            return None
+        return deny.observed == "blocked"
+
+    def summary(self) -> str:
+        return "; ".join(f"{p.name}: {p.observed}" + (f" ({p.detail})" if p.detail and not p.ok else "")
+                         for p in self.phases)
+
+
+def _observe(kind: str) -> str:
+    if kind == "connected":
+        return "reachable"
+    if kind in ("timeout", "refused"):
+        return "blocked"
+    return kind
+
+
+def _phase(kube: Kube, ns: str, ip: str, ph: Phase, connect, sleep, clock, progress) -> Phase:
+    def settled() -> tuple[bool, str]:
+        res = connect(kube, ns, CLIENT, ip, PORT, "TCP", 1.0)
+        ph.observed, ph.kind, ph.detail = _observe(res.kind), res.kind, res.detail or res.kind
+        return ph.ok, f"{ph.name}: expect {ph.expect}, observed {ph.observed}"
+
+    ph.seconds = poll_until(settled, timeout_s=PHASE_TIMEOUT_S, interval_s=POLL_INTERVAL_S, clock=clock,
+                            sleep=sleep, progress=progress).seconds
+    return ph
+
+
+def plan(ns: str = "dashi-canary-<random>") -> list[tuple[str, object]]:
+    """What the canary does, for --dry-run: (description, manifests or None)."""
+    return [
+        ("create the throwaway namespace and two agnhost pods", workload_manifests(ns)),
+        (f"probe {CLIENT} -> {SERVER}:{PORT} (agnhost connect): expect reachable", None),
+        ("apply a default-deny ingress policy", [deny_policy(ns)]),
+        (f"probe again, re-polling up to {int(PHASE_TIMEOUT_S)}s: expect blocked", None),
+        ("apply a policy allowing the client on 8080", [allow_policy(ns)]),
+        (f"probe again, up to {int(PHASE_TIMEOUT_S)}s: expect reachable", None),
+        (f"delete namespace {ns}", None),
+    ]
+
+
+def run(kube: Kube, *, sleep: Callable[[float], None], clock: Callable[[], float],
+        progress: Callable[[str], None] = lambda d: None, connect=None,
+        namespace: str | None = None) -> CanaryResult:
+    connect = connect or probe.connect
+    ns = namespace or namespace_name()
+    result = CanaryResult(ns)
+    try:
+        for obj in workload_manifests(ns):
+            kube.apply(obj)
+        pods: dict[str, dict | None] = {}
+
+        def both_ready() -> tuple[bool, str]:
+            pods.update({n: kube.get("v1", "Pod", n, ns) for n in (SERVER, CLIENT)})
+            states = [readiness.workload_ready(p, f"Pod {ns}/{n}") for n, p in pods.items()]
+            return all(ok for ok, _ in states), "pods: " + ", ".join(d for _, d in states)
+
+        wait_until("the canary pods are Ready", both_ready, timeout_s=PODS_TIMEOUT_S, interval_s=2.0, clock=clock,
+                   sleep=sleep, progress=progress,
+                   timed_out=lambda res: f"canary pods not ready after {int(PODS_TIMEOUT_S)}s: "
+                                         f"{res.detail.removeprefix('pods: ')}")
+        ip = (pods[SERVER].get("status") or {}).get("podIP")
+        if not ip:
+            raise DashiError(f"canary server pod in {ns} has no IP")
+
+        steps = [("before", "reachable", None), ("deny", "blocked", deny_policy(ns)),
+                 ("allow", "reachable", allow_policy(ns))]
+        for name, expect, policy in steps:
+            if policy is not None:
+                kube.apply(policy)
+            ph = _phase(kube, ns, ip, Phase(name, expect), connect, sleep, clock, progress)
+            result.phases.append(ph)
+            if not ph.ok:
+                break
+        return result
+    finally:
+        try:
+            kube.delete("v1", "Namespace", ns)
+        except DashiError:
+            pass  # reported by the caller's summary; a leftover namespace is labelled ours
+
+
+def verdict(result: CanaryResult, cni: str) -> str:
+    """One line for a passing canary; raises with the evidence otherwise."""
+    if result.ok:
+        deny = result.phases[1]
+        how = "dropped" if deny.kind == "timeout" else "rejected"
+        return f"NetworkPolicy enforced by {cni}: reachable → {how} by deny → reachable with allow"
+    before = result.phases[0] if result.phases else None
+    if before is None or not before.ok:
+        raise DashiError("canary: the client could not reach the server before any policy "
+                         f"({before.detail if before else 'no probe ran'}): pod networking is broken, "
+                         "so enforcement could not be tested")
+    if result.enforced is False:
+        raise NotEnforced(
+            f"NETWORK POLICIES ARE NOT ENFORCED on this cluster (CNI {cni}): a default-deny policy "
+            f"left the canary server reachable for {int(PHASE_TIMEOUT_S)}s. Every NetworkPolicy here is "
+            "documentation only. Recreate the cluster with an enforcing CNI (--cni calico or --cni cilium).")
+    raise NotEnforced(f"canary: the allow policy did not restore traffic ({result.summary()}): "
+                      f"{cni} enforces deny but not the allow rule as written")

@@ -1,0 +1,109 @@
+"""Make an existing cluster ready for the rollout: ``inv prepare --context C``.
+
+No k3d, no CNI install: connect to the cluster the user names, check its
+nodes, deploy a profile's stand-ins and prove enforcement with the canary.
+The stand-in and canary steps are shared with ``cluster-up``
+(cluster.local.lifecycle), which runs them after creating the cluster.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from rich.console import Console
+
+from cluster.errors import DashiError
+from cluster.live import canary, readiness, standins
+from cluster.live.cni import detect_cni
+from cluster.live.kube import Kube
+from cluster.live.steps import Apply, Note, PipelineStep, Session, poll, print_plan, run_steps
+from cluster.policy.profile import load_profile
+
+PROFILES = ("dashi", "environments")
+
+# Nodes turn Ready once the CNI has written its config; after the CNI's own
+# rollout that takes seconds, 3 minutes covers slow agents.
+NODES_TIMEOUT_S = 180
+
+
+def nodes_ready(expected: int | None) -> Callable[[Session], tuple[bool, str]]:
+    def probe(s: Session) -> tuple[bool, str]:
+        nodes = s.kube.list("v1", "Node")
+        states = [readiness.node_ready(n) for n in nodes]
+        ready = sum(1 for ok, _ in states if ok)
+        want = expected if expected is not None else max(len(nodes), 1)
+        return len(nodes) >= want and ready == len(nodes), f"{ready}/{want} nodes Ready"
+    return probe
+
+
+def standins_step(profile_name: str, adopt: bool = False) -> PipelineStep:
+    def actions(s: Session):
+        profile = load_profile(profile_name)
+        namespaces, workloads = standins.objects(profile)
+        n = sum(1 for w in workloads if readiness.is_workload(w))
+        return [Apply(namespaces + workloads, why=f"the {profile_name} profile's namespaces and stand-ins"),
+                Note(f"wait until all {n} stand-in workloads are Ready (timeout {standins.READY_TIMEOUT_S}s)")]
+
+    def run(s: Session):
+        profile = load_profile(profile_name)
+        changed, note = standins.deploy(s.kube, profile, adopt=adopt, sleep=s.sleep, clock=s.clock,
+                                        progress=s.progress)
+        s.state["standins"] = note
+        return changed, note
+
+    return PipelineStep("standins", f"Deploy the {profile_name} stand-ins and wait until Ready", actions=actions, run=run)
+
+
+def canary_step(cni_label: Callable[[Session], str], connect=None) -> PipelineStep:
+    def actions(s: Session):
+        out = []
+        for what, objs in canary.plan():
+            out.append(Apply(objs, why=what) if objs else Note(what))
+        return out
+
+    def run(s: Session) -> str:
+        result = canary.run(s.kube, sleep=s.sleep, clock=s.clock, progress=s.progress, connect=connect)
+        s.state["canary"] = result
+        line = canary.verdict(result, cni_label(s))  # raises loudly when not enforced
+        s.state["canary_line"] = line
+        return line
+
+    return PipelineStep("canary", "Prove NetworkPolicy enforcement (canary)", actions=actions, run=run, verify=True)
+
+
+def prepare(context: str, *, profile: str, console: Console, kube_factory: Callable[[str], Kube],
+            adopt: bool = False, dry_run: bool = False, sleep=None, clock=None, connect=None,
+            runner=None) -> dict:
+    if not context:
+        raise DashiError("prepare needs --context: name the kubeconfig context of the cluster to prepare")
+    if profile not in PROFILES:
+        raise DashiError(f"unknown profile {profile!r}: choose one of {', '.join(PROFILES)}")
+    s = Session(runner=runner, console=console, kube_factory=kube_factory, context=context,
+                dry_run=dry_run)
+    if sleep:
+        s.sleep = sleep
+    if clock:
+        s.clock = clock
+
+    def connect_step(s: Session) -> str:
+        server = s.kube.server()
+        cni = detect_cni(s.kube)
+        s.state["cni"] = cni
+        poll(s, "all nodes are Ready", nodes_ready(None), NODES_TIMEOUT_S)
+        return f"{context} at {server}; policy engine seen: {cni}"
+
+    steps = [
+        PipelineStep("connect", f"Connect to context '{context}'",
+             actions=lambda s: [Note("read the API server address, detect the CNI, check nodes Ready")],
+             run=connect_step, verify=True),
+        standins_step(profile, adopt=adopt),
+        canary_step(lambda s: s.state.get("cni", "this cluster's CNI"), connect=connect),
+    ]
+    if dry_run:
+        console.print(f"[bold]Dry run[/bold] — prepare context '{context}' with profile {profile}. Nothing is changed.")
+        print_plan(steps, s)
+        return {"dry_run": True}
+    console.print(f"[bold]prepare[/bold] — context {context}, profile {profile} (no k3d, no CNI install)")
+    run_steps(steps, s, after_failure="Objects applied so far are left in place for inspection.")
+    return {"context": context, "cni": s.state.get("cni"), "standins": s.state.get("standins"),
+            "canary": s.state.get("canary_line")}

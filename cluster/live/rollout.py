@@ -1,0 +1,404 @@
+"""The step-wise policy rollout: apply, verify live, keep the way back ready.
+
+``network_policies_up`` takes a profile's namespaces from open networking to
+its final policy set one step at a time. For each step:
+
+1. snapshot the NetworkPolicies of the profile's namespaces (and the step
+   record) before touching anything;
+2. server-side apply the step's policies with our field manager, each
+   labelled ``app.kubernetes.io/managed-by=dashi-cluster`` and annotated
+   ``dashi.io/step=<step>``;
+3. probe the live matrix from the stand-in pods and compare it with the
+   engine's prediction for the policies now in place (the CNI enforces
+   them), and that prediction with the step-intended matrix (the step does
+   what it is meant to); disagreeing probes are re-polled for a bounded time,
+   since CNIs apply policies asynchronously;
+4. on any difference: restore the snapshot, verify the restore, and stop
+   non-zero with the evidence (edge, predicted vs observed, the probe's error
+   kind, the engine's explanation naming the policies).
+
+A re-run resumes after the last verified step. ``rollback`` restores a
+snapshot exactly (creates, updates and deletes our policies to match it;
+never touches anyone else's) and verifies the matrix. ``smoke`` probes the
+whole matrix now and reports it. State lives on disk (see ``cluster.state``).
+
+A run that is cut off (Ctrl-C, a crash) leaves ``in_progress`` in the step
+record; the next run says what it finds and resolves it: a step cut off
+while being verified is resumed (verified again); one cut off while being
+applied, or a restore cut off, is rolled back to (or finished restoring)
+the snapshot taken before it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from rich.console import Console
+
+from cluster.errors import DashiError, KubeError, SnapshotError, VerificationFailed
+from cluster.live import guard
+from cluster.live.discovery import discover
+from cluster.live.drift import drift, infer_applied, state_label
+from cluster.live.history import History
+from cluster.live.kube import Kube
+from cluster.live.lock import ClusterLock
+from cluster.live.report import MatrixReport, render, to_json, to_markdown
+from cluster.live.restore import RestoreResult, live_policies, restore
+from cluster.live.settings import Settings
+from cluster.live.snapshots import Snapshot, SnapshotInfo, SnapshotStore, is_ours, mark_ours
+from cluster.live.state import (
+    RecordStore,
+    StepEntry,
+    StepRecord,
+    atomic_write,
+    cluster_dir,
+    now_iso,
+    profile_dir,
+    state_root,
+    whoami,
+)
+from cluster.live.verify import verify_live
+from cluster.policy.manifests import obj_ref
+from cluster.policy.profile import BASELINE, Profile
+from cluster.ui import make_console
+
+
+class Rollout:
+    """One command's worth of work on one cluster for one profile."""
+
+    def __init__(self, kube: Kube, profile: Profile, *, out: Console | None = None,
+                 settings: Settings | None = None, root: Path | None = None,
+                 explicit_context: str | None = None, yes: bool = False,
+                 confirm: guard.Confirm | None = None):
+        self.kube = kube
+        self.profile = profile
+        self.out = out or make_console()
+        self.settings = settings or Settings.from_env()
+        self.context = kube.context()
+        self.server = kube.server()
+        self.root = root or state_root()
+        self.dir = profile_dir(self.context, profile.name, self.root)
+        self.snapshots = SnapshotStore(self.dir / "snapshots")
+        self.records = RecordStore(self.dir)
+        self.history = History.at(self.dir)
+        self.explicit_context = explicit_context
+        self.yes = yes
+        self.confirm = confirm
+
+    # -- output -----------------------------------------------------------
+
+    def say(self, text: str = "", **kw) -> None:
+        self.out.print(text, markup=False, highlight=False, soft_wrap=True, **kw)
+
+    def _verify_restore(self, k: int, verified: str) -> str:
+        """Probe the matrix after a restore to k steps; say and return the verdict."""
+        after = verify_live(self.kube, self.profile, k, self.settings, context=self.context)
+        restored = verified if after.ok else "the restored state ALSO differs: " + after.summary_line()
+        self.say(f"  {restored}")
+        if not after.ok:
+            render(after, self.out, matrices=False)
+        return restored
+
+    def _begin(self, action: str) -> ClusterLock:
+        """Banner first (it names the cluster), then the guard, then the lock."""
+        self.say(guard.banner(self.context, self.server, action))
+        guard.check(self.context, self.explicit_context, yes=self.yes, confirm=self.confirm, action=action)
+        return ClusterLock(cluster_dir(self.context, self.root), f"{action} ({self.profile.name})")
+
+    # -- shared pieces --------------------------------------------------------
+
+    def _record(self) -> StepRecord:
+        return self.records.load(self.profile.name, self.context)
+
+    def _snapshot(self, record: StepRecord, taken_before: str):
+        info = self.snapshots.save(profile=self.profile.name, context=self.context, server=self.server,
+                                   taken_before=taken_before, applied=record.applied,
+                                   namespaces=self.profile.profile_namespaces,
+                                   live_policies=live_policies(self.kube, self.profile.profile_namespaces))
+        self.say(f"  snapshot {info.id}: {info.policies} of ours, {info.foreign} not ours "
+                 f"({self.snapshots.dir / info.file})")
+        return info
+
+    def _mark(self, record: StepRecord, **progress) -> None:
+        user, host = whoami()
+        record.in_progress = {**progress, "started": now_iso(), "pid": os.getpid(), "user": user, "host": host}
+        self.records.save(record)
+
+    def _restore_snapshot(self, record: StepRecord, snap: Snapshot, why: str) -> RestoreResult:
+        """Restore a loaded snapshot, recording the restore as in progress so a
+        cut-off restore is finished by the next run."""
+        self._mark(record, phase="restoring", snapshot=snap.info.id, step=record.in_progress.get("step")
+                   if record.in_progress else None, why=why)
+        res = restore(self.kube, snap.policies, snap.namespaces)
+        self.say(f"  restored snapshot {snap.info.id}: {res.line()}")
+        for note in res.notes:
+            self.say(f"  note: {note}")
+        keep = {s.name: s for s in record.steps}
+        user, host = whoami()
+        # Steps the record does not know (a snapshot from before an earlier
+        # rollback) come back unverified until the matrix is checked.
+        record.steps = [keep[n] if n in keep else
+                        StepEntry(n, snap.info.id, now_iso(), "", user, host, {"restored_from": snap.info.id})
+                        for n in snap.info.applied]
+        record.in_progress = None
+        self.records.save(record)
+        self.history.append("restored", context=self.context, profile=self.profile.name,
+                            snapshot=snap.info.id, ok=True, message=f"{why}: {res.line()}")
+        return res
+
+    def _save_evidence(self, report: MatrixReport, name: str) -> Path:
+        """Keep the full evidence of a failed verification beside the snapshots
+        (the terminal shows only the first differences)."""
+        base = self.dir / "evidence"
+        atomic_write(base / f"{name}.json", (json.dumps(to_json(report), indent=2) + "\n").encode())
+        atomic_write(base / f"{name}.md", to_markdown(report).encode())
+        self.say(f"  evidence: {base / name}.md (and .json)")
+        return base / f"{name}.md"
+
+    def _verify(self, k: int | None) -> MatrixReport:
+        report = verify_live(self.kube, self.profile, k, self.settings, context=self.context)
+        render(report, self.out, matrices=True)
+        return report
+
+    def _check_record(self, record: StepRecord) -> int:
+        k = len(record.steps)
+        names = [s.name for s in self.profile.steps[:k]]
+        if record.applied != names:
+            raise DashiError(f"the step record says {', '.join(record.applied) or 'nothing'} applied, but profile "
+                             f"{self.profile.name} now begins {', '.join(names) or '(no steps)'}: the profile "
+                             "changed under a running rollout. Roll back first: inv rollback --to baseline")
+        return k
+
+    # -- interrupted runs ---------------------------------------------------
+
+    def _resolve_interrupted(self, record: StepRecord) -> StepRecord:
+        """Finish what a cut-off run left: say what was found and what is done."""
+        ip = record.in_progress
+        if not ip:
+            return record
+        phase, step, snap_id = ip.get("phase"), ip.get("step"), ip.get("snapshot")
+        who = f"pid {ip.get('pid')} {ip.get('user')}@{ip.get('host')} at {ip.get('started')}"
+        k = len(record.steps)
+        if phase == "verifying" and step and k < len(self.profile.steps) and self.profile.steps[k].name == step:
+            ours = [p for p in live_policies(self.kube, self.profile.profile_namespaces) if is_ours(p)]
+            if not drift(self.profile, k + 1, ours):
+                self.say(f"A previous run ({who}) was cut off while verifying step {step}; its policies are "
+                         "all in place. Resuming: verifying it again.")
+                self._verify_step(record, k, snap_id)
+                self.history.append("resolved", context=self.context, profile=self.profile.name, step=step,
+                                    snapshot=snap_id, ok=True, message="resumed an interrupted verification")
+                return self._record()
+        if not snap_id:
+            raise SnapshotError(f"a previous run ({who}) was cut off in phase {phase!r} without a snapshot "
+                                "to return to; inspect the cluster and `inv rollback --to baseline`")
+        what = f"while {phase} step {step}" if step else f"while {phase}"
+        self.say(f"A previous run ({who}) was cut off {what}. Rolling back: restoring snapshot {snap_id} "
+                 "taken before it.")
+        snap = self.snapshots.load(snap_id)
+        self._restore_snapshot(record, snap, f"resolve a run cut off {what}")
+        report = self._verify(len(snap.info.applied))
+        self.history.append("resolved", context=self.context, profile=self.profile.name, step=step,
+                            snapshot=snap_id, ok=report.ok, summary=report.summary(),
+                            message=f"rolled back a run cut off {what}")
+        if not report.ok:
+            raise VerificationFailed(f"after restoring {snap_id} the live matrix still differs "
+                                     "(evidence above); the cluster is not in a verified state")
+        return self._record()
+
+    # -- network-policies-up ----------------------------------------------
+
+    def _verify_step(self, record: StepRecord, k: int, snap_id: str) -> MatrixReport:
+        """Verify step k+1 (0-based index k) in place; record it or restore."""
+        step = self.profile.steps[k]
+        n = len(self.profile.steps)
+        self._mark(record, phase="verifying", step=step.name, snapshot=snap_id)
+        report = self._verify(k + 1)
+        if report.ok:
+            user, host = whoami()
+            record.steps.append(StepEntry(step.name, snap_id, record.in_progress["started"], now_iso(),
+                                          user, host, report.summary()))
+            record.in_progress = None
+            self.records.save(record)
+            self.history.append("step-verified", context=self.context, profile=self.profile.name,
+                                step=step.name, snapshot=snap_id, ok=True, summary=report.summary())
+            self.say(f"[{k + 1}/{n}] {step.name}: verified")
+            return report
+        self.say(f"[{k + 1}/{n}] {step.name}: verification FAILED; restoring snapshot {snap_id}", style="bold red")
+        self._save_evidence(report, f"{snap_id}-{step.name}-failed")
+        self.history.append("step-failed", context=self.context, profile=self.profile.name, step=step.name,
+                            snapshot=snap_id, ok=False, summary=report.summary(),
+                            message="; ".join(f"{r.edge} {'/'.join(r.problems)}" for r in report.problem_rows[:20]))
+        snap = self.snapshots.load(snap_id)
+        try:
+            self._restore_snapshot(record, snap, f"step {step.name} failed verification")
+        except KubeError as e:
+            raise KubeError(f"step {step.name} failed verification (evidence above) and restoring snapshot "
+                            f"{snap_id} failed ({e}); the next run finishes the restore") from e
+        restored = self._verify_restore(k, "the restore is verified: the live matrix matches the engine again")
+        kinds = sorted({p for r in report.problem_rows for p in r.problems})
+        raise VerificationFailed(
+            f"step {step.name} rolled back to snapshot {snap_id}: {len(report.problem_rows)} edge(s) "
+            f"differ ({', '.join(kinds)}); evidence above; {restored}")
+
+    def up(self, until: str | None = None) -> StepRecord:
+        profile = self.profile
+        n = len(profile.steps)
+        target = n if until is None else profile.step_index(until)
+        if until == BASELINE:
+            raise DashiError("--until baseline applies nothing; to remove the policies use inv rollback --to baseline")
+        with self._begin(f"apply profile {profile.name}'s policy steps"):
+            record = self._resolve_interrupted(self._record())
+            k = self._check_record(record)
+            ours = [p for p in live_policies(self.kube, profile.profile_namespaces) if is_ours(p)]
+            diff = drift(profile, k, ours)
+            if diff:
+                raise DashiError(f"the live policies of ours differ from the {k} recorded step(s): "
+                                 f"{'; '.join(diff)}. Nothing was changed; restore a known state first "
+                                 "(inv rollback --to baseline, or --to a step)")
+            if k > target:
+                raise DashiError(f"{k} steps are already applied, past --until {until}; to go back use "
+                                 f"inv rollback --to {until}")
+            if k == target:
+                self.say(f"Nothing to do: {state_label(profile, k)} is verified on this cluster.")
+                return record
+            self.say(f"Profile {profile.name}: {k} of {n} steps verified here; applying "
+                     f"{', '.join(s.name for s in profile.steps[k:target])}")
+            # Fail before the first change if the stand-ins are not there to probe from.
+            discover(self.kube, profile)
+            try:
+                for i in range(k, target):
+                    self._run_step(record, i)
+            except KeyboardInterrupt:
+                ip = self._record().in_progress
+                if ip:
+                    self.say(f"Interrupted during step {ip.get('step')} ({ip.get('phase')}). The next "
+                             "`inv network-policies-up` or `inv rollback` finds it and resolves it.",
+                             style="bold yellow")
+                raise
+            self.say(f"Done: {state_label(profile, target)}, every step verified live.")
+            return self._record()
+
+    def _run_step(self, record: StepRecord, i: int) -> None:
+        step = self.profile.steps[i]
+        n = len(self.profile.steps)
+        self.say(f"[{i + 1}/{n}] {step.name} ({step.origin}, {step.path.name})")
+        info = self._snapshot(record, step.name)
+        self._mark(record, phase="applying", step=step.name, snapshot=info.id)
+        try:
+            for obj in step.objects:
+                self.kube.apply(mark_ours(obj, step.name))
+        except KubeError as e:
+            self.say(f"  apply failed: {e}", style="bold red")
+            snap = self.snapshots.load(info.id)
+            try:
+                self._restore_snapshot(record, snap, f"apply of step {step.name} failed")
+            except KubeError as e2:
+                raise KubeError(f"applying step {step.name} failed ({e}) and restoring snapshot {info.id} "
+                                f"failed too ({e2}); the next run finishes the restore") from e2
+            self.history.append("step-failed", context=self.context, profile=self.profile.name, step=step.name,
+                                snapshot=info.id, ok=False, message=f"apply failed: {e}")
+            restored = self._verify_restore(i, "the restore is verified live")
+            raise KubeError(f"applying step {step.name} failed ({e}); restored snapshot {info.id}: {restored}") from e
+        self.say(f"  applied {len(step.objects)} NetworkPolicies: "
+                 f"{', '.join(obj_ref(o, kind=False) for o in step.objects)}")
+        self._verify_step(record, i, info.id)
+
+    # -- rollback -----------------------------------------------------------
+
+    def rollback(self, to: str | None = None) -> StepRecord:
+        profile = self.profile
+        with self._begin(f"roll back profile {profile.name}'s policies"):
+            record = self._record()
+            ip = record.in_progress
+            if ip and to is None:
+                snap_id = ip.get("snapshot")
+                if not snap_id:
+                    raise SnapshotError("a cut-off run left no snapshot to return to; use --to baseline")
+                self.say(f"A previous run was cut off while {ip.get('phase')} step {ip.get('step')}: "
+                         f"rolling that back (snapshot {snap_id}).")
+                snap = self.snapshots.load(snap_id)
+            else:
+                if ip:
+                    self.say(f"A previous run was cut off while {ip.get('phase')} step {ip.get('step')}; "
+                             f"the rollback to {to} replaces whatever it left.")
+                k_now = len(record.steps)
+                if to is None:
+                    if k_now == 0:
+                        raise DashiError(f"no step of profile {profile.name} is recorded on {self.context}: "
+                                         "nothing to roll back (--to baseline removes any policies of ours)")
+                    k = k_now - 1
+                else:
+                    k = profile.step_index(to)
+                want = [s.name for s in profile.steps[:k]]
+                info = self.snapshots.latest_with(want)
+                if info is None and k == 0:
+                    self.say("No snapshot of the baseline on record: restoring it as 'no policies of ours'.")
+                    snap = Snapshot(_baseline_info(), profile.name, self.context, profile.profile_namespaces,
+                                    [], [])
+                elif info is None and k > k_now:
+                    raise DashiError(f"{to} is not applied yet ({k_now} steps are) and no snapshot holds it; "
+                                     f"use inv network-policies-up --until {to}")
+                elif info is None:
+                    known = ", ".join(f"{i.id} ({len(i.applied)} steps)" for i in self.snapshots.index()) or "none"
+                    raise SnapshotError(f"no snapshot of the state after {to or want[-1]} "
+                                        f"(snapshots: {known})")
+                else:
+                    snap = self.snapshots.load(info.id)
+            target = len(snap.info.applied)
+            self.say(f"Rolling back to {state_label(profile, target)} from snapshot {snap.info.id}: "
+                     f"{len(snap.policies)} policies of ours will exist; others' are not touched.")
+            # The rollback is a change too: keep the way back to what is live now.
+            self._snapshot(record, "rollback")
+            self._restore_snapshot(record, snap, f"rollback to {state_label(profile, target)}")
+            report = self._verify(target)
+            if report.ok:
+                record = self._record()
+                for entry in record.steps:
+                    entry.verified_at = entry.verified_at or now_iso()
+                self.records.save(record)
+            self.history.append("rollback", context=self.context, profile=profile.name,
+                                step=(profile.steps[target - 1].name if target else BASELINE),
+                                snapshot=snap.info.id, ok=report.ok, summary=report.summary())
+            if not report.ok:
+                self._save_evidence(report, f"{snap.info.id}-rollback-failed")
+                raise VerificationFailed(f"rolled back to snapshot {snap.info.id}, but the live matrix differs "
+                                         "(evidence above)")
+            self.say(f"Rolled back: {state_label(profile, target)}, verified live.")
+            return self._record()
+
+    # -- smoke --------------------------------------------------------------
+
+    def smoke(self) -> MatrixReport:
+        profile = self.profile
+        self.say(f"Cluster: {self.context} ({self.server}) - probe profile {profile.name}'s matrix (read-only)")
+        if ClusterLock(cluster_dir(self.context, self.root)).is_held():
+            self.say("note: another run is changing this cluster right now; what this sees may be mid-step")
+        record = self._record()
+        if record.in_progress:
+            self.say(f"note: a run was cut off while {record.in_progress.get('phase')} step "
+                     f"{record.in_progress.get('step')}; run inv network-policies-up or inv rollback to resolve it")
+        ours = [p for p in live_policies(self.kube, profile.profile_namespaces) if is_ours(p)]
+        k = infer_applied(profile, ours)
+        report = verify_live(self.kube, profile, k, self.settings, context=self.context)
+        if k is None:
+            nearest = min(range(len(profile.steps) + 1), key=lambda n: len(drift(profile, n, ours)))
+            report.notes.append(f"the live policies of ours match no step prefix of the profile; closest is "
+                                f"{state_label(profile, nearest)}: {'; '.join(drift(profile, nearest, ours))}. "
+                                "Intent not checked")
+            report.intent_checked = False
+        elif k != len(record.steps):
+            report.notes.append(f"the step record says {len(record.steps)} steps; the live policies are "
+                                f"those of {k}")
+        render(report, self.out, matrices=True)
+        self.history.append("smoke", context=self.context, profile=profile.name,
+                            step=(profile.steps[k - 1].name if k else BASELINE) if k is not None else None,
+                            ok=report.ok, summary=report.summary())
+        return report
+
+
+def _baseline_info() -> SnapshotInfo:
+    return SnapshotInfo(id="baseline", file="", sha256="", created="", user="", host="",
+                        taken_before="(none)", applied=[])
+

@@ -1,0 +1,294 @@
+"""Snapshots of the NetworkPolicies of a profile's namespaces.
+
+A snapshot is taken before every step and before every rollback. It records
+every NetworkPolicy in the profile's namespaces: ours (label
+``app.kubernetes.io/managed-by=dashi-cluster``), which a restore makes exist
+exactly as recorded, and other people's ("foreign"), kept only as evidence:
+a restore never creates, changes or deletes a policy that is not ours.
+
+One snapshot is one YAML file (see ``cluster.state`` for the layout)::
+
+    # dashi-cluster snapshot 0003-before-allow-platform
+    id: 0003-before-allow-platform
+    profile: dashi
+    context: k3d-dashi
+    server: https://0.0.0.0:6550
+    created: 2025-01-01T10:00:00Z
+    user: ada
+    host: laptop
+    taken_before: allow-platform      # the step about to be applied ("rollback": a rollback)
+    applied: [default-deny, allow-dns] # the verified steps at that moment
+    namespaces: [dashi-platform, ...]
+    policies: [...]                   # ours: apiVersion, kind, metadata, spec
+    foreign: [...]                    # not ours, never touched
+
+``index.yaml`` lists every snapshot with the sha256 of its file. Loading a
+snapshot checks the index entry, the checksum and the content before
+anything is applied: a corrupt or missing snapshot is refused with a
+message, never half-applied.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import yaml
+
+from cluster.errors import ManifestError, SnapshotError
+from cluster.live.kube import MANAGED_BY_LABEL, MANAGED_BY_VALUE
+from cluster.live.state import atomic_write, dump_yaml, now_iso, sha256_hex, whoami
+from cluster.policy.engine import compile_policy
+
+NP_API = "networking.k8s.io/v1"
+STEP_ANNOTATION = "dashi.io/step"
+# kubectl's client-side-apply copy of the object: noise in a snapshot, and it
+# would resurrect stale fields if restored.
+_DROP_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
+INDEX_VERSION = 1
+
+
+def is_ours(obj: dict) -> bool:
+    return ((obj.get("metadata") or {}).get("labels") or {}).get(MANAGED_BY_LABEL) == MANAGED_BY_VALUE
+
+
+def clean_policy(obj: dict) -> dict:
+    """A live NetworkPolicy without what the server adds (uid, resourceVersion,
+    managedFields, status): what can be stored and applied again."""
+    meta = obj.get("metadata") or {}
+    out_meta = {"name": meta.get("name"), "namespace": meta.get("namespace")}
+    labels = dict(meta.get("labels") or {})
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k not in _DROP_ANNOTATIONS}
+    if labels:
+        out_meta["labels"] = labels
+    if annotations:
+        out_meta["annotations"] = annotations
+    return {"apiVersion": obj.get("apiVersion", NP_API), "kind": "NetworkPolicy", "metadata": out_meta,
+            "spec": copy.deepcopy(obj.get("spec") or {})}
+
+
+def mark_ours(obj: dict, step: str) -> dict:
+    """A copy of a policy carrying our label and the step that applies it."""
+    out = copy.deepcopy(obj)
+    meta = out.setdefault("metadata", {})
+    meta["labels"] = {**(meta.get("labels") or {}), MANAGED_BY_LABEL: MANAGED_BY_VALUE}
+    meta["annotations"] = {**(meta.get("annotations") or {}), STEP_ANNOTATION: step}
+    return out
+
+
+def _canon_selector(sel) -> dict | None:
+    if sel is None:
+        return None
+    labels = dict(sel.get("matchLabels") or {})
+    exprs = sorted(({"key": e.get("key"), "operator": e.get("operator"),
+                     "values": sorted(e.get("values") or [])} for e in sel.get("matchExpressions") or []),
+                   key=lambda e: (e["key"], e["operator"], e["values"]))
+    out = {}
+    if labels:
+        out["matchLabels"] = labels
+    if exprs:
+        out["matchExpressions"] = exprs
+    return out
+
+
+def _canon_rules(rules, peer_key) -> list:
+    out = []
+    for rule in rules or []:
+        rule = rule or {}
+        r = {}
+        peers = []
+        for p in rule.get(peer_key) or []:
+            cp = {}
+            if "ipBlock" in p:
+                cp["ipBlock"] = {"cidr": p["ipBlock"].get("cidr"),
+                                 "except": sorted(p["ipBlock"].get("except") or [])}
+            for key in ("namespaceSelector", "podSelector"):
+                if key in p and p[key] is not None:
+                    cp[key] = _canon_selector(p[key])
+            peers.append(cp)
+        if peers:
+            r[peer_key] = peers
+        ports = [{k: v for k, v in {"protocol": pr.get("protocol") or "TCP", "port": pr.get("port"),
+                                    "endPort": pr.get("endPort")}.items() if v is not None}
+                 for pr in rule.get("ports") or []]
+        if ports:
+            r["ports"] = ports
+        out.append(r)
+    return out
+
+
+def canonical_spec(spec: dict) -> dict:
+    """A NetworkPolicy spec with the API server's defaults filled in and empty
+    fields dropped, so a live object compares equal to the manifest it was
+    applied from (the server defaults protocol to TCP and fills policyTypes)."""
+    spec = spec or {}
+    types = spec.get("policyTypes") or (["Ingress"] + (["Egress"] if spec.get("egress") else []))
+    out = {"podSelector": _canon_selector(spec.get("podSelector") or {}), "policyTypes": sorted(types)}
+    if "Ingress" in types:
+        out["ingress"] = _canon_rules(spec.get("ingress"), "from")
+    if "Egress" in types:
+        out["egress"] = _canon_rules(spec.get("egress"), "to")
+    return out
+
+
+def policy_key(obj: dict) -> tuple[str, str]:
+    meta = obj.get("metadata") or {}
+    return meta.get("namespace"), meta.get("name")
+
+
+def same_policy(a: dict, b: dict) -> bool:
+    """Equal as far as a restore cares: spec (canonical), labels, annotations."""
+    ca, cb = clean_policy(a), clean_policy(b)
+    return (canonical_spec(ca["spec"]) == canonical_spec(cb["spec"])
+            and ca["metadata"].get("labels", {}) == cb["metadata"].get("labels", {})
+            and ca["metadata"].get("annotations", {}) == cb["metadata"].get("annotations", {}))
+
+
+# --------------------------------------------------------------------------
+# The store
+
+
+@dataclass
+class SnapshotInfo:
+    id: str
+    file: str
+    sha256: str
+    created: str
+    user: str
+    host: str
+    taken_before: str
+    applied: list[str] = field(default_factory=list)
+    policies: int = 0
+    foreign: int = 0
+
+
+@dataclass
+class Snapshot:
+    info: SnapshotInfo
+    profile: str
+    context: str
+    namespaces: list[str]
+    policies: list[dict]  # ours
+    foreign: list[dict]  # not ours; evidence only
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-") or "snapshot"
+
+
+class SnapshotStore:
+    """The snapshots of one profile on one cluster (``<profile dir>/snapshots``)."""
+
+    def __init__(self, directory: Path):
+        self.dir = directory
+        self.index_path = directory / "index.yaml"
+
+    # -- index ----------------------------------------------------------------
+
+    def index(self) -> list[SnapshotInfo]:
+        if not self.index_path.exists():
+            return []
+        try:
+            data = yaml.safe_load(self.index_path.read_text())
+            if not isinstance(data, dict) or not isinstance(data.get("snapshots"), list):
+                raise ValueError("not a mapping with a 'snapshots' list")
+            return [SnapshotInfo(**entry) for entry in data["snapshots"]]
+        except (OSError, yaml.YAMLError, TypeError, ValueError) as e:
+            raise SnapshotError(f"snapshot index {self.index_path} is corrupt ({str(e).splitlines()[0]}); "
+                                "nothing was changed. Repair it from the snapshot files beside it, "
+                                "or move the directory away to start over") from None
+
+    def _write_index(self, entries: list[SnapshotInfo]) -> None:
+        atomic_write(self.index_path, dump_yaml(
+            {"version": INDEX_VERSION, "snapshots": [asdict(e) for e in entries]},
+            "dashi-cluster snapshot index. sha256 is the checksum of each file's bytes;\n"
+            "a file that does not match is refused."))
+
+    def find(self, snapshot_id: str) -> SnapshotInfo:
+        for info in self.index():
+            if info.id == snapshot_id:
+                return info
+        raise SnapshotError(f"no snapshot {snapshot_id!r} in {self.index_path}")
+
+    def latest_with(self, applied: list[str]) -> SnapshotInfo | None:
+        """The newest snapshot taken when exactly ``applied`` steps were in place."""
+        for info in reversed(self.index()):
+            if info.applied == list(applied):
+                return info
+        return None
+
+    # -- save / load ----------------------------------------------------------
+
+    def save(self, *, profile: str, context: str, server: str, taken_before: str, applied: list[str],
+             namespaces: list[str], live_policies: list[dict]) -> SnapshotInfo:
+        entries = self.index()
+        seq = max((int(e.id.split("-", 1)[0]) for e in entries if e.id.split("-", 1)[0].isdigit()),
+                  default=0) + 1
+        snap_id = f"{seq:04d}-{_slug('before-' + taken_before)}"
+        ours = sorted((clean_policy(p) for p in live_policies if is_ours(p)), key=policy_key)
+        foreign = sorted((clean_policy(p) for p in live_policies if not is_ours(p)), key=policy_key)
+        user, host = whoami()
+        created = now_iso()
+        doc = {"id": snap_id, "profile": profile, "context": context, "server": server, "created": created,
+               "user": user, "host": host, "taken_before": taken_before, "applied": list(applied),
+               "namespaces": list(namespaces), "policies": ours, "foreign": foreign}
+        data = dump_yaml(doc, f"dashi-cluster snapshot {snap_id}\n"
+                              f"The NetworkPolicies of profile {profile}'s namespaces on {context}, "
+                              f"taken before {taken_before}.\n"
+                              "`inv rollback` restores `policies` exactly; `foreign` (not ours) is never touched.")
+        info = SnapshotInfo(id=snap_id, file=f"{snap_id}.yaml", sha256=sha256_hex(data), created=created,
+                            user=user, host=host, taken_before=taken_before, applied=list(applied),
+                            policies=len(ours), foreign=len(foreign))
+        atomic_write(self.dir / info.file, data)  # the file first: the index never names a partial file
+        self._write_index(entries + [info])
+        return info
+
+    def load(self, snapshot_id: str) -> Snapshot:
+        info = self.find(snapshot_id)
+        path = self.dir / info.file
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            raise SnapshotError(f"snapshot {info.id}: file {path} is missing or unreadable ({e.strerror}); "
+                                "refusing to restore from it") from None
+        actual = sha256_hex(data)
+        if actual != info.sha256:
+            raise SnapshotError(f"snapshot {info.id}: {path} does not match its checksum "
+                                f"(index {info.sha256[:12]}…, file {actual[:12]}…): it was changed or "
+                                "damaged after it was taken; refusing to restore from it")
+        try:
+            doc = yaml.safe_load(data)
+        except yaml.YAMLError:
+            doc = None
+        problem = _check_doc(doc, info)
+        if problem:
+            raise SnapshotError(f"snapshot {info.id}: {path}: {problem}; refusing to restore from it")
+        return Snapshot(info, doc["profile"], doc["context"], list(doc["namespaces"]),
+                        list(doc["policies"]), list(doc.get("foreign") or []))
+
+
+def _check_doc(doc, info: SnapshotInfo) -> str | None:
+    if not isinstance(doc, dict):
+        return "not a YAML mapping"
+    for key in ("id", "profile", "context", "namespaces", "policies", "applied"):
+        if key not in doc:
+            return f"missing {key!r}"
+    if doc["id"] != info.id:
+        return f"holds snapshot {doc['id']!r}, not {info.id!r}"
+    if not isinstance(doc["namespaces"], list) or not isinstance(doc["policies"], list):
+        return "namespaces and policies must be lists"
+    for i, p in enumerate(doc["policies"]):
+        meta = (p or {}).get("metadata") if isinstance(p, dict) else None
+        if not isinstance(meta, dict) or p.get("kind") != "NetworkPolicy" or not meta.get("name"):
+            return f"policies[{i}] is not a NetworkPolicy with a name"
+        if meta.get("namespace") not in doc["namespaces"]:
+            return f"policies[{i}] ({meta.get('name')}) is outside the snapshot's namespaces"
+        if not is_ours(p):
+            return f"policies[{i}] ({meta.get('namespace')}/{meta.get('name')}) does not carry our label"
+        try:
+            compile_policy(p)
+        except ManifestError as e:
+            return f"policies[{i}] is not a valid NetworkPolicy ({e})"
+    return None

@@ -1,0 +1,50 @@
+"""Verification: the live matrix probed, beside the engine's prediction for
+the policies in place and the step's intended matrix."""
+
+from __future__ import annotations
+
+from cluster.live.discovery import discover
+from cluster.live.drift import state_label
+from cluster.live.kube import Kube
+from cluster.live.report import EdgeRow, MatrixReport
+from cluster.live.restore import live_policies
+from cluster.live.settings import Settings
+from cluster.live.snapshots import is_ours
+from cluster.policy.engine import Edge, predict
+from cluster.policy.manifests import obj_ref
+from cluster.policy.profile import Profile
+
+
+def _intent(profile: Profile, edge: Edge) -> str:
+    ie = profile.intent_of(edge)
+    if ie is None:
+        return "not in the intended matrix"
+    return f"the matrix opens it at {ie.step}" + (f": {ie.reason}" if ie.reason else "")
+
+
+def verify_live(kube: Kube, profile: Profile, k: int | None, settings: Settings, *,
+                context: str | None = None) -> MatrixReport:
+    """Probe the live matrix; compare with the engine (live policies and
+    addresses) and, when k is known, with the step-intended matrix."""
+    live = discover(kube, profile)
+    policies = live_policies(kube, profile.profile_namespaces)
+    verdicts = predict(profile, policies, live.endpoints)
+    intended = profile.intended_after(k) if k is not None else {}
+    run = settings.prober(kube).run(live.targets, {e: v.allowed for e, v in verdicts.items()})
+    rows = [EdgeRow(edge=e, predicted=v.allowed, verdict=v, intended=intended.get(e),
+                    intent=_intent(profile, e), observation=run.observations.get(e))
+            for e, v in verdicts.items()]
+    notes = list(live.notes)
+    foreign = sorted(obj_ref(p, kind=False) for p in policies if not is_ours(p))
+    if foreign:
+        notes.append(f"policies that are not ours also apply here: {', '.join(foreign)}")
+    return MatrixReport(profile.name, context, state_label(profile, k), rows, True, run.seconds,
+                        run.first_pass_seconds, run.probes, run.workers, notes)
+
+
+def predicted(profile: Profile, k: int) -> MatrixReport:
+    verdicts = predict(profile, profile.policies_through(k))
+    intended = profile.intended_after(k)
+    rows = [EdgeRow(edge=e, predicted=v.allowed, verdict=v, intended=intended.get(e), intent=_intent(profile, e))
+            for e, v in verdicts.items()]
+    return MatrixReport(profile.name, None, state_label(profile, k), rows, False)

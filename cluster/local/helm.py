@@ -1,0 +1,37 @@
+"""helm adapter: version and "is this release installed" (used by Cilium)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from cluster.errors import DashiError, ToolMissing
+from cluster.local.runner import Runner
+
+_VERSION_RE = re.compile(r"v(\d+)\.(\d+)\.(\d+)")
+
+
+def version(runner: Runner) -> tuple[int, int, int]:
+    out = runner.run(["helm", "version", "--short"]).stdout
+    m = _VERSION_RE.search(out)
+    if not m:
+        raise ToolMissing(f"helm: cannot read its version from {out.strip()[:80]!r}")
+    return tuple(int(x) for x in m.groups())  # type: ignore[return-value]
+
+
+def list_argv(context: str, namespace: str, release: str) -> list[str]:
+    return ["helm", "list", "--kube-context", context, "--namespace", namespace,
+            "--filter", f"^{re.escape(release)}$", "--output", "json"]
+
+
+def release(runner: Runner, context: str, namespace: str, name: str) -> dict | None:
+    """`helm list` entry of a release: keys name, status, chart ("cilium-1.18.6"), app_version."""
+    out = runner.run(list_argv(context, namespace, name)).stdout
+    try:
+        items = json.loads(out or "[]")
+    except json.JSONDecodeError as e:
+        raise DashiError(f"`helm list` printed something that is not JSON: {out[:200]!r}") from e
+    for item in items or []:
+        if item.get("name") == name:
+            return item
+    return None

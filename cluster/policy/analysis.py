@@ -1,0 +1,144 @@
+"""Offline analysis of a profile: step by step prediction, comparison with the
+intended matrix, a least-privilege audit, and "why" for one edge.
+
+Pure: profile + engine, no client.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from cluster.errors import ManifestError
+from cluster.policy.engine import HOST, Edge, Engine, Verdict, predict
+from cluster.policy.profile import BASELINE, Profile
+
+
+@dataclass(frozen=True)
+class Difference:
+    edge: Edge
+    intended: bool  # what the intent says
+    predicted: bool  # what the policies do
+    detail: str  # why, naming steps and policies
+
+
+@dataclass
+class StepResult:
+    index: int  # 1-based
+    name: str
+    verdicts: dict[Edge, Verdict]  # the predicted matrix after this step
+    differences: list[Difference]  # vs the step-intended state
+
+    @property
+    def allowed(self) -> int:
+        return sum(v.allowed for v in self.verdicts.values())
+
+
+@dataclass
+class CheckReport:
+    profile: Profile
+    steps: list[StepResult]
+    final: list[Difference]  # vs the full intended matrix
+    over_permissive: list[str] = field(default_factory=list)
+    verdicts: dict[Edge, Verdict] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.final and not any(s.differences for s in self.steps)
+
+
+def _missing_detail(profile: Profile, edge: Edge, verdict: Verdict) -> str:
+    intent = profile.intent_of(edge)
+    step = intent.step if intent else "?"
+    present = step == BASELINE or any(s.name == step for s in profile.steps)
+    sides = []
+    for d in (verdict.egress, verdict.ingress):
+        if not d.allowed:
+            sides.append(f"no {d.direction} rule for {d.subject} (blocked by {', '.join(d.selecting)})")
+    where = f"step {step}" + ("" if present else " is not in the applied set")
+    reason = f" [{intent.reason}]" if intent and intent.reason else ""
+    return f"intended ({where}){reason}, but missing: {'; '.join(sides)}"
+
+
+def _extra_detail(verdict: Verdict) -> str:
+    parts = []
+    for d in (verdict.egress, verdict.ingress):
+        if d.isolated:
+            parts.append(f"{d.direction} allowed by {', '.join(d.allowing)}")
+        elif d.note:
+            parts.append(f"{d.direction}: {d.note}")
+        else:
+            parts.append(f"{d.direction} of {d.subject} not isolated (no policy selects it)")
+    return "not intended, but " + "; ".join(parts)
+
+
+def _diff(profile: Profile, want: dict[Edge, bool], verdicts: dict[Edge, Verdict]) -> list[Difference]:
+    out = []
+    for edge, intended in want.items():
+        v = verdicts[edge]
+        if v.allowed != intended:
+            detail = _missing_detail(profile, edge, v) if intended else _extra_detail(v)
+            out.append(Difference(edge, intended, v.allowed, detail))
+    return out
+
+
+def audit(profile: Profile, verdicts: dict[Edge, Verdict], intended: dict[Edge, bool]) -> list[str]:
+    """Rules that allow no intended edge: over-permissive (or dead) rules."""
+    used: set[str] = set()
+    for edge, v in verdicts.items():
+        if intended.get(edge) and v.allowed:
+            used.update(v.egress.allowing)
+            used.update(v.ingress.allowing)
+    findings = []
+    engine = Engine(profile.namespaces, profile.policies_through(len(profile.steps)))
+    for p in engine.policies:
+        for direction, rules in (("ingress", p.ingress), ("egress", p.egress)):
+            for rule in rules or ():
+                tag = f"{p.ref} {direction} rule {rule.index}"
+                if tag not in used:
+                    findings.append(f"{tag} ({rule}) allows no intended edge of the matrix")
+    return findings
+
+
+def check(profile: Profile) -> CheckReport:
+    """Predict every cumulative step and compare with the intent."""
+    results = []
+    verdicts: dict[Edge, Verdict] = {}
+    for k, step in enumerate(profile.steps, 1):
+        verdicts = predict(profile, profile.policies_through(k))
+        diffs = _diff(profile, profile.intended_after(k), verdicts)
+        results.append(StepResult(k, step.name, verdicts, diffs))
+    if not profile.steps:
+        verdicts = predict(profile, [])
+    final_want = profile.intended_final()
+    final = _diff(profile, final_want, verdicts)
+    return CheckReport(profile, results, final, audit(profile, verdicts, final_want), verdicts)
+
+
+def parse_port(text: str) -> tuple[int | str, str]:
+    """'8080', '53/udp', 'metrics/TCP' -> (port, PROTOCOL)."""
+    port, _, proto = str(text).partition("/")
+    proto = (proto or "TCP").upper()
+    if proto not in ("TCP", "UDP", "SCTP"):
+        raise ManifestError(f"invalid protocol {proto!r} in {text!r} (TCP, UDP, SCTP)")
+    if port.isdigit():
+        n = int(port)
+        if not 1 <= n <= 65535:
+            raise ManifestError(f"port {n} out of range 1-65535")
+        return n, proto
+    if not port:
+        raise ManifestError(f"no port in {text!r}")
+    return port, proto
+
+
+def explain(profile: Profile, src: str, dst: str, port_text: str, upto: str | None = None) -> Verdict:
+    """The verdict for one edge, after all steps or after step ``upto``."""
+    k = len(profile.steps) if upto is None else profile.step_index(upto)
+    source = HOST if src in ("host", HOST.key) else profile.endpoint(src)
+    target = profile.endpoint(dst)
+    port, proto = parse_port(port_text)
+    if isinstance(port, str):
+        named = [p for p in target.ports if p.name == port and (p.protocol == proto or "/" not in port_text)]
+        if not named:
+            raise ManifestError(f"{dst} has no port named {port!r}")
+        port, proto = named[0].port, named[0].protocol
+    return Engine(profile.namespaces, profile.policies_through(k)).evaluate(source, target, port, proto)

@@ -1,0 +1,668 @@
+"""A pure NetworkPolicy (networking.k8s.io/v1) evaluator.
+
+It imports no client: it reads policies as plain dicts (as in YAML) and
+decides, for a source, a destination, a port and a protocol, whether the
+traffic is allowed, naming the policies and rules that decided it.
+
+The semantics, case by case (the Kubernetes API reference and the upstream
+e2e network policy tests are the reference):
+
+* A pod is isolated for a direction when at least one policy in its
+  namespace selects it (``spec.podSelector``) and lists that direction in
+  its policy types. Unisolated directions allow everything.
+* ``policyTypes`` absent: defaulted exactly as the API server does:
+  ``[Ingress]``, plus ``Egress`` when ``spec.egress`` has at least one rule
+  (an empty ``egress: []`` adds nothing).
+* Policies add up: traffic is allowed in a direction if any rule of any
+  selecting policy allows it. Traffic is allowed end to end only if the
+  source's egress AND the destination's ingress allow it.
+* Rules: an absent or empty rule list allows nothing; a rule with ``from`` /
+  ``to`` absent or empty matches every peer, including addresses outside the
+  cluster; ``ports`` absent or empty matches every port and protocol.
+* Peers: ``podSelector`` alone picks pods in the policy's own namespace;
+  ``namespaceSelector`` alone picks every pod in the matching namespaces;
+  both in one peer means AND (pods matching in namespaces matching); two
+  peers mean OR. A nil selector is "not set"; an empty selector ``{}``
+  matches everything. Every namespace carries ``kubernetes.io/metadata.name``.
+  ``ipBlock`` matches an address in ``cidr`` and in none of ``except``; it
+  applies to pods only when their IP is known (the API leaves ipBlock-vs-pod
+  behaviour to the plugin, and offline we rarely know pod IPs).
+* Selectors: ``matchLabels`` and ``matchExpressions`` (In, NotIn, Exists,
+  DoesNotExist), ANDed. NotIn and DoesNotExist match a pod without the key.
+* Ports: protocol defaults to TCP; a numeric port, optionally a range up to
+  ``endPort``; a named port resolves on the destination pod to a container
+  port with that name AND the rule's protocol (a name whose container port
+  has another protocol opens nothing); a rule entry with protocol only
+  matches every port of that protocol.
+* The node ("host"): traffic from the node to its local pods (kubelet
+  probes, ``kubectl port-forward``, which enters through the pod's own
+  loopback) is always allowed; NetworkPolicy does not apply to it.
+
+Invalid input raises ``ManifestError`` naming the policy; nothing panics.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping, Sequence
+
+from cluster.errors import ManifestError
+
+PROTOCOLS = ("TCP", "UDP", "SCTP")
+NS_NAME_LABEL = "kubernetes.io/metadata.name"
+_PORT_NAME = re.compile(r"^(?=.*[a-z])[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?$")
+
+
+# --------------------------------------------------------------------------
+# Peers the engine reasons about (a small, client-free view of an endpoint)
+
+
+@dataclass(frozen=True)
+class Port:
+    name: str | None
+    port: int
+    protocol: str = "TCP"
+
+    def __str__(self) -> str:
+        label = f"{self.port}/{self.protocol}"
+        return f"{self.name} ({label})" if self.name else label
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Something traffic can come from or go to.
+
+    kind: "workload" (pods of a Deployment/StatefulSet/... or a Pod),
+    "debug" (an unlabelled debug pod), "cluster" (pods the cluster provides,
+    e.g. DNS), "external" (an address outside the pod network), "host" (the
+    node itself).
+    """
+
+    key: str
+    namespace: str | None
+    name: str
+    kind: str = "workload"
+    labels: Mapping[str, str] = field(default_factory=dict)
+    ports: tuple[Port, ...] = ()
+    replicas: int = 1
+    ip: str | None = None
+    # How the live layer finds it on a cluster: the label selector of its
+    # pods, or (external endpoints) the Service whose EndpointSlice holds its
+    # address, as "namespace/name".
+    pod_selector: str | None = None
+    address_service: str | None = None
+
+    @property
+    def is_pod(self) -> bool:
+        return self.kind in ("workload", "debug", "cluster")
+
+    @property
+    def probe_source(self) -> bool:
+        return self.kind in ("workload", "debug")
+
+    def __hash__(self) -> int:  # labels is a dict; the key identifies an endpoint
+        return hash(self.key)
+
+
+@dataclass(frozen=True)
+class Edge:
+    """Traffic from one endpoint to a port of another, by endpoint key."""
+
+    src: str
+    dst: str
+    port: int
+    protocol: str = "TCP"
+
+    def __str__(self) -> str:
+        return f"{self.src} -> {self.dst} {self.port}/{self.protocol}"
+
+
+HOST = Endpoint(key="host/node", namespace=None, name="node", kind="host")
+
+
+# --------------------------------------------------------------------------
+# Compiled policies
+
+
+@dataclass(frozen=True)
+class Selector:
+    match_labels: tuple[tuple[str, str], ...] = ()
+    expressions: tuple[tuple[str, str, frozenset[str]], ...] = ()
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        for key, value in self.match_labels:
+            if labels.get(key) != value:
+                return False
+        for key, op, values in self.expressions:
+            present = key in labels
+            if op == "In":
+                if not present or labels[key] not in values:
+                    return False
+            elif op == "NotIn":
+                if present and labels[key] in values:
+                    return False
+            elif op == "Exists":
+                if not present:
+                    return False
+            elif present:  # DoesNotExist
+                return False
+        return True
+
+    def __str__(self) -> str:
+        parts = [f"{k}={v}" for k, v in self.match_labels]
+        for key, op, values in self.expressions:
+            if op in ("In", "NotIn"):
+                parts.append(f"{key} {op.lower()} ({','.join(sorted(values))})")
+            else:
+                parts.append(key if op == "Exists" else f"!{key}")
+        return "{" + ", ".join(parts) + "}" if parts else "{} (all)"
+
+
+@dataclass(frozen=True)
+class Peer:
+    pod_selector: Selector | None = None
+    namespace_selector: Selector | None = None
+    cidr: ipaddress.IPv4Network | ipaddress.IPv6Network | None = None
+    excepts: tuple = ()
+
+    def __str__(self) -> str:
+        if self.cidr is not None:
+            ex = f" except {', '.join(map(str, self.excepts))}" if self.excepts else ""
+            return f"ipBlock {self.cidr}{ex}"
+        parts = []
+        if self.namespace_selector is not None:
+            parts.append(f"namespaces {self.namespace_selector}")
+        if self.pod_selector is not None:
+            parts.append(f"pods {self.pod_selector}")
+        return " and ".join(parts)
+
+
+@dataclass(frozen=True)
+class PortRule:
+    protocol: str = "TCP"
+    port: int | str | None = None
+    end_port: int | None = None
+
+    def matches(self, dst: Endpoint, port: int, protocol: str) -> bool:
+        if protocol != self.protocol:
+            return False
+        if self.port is None:
+            return True
+        if isinstance(self.port, int):
+            if self.end_port is not None:
+                return self.port <= port <= self.end_port
+            return port == self.port
+        # Named: resolved on the destination pod, name AND protocol.
+        return any(p.name == self.port and p.protocol == protocol and p.port == port
+                   for p in dst.ports)
+
+    def __str__(self) -> str:
+        if self.port is None:
+            return f"any/{self.protocol}"
+        if self.end_port is not None:
+            return f"{self.port}-{self.end_port}/{self.protocol}"
+        return f"{self.port}/{self.protocol}"
+
+
+@dataclass(frozen=True)
+class Rule:
+    index: int
+    peers: tuple[Peer, ...] | None  # None: every peer
+    ports: tuple[PortRule, ...] | None  # None: every port
+
+    def __str__(self) -> str:
+        peers = "any peer" if self.peers is None else " or ".join(map(str, self.peers))
+        ports = "any port" if self.ports is None else ", ".join(map(str, self.ports))
+        return f"{peers} on {ports}"
+
+
+@dataclass(frozen=True)
+class Policy:
+    namespace: str
+    name: str
+    pod_selector: Selector
+    ingress: tuple[Rule, ...] | None  # None: not an Ingress policy
+    egress: tuple[Rule, ...] | None  # None: not an Egress policy
+    source: str = ""  # file the policy came from, for messages
+
+    @property
+    def ref(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+def _where(policy: Mapping, source: str) -> tuple[str, str]:
+    meta = policy.get("metadata") or {}
+    return source, f"NetworkPolicy {meta.get('namespace', '?')}/{meta.get('name', '?')}"
+
+
+def parse_selector(data, path: str, obj: str, what: str) -> Selector:
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ManifestError(f"{what} must be a mapping", path=path, obj=obj)
+    labels = data.get("matchLabels") or {}
+    if not isinstance(labels, Mapping):
+        raise ManifestError(f"{what}.matchLabels must be a mapping", path=path, obj=obj)
+    exprs = []
+    for i, expr in enumerate(data.get("matchExpressions") or []):
+        if not isinstance(expr, Mapping) or "key" not in expr or "operator" not in expr:
+            raise ManifestError(f"{what}.matchExpressions[{i}] needs key and operator", path=path, obj=obj)
+        op = expr["operator"]
+        values = expr.get("values") or []
+        if op in ("In", "NotIn"):
+            if not values:
+                raise ManifestError(f"{what}.matchExpressions[{i}]: operator {op} needs values",
+                                    path=path, obj=obj)
+        elif op in ("Exists", "DoesNotExist"):
+            if values:
+                raise ManifestError(f"{what}.matchExpressions[{i}]: operator {op} takes no values",
+                                    path=path, obj=obj)
+        else:
+            raise ManifestError(
+                f"{what}.matchExpressions[{i}]: invalid operator {op!r} "
+                "(In, NotIn, Exists, DoesNotExist)", path=path, obj=obj)
+        exprs.append((str(expr["key"]), op, frozenset(str(v) for v in values)))
+    return Selector(tuple(sorted((str(k), str(v)) for k, v in labels.items())), tuple(exprs))
+
+
+def _parse_peer(data, path, obj, what) -> Peer:
+    if isinstance(data, Mapping):
+        # A null field is an unset one (a nil pointer in the API types).
+        data = {k: v for k, v in data.items() if v is not None}
+    if not isinstance(data, Mapping) or not data:
+        raise ManifestError(f"{what}: a peer needs podSelector, namespaceSelector or ipBlock",
+                            path=path, obj=obj)
+    unknown = set(data) - {"podSelector", "namespaceSelector", "ipBlock"}
+    if unknown:
+        raise ManifestError(f"{what}: unknown field(s) {', '.join(sorted(unknown))}", path=path, obj=obj)
+    if "ipBlock" in data:
+        if len(data) > 1:
+            raise ManifestError(f"{what}: ipBlock cannot be combined with selectors", path=path, obj=obj)
+        block = data["ipBlock"] or {}
+        try:
+            cidr = ipaddress.ip_network(str(block["cidr"]), strict=False)
+            excepts = tuple(ipaddress.ip_network(str(e), strict=False) for e in block.get("except") or [])
+        except (KeyError, ValueError) as e:
+            raise ManifestError(f"{what}: invalid ipBlock ({e})", path=path, obj=obj) from None
+        for ex in excepts:
+            # The API requires a strict subset (validation of IPBlock.except).
+            if ex.version != cidr.version or not ex.subnet_of(cidr) or ex == cidr:
+                raise ManifestError(f"{what}: ipBlock except {ex} is not inside {cidr}", path=path, obj=obj)
+        return Peer(cidr=cidr, excepts=excepts)
+    pod = parse_selector(data["podSelector"], path, obj, f"{what}.podSelector") \
+        if "podSelector" in data else None
+    ns = parse_selector(data["namespaceSelector"], path, obj, f"{what}.namespaceSelector") \
+        if "namespaceSelector" in data else None
+    return Peer(pod_selector=pod, namespace_selector=ns)
+
+
+def _parse_port(data, path, obj, what) -> PortRule:
+    if not isinstance(data, Mapping):
+        raise ManifestError(f"{what} must be a mapping", path=path, obj=obj)
+    protocol = data.get("protocol") or "TCP"
+    if protocol not in PROTOCOLS:
+        raise ManifestError(f"{what}: invalid protocol {protocol!r} (TCP, UDP, SCTP)", path=path, obj=obj)
+    port = data.get("port")
+    end = data.get("endPort")
+    if isinstance(port, bool):
+        raise ManifestError(f"{what}: invalid port {port!r}", path=path, obj=obj)
+    if isinstance(port, int):
+        if not 1 <= port <= 65535:
+            raise ManifestError(f"{what}: port {port} out of range 1-65535", path=path, obj=obj)
+    elif isinstance(port, str):
+        if not _PORT_NAME.match(port) or "--" in port:  # IANA_SVC_NAME
+            raise ManifestError(f"{what}: invalid port name {port!r}", path=path, obj=obj)
+    elif port is not None:
+        raise ManifestError(f"{what}: invalid port {port!r}", path=path, obj=obj)
+    if end is not None:
+        if not isinstance(port, int):
+            raise ManifestError(f"{what}: endPort needs a numeric port", path=path, obj=obj)
+        if not isinstance(end, int) or isinstance(end, bool) or end < port or end > 65535:
+            raise ManifestError(f"{what}: endPort {end!r} must be a number from port ({port}) to 65535",
+                                path=path, obj=obj)
+    return PortRule(protocol=protocol, port=port, end_port=end)
+
+
+def _parse_rules(rules, peer_key, path, obj, direction) -> tuple[Rule, ...]:
+    if not isinstance(rules, list):
+        raise ManifestError(f"spec.{direction} must be a list", path=path, obj=obj)
+    out = []
+    for i, rule in enumerate(rules):
+        what = f"spec.{direction}[{i}]"
+        if rule is None:
+            rule = {}
+        if not isinstance(rule, Mapping):
+            raise ManifestError(f"{what} must be a mapping", path=path, obj=obj)
+        unknown = set(rule) - {peer_key, "ports"}
+        if unknown:
+            raise ManifestError(f"{what}: unknown field(s) {', '.join(sorted(unknown))}", path=path, obj=obj)
+        peers_data = rule.get(peer_key)
+        peers = None
+        if peers_data:
+            if not isinstance(peers_data, list):
+                raise ManifestError(f"{what}.{peer_key} must be a list", path=path, obj=obj)
+            peers = tuple(_parse_peer(p, path, obj, f"{what}.{peer_key}[{j}]") for j, p in enumerate(peers_data))
+        ports_data = rule.get("ports")
+        ports = None
+        if ports_data:
+            if not isinstance(ports_data, list):
+                raise ManifestError(f"{what}.ports must be a list", path=path, obj=obj)
+            ports = tuple(_parse_port(p, path, obj, f"{what}.ports[{j}]") for j, p in enumerate(ports_data))
+        out.append(Rule(index=i + 1, peers=peers, ports=ports))
+    return tuple(out)
+
+
+def compile_policy(policy: Mapping, source: str = "") -> Policy:
+    """Validate one NetworkPolicy dict and compile it. Raises ManifestError."""
+    path, obj = _where(policy, source)
+    if policy.get("kind") != "NetworkPolicy":
+        raise ManifestError(f"expected kind NetworkPolicy, got {policy.get('kind')!r}", path=path, obj=obj)
+    meta = policy.get("metadata") or {}
+    if not meta.get("name") or not meta.get("namespace"):
+        raise ManifestError("metadata.name and metadata.namespace are required", path=path, obj=obj)
+    spec = policy.get("spec")
+    if spec is None:
+        spec = {}
+    if not isinstance(spec, Mapping):
+        raise ManifestError("spec must be a mapping", path=path, obj=obj)
+    types = spec.get("policyTypes")
+    if not types:
+        # The API server's defaulting (pkg/apis/networking/v1/defaults.go).
+        types = ["Ingress"] + (["Egress"] if spec.get("egress") else [])
+    for t in types:
+        if t not in ("Ingress", "Egress"):
+            raise ManifestError(f"invalid policyType {t!r} (Ingress, Egress)", path=path, obj=obj)
+    ingress = _parse_rules(spec.get("ingress") or [], "from", path, obj, "ingress") if "Ingress" in types else None
+    egress = _parse_rules(spec.get("egress") or [], "to", path, obj, "egress") if "Egress" in types else None
+    return Policy(
+        namespace=str(meta["namespace"]),
+        name=str(meta["name"]),
+        pod_selector=parse_selector(spec.get("podSelector"), path, obj, "spec.podSelector"),
+        ingress=ingress,
+        egress=egress,
+        source=source,
+    )
+
+
+# --------------------------------------------------------------------------
+# Verdicts
+
+
+@dataclass(frozen=True)
+class DirectionVerdict:
+    direction: str  # "egress" or "ingress"
+    subject: str  # endpoint key whose policies decide
+    allowed: bool
+    isolated: bool
+    selecting: tuple[str, ...] = ()  # policies that select the subject for this direction
+    allowing: tuple[str, ...] = ()  # "ns/policy ingress rule N"
+    note: str = ""
+
+    def line(self, peer: str, port: int, protocol: str) -> str:
+        side = f"{self.direction} of {self.subject}"
+        if self.note:
+            return f"{side}: {self.note}"
+        if not self.isolated:
+            return f"{side}: allowed (no policy selects it for {self.direction})"
+        if self.allowed:
+            return f"{side}: allowed by {', '.join(self.allowing)}"
+        return (f"{side}: BLOCKED: selected by {', '.join(self.selecting)}; "
+                f"no rule allows {peer} on {port}/{protocol}")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    src: str
+    dst: str
+    port: int
+    protocol: str
+    egress: DirectionVerdict
+    ingress: DirectionVerdict
+
+    @property
+    def allowed(self) -> bool:
+        return self.egress.allowed and self.ingress.allowed
+
+    def lines(self) -> list[str]:
+        head = f"{self.src} -> {self.dst} {self.port}/{self.protocol}: " + (
+            "ALLOWED" if self.allowed else "BLOCKED")
+        return [head,
+                "  " + self.egress.line(self.dst, self.port, self.protocol),
+                "  " + self.ingress.line(self.src, self.port, self.protocol)]
+
+    def blocking_side(self) -> list[str]:
+        return [d.direction for d in (self.egress, self.ingress) if not d.allowed]
+
+
+# --------------------------------------------------------------------------
+# The engine
+
+
+class Engine:
+    """Evaluate traffic against a set of policies.
+
+    ``namespaces`` maps each namespace name to its labels; the
+    ``kubernetes.io/metadata.name`` label is added as the API server does.
+    """
+
+    def __init__(self, namespaces: Mapping[str, Mapping[str, str]], policies: Iterable[Mapping | Policy]):
+        self.namespaces = {n: {**(labels or {}), NS_NAME_LABEL: n} for n, labels in namespaces.items()}
+        self.policies: list[Policy] = [p if isinstance(p, Policy) else compile_policy(p) for p in policies]
+        self._by_ns: dict[str, list[Policy]] = {}
+        for p in self.policies:
+            self._by_ns.setdefault(p.namespace, []).append(p)
+
+    # -- peers --------------------------------------------------------------
+
+    def _ns_labels(self, namespace: str | None) -> Mapping[str, str]:
+        if namespace is None:
+            return {}
+        return self.namespaces.get(namespace, {NS_NAME_LABEL: namespace})
+
+    def peer_matches(self, peer: Peer, policy_ns: str, ep: Endpoint) -> bool:
+        if peer.cidr is not None:
+            if ep.ip is None:
+                return False
+            addr = ipaddress.ip_address(ep.ip)
+            return addr in peer.cidr and not any(addr in ex for ex in peer.excepts)
+        if not ep.is_pod:
+            return False
+        if peer.namespace_selector is None:
+            if ep.namespace != policy_ns:
+                return False
+        elif not peer.namespace_selector.matches(self._ns_labels(ep.namespace)):
+            return False
+        return peer.pod_selector is None or peer.pod_selector.matches(ep.labels)
+
+    def _rule_allows(self, rule: Rule, policy: Policy, peer: Endpoint, dst: Endpoint,
+                     port: int, protocol: str) -> bool:
+        if rule.ports is not None and not any(pr.matches(dst, port, protocol) for pr in rule.ports):
+            return False
+        if rule.peers is None:
+            return True
+        return any(self.peer_matches(p, policy.namespace, peer) for p in rule.peers)
+
+    def selecting(self, ep: Endpoint, direction: str) -> list[Policy]:
+        if not ep.is_pod:
+            return []
+        out = []
+        for p in self._by_ns.get(ep.namespace or "", ()):
+            rules = p.ingress if direction == "ingress" else p.egress
+            if rules is not None and p.pod_selector.matches(ep.labels):
+                out.append(p)
+        return out
+
+    def _direction(self, direction: str, subject: Endpoint, peer: Endpoint, dst: Endpoint,
+                   port: int, protocol: str) -> DirectionVerdict:
+        if subject.kind == "host":
+            return DirectionVerdict(direction, subject.key, True, False,
+                                    note="the node's own traffic is not subject to NetworkPolicy")
+        if not subject.is_pod:
+            return DirectionVerdict(direction, subject.key, True, False,
+                                    note="outside the pod network: no policy applies here")
+        if direction == "ingress" and peer.kind == "host":
+            return DirectionVerdict(direction, subject.key, True, False,
+                                    note="allowed: traffic from the node to its local pods "
+                                         "(kubelet probes, port-forward) is always allowed")
+        policies = self.selecting(subject, direction)
+        if not policies:
+            return DirectionVerdict(direction, subject.key, True, False)
+        allowing = []
+        for p in policies:
+            for rule in (p.ingress if direction == "ingress" else p.egress) or ():
+                if self._rule_allows(rule, p, peer, dst, port, protocol):
+                    allowing.append(f"{p.ref} {direction} rule {rule.index}")
+        return DirectionVerdict(direction, subject.key, bool(allowing), True,
+                                tuple(p.ref for p in policies), tuple(allowing))
+
+    def evaluate(self, src: Endpoint, dst: Endpoint, port: int, protocol: str = "TCP") -> Verdict:
+        """Decide src -> dst on port/protocol, naming the policies on each side."""
+        egress = self._direction("egress", src, dst, dst, port, protocol)
+        ingress = self._direction("ingress", dst, src, dst, port, protocol)
+        return Verdict(src.key, dst.key, port, protocol, egress, ingress)
+
+    # -- whole matrices -----------------------------------------------------
+
+    def allowed_matrix(self, endpoints: Sequence[Endpoint]):
+        """Every (src, dst, dst port) among ``endpoints`` as bitsets.
+
+        Returns {(dst_index, port_index): int bitset of allowed source indices}.
+        Instead of evaluating n*n*ports pairs one by one, each rule's peer set
+        and each policy's selected set is computed once as a bitset over the
+        endpoints; a destination port then costs one pass over the rules that
+        can reach it. The cost grows with pods x ports x (rules touching a
+        pod), and with the bit-width (pods) of the integer operations.
+        """
+        n = len(endpoints)
+        full = (1 << n) - 1
+
+        # Bitsets over endpoint indices, each computed once: pods per
+        # namespace, pods per distinct selector, pods per namespace selector.
+        ns_pods: dict[str, int] = {}
+        all_pods = 0
+        # The node's own traffic passes every ingress policy (see evaluate).
+        hosts = 0
+        for i, ep in enumerate(endpoints):
+            if ep.kind == "host":
+                hosts |= 1 << i
+            if ep.is_pod:
+                ns_pods[ep.namespace or ""] = ns_pods.get(ep.namespace or "", 0) | 1 << i
+                all_pods |= 1 << i
+        sel_cache: dict[Selector, int] = {}
+        nssel_cache: dict[Selector, int] = {}
+        peer_cache: dict[tuple[Peer, str], int] = {}
+
+        def pods_matching(sel: Selector) -> int:
+            b = sel_cache.get(sel)
+            if b is None:
+                b = 0
+                if not sel.match_labels and not sel.expressions:
+                    b = all_pods
+                else:
+                    for i, ep in enumerate(endpoints):
+                        if ep.is_pod and sel.matches(ep.labels):
+                            b |= 1 << i
+                sel_cache[sel] = b
+            return b
+
+        def in_namespaces(sel: Selector) -> int:
+            b = nssel_cache.get(sel)
+            if b is None:
+                b = 0
+                for ns, pods in ns_pods.items():
+                    if sel.matches(self._ns_labels(ns)):
+                        b |= pods
+                nssel_cache[sel] = b
+            return b
+
+        def peer_bits(rule: Rule, policy_ns: str) -> int:
+            if rule.peers is None:
+                return full
+            out = 0
+            for peer in rule.peers:
+                ck = (peer, policy_ns)
+                b = peer_cache.get(ck)
+                if b is None:
+                    if peer.cidr is not None:
+                        b = 0
+                        for i, ep in enumerate(endpoints):
+                            if self.peer_matches(peer, policy_ns, ep):
+                                b |= 1 << i
+                    else:
+                        b = all_pods if peer.pod_selector is None else pods_matching(peer.pod_selector)
+                        b &= ns_pods.get(policy_ns, 0) if peer.namespace_selector is None \
+                            else in_namespaces(peer.namespace_selector)
+                    peer_cache[ck] = b
+                out |= b
+            return out
+
+        ingress_sel: dict[int, list[Policy]] = {}  # dst index -> policies selecting it for ingress
+        egress_isolated = 0
+        egress_rules: list[tuple[int, int, Rule]] = []  # (selected sources, peer bitset, rule)
+        for p in self.policies:
+            selected = pods_matching(p.pod_selector) & ns_pods.get(p.namespace, 0)
+            if not selected:
+                continue
+            if p.ingress is not None:
+                b = selected
+                while b:
+                    low = b & -b
+                    ingress_sel.setdefault(low.bit_length() - 1, []).append(p)
+                    b ^= low
+            if p.egress is not None:
+                egress_isolated |= selected
+                for rule in p.egress:
+                    egress_rules.append((selected, peer_bits(rule, p.namespace), rule))
+
+        # Invert: for each destination, the egress rules whose peers include it.
+        rules_to: dict[int, list[tuple[int, Rule]]] = {}
+        for selected, peers, rule in egress_rules:
+            b, i = peers, 0
+            while b:
+                low = b & -b
+                i = low.bit_length() - 1
+                rules_to.setdefault(i, []).append((selected, rule))
+                b ^= low
+        open_egress = full & ~egress_isolated
+
+        result: dict[tuple[int, int], int] = {}
+        for d, dst in enumerate(endpoints):
+            for q, port in enumerate(dst.ports):
+                # ingress: which sources may enter
+                if d in ingress_sel:
+                    allowed_in = 0
+                    for p in ingress_sel[d]:
+                        for rule in p.ingress:
+                            if rule.ports is None or any(pr.matches(dst, port.port, port.protocol)
+                                                         for pr in rule.ports):
+                                allowed_in |= peer_bits(rule, p.namespace)
+                    allowed_in |= hosts
+                else:
+                    allowed_in = full
+                # egress: which sources may leave towards it
+                allowed_out = open_egress
+                for selected, rule in rules_to.get(d, ()):
+                    if rule.ports is None or any(pr.matches(dst, port.port, port.protocol)
+                                                 for pr in rule.ports):
+                        allowed_out |= selected
+                result[(d, q)] = allowed_in & allowed_out
+        return result
+
+
+def predict(profile, policies: Iterable[Mapping] | None = None,
+            endpoints: Sequence[Endpoint] | None = None) -> dict[Edge, Verdict]:
+    """The engine's verdict for every edge of a profile's matrix.
+
+    ``policies`` defaults to all the profile's steps; ``endpoints`` replaces
+    the profile's endpoints (e.g. with live pod and API server addresses,
+    which ipBlock rules depend on).
+    """
+    if policies is None:
+        policies = profile.policies_through(len(profile.steps))
+    eps = list(endpoints) if endpoints is not None else profile.endpoints
+    by_key = {ep.key: ep for ep in eps}
+    engine = Engine(profile.namespaces, policies)
+    return {e: engine.evaluate(by_key[e.src], by_key[e.dst], e.port, e.protocol)
+            for e in profile.with_endpoints(eps).edges()}

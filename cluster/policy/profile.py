@@ -1,0 +1,330 @@
+"""A profile: namespaces, stand-in workloads, ordered policy steps and the
+intended traffic matrix, read from ``manifests/<profile>/``.
+
+Layout of a profile directory (all plain YAML a user can edit):
+
+    profile.yaml      name, the files below, the ordered steps, and the
+                      endpoints the cluster provides (DNS) or that live
+                      outside the pod network (the Kubernetes API)
+    namespaces.yaml   Namespace objects
+    workloads/*.yaml  stand-ins: Deployments/StatefulSets/Pods (+ Services)
+    policies/*.yaml   one file per step, NetworkPolicy objects
+    matrix.yaml       the intended matrix: every edge that must be allowed,
+                      with the step that opens it and why
+
+Pure: no client imports.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from cluster.errors import ManifestError
+from cluster.paths import REPO_ROOT
+from cluster.policy.engine import NS_NAME_LABEL, PROTOCOLS, Edge, Endpoint, Port, compile_policy
+from cluster.policy.manifests import ResourceSet, check_known, load_documents, obj_ref, read_yaml
+
+MANIFESTS_DIR = Path(os.environ.get("DASHI_MANIFESTS", REPO_ROOT / "manifests"))
+BASELINE = "baseline"
+
+
+@dataclass(frozen=True)
+class PolicyStep:
+    name: str
+    path: Path
+    origin: str
+    objects: tuple[dict, ...]
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class IntendedEdge:
+    edge: Edge
+    step: str  # a step name, or "baseline" (open before any step, and stays open)
+    reason: str
+
+
+@dataclass(frozen=True)
+class HostAccess:
+    dst: str
+    reason: str
+
+
+@dataclass
+class Profile:
+    name: str
+    root: Path
+    description: str
+    namespaces: dict[str, dict[str, str]]
+    namespace_objects: list[dict]
+    workload_objects: list[dict]
+    endpoints: list[Endpoint]
+    steps: list[PolicyStep]
+    intended: list[IntendedEdge]
+    host_access: list[HostAccess] = field(default_factory=list)
+    skipped_steps: tuple[str, ...] = ()
+
+    # -- lookups ------------------------------------------------------------
+
+    def endpoint(self, key: str) -> Endpoint:
+        for ep in self.endpoints:
+            if ep.key == key:
+                return ep
+        raise ManifestError(f"no endpoint {key!r} in profile {self.name} "
+                            f"(known: {', '.join(e.key for e in self.endpoints)})")
+
+    def step_index(self, name: str) -> int:
+        """1-based position of a step; 0 for "baseline"."""
+        if name == BASELINE:
+            return 0
+        for i, s in enumerate(self.steps, 1):
+            if s.name == name:
+                return i
+        raise ManifestError(f"no step {name!r} in profile {self.name} "
+                            f"(steps: {', '.join(s.name for s in self.steps)})")
+
+    @property
+    def profile_namespaces(self) -> list[str]:
+        return [o["metadata"]["name"] for o in self.namespace_objects]
+
+    # -- the matrix ---------------------------------------------------------
+
+    def edges(self) -> list[Edge]:
+        """The probe universe: every source pod to every declared port.
+
+        A workload's connection to itself is left out unless it has more
+        than one replica (then it is pod-to-pod, e.g. RustFS nodes).
+        """
+        out = []
+        for src in self.endpoints:
+            if not src.probe_source:
+                continue
+            for dst in self.endpoints:
+                if dst.kind == "host" or (dst.key == src.key and dst.replicas <= 1):
+                    continue
+                for p in dst.ports:
+                    out.append(Edge(src.key, dst.key, p.port, p.protocol))
+        return out
+
+    def policies_through(self, k: int) -> list[dict]:
+        """The cumulative policy objects of the first k steps."""
+        return [obj for step in self.steps[:k] for obj in step.objects]
+
+    def intended_after(self, k: int) -> dict[Edge, bool]:
+        """What must be allowed once the first k steps are applied.
+
+        k = 0 is the baseline before any policy: everything is open. From
+        the first step on, only "baseline" edges and edges of applied steps.
+        """
+        edges = self.edges()
+        if k == 0:
+            return {e: True for e in edges}
+        opened = {s.name for s in self.steps[:k]} | {BASELINE}
+        allowed = {ie.edge for ie in self.intended if ie.step in opened}
+        return {e: e in allowed for e in edges}
+
+    def intended_final(self) -> dict[Edge, bool]:
+        """The matrix as the profile means it: every intended edge, whichever steps exist."""
+        allowed = {ie.edge for ie in self.intended}
+        return {e: e in allowed for e in self.edges()}
+
+    def intent_of(self, edge: Edge) -> IntendedEdge | None:
+        for ie in self.intended:
+            if ie.edge == edge:
+                return ie
+        return None
+
+    def without(self, names) -> "Profile":
+        """The profile with some steps left out (to see what they were for)."""
+        names = tuple(names)
+        for n in names:
+            self.step_index(n)
+        return replace(self, steps=[s for s in self.steps if s.name not in names],
+                       skipped_steps=self.skipped_steps + names)
+
+    def with_endpoints(self, endpoints) -> "Profile":
+        return replace(self, endpoints=list(endpoints))
+
+
+# --------------------------------------------------------------------------
+# Loading
+
+
+def _profile_dir(name_or_dir: str | os.PathLike) -> Path:
+    p = Path(name_or_dir)
+    if p.is_dir() and (p / "profile.yaml").exists():
+        return p
+    candidate = MANIFESTS_DIR / str(name_or_dir)
+    if (candidate / "profile.yaml").exists():
+        return candidate
+    known = sorted(d.name for d in MANIFESTS_DIR.iterdir() if (d / "profile.yaml").exists()) \
+        if MANIFESTS_DIR.is_dir() else []
+    raise ManifestError(f"unknown profile {str(name_or_dir)!r} (known: {', '.join(known) or 'none'})")
+
+
+def _ports_of(data, path, what) -> tuple[Port, ...]:
+    ports = []
+    for p in data or []:
+        if not isinstance(p, dict) or not isinstance(p.get("port"), int):
+            raise ManifestError(f"{what}: each port needs a numeric port", path=path)
+        proto = p.get("protocol", "TCP")
+        if proto not in PROTOCOLS:
+            raise ManifestError(f"{what}: invalid protocol {proto!r}", path=path)
+        ports.append(Port(p.get("name"), p["port"], proto))
+    return tuple(ports)
+
+
+def _as_list(value) -> list:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _match(pattern: str, endpoints: list[Endpoint], path: str, what: str) -> list[Endpoint]:
+    found = [ep for ep in endpoints if fnmatch.fnmatchcase(ep.key, pattern)]
+    if not found:
+        raise ManifestError(f"{what}: {pattern!r} matches no endpoint", path=path)
+    return found
+
+
+def _parse_matrix(data: dict, path: str, endpoints: list[Endpoint], step_names: list[str],
+                  ) -> tuple[list[IntendedEdge], list[HostAccess]]:
+    if not isinstance(data, dict):
+        raise ManifestError("the matrix must be a mapping with 'allowed'", path=path)
+    intended: dict[Edge, IntendedEdge] = {}
+    for i, entry in enumerate(data.get("allowed") or []):
+        what = f"allowed[{i}]"
+        if not isinstance(entry, dict) or "from" not in entry or "to" not in entry or "port" not in entry:
+            raise ManifestError(f"{what}: needs from, to and port", path=path)
+        step = entry.get("step")
+        if step != BASELINE and step not in step_names:
+            raise ManifestError(f"{what}: step {step!r} is not a step of the profile "
+                                f"({', '.join(step_names)}, or baseline)", path=path)
+        port = entry["port"]
+        protocol = entry.get("protocol")
+        if protocol is not None and protocol not in PROTOCOLS:
+            raise ManifestError(f"{what}: invalid protocol {protocol!r}", path=path)
+        sources = [ep for pat in _as_list(entry["from"]) for ep in _match(pat, endpoints, path, what)]
+        for src in sources:
+            if not src.probe_source:
+                raise ManifestError(f"{what}: {src.key} cannot be a source (not a pod of the profile)", path=path)
+        for pat in _as_list(entry["to"]):
+            wildcard = any(ch in pat for ch in "*?[")
+            for dst in _match(pat, endpoints, path, what):
+                if port == "*":
+                    ports = list(dst.ports)
+                elif isinstance(port, int):
+                    ports = [p for p in dst.ports if p.port == port and (protocol or "TCP") == p.protocol]
+                else:
+                    ports = [p for p in dst.ports if p.name == port and (protocol is None or p.protocol == protocol)]
+                if not ports:
+                    if wildcard:
+                        continue
+                    raise ManifestError(f"{what}: {dst.key} has no port {port!r}"
+                                        f"{'/' + protocol if protocol else ''}", path=path)
+                for src in sources:
+                    if src.key == dst.key and dst.replicas <= 1:
+                        continue
+                    for p in ports:
+                        edge = Edge(src.key, dst.key, p.port, p.protocol)
+                        prev = intended.get(edge)
+                        if prev is not None and prev.step != step:
+                            raise ManifestError(f"{what}: {edge} is already opened by step {prev.step}",
+                                                path=path)
+                        intended[edge] = IntendedEdge(edge, step, str(entry.get("reason", "")))
+    host = []
+    for i, entry in enumerate(data.get("host") or []):
+        for pat in _as_list((entry or {}).get("to")):
+            for dst in _match(pat, endpoints, path, f"host[{i}]"):
+                host.append(HostAccess(dst.key, str(entry.get("reason", ""))))
+    return list(intended.values()), host
+
+
+def load_profile(name_or_dir: str | os.PathLike = "dashi") -> Profile:
+    """Load and validate a profile by name (``manifests/<name>``) or directory."""
+    root = _profile_dir(name_or_dir)
+    meta_path = root / "profile.yaml"
+    spec = load_documents_plain(meta_path)
+    rs = ResourceSet()
+
+    ns_path = root / spec.get("namespaces", "namespaces.yaml")
+    ns_docs = load_documents(ns_path)
+    check_known(ns_docs, str(ns_path), kinds=("Namespace",))
+    for obj in ns_docs:
+        rs.add(obj, str(ns_path))
+
+    for rel in spec.get("workloads") or []:
+        wpath = root / rel
+        wdocs = load_documents(wpath)
+        check_known(wdocs, str(wpath))
+        for obj in wdocs:
+            if obj["kind"] in ("NetworkPolicy", "Namespace"):
+                raise ManifestError(f"{obj['kind']} belongs in the namespaces file or a policy step, "
+                                    "not with the workloads", path=str(wpath), obj=obj_ref(obj))
+            rs.add(obj, str(wpath))
+    rs.check_namespaces()
+
+    endpoints = list(rs.endpoints)
+    namespaces = dict(rs.namespaces)
+    for i, ce in enumerate(spec.get("cluster_endpoints") or []):
+        what = f"cluster_endpoints[{i}]"
+        if not isinstance(ce, dict) or not ce.get("name") or not ce.get("namespace"):
+            raise ManifestError(f"{what}: needs name and namespace", path=str(meta_path))
+        ns = ce["namespace"]
+        namespaces.setdefault(ns, {NS_NAME_LABEL: ns})
+        endpoints.append(Endpoint(key=f"{ns}/{ce['name']}", namespace=ns, name=ce["name"], kind="cluster",
+                                  labels=dict(ce.get("labels") or {}),
+                                  ports=_ports_of(ce.get("ports"), str(meta_path), what),
+                                  pod_selector=ce.get("live_selector")))
+    for i, ext in enumerate(spec.get("external_endpoints") or []):
+        what = f"external_endpoints[{i}]"
+        if not isinstance(ext, dict) or not ext.get("name"):
+            raise ManifestError(f"{what}: needs a name", path=str(meta_path))
+        endpoints.append(Endpoint(key=f"external/{ext['name']}", namespace=None, name=ext["name"],
+                                  kind="external", ports=_ports_of(ext.get("ports"), str(meta_path), what),
+                                  ip=ext.get("ip"), address_service=ext.get("live_endpoints_of")))
+
+    steps = []
+    seen_policies: dict[tuple, str] = {}
+    for i, st in enumerate(spec.get("steps") or []):
+        what = f"steps[{i}]"
+        if not isinstance(st, dict) or not st.get("name") or not st.get("file"):
+            raise ManifestError(f"{what}: needs name and file", path=str(meta_path))
+        if any(s.name == st["name"] for s in steps) or st["name"] == BASELINE:
+            raise ManifestError(f"{what}: duplicate or reserved step name {st['name']!r}", path=str(meta_path))
+        spath = root / st["file"]
+        objs = load_documents(spath)
+        for obj in objs:
+            if obj["kind"] != "NetworkPolicy":
+                raise ManifestError(f"a policy step holds NetworkPolicies only, not {obj['kind']}",
+                                    path=str(spath), obj=obj_ref(obj))
+            ns = obj["metadata"].get("namespace")
+            if ns not in rs.namespaces:
+                raise ManifestError(f"namespace {ns!r} does not exist in profile {spec.get('name', root.name)}",
+                                    path=str(spath), obj=obj_ref(obj))
+            key = (ns, obj["metadata"]["name"])
+            if key in seen_policies:
+                raise ManifestError(f"duplicate NetworkPolicy (also in {seen_policies[key]})",
+                                    path=str(spath), obj=obj_ref(obj))
+            seen_policies[key] = str(spath)
+            compile_policy(obj, str(spath))
+        steps.append(PolicyStep(st["name"], spath, st.get("origin", "added"), tuple(objs), st.get("note", "")))
+
+    matrix_path = root / spec.get("matrix", "matrix.yaml")
+    intended, host = _parse_matrix(load_documents_plain(matrix_path), str(matrix_path), endpoints,
+                                   [s.name for s in steps])
+    return Profile(name=spec.get("name", root.name), root=root, description=spec.get("description", ""),
+                   namespaces=namespaces, namespace_objects=rs.namespace_objects,
+                   workload_objects=rs.objects, endpoints=endpoints, steps=steps,
+                   intended=intended, host_access=host)
+
+
+def load_documents_plain(path: Path) -> dict:
+    """A single-document YAML file that is not a Kubernetes object (profile, matrix)."""
+    docs = read_yaml(path)
+    if len(docs) != 1 or not isinstance(docs[0], dict):
+        raise ManifestError("expected one YAML mapping", path=str(path))
+    return docs[0]

@@ -1,0 +1,92 @@
+"""Rendering of offline analysis: rich tables for people, dicts for machines."""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+from cluster.policy.analysis import CheckReport, Difference
+from cluster.policy.engine import Edge
+from cluster.policy.tables import matrix_table, print_column_key
+
+
+def _diff_lines(diffs: list[Difference]) -> list[str]:
+    return [f"  {'BLOCKED' if d.intended else 'ALLOWED'}: {d.edge}\n      {d.detail}" for d in diffs]
+
+
+def print_check(report: CheckReport, console: Console, show_matrices: bool = True) -> None:
+    profile = report.profile
+    skipped = f" (without {', '.join(profile.skipped_steps)})" if profile.skipped_steps else ""
+    console.print(f"[bold]policies-check[/bold] profile {profile.name}{skipped}: "
+                  f"{len(profile.steps)} steps, {len(profile.edges())} edges, "
+                  f"{len(profile.intended)} intended")
+    if show_matrices and report.steps:
+        console.print("destination columns of the matrices below:")
+        print_column_key(report.steps[0].verdicts, console)
+    prev = None
+    for res in report.steps:
+        k = res.index
+        verdicts = res.verdicts
+        want = profile.intended_after(k)
+        if show_matrices:
+            def cell(e: Edge | None, v=verdicts, w=want) -> str:
+                if e is None:
+                    return ""
+                ok = v[e].allowed
+                mark = "[green]✓[/green]" if ok else "[dim]·[/dim]"
+                return mark if ok == w[e] else ("[bold red]✗[/bold red]" if ok else "[bold red]![/bold red]")
+            console.print(matrix_table(verdicts, f"after step {k} {res.name}: ✓ allowed  · blocked  "
+                                       "✗ allowed but not intended  ! intended but blocked", cell))
+        opened = closed = 0
+        if prev is not None:
+            opened = sum(1 for e, v in verdicts.items() if v.allowed and not prev[e].allowed)
+            closed = sum(1 for e, v in verdicts.items() if not v.allowed and prev[e].allowed)
+        status = "[green]as intended[/green]" if not res.differences else \
+            f"[red]{len(res.differences)} difference(s) from the step's intent[/red]"
+        delta = f" (+{opened} / -{closed})" if prev is not None else ""
+        console.print(f"step {k} {res.name}: {res.allowed} allowed{delta}: {status}")
+        for line in _diff_lines(res.differences):
+            console.print(line, markup=False, highlight=False)
+        prev = verdicts
+
+    if report.final:
+        console.print(f"[bold red]final matrix differs from the intended matrix in "
+                      f"{len(report.final)} edge(s):[/bold red]")
+        for line in _diff_lines(report.final):
+            console.print(line, markup=False, highlight=False)
+    else:
+        console.print("[bold green]final matrix equals the intended matrix[/bold green]")
+    if report.over_permissive:
+        console.print(f"[yellow]least-privilege audit: {len(report.over_permissive)} rule(s) "
+                      "allow no intended edge:[/yellow]")
+        for f in report.over_permissive:
+            console.print(f"  over-permissive: {f}", markup=False, highlight=False)
+    else:
+        console.print("least-privilege audit: every rule serves an intended edge")
+    for h in profile.host_access:
+        console.print(f"[dim]host -> {h.dst}: allowed, node traffic is not subject to NetworkPolicy "
+                      f"({h.reason})[/dim]")
+
+
+def _edge_dict(e: Edge) -> dict:
+    return {"src": e.src, "dst": e.dst, "port": e.port, "protocol": e.protocol}
+
+
+def check_to_dict(report: CheckReport) -> dict:
+    profile = report.profile
+    steps = []
+    for res in report.steps:
+        steps.append({
+            "step": res.name,
+            "allowed": [_edge_dict(e) for e, v in res.verdicts.items() if v.allowed],
+            "differences": [{**_edge_dict(d.edge), "intended": d.intended, "predicted": d.predicted,
+                             "detail": d.detail} for d in res.differences],
+        })
+    return {
+        "profile": profile.name,
+        "skipped_steps": list(profile.skipped_steps),
+        "ok": report.ok,
+        "steps": steps,
+        "final_differences": [{**_edge_dict(d.edge), "intended": d.intended, "predicted": d.predicted,
+                               "detail": d.detail} for d in report.final],
+        "over_permissive": report.over_permissive,
+    }

@@ -1,0 +1,741 @@
+"""An in-memory cluster behind the ``Kube`` seam, for tests and benchmarks.
+
+``FakeKube`` behaves like a small k3d cluster as far as this project looks:
+
+* an object store keyed by (apiVersion, kind, namespace, name); ``apply``
+  replaces the object (server-side-apply-ish, with our field manager in
+  ``managedFields``) and sets ``uid``, ``resourceVersion`` and ``generation``;
+* Namespaces get the ``kubernetes.io/metadata.name`` label, as the API
+  server does; objects in a missing namespace are refused (404);
+* ``list`` of a built-in kind returns items without apiVersion and kind, as
+  the API server does (they are on the list object only); use ``objects()``
+  to arrange or inspect state in a test without recording a call;
+* NetworkPolicies are validated as the API server would (422 on bad input);
+* workloads (the kinds of ``WORKLOAD_KINDS``) are "rolled out" at once:
+  their status says ready and Running+Ready Pods appear with real-looking
+  names (``web-6d4f9b7c8d-x2k7p``, ``db-0``), the template's labels, and
+  addresses 10.42.0.N;
+* seeded like k3s: namespaces default/kube-system/kube-public/kube-node-lease,
+  one Ready Node, CoreDNS (``k8s-app=kube-dns``, UDP+TCP 53) and the
+  ``default/kubernetes`` Service with its Endpoints and EndpointSlice pointing
+  at a TEST-NET address (``API_ADDRESS``, data only, never contacted);
+* ``exec`` of ``agnhost connect`` answers like agnhost: exit 0 when the
+  connection is made, exit 1 and ``TIMEOUT`` when a policy drops it,
+  ``REFUSED`` when it gets through but nothing listens, ``DNS`` when a name
+  does not resolve. Whether a policy drops it is decided by the project's
+  engine over the NetworkPolicies the simulated CNI has programmed.
+
+Knobs for the failure modes a rollout must survive:
+
+* ``enforce=False``: a CNI that enforces nothing (k3s with flannel and the
+  policy controller off);
+* ``lag_probes`` / ``lag_seconds``: a CNI that is slow to apply: a policy
+  change takes effect only after that many probes or that much time (by
+  ``clock``), so a prober that does not re-poll sees stale traffic;
+* ``fail(verb, kind, ...)``: raise ``KubeError`` (or any exception, e.g.
+  ``KeyboardInterrupt`` for a Ctrl-C) on matching calls;
+* ``exec_latency`` / ``time_scale``: make probes take (simulated) time, for
+  the fan-out benchmark: each exec costs ``exec_latency`` seconds, and a
+  dropped connection additionally waits ``time_scale`` x agnhost's timeout.
+
+Every call is recorded in ``.calls`` (a list of ``Call``), in order.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import ipaddress
+import json
+import re
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Callable
+
+from cluster.errors import KubeError, ManifestError
+from cluster.live.kube import FIELD_MANAGER, ExecResult
+from cluster.policy.engine import NS_NAME_LABEL, Endpoint, Engine, Port, compile_policy
+from cluster.policy.manifests import WORKLOAD_KINDS
+
+# TEST-NET-1 (RFC 5737): documentation addresses, used here as data only.
+# Deliberately not the profile's offline stand-in (192.0.2.10), so tests can
+# tell live addresses from offline ones.
+API_ADDRESS = "192.0.2.20"
+API_PORT = 6443
+POD_NETWORK = ipaddress.ip_network("10.42.0.0/16")  # k3s's default cluster CIDR
+FIRST_POD_IP = ipaddress.ip_address("10.42.0.10")
+
+CLUSTER_SCOPED = frozenset({
+    "Namespace", "Node", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition",
+    "PersistentVolume", "StorageClass", "PriorityClass", "APIService", "IPPool",
+    "ValidatingWebhookConfiguration", "MutatingWebhookConfiguration", "Installation",
+    "TigeraStatus", "APIServer",
+})
+# The alphabet Kubernetes uses for generated name suffixes (no vowels, no
+# look-alike characters), so fake names look like real ones.
+_SAFE = "bcdfghjklmnpqrstvwxz2456789"
+
+
+@dataclass(frozen=True)
+class Call:
+    """One call made to the fake, as the test wants to assert it."""
+
+    verb: str
+    api_version: str | None = None
+    kind: str | None = None
+    namespace: str | None = None
+    name: str | None = None
+    label_selector: str | None = None
+    argv: tuple[str, ...] | None = None
+
+
+@dataclass
+class _Failure:
+    verb: str
+    kind: str | None
+    name: str | None
+    namespace: str | None
+    after: int
+    times: int | None
+    exc: BaseException | Callable[[Call], BaseException]
+    seen: int = 0
+    raised: int = 0
+
+
+def _builtin(api_version: str) -> bool:
+    """Kubernetes' own API groups (core, apps, *.k8s.io, ...), not CRDs."""
+    group = api_version.rpartition("/")[0]
+    return group in ("", "apps", "batch", "policy", "autoscaling") or group.endswith(".k8s.io")
+
+
+def _safe_suffix(seed: str, n: int) -> str:
+    digest = hashlib.sha256(seed.encode()).digest()
+    return "".join(_SAFE[b % len(_SAFE)] for b in digest[:n])
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+# --------------------------------------------------------------------------
+# Label selectors (the string form the API takes)
+
+_SET_RE = re.compile(r"^\s*([^\s!=]+)\s+(in|notin)\s+\(([^)]*)\)\s*$")
+
+
+def _split_selector(text: str) -> list[str]:
+    parts, depth, cur = [], 0, ""
+    for ch in text:
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        if ch == "," and depth == 0:
+            parts.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    if cur.strip():
+        parts.append(cur)
+    return [p.strip() for p in parts if p.strip()]
+
+
+def selector_matches(selector: str | None, labels: dict) -> bool:
+    """Match a label selector string (``a=b,c!=d,e in (x,y),!f,g``)."""
+    if not selector:
+        return True
+    labels = labels or {}
+    for req in _split_selector(selector):
+        m = _SET_RE.match(req)
+        if m:
+            key, op, values = m.group(1), m.group(2), {v.strip() for v in m.group(3).split(",")}
+            if op == "in" and labels.get(key) not in values:
+                return False
+            if op == "notin" and key in labels and labels[key] in values:
+                return False
+        elif "!=" in req:
+            key, value = (s.strip() for s in req.split("!=", 1))
+            if labels.get(key) == value:
+                return False
+        elif "==" in req or "=" in req:
+            key, value = (s.strip() for s in re.split(r"==?", req, maxsplit=1))
+            if labels.get(key) != value:
+                return False
+        elif req.startswith("!"):
+            if req[1:].strip() in labels:
+                return False
+        elif req not in labels:
+            return False
+    return True
+
+
+# --------------------------------------------------------------------------
+# The fake
+
+
+class FakeKube:
+    """A cluster in memory. See the module docstring for what it simulates."""
+
+    def __init__(self, context: str = "k3d-dashi", server: str = "https://0.0.0.0:6550", *,
+                 enforce: bool = True, reject: bool = False, lag_probes: int = 0, lag_seconds: float = 0.0,
+                 clock: Callable[[], float] = time.monotonic, exec_latency: float = 0.0,
+                 time_scale: float = 0.0, sleep: Callable[[float], None] = time.sleep,
+                 seed: bool = True):
+        self._context = context
+        self._server = server
+        self.enforce = enforce
+        # reject=True: denied packets are answered with ICMP port-unreachable
+        # (REFUSED), as k3s's kube-router does, instead of dropped (TIMEOUT).
+        self.reject = reject
+        self.lag_probes = lag_probes
+        self.lag_seconds = lag_seconds
+        self.clock = clock
+        self.exec_latency = exec_latency
+        self.time_scale = time_scale
+        self.sleep = sleep
+        self.calls: list[Call] = []
+        self._objects: dict[tuple[str, str, str | None, str], dict] = {}
+        self._lock = threading.RLock()
+        self._rv = 0
+        self._next_ip = int(FIRST_POD_IP)
+        self._failures: list[_Failure] = []
+        self._exec_handlers: list[tuple[Callable[[str, str, list[str]], bool], Callable]] = []
+        # The simulated CNI: the policy set it has programmed, and the change
+        # it has not yet caught up with.
+        self._enforced: list[dict] = []
+        self._dirty = False
+        self._changed_at = 0.0
+        self._probes_since_change = 0
+        self._engine_cache: tuple | None = None
+        if seed:
+            self._seed()
+
+    # -- the Kube protocol --------------------------------------------------
+
+    def context(self) -> str:
+        self._record(Call("context"))
+        return self._context
+
+    def server(self) -> str:
+        self._record(Call("server"))
+        return self._server
+
+    def apply(self, obj: dict) -> dict:
+        if not isinstance(obj, dict) or not obj.get("apiVersion") or not obj.get("kind") \
+                or not (obj.get("metadata") or {}).get("name"):
+            raise KubeError("apply: the object needs apiVersion, kind and metadata.name")
+        kind = obj["kind"]
+        ns = None if kind in CLUSTER_SCOPED else (obj["metadata"].get("namespace") or "default")
+        call = Call("apply", obj["apiVersion"], kind, ns, obj["metadata"]["name"])
+        self._record(call)
+        with self._lock:
+            return copy.deepcopy(self._apply(obj, ns))
+
+    def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict | None:
+        self._record(Call("get", api_version, kind, namespace, name))
+        with self._lock:
+            found = self._objects.get((api_version, kind, namespace if kind not in CLUSTER_SCOPED else None, name))
+            return copy.deepcopy(found) if found is not None else None
+
+    def list(self, api_version: str, kind: str, namespace: str | None = None,
+             label_selector: str | None = None) -> list[dict]:
+        self._record(Call("list", api_version, kind, namespace, None, label_selector=label_selector))
+        with self._lock:
+            out = [copy.deepcopy(o) for (av, k, ns, _), o in sorted(self._objects.items(),
+                                                                      key=lambda kv: tuple(str(x) for x in kv[0]))
+                   if av == api_version and k == kind and (namespace is None or ns == namespace)
+                   and selector_matches(label_selector, o["metadata"].get("labels") or {})]
+        if _builtin(api_version):
+            # The API server's list of a built-in kind carries apiVersion and
+            # kind on the list only, not on each item; code that needs them on
+            # items must put them back, as it must against a real cluster.
+            for item in out:
+                item.pop("apiVersion", None)
+                item.pop("kind", None)
+        return out
+
+    def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> bool:
+        self._record(Call("delete", api_version, kind, namespace, name))
+        with self._lock:
+            return self._delete((api_version, kind, namespace if kind not in CLUSTER_SCOPED else None, name))
+
+    def exec(self, namespace: str, pod: str, argv: list[str], container: str | None = None,
+             timeout: float = 10.0) -> ExecResult:
+        self._record(Call("exec", "v1", "Pod", namespace, pod, argv=tuple(argv)))
+        with self._lock:
+            target = self._objects.get(("v1", "Pod", namespace, pod))
+            if target is None:
+                raise KubeError(f'pods "{pod}" not found in namespace {namespace}')
+            if (target.get("status") or {}).get("phase") != "Running":
+                raise KubeError(f"cannot exec into pod {namespace}/{pod}: it is not running")
+            for match, handler in self._exec_handlers:
+                if match(namespace, pod, list(argv)):
+                    return handler(namespace, pod, list(argv))
+        if len(argv) >= 2 and argv[0].rsplit("/", 1)[-1] == "agnhost" and argv[1] == "connect":
+            result, waited = self._agnhost_connect(namespace, pod, list(argv[2:]))
+            cost = self.exec_latency + waited * self.time_scale
+            if cost > 0:
+                self.sleep(min(cost, timeout))
+            return result
+        return ExecResult(127, "", f'exec: "{argv[0] if argv else ""}": executable file not found in $PATH')
+
+    # -- test controls ------------------------------------------------------
+
+    def fail(self, verb: str, kind: str | None = None, *, name: str | None = None,
+             namespace: str | None = None, after: int = 0, times: int | None = 1,
+             exc: BaseException | Callable[[Call], BaseException] | None = None) -> None:
+        """Make matching calls raise: skip ``after`` matches, then raise ``times``
+        times (None: forever). ``exc`` defaults to a KubeError like the API's."""
+        if exc is None:
+            def exc(call: Call) -> BaseException:
+                what = f"{call.kind} {call.namespace + '/' if call.namespace else ''}{call.name or ''}".strip()
+                return KubeError(f"{call.verb} {what}: Internal error occurred: injected failure")
+        with self._lock:
+            self._failures.append(_Failure(verb, kind, name, namespace, after, times, exc))
+
+    def on_exec(self, match: Callable[[str, str, list[str]], bool],
+                handler: Callable[[str, str, list[str]], ExecResult]) -> None:
+        """Answer matching execs (namespace, pod, argv) with ``handler``."""
+        self._exec_handlers.append((match, handler))
+
+    def calls_of(self, verb: str, kind: str | None = None) -> list[Call]:
+        return [c for c in self.calls if c.verb == verb and (kind is None or c.kind == kind)]
+
+    def objects(self, kind: str, namespace: str | None = None) -> list[dict]:
+        """Stored objects of a kind, without recording a call (for assertions)."""
+        with self._lock:
+            return [copy.deepcopy(o) for (_, k, ns, _), o in sorted(self._objects.items(),
+                                                                   key=lambda kv: tuple(str(x) for x in kv[0]))
+                    if k == kind and (namespace is None or ns == namespace)]
+
+    def pods(self, namespace: str | None = None) -> list[dict]:
+        return self.objects("Pod", namespace)
+
+    def patch_status(self, api_version: str, kind: str, name: str, namespace: str | None,
+                     status: dict) -> None:
+        """Overwrite (merge) an object's status, e.g. a Pod that is not Ready yet."""
+        with self._lock:
+            obj = self._objects[(api_version, kind, namespace, name)]
+            obj.setdefault("status", {}).update(copy.deepcopy(status))
+            self._bump(obj)
+
+    def policies_in_effect(self) -> list[dict]:
+        """What the simulated CNI enforces right now (lag included)."""
+        with self._lock:
+            self._catch_up(count_probe=False)
+            return copy.deepcopy(self._enforced)
+
+    # -- internals: calls, failures -----------------------------------------
+
+    def _record(self, call: Call) -> None:
+        with self._lock:
+            self.calls.append(call)
+            for f in self._failures:
+                if f.verb != call.verb or (f.kind and f.kind != call.kind) \
+                        or (f.name and f.name != call.name) or (f.namespace and f.namespace != call.namespace):
+                    continue
+                f.seen += 1
+                if f.seen <= f.after or (f.times is not None and f.raised >= f.times):
+                    continue
+                f.raised += 1
+                raise f.exc(call) if callable(f.exc) and not isinstance(f.exc, BaseException) else f.exc
+
+    # -- internals: the store ----------------------------------------------
+
+    def _bump(self, obj: dict) -> None:
+        self._rv += 1
+        obj["metadata"]["resourceVersion"] = str(self._rv)
+
+    def _apply(self, obj: dict, ns: str | None) -> dict:
+        obj = copy.deepcopy(obj)
+        kind = obj["kind"]
+        meta = obj["metadata"]
+        if ns is not None:
+            meta["namespace"] = ns
+            if ("v1", "Namespace", None, ns) not in self._objects:
+                raise KubeError(f'namespaces "{ns}" not found (applying {kind} {ns}/{meta["name"]})')
+        else:
+            meta.pop("namespace", None)
+        if kind == "NetworkPolicy":
+            try:
+                compile_policy(obj)
+            except ManifestError as e:
+                raise KubeError(f"NetworkPolicy.networking.k8s.io \"{meta['name']}\" is invalid: {e}") from None
+        if kind == "Namespace":
+            meta.setdefault("labels", {})[NS_NAME_LABEL] = meta["name"]
+            obj.setdefault("status", {"phase": "Active"})
+        key = (obj["apiVersion"], kind, ns, meta["name"])
+        old = self._objects.get(key)
+        if old is not None:
+            meta["uid"] = old["metadata"]["uid"]
+            meta["creationTimestamp"] = old["metadata"]["creationTimestamp"]
+            same = {k: v for k, v in old.items() if k not in ("metadata", "status")} == \
+                {k: v for k, v in obj.items() if k not in ("metadata", "status")}
+            meta["generation"] = old["metadata"].get("generation", 1) + (0 if same else 1)
+            if "status" in old and "status" not in obj:
+                obj["status"] = old["status"]
+        else:
+            meta["uid"] = str(uuid.uuid4())
+            meta["creationTimestamp"] = _now()
+            meta["generation"] = 1
+        meta["managedFields"] = [{"manager": FIELD_MANAGER, "operation": "Apply",
+                                  "apiVersion": obj["apiVersion"], "time": _now()}]
+        self._bump(obj)
+        self._objects[key] = obj
+        if kind == "NetworkPolicy":
+            self._policies_changed()
+        if WORKLOAD_KINDS.get(kind) == obj["apiVersion"]:
+            self._reconcile(obj)
+        if kind == "Pod":
+            self._start_pod(obj, node=self._node_name())
+        return obj
+
+    def _delete(self, key) -> bool:
+        obj = self._objects.pop(key, None)
+        if obj is None:
+            return False
+        _, kind, _, name = key
+        if kind == "Namespace":
+            for k in [k for k in self._objects if k[2] == name]:
+                self._objects.pop(k)
+            self._policies_changed()
+        elif kind == "NetworkPolicy":
+            self._policies_changed()
+        uid = obj["metadata"]["uid"]
+        for k, child in list(self._objects.items()):
+            if any(ref.get("uid") == uid for ref in child["metadata"].get("ownerReferences") or []):
+                self._delete(k)
+        return True
+
+    # -- internals: workloads ----------------------------------------------
+
+    def _node_name(self) -> str:
+        nodes = [k for k in self._objects if k[1] == "Node"]
+        return nodes[0][3] if nodes else "node-0"
+
+    def _alloc_ip(self) -> str:
+        ip = ipaddress.ip_address(self._next_ip)
+        self._next_ip += 1
+        if ip not in POD_NETWORK:
+            raise KubeError("fake cluster: pod network exhausted")
+        return str(ip)
+
+    def _start_pod(self, pod: dict, node: str) -> None:
+        spec = pod.setdefault("spec", {})
+        spec.setdefault("nodeName", node)
+        status = pod.get("status") or {}
+        ip = status.get("podIP") or self._alloc_ip()
+        containers = spec.get("containers") or []
+        pod["status"] = {
+            "phase": "Running",
+            "podIP": ip,
+            "podIPs": [{"ip": ip}],
+            "hostIP": "172.18.0.2",
+            "conditions": [{"type": t, "status": "True"}
+                           for t in ("PodScheduled", "Initialized", "ContainersReady", "Ready")],
+            "containerStatuses": [{"name": c.get("name"), "ready": True, "restartCount": 0,
+                                   "state": {"running": {"startedAt": _now()}}} for c in containers],
+        }
+
+    def _owned_pods(self, owner: dict) -> list[dict]:
+        uid = owner["metadata"]["uid"]
+        return [o for k, o in self._objects.items() if k[1] == "Pod"
+                and any(r.get("uid") == uid for r in o["metadata"].get("ownerReferences") or [])]
+
+    def _reconcile(self, obj: dict) -> None:
+        kind = obj["kind"]
+        meta = obj["metadata"]
+        ns, name = meta["namespace"], meta["name"]
+        spec = obj.get("spec") or {}
+        template = copy.deepcopy(spec.get("template") or {})
+        tlabels = dict((template.get("metadata") or {}).get("labels") or {})
+        thash = _safe_suffix(json.dumps(template, sort_keys=True), 10)
+        nodes = sorted(k[3] for k in self._objects if k[1] == "Node") or ["node-0"]
+        if kind == "DaemonSet":
+            want = len(nodes)
+        elif kind == "Job":
+            want = 1
+        else:
+            want = spec.get("replicas", 1)
+        owner_ref = {"apiVersion": obj["apiVersion"], "kind": kind, "name": name,
+                     "uid": meta["uid"], "controller": True}
+        current = self._owned_pods(obj)
+        # A changed template replaces every pod, as a rollout would.
+        for pod in current:
+            if pod["metadata"].get("annotations", {}).get("fake.dashi.io/template-hash") != thash:
+                self._objects.pop(("v1", "Pod", ns, pod["metadata"]["name"]))
+        current = self._owned_pods(obj)
+        if kind == "StatefulSet":
+            names = [f"{name}-{i}" for i in range(want)]
+        else:
+            existing = sorted(p["metadata"]["name"] for p in current)
+            names = existing[:want]
+            i = 0
+            while len(names) < want:
+                prefix = f"{name}-{thash}-" if kind == "Deployment" else f"{name}-"
+                candidate = prefix + _safe_suffix(f"{ns}/{name}/{thash}/{i}", 5)
+                if candidate not in names:
+                    names.append(candidate)
+                i += 1
+        for pod in current:
+            if pod["metadata"]["name"] not in names:
+                self._objects.pop(("v1", "Pod", ns, pod["metadata"]["name"]))
+        have = {p["metadata"]["name"] for p in self._owned_pods(obj)}
+        for i, pod_name in enumerate(names):
+            if pod_name in have:
+                continue
+            labels = dict(tlabels)
+            if kind == "Deployment":
+                labels["pod-template-hash"] = thash
+            elif kind == "StatefulSet":
+                labels.update({"controller-revision-hash": f"{name}-{thash}",
+                               "statefulset.kubernetes.io/pod-name": pod_name,
+                               "apps.kubernetes.io/pod-index": str(i)})
+            elif kind == "DaemonSet":
+                labels.update({"controller-revision-hash": thash, "pod-template-generation": "1"})
+            elif kind == "Job":
+                labels.update({"job-name": name, "batch.kubernetes.io/job-name": name})
+            pod = {"apiVersion": "v1", "kind": "Pod",
+                   "metadata": {"name": pod_name, "namespace": ns, "labels": labels,
+                                "annotations": {**((template.get("metadata") or {}).get("annotations") or {}),
+                                                "fake.dashi.io/template-hash": thash},
+                                "ownerReferences": [owner_ref], "uid": str(uuid.uuid4()),
+                                "creationTimestamp": _now(), "generation": 1},
+                   "spec": copy.deepcopy(template.get("spec") or {})}
+            if kind == "StatefulSet":
+                pod["spec"]["hostname"] = pod_name
+            self._start_pod(pod, node=nodes[i % len(nodes)])
+            self._bump(pod)
+            self._objects[("v1", "Pod", ns, pod_name)] = pod
+        gen = meta["generation"]
+        n = len(names)
+        if kind in ("Deployment", "ReplicaSet"):
+            obj["status"] = {"observedGeneration": gen, "replicas": n, "readyReplicas": n,
+                             "availableReplicas": n, "updatedReplicas": n,
+                             "conditions": [{"type": "Available", "status": "True"},
+                                            {"type": "Progressing", "status": "True",
+                                             "reason": "NewReplicaSetAvailable"}]}
+        elif kind == "StatefulSet":
+            rev = f"{name}-{thash}"
+            obj["status"] = {"observedGeneration": gen, "replicas": n, "readyReplicas": n,
+                             "availableReplicas": n, "currentReplicas": n, "updatedReplicas": n,
+                             "currentRevision": rev, "updateRevision": rev}
+        elif kind == "DaemonSet":
+            obj["status"] = {"observedGeneration": gen, "desiredNumberScheduled": n,
+                             "currentNumberScheduled": n, "numberReady": n, "numberAvailable": n,
+                             "updatedNumberScheduled": n, "numberMisscheduled": 0}
+        else:
+            obj["status"] = {"active": 1, "ready": 1, "startTime": _now()}
+
+    # -- internals: seed ----------------------------------------------------
+
+    def _seed(self) -> None:
+        for ns in ("default", "kube-system", "kube-public", "kube-node-lease"):
+            self._apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}, None)
+        node = f"{self._context}-server-0" if self._context.startswith("k3d-") else "node-0"
+        self._apply({"apiVersion": "v1", "kind": "Node",
+                     "metadata": {"name": node, "labels": {"kubernetes.io/hostname": node,
+                                                           "node-role.kubernetes.io/control-plane": "true"}},
+                     "status": {"conditions": [{"type": "Ready", "status": "True"}],
+                                "addresses": [{"type": "InternalIP", "address": "172.18.0.2"}]}}, None)
+        self._apply({"apiVersion": "apps/v1", "kind": "Deployment",
+                     "metadata": {"name": "coredns", "namespace": "kube-system",
+                                  "labels": {"k8s-app": "kube-dns"}},
+                     "spec": {"replicas": 1, "selector": {"matchLabels": {"k8s-app": "kube-dns"}},
+                              "template": {"metadata": {"labels": {"k8s-app": "kube-dns"}},
+                                           "spec": {"containers": [{
+                                               "name": "coredns", "image": "rancher/mirrored-coredns-coredns",
+                                               "ports": [{"name": "dns", "containerPort": 53, "protocol": "UDP"},
+                                                         {"name": "dns-tcp", "containerPort": 53,
+                                                          "protocol": "TCP"},
+                                                         {"name": "metrics", "containerPort": 9153,
+                                                          "protocol": "TCP"}]}]}}}}, "kube-system")
+        self._apply({"apiVersion": "v1", "kind": "Service",
+                     "metadata": {"name": "kube-dns", "namespace": "kube-system",
+                                  "labels": {"k8s-app": "kube-dns"}},
+                     "spec": {"clusterIP": "10.43.0.10", "selector": {"k8s-app": "kube-dns"},
+                              "ports": [{"name": "dns", "port": 53, "protocol": "UDP"},
+                                        {"name": "dns-tcp", "port": 53, "protocol": "TCP"}]}}, "kube-system")
+        self._apply({"apiVersion": "v1", "kind": "Service",
+                     "metadata": {"name": "kubernetes", "namespace": "default",
+                                  "labels": {"component": "apiserver", "provider": "kubernetes"}},
+                     "spec": {"clusterIP": "10.43.0.1",
+                              "ports": [{"name": "https", "port": 443, "protocol": "TCP",
+                                         "targetPort": API_PORT}]}}, "default")
+        self._apply({"apiVersion": "v1", "kind": "Endpoints",
+                     "metadata": {"name": "kubernetes", "namespace": "default"},
+                     "subsets": [{"addresses": [{"ip": API_ADDRESS}],
+                                  "ports": [{"name": "https", "port": API_PORT, "protocol": "TCP"}]}]},
+                    "default")
+        self._apply({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                     "metadata": {"name": "kubernetes", "namespace": "default",
+                                  "labels": {"kubernetes.io/service-name": "kubernetes"}},
+                     "addressType": "IPv4",
+                     "endpoints": [{"addresses": [API_ADDRESS], "conditions": {"ready": True}}],
+                     "ports": [{"name": "https", "port": API_PORT, "protocol": "TCP"}]}, "default")
+        self.calls.clear()
+
+    # -- internals: the simulated network ------------------------------------
+
+    def _policies_changed(self) -> None:
+        self._dirty = True
+        self._changed_at = self.clock()
+        self._probes_since_change = 0
+
+    def _catch_up(self, count_probe: bool) -> None:
+        if not self._dirty:
+            return
+        if count_probe:
+            self._probes_since_change += 1
+        lagging = bool(self.lag_probes or self.lag_seconds)
+        due = (not lagging
+               or (self.lag_probes and self._probes_since_change > self.lag_probes)
+               or (self.lag_seconds and self.clock() - self._changed_at >= self.lag_seconds))
+        if due:
+            self._enforced = [copy.deepcopy(o) for k, o in sorted(self._objects.items(),
+                                                                   key=lambda kv: tuple(str(x) for x in kv[0]))
+                              if k[1] == "NetworkPolicy"]
+            self._dirty = False
+
+    @staticmethod
+    def _listening(pod: dict) -> set[tuple[int, str]]:
+        """(port, protocol) a pod serves: its container ports, plus agnhost
+        porter's SERVE_PORT_N variables (porter serves TCP)."""
+        out = set()
+        for c in (pod.get("spec") or {}).get("containers") or []:
+            for p in c.get("ports") or []:
+                out.add((p["containerPort"], p.get("protocol") or "TCP"))
+            if "porter" in (c.get("args") or []):
+                for env in c.get("env") or []:
+                    m = re.match(r"^SERVE_PORT_(\d+)$", env.get("name", ""))
+                    if m:
+                        out.add((int(m.group(1)), "TCP"))
+        return out
+
+    def _pod_endpoint(self, pod: dict) -> Endpoint:
+        meta = pod["metadata"]
+        ports = tuple(Port(p.get("name"), p["containerPort"], p.get("protocol") or "TCP")
+                      for c in (pod.get("spec") or {}).get("containers") or [] for p in c.get("ports") or [])
+        return Endpoint(key=f"{meta['namespace']}/{meta['name']}", namespace=meta["namespace"],
+                        name=meta["name"], kind="workload", labels=dict(meta.get("labels") or {}),
+                        ports=ports, ip=(pod.get("status") or {}).get("podIP"))
+
+    def _engine(self) -> Engine:
+        # Compiling every policy per probe would serialise a 240-probe matrix
+        # on the store lock; the enforced set only changes when the CNI catches up.
+        namespaces = {k[3]: (o["metadata"].get("labels") or {}) for k, o in self._objects.items()
+                      if k[1] == "Namespace"}
+        key = (id(self._enforced), tuple(sorted((n, tuple(sorted(lb.items()))) for n, lb in namespaces.items())))
+        if self._engine_cache is None or self._engine_cache[0] != key:
+            self._engine_cache = (key, Engine(namespaces, self._enforced))
+        return self._engine_cache[1]
+
+    def _resolve(self, host: str) -> dict | str | None:
+        """A pod (by IP, or by Service DNS name), the API address, or None."""
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            parts = host.split(".")
+            if len(parts) >= 2 and (len(parts) == 2 or parts[2] == "svc"):
+                svc = self._objects.get(("v1", "Service", parts[1], parts[0]))
+                if svc is not None:
+                    if svc["metadata"]["name"] == "kubernetes" and parts[1] == "default":
+                        return API_ADDRESS
+                    sel = (svc.get("spec") or {}).get("selector") or {}
+                    for k, o in sorted(self._objects.items(), key=lambda kv: kv[0][3]):
+                        if k[1] == "Pod" and k[2] == parts[1] and sel and all(
+                                (o["metadata"].get("labels") or {}).get(a) == b for a, b in sel.items()):
+                            return o
+            return "nxdomain"
+        if host == API_ADDRESS:
+            return API_ADDRESS
+        for k, o in self._objects.items():
+            if k[1] == "Pod" and (o.get("status") or {}).get("podIP") == host:
+                return o
+        return None
+
+    def _agnhost_connect(self, namespace: str, pod_name: str, args: list[str]) -> tuple[ExecResult, float]:
+        """agnhost connect's behaviour (test/images/agnhost/connect): exit 0 on a
+        connection; else exit 1 and one of TIMEOUT, REFUSED, DNS, OTHER, UNKNOWN
+        on stderr. Returns the result and the seconds a real run would wait."""
+        dest, timeout_s, protocol = None, 0.0, "tcp"
+        for a in args:
+            if a.startswith("--timeout="):
+                m = re.match(r"^(\d+(?:\.\d+)?)(ms|s)$", a.split("=", 1)[1])
+                if not m:
+                    return ExecResult(1, "", f"Error: invalid argument {a!r}"), 0.0
+                timeout_s = float(m.group(1)) / (1000 if m.group(2) == "ms" else 1)
+            elif a.startswith("--protocol="):
+                protocol = a.split("=", 1)[1]
+            elif a.startswith("-"):
+                return ExecResult(1, "", f"Error: unknown flag: {a}"), 0.0
+            elif dest is None:
+                dest = a
+            else:
+                return ExecResult(1, "", "Error: accepts 1 arg(s)"), 0.0
+        if dest is None:
+            return ExecResult(1, "", "Error: accepts 1 arg(s), received 0"), 0.0
+        if protocol not in ("tcp", "udp", "sctp"):
+            return ExecResult(1, "", f"Unsupported protocol\n{protocol}"), 0.0
+        host, sep, port_s = dest.rpartition(":")
+        host = host.strip("[]")
+        if not sep or not port_s.isdigit():
+            return ExecResult(1, "", f"UNKNOWN: address {dest}: missing port in address"), 0.0
+        port, proto = int(port_s), protocol.upper()
+        with self._lock:
+            self._catch_up(count_probe=True)
+            src_pod = self._objects[("v1", "Pod", namespace, pod_name)]
+            src = self._pod_endpoint(src_pod)
+            target = self._resolve(host)
+            if target == "nxdomain":
+                return ExecResult(1, "", f"DNS: lookup {host}: no such host"), 0.0
+            if target is None:
+                # Nothing routes to that address inside the fake: silence.
+                return ExecResult(1, "", "TIMEOUT\n" if proto != "UDP" else "TIMEOUT: i/o timeout\n"), timeout_s
+            if target == API_ADDRESS:
+                dst = Endpoint(key="external/kube-api", namespace=None, name="kube-api", kind="external",
+                               ports=(Port("https", API_PORT, "TCP"),), ip=API_ADDRESS)
+                listening = {(API_PORT, "TCP")}
+                is_dns = False
+            else:
+                dst = self._pod_endpoint(target)
+                listening = self._listening(target)
+                is_dns = (target["metadata"].get("labels") or {}).get("k8s-app") == "kube-dns" and port == 53
+            allowed = (not self.enforce) or self._engine().evaluate(src, dst, port, proto).allowed
+        if not allowed:
+            if self.reject:
+                return ExecResult(1, "", "REFUSED\n"), 0.0
+            if proto == "UDP":
+                return ExecResult(1, "", f"TIMEOUT: read udp {src.ip}:40000->{host}:{port}: i/o timeout\n"), timeout_s
+            return ExecResult(1, "", "TIMEOUT\n"), timeout_s
+        if (port, proto) not in listening:
+            if proto == "UDP":
+                return ExecResult(1, "", f"REFUSED: read udp {src.ip}:40000->{host}:{port}: "
+                                         "recvfrom: connection refused\n"), 0.0
+            return ExecResult(1, "", "REFUSED\n"), 0.0
+        if proto == "UDP" and is_dns:
+            # agnhost sends "hostname\n" (9 bytes); a DNS server drops anything
+            # shorter than a 12-byte header without answering, so an allowed
+            # probe times out exactly like a dropped one.
+            return ExecResult(1, "", f"TIMEOUT: read udp {src.ip}:40000->{host}:{port}: i/o timeout\n"), timeout_s
+        return ExecResult(0, "", ""), 0.0
+
+
+class FakeClock:
+    """A clock whose ``sleep`` advances time instantly: share one between a
+    FakeKube (lag_seconds) and a prober so polling tests run in no time."""
+
+    def __init__(self, start: float = 1000.0):
+        self.now = start
+        self.slept: list[float] = []
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self.slept.append(seconds)
+            self.now += seconds
