@@ -10,7 +10,8 @@ import pytest
 from cluster.errors import DashiError
 from cluster.live.discovery import Target, discover
 from cluster.live.kube import ExecResult
-from cluster.live.probe import MatrixProber, ProbeResult, classify, connect, connect_argv, go_duration
+from cluster.live.probe import (BATCH_SCRIPT, MatrixProber, NoShell, ProbeResult, classify, classify_dns, connect,
+                                connect_argv, go_duration, parse_batch)
 from cluster.live.snapshots import mark_ours
 from cluster.policy.engine import Edge
 from cluster.testing.fakekube import API_ADDRESS, FakeClock, FakeKube
@@ -154,6 +155,7 @@ class CountingKube:
 
 def test_the_pool_is_bounded(dashi):
     kube, profile = dashi
+    kube.shell = False  # one exec per edge: 24 execs for 6 workers
     counting = CountingKube(kube)
     targets = dict(list(discover(kube, profile).targets.items())[:24])
     run = MatrixProber(counting, workers=6, poll_timeout=0).run(targets)
@@ -173,6 +175,7 @@ def test_a_matrix_costs_rounds_of_timeouts_not_their_sum(dashi):
 
 def test_disagreeing_probes_are_re_polled_until_the_cni_catches_up(dashi):
     kube, profile = dashi
+    kube.shell = False  # one exec per edge (a pod without a shell): UDP to DNS cannot be told
     clock = FakeClock()
     kube.clock, kube.lag_seconds = clock, 3.0
     apply_steps(kube, profile, 1)
@@ -231,6 +234,8 @@ def test_exec_result_shape_from_any_kube():
     # The prober only needs exec's returncode and stderr: a minimal seam works.
     class Minimal:
         def exec(self, namespace, pod, argv, container=None, timeout=10.0):
+            if argv[0] == "/bin/sh":  # the batch: one line per probe
+                return ExecResult(0, "@@ 0 1 REFUSED\n", "")
             return ExecResult(1, "", "REFUSED\n")
 
     edge = Edge("a/x", "b/y", 80)
@@ -248,3 +253,80 @@ def test_ctrl_c_drops_the_queued_probes(dashi):
     with pytest.raises(KeyboardInterrupt):
         MatrixProber(counting, workers=2).run(targets)
     assert len(kube.calls_of("exec")) < 10  # not all 40: the queue was cancelled
+
+
+# -- one exec per source pod -----------------------------------------------------
+
+
+def test_a_batch_is_one_exec_per_source_running_every_probe_of_it(dashi):
+    kube, profile = dashi
+    live = discover(kube, profile)
+    run = MatrixProber(kube, poll_timeout=0).run(live.targets)
+    sources = {(t.namespace, t.pod) for t in live.targets.values() if isinstance(t, Target)}
+    execs = kube.calls_of("exec")
+    assert len(execs) == len(sources) == run.execs == run.batched_sources == 14
+    assert run.mode == "one exec per source pod" and run.per_edge_sources == 0
+    argv = execs[0].argv
+    assert argv[:4] == ("/bin/sh", "-c", BATCH_SCRIPT, "dashi-probe") and argv[4:7] == ("/agnhost", "1s", "1")
+    # every probe of the matrix is in one of the batches, as (index, kind, target)
+    assert sum((len(c.argv) - 7) // 3 for c in execs) == len(run.observations) == 240
+    assert {o.result.kind for o in run.observations.values()} == {"connected"}
+
+
+def test_udp_dns_is_probed_with_a_real_query_allowed_and_blocked(dashi):
+    kube, profile = dashi
+    live = discover(kube, profile)
+    dns = {e: t for e, t in live.targets.items() if e.protocol == "UDP" and e.port == 53}
+    assert len(dns) == 14
+    open_run = MatrixProber(kube, poll_timeout=0).run(dns)
+    assert {(o.result.kind, o.result.detail) for o in open_run.observations.values()} == \
+        {("connected", "DNS answered over UDP")}
+    apply_steps(kube, profile, 1)  # default-deny: DNS dropped
+    closed = MatrixProber(kube, poll_timeout=0).run(dns)
+    assert {o.result.kind for o in closed.observations.values()} == {"timeout"}
+    kube.reject = True  # kube-router REJECTs: the query is refused
+    rejected = MatrixProber(kube, poll_timeout=0).run(dns)
+    assert {o.result.kind for o in rejected.observations.values()} == {"refused"}
+
+
+def test_a_pod_without_a_shell_falls_back_to_one_exec_per_edge(dashi):
+    kube, profile = dashi
+    kube.shell = False
+    live = discover(kube, profile)
+    targets = {e: t for e, t in live.targets.items() if isinstance(t, Target) and t.pod == "debug"
+               and t.namespace == "dashi-data"}
+    run = MatrixProber(kube, poll_timeout=0).run(targets)
+    assert run.mode == "one exec per edge (no shell in the source pods)"
+    assert run.execs == 1 + len(targets)  # the failed batch, then one per edge
+    kinds = {e.protocol: o.result.kind for e, o in run.observations.items()}
+    assert kinds["TCP"] == "connected" and kinds["UDP"] == "unprobed"
+
+
+def test_only_disagreeing_edges_are_re_polled_and_the_time_to_enforce_is_kept(dashi):
+    kube, profile = dashi
+    clock = FakeClock()
+    kube.clock, kube.lag_seconds = clock, 2.0  # the CNI takes 2 s to program default-deny
+    apply_steps(kube, profile, 1)
+    live = discover(kube, profile)
+    predicted = {e: False for e in live.targets}
+    run = MatrixProber(kube, clock=clock, sleep=clock.sleep).run(live.targets, predicted)
+    assert run.matched_seconds == 2.0 and clock.slept == [1.0, 1.0]
+    assert run.execs == 14 * 3  # three rounds, one exec per source each
+    assert {o.result.kind for o in run.observations.values()} == {"timeout"}
+
+
+def test_batch_results_parse_by_index_and_missing_lines_are_errors():
+    t = [Target("a", "x", "10.0.0.1", 80), Target("a", "x", "10.0.0.2", 53, "UDP"), Target("a", "x", "10.0.0.3", 81)]
+    res = ExecResult(0, "@@ 1 143 \n@@ 0 0 \n", "")
+    out = parse_batch(t, res)
+    assert [r.kind for r in out] == ["connected", "timeout", "other"]
+    with pytest.raises(NoShell):
+        parse_batch(t, ExecResult(126, "", 'exec: "/bin/sh": stat /bin/sh: no such file or directory'))
+
+
+def test_classify_dns_reads_busybox_nslookup():
+    # The three shapes measured with busybox 1.35 nslookup under timeout 1.
+    answered = "Server: 10.0.0.2 Address: 10.0.0.2:53 ** server can't find kubernetes.default: NXDOMAIN"
+    assert classify_dns(1, answered).kind == "connected"
+    assert classify_dns(143, "").kind == "timeout"
+    assert classify_dns(143, "nslookup: read: Connection refused").kind == "refused"

@@ -83,7 +83,8 @@ def report(rows, probed=True):
 def test_summary_counts():
     rep = report([row(False, "timeout", False), row(False, "connected", False), row(True, "unprobed", True)])
     assert rep.summary() == {"edges": 3, "ok": 1, "mismatch": 1, "unintended": 0, "error": 0, "unprobed": 1,
-                             "predicted_allowed": 1, "observed_allowed": 1, "probe_seconds": 1.23, "probes": 3}
+                             "predicted_allowed": 1, "observed_allowed": 1, "probe_seconds": 1.23, "probes": 3,
+                             "execs": 0, "matched_seconds": None}
     assert not rep.ok and [r.kind for r in rep.problem_rows] == ["connected"]
 
 

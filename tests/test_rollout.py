@@ -144,7 +144,7 @@ def test_the_full_dashi_profile(tmp_path):
     w.rollout().up()
     assert w.ours() == w.through(9)
     rec = w.record()
-    assert [s["summary"]["unprobed"] for s in rec["steps"]] == [14] * 9  # UDP to DNS from 14 pods
+    assert [s["summary"]["unprobed"] for s in rec["steps"]] == [0] * 9  # UDP to DNS is probed for real
     assert [s["summary"]["predicted_allowed"] for s in rec["steps"]] == [0, 28, 33, 34, 35, 37, 44, 44, 45]
 
 
@@ -179,14 +179,14 @@ def test_a_cni_that_enforces_nothing_is_rolled_back_with_evidence(tmp_path):
     assert "every edge the policies block was observed open" in out
     assert "develop/frontend -> develop/backend 8080/TCP: mismatch" in out
     assert "selected by develop/default-deny" in out
-    assert "... and 71 more edge(s)" in out  # the terminal shows 25; the files hold all 96
+    assert "... and 80 more edge(s)" in out  # the terminal shows 25; the files hold all 105
     evidence = profile_dir("k3d-dashi", "environments", w.root) / "evidence"
     assert sorted(p.name for p in evidence.iterdir()) == [
         "0001-before-default-deny-default-deny-failed.json", "0001-before-default-deny-default-deny-failed.md"]
     data = json.loads((evidence / "0001-before-default-deny-default-deny-failed.json").read_text())
     debug = next(e for e in data["edges"] if (e["src"], e["dst"], e["port"]) == ("develop/debug", "develop/backend", 8080))
     assert (debug["predicted"], debug["observed"], debug["kind"], debug["attempts"]) == (False, True, "connected", 11)
-    assert data["summary"]["mismatch"] == 96
+    assert data["summary"]["mismatch"] == 105  # 96 TCP + 9 UDP-to-DNS (from the namespaces under default-deny), now probed
 
 
 def test_a_slow_cni_is_waited_for(tmp_path):

@@ -1,7 +1,7 @@
 """Live probes: can this pod open a connection to that address and port?
 
-One probe is one ``agnhost connect HOST:PORT`` exec'd in the source pod, as
-the upstream e2e network policy tests do (the stand-ins run the agnhost
+A probe of TCP or SCTP is ``agnhost connect HOST:PORT`` in the source pod,
+as the upstream e2e network policy tests do (the stand-ins run the agnhost
 image). agnhost exits 0 when the connection is made, otherwise 1 with one
 word on stderr (test/images/agnhost/connect/connect.go):
 
@@ -12,28 +12,36 @@ word on stderr (test/images/agnhost/connect/connect.go):
     OTHER     another network error ("no route to host")
     UNKNOWN   bad arguments
 
-UDP has no handshake: agnhost sends a payload ("hostname\\n") and waits for
-a reply. A DNS server drops a 9-byte message without answering (it is
-shorter than a DNS header), so against cluster DNS an allowed probe and a
-dropped one both time out. A UDP timeout is therefore reported as
-``unprobed``, never guessed; a UDP reply proves the path is open.
+DNS over UDP is probed with a real DNS query, ``nslookup`` (busybox, in the
+agnhost image) against the DNS pod's address under ``timeout``: any answer,
+even NXDOMAIN, means the path is open; silence until the timeout means a
+policy dropped it. (agnhost's own UDP payload, "hostname\n", is shorter
+than a DNS header, so a DNS server never answers it: allowed and dropped
+would look the same.)
 
 A refusal counts as blocked. Every port we probe is declared by a pod that
 listens on it (the stand-ins serve every declared port, DNS and the API
 server listen), so a refusal is a policy rejecting the packet: kube-router,
 the policy controller built into k3s, REJECTs where Calico and Cilium drop.
 
-``MatrixProber`` runs a whole matrix on a bounded thread pool (every probe of
-every source is one job, so a matrix costs about ceil(probes / workers)
-probe timeouts, not their sum), then re-polls only the probes that disagree
-with the expectation, every ``poll_interval`` up to ``poll_timeout`` (1 s and
-10 s, upstream e2e's numbers): CNIs program policies asynchronously, and a
-probe right after an apply may see the old rules.
+Batches: all probes from one source pod run in ONE exec, concurrently
+inside the pod (``BATCH_SCRIPT``, a POSIX sh loop that backgrounds each
+probe and waits), so a matrix costs one exec per source and about one probe
+timeout, not one exec per edge. A pod without a shell falls back to one
+exec per edge (``agnhost connect``; DNS over UDP is then unprobed), and the
+report says which was used.
+
+``MatrixProber`` runs the sources on a bounded thread pool, then re-polls
+only the probes that disagree with the prediction, every ``poll_interval``
+up to ``poll_timeout`` (1 s and 10 s, upstream e2e's numbers): CNIs program
+policies asynchronously, and a probe right after an apply may see the old
+rules. The run records when the matrix first matched (time to enforce).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -41,7 +49,7 @@ from typing import Callable, Mapping
 
 from cluster.errors import DashiError, KubeError
 from cluster.live.discovery import Target
-from cluster.live.kube import Kube
+from cluster.live.kube import ExecResult, Kube
 from cluster.live.poll import poll_until
 from cluster.policy.engine import Edge
 
@@ -128,6 +136,96 @@ def connect(kube: Kube, namespace: str, pod: str, host: str, port: int, protocol
 
 
 # --------------------------------------------------------------------------
+# One exec per source pod
+
+SHELL = "/bin/sh"
+# Arguments after the script: agnhost's path, agnhost's --timeout, nslookup's
+# timeout in whole seconds (busybox's timeout takes integers), then one
+# (index, kind, target) triple per probe: kind tcp or sctp with target
+# HOST:PORT, or dns with target HOST. Every probe runs in the background;
+# each prints one line "@@ INDEX EXITCODE OUTPUT" (one write, so lines from
+# concurrent probes never interleave). Any DNS answer proves the path, so
+# the name asked for (kubernetes.default) need not resolve.
+BATCH_SCRIPT = r"""a=$1; t=$2; d=$3; shift 3
+while [ $# -ge 3 ]; do
+  ( i=$1; k=$2; h=$3
+    if [ "$k" = dns ]; then o=$(timeout "$d" nslookup -type=a kubernetes.default "$h" 2>&1)
+    else o=$("$a" connect "$h" --timeout="$t" --protocol="$k" 2>&1); fi
+    c=$?
+    printf '@@ %s %s %s\n' "$i" "$c" "$(printf '%s' "$o" | tr '\n' ' ' | cut -c1-300)" ) &
+  shift 3
+done
+wait
+"""
+BATCH_NAME = "dashi-probe"  # $0 of the script, so it is recognisable in ps
+
+
+def is_dns_udp(target: Target) -> bool:
+    """UDP to port 53 is a DNS probe: asked with a real query."""
+    return target.protocol.upper() == "UDP" and target.port == 53
+
+
+def batch_argv(targets: list[Target], timeout_s: float = 1.0, agnhost: str = AGNHOST) -> list[str]:
+    """One exec that probes every target from the same pod concurrently."""
+    argv = [SHELL, "-c", BATCH_SCRIPT, BATCH_NAME, agnhost, go_duration(timeout_s), str(max(1, math.ceil(timeout_s)))]
+    for i, t in enumerate(targets):
+        if is_dns_udp(t):
+            argv += [str(i), "dns", t.host]
+        else:
+            argv += [str(i), t.protocol.lower(), host_port(t.host, t.port)]
+    return argv
+
+
+def classify_dns(returncode: int, output: str) -> ProbeResult:
+    """busybox nslookup under timeout: an answer (any, NXDOMAIN too) means the
+    UDP path is open; "Connection refused" a rejecting policy; silence until
+    timeout kills it (exit 143, or 124 from coreutils) a dropping one."""
+    text = " ".join((output or "").split())
+    if returncode == 0 or "Server:" in text or "can't find" in text:
+        return ProbeResult(True, "connected", "DNS answered over UDP")
+    if "onnection refused" in text:
+        return ProbeResult(False, "refused", "DNS query refused: rejected by a policy (or nothing listens)")
+    if returncode in (124, 137, 143) or "timed out" in text or "no servers could be reached" in text:
+        return ProbeResult(False, "timeout", "no DNS answer in time: dropped")
+    if returncode in (126, 127) or "not found" in text:
+        return ProbeResult(False, "other", f"nslookup or timeout is missing in this pod's image: {text[:120]}")
+    return ProbeResult(False, "other", text[:200] or f"exit {returncode} with no message")
+
+
+class NoShell(Exception):
+    """The source pod has no shell: probe it one exec per edge instead."""
+
+
+def parse_batch(targets: list[Target], res: ExecResult) -> list[ProbeResult]:
+    """The per-probe results of one batch exec, in the order of ``targets``."""
+    lines: dict[int, tuple[int, str]] = {}
+    for line in res.stdout.splitlines():
+        parts = line.split(" ", 3)
+        if len(parts) >= 3 and parts[0] == "@@" and parts[1].isdigit() and parts[2].lstrip("-").isdigit():
+            lines[int(parts[1])] = (int(parts[2]), parts[3] if len(parts) > 3 else "")
+    if not lines and (res.returncode in (126, 127) or "executable file not found" in res.stderr
+                      or "no such file" in res.stderr.lower()):
+        raise NoShell(res.stderr.strip()[:200])
+    out = []
+    for i, t in enumerate(targets):
+        if i not in lines:
+            why = res.stderr.strip().splitlines()[-1] if res.stderr.strip() else f"exec exit {res.returncode}"
+            out.append(ProbeResult(False, "other", f"no result from the probe batch: {why[:160]}"))
+            continue
+        rc, text = lines[i]
+        out.append(classify_dns(rc, text) if is_dns_udp(t) else classify(rc, text, t.protocol))
+    return out
+
+
+def connect_batch(kube: Kube, namespace: str, pod: str, targets: list[Target],
+                  timeout_s: float = 1.0) -> list[ProbeResult]:
+    """Probe every target from one pod in one exec. Raises NoShell when the
+    pod cannot run the batch, KubeError when the exec itself fails."""
+    res = kube.exec(namespace, pod, batch_argv(targets, timeout_s), timeout=timeout_s + EXEC_GRACE_S)
+    return parse_batch(targets, res)
+
+
+# --------------------------------------------------------------------------
 # Running a matrix
 
 
@@ -159,14 +257,29 @@ class MatrixRun:
     observations: dict[Edge, Observation]
     seconds: float  # wall time of the whole run, polls included
     first_pass_seconds: float
-    probes: int  # execs made
+    probes: int  # edges probed, re-polls included
     workers: int
+    execs: int = 0  # exec calls made (one per source per round when batched)
+    # When every edge first agreed with the prediction (the time to enforce,
+    # measured from the start of the run); None when it never did.
+    matched_seconds: float | None = None
+    started: float = 0.0  # the prober's clock when the run began
+    batched_sources: int = 0  # sources probed with one exec each
+    per_edge_sources: int = 0  # sources without a shell: one exec per edge
+
+    @property
+    def mode(self) -> str:
+        if self.per_edge_sources and self.batched_sources:
+            return f"one exec per source ({self.batched_sources} pods), per edge for {self.per_edge_sources} without a shell"
+        if self.per_edge_sources:
+            return "one exec per edge (no shell in the source pods)"
+        return "one exec per source pod"
 
 
 class MatrixProber:
     """Probe many edges at once on a bounded pool; re-poll the disagreeing ones."""
 
-    def __init__(self, kube: Kube, *, workers: int = 64, timeout_s: float = 1.0,
+    def __init__(self, kube: Kube, *, workers: int = 16, timeout_s: float = 1.0,
                  poll_interval: float = 1.0, poll_timeout: float = 10.0,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep):
         if workers < 1:
@@ -178,6 +291,9 @@ class MatrixProber:
         self.poll_timeout = poll_timeout
         self.clock = clock
         self.sleep = sleep
+        # Source pods found to have no shell: probed one exec per edge.
+        self.no_shell: set[tuple[str, str]] = set()
+        self.execs = 0
 
     def _one(self, target: Target) -> ProbeResult:
         try:
@@ -186,9 +302,40 @@ class MatrixProber:
         except KubeError as e:
             return ProbeResult(False, "other", f"exec failed: {e}")
 
+    def _batch(self, source: tuple[str, str], targets: list[Target]) -> list[ProbeResult] | None:
+        """One source's probes in one exec; None when the pod has no shell."""
+        try:
+            return connect_batch(self.kube, source[0], source[1], targets, self.timeout_s)
+        except NoShell:
+            return None
+        except KubeError as e:
+            # One failed exec (a dropped websocket, a pod restarting) spoils
+            # only this source's probes, and the re-poll tries them again.
+            return [ProbeResult(False, "other", f"exec failed: {e}") for _ in targets]
+
     def _round(self, pool: ThreadPoolExecutor, jobs: dict[Edge, Target]) -> dict[Edge, ProbeResult]:
-        futures = {edge: pool.submit(self._one, t) for edge, t in jobs.items()}
-        return {edge: f.result() for edge, f in futures.items()}
+        by_source: dict[tuple[str, str], list[Edge]] = {}
+        for edge, t in jobs.items():
+            by_source.setdefault((t.namespace, t.pod), []).append(edge)
+        out: dict[Edge, ProbeResult] = {}
+        singles: dict[Edge, object] = {}
+        batches = {}
+        for source, edges in by_source.items():
+            if source in self.no_shell:
+                singles.update({e: pool.submit(self._one, jobs[e]) for e in edges})
+            else:
+                batches[source] = (edges, pool.submit(self._batch, source, [jobs[e] for e in edges]))
+        self.execs += len(batches)
+        for source, (edges, future) in batches.items():
+            results = future.result()
+            if results is None:
+                self.no_shell.add(source)
+                singles.update({e: pool.submit(self._one, jobs[e]) for e in edges})
+            else:
+                out.update(zip(edges, results))
+        self.execs += len(singles)
+        out.update({e: f.result() for e, f in singles.items()})
+        return out
 
     def run(self, targets: Mapping[Edge, Target | str],
             predicted: Mapping[Edge, bool] | None = None) -> MatrixRun:
@@ -202,6 +349,8 @@ class MatrixProber:
             if not isinstance(why, Target):
                 obs[edge] = Observation(edge, ProbeResult(False, "unprobed", why), 0, None)
         probes = 0
+        self.execs = 0
+        matched_at: float | None = None
         pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="probe")
         try:
             for edge, res in self._round(pool, probable).items():
@@ -214,7 +363,7 @@ class MatrixProber:
             def settled() -> tuple[bool, str]:
                 # The first call only looks at the first pass; each later one
                 # re-probes what still disagrees.
-                nonlocal pending, probes, rounds
+                nonlocal pending, probes, rounds, matched_at
                 if rounds:
                     again = self._round(pool, {e: probable[e] for e in sorted(pending, key=str)})
                     probes += len(again)
@@ -224,6 +373,8 @@ class MatrixProber:
                         obs[edge] = Observation(edge, res, prev.attempts + 1, prev.target, now - start)
                     pending = {e for e in pending if not agrees(obs[e], predicted.get(e))}
                 rounds += 1
+                if not pending and matched_at is None:
+                    matched_at = self.clock() - start
                 return not pending, f"{len(pending)} edge(s) disagree"
 
             poll_until(settled, timeout_s=self.poll_timeout, interval_s=self.poll_interval, clock=self.clock,
@@ -232,4 +383,7 @@ class MatrixProber:
             # On Ctrl-C, drop the queued probes instead of running them all;
             # the ones in flight end within one probe timeout.
             pool.shutdown(wait=True, cancel_futures=True)
-        return MatrixRun(obs, self.clock() - start, first_pass, probes, self.workers)
+        sources = {(t.namespace, t.pod) for t in probable.values()}
+        return MatrixRun(obs, self.clock() - start, first_pass, probes, self.workers, execs=self.execs, started=start,
+                         matched_seconds=matched_at, batched_sources=len(sources - self.no_shell),
+                         per_edge_sources=len(sources & self.no_shell))

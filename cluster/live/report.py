@@ -96,6 +96,11 @@ class MatrixReport:
     # False when the live policies match no step of the profile, so there is
     # no step-intended matrix to compare with: that alone fails a smoke test.
     intent_checked: bool = True
+    execs: int = 0
+    mode: str = ""  # how the probes were run: one exec per source pod, or per edge
+    # Seconds from the start of the run until every edge agreed with the
+    # prediction (right after an apply: the time the CNI took to enforce).
+    matched_seconds: float | None = None
 
     def count(self, status: str) -> int:
         return sum(1 for r in self.rows if status in r.problems or (status in ("ok", "unprobed")
@@ -115,15 +120,16 @@ class MatrixReport:
                 "unprobed": self.count("unprobed"),
                 "predicted_allowed": sum(1 for r in self.rows if r.predicted),
                 "observed_allowed": sum(1 for r in self.rows if r.observed),
-                "probe_seconds": round(self.seconds, 2), "probes": self.probes}
+                "probe_seconds": round(self.seconds, 2), "probes": self.probes, "execs": self.execs,
+                "matched_seconds": None if self.matched_seconds is None else round(self.matched_seconds, 2)}
 
     def summary_line(self) -> str:
         s = self.summary()
         head = f"{s['edges']} edges, {s['predicted_allowed']} allowed by the policies"
         if self.probed:
             head += (f"; probed: {s['ok']} as predicted, {s['mismatch']} mismatched, {s['error']} errors, "
-                     f"{s['unprobed']} unprobed ({self.probes} probes, {self.workers} workers, "
-                     f"{self.seconds:.1f} s)")
+                     f"{s['unprobed']} unprobed ({self.probes} probes in {self.execs} execs, {self.workers} "
+                     f"workers, {self.seconds:.1f} s)")
         if s["unintended"]:
             head += f"; {s['unintended']} differ from the intended matrix"
         return head
@@ -268,6 +274,7 @@ def to_json(report: MatrixReport) -> dict:
             "generated": report.generated, "ok": report.ok, "intent_checked": report.intent_checked,
             "summary": report.summary(),
             "workers": report.workers, "first_pass_seconds": round(report.first_pass_seconds, 2),
+            "mode": report.mode,
             "notes": report.notes, "edges": [row_dict(r) for r in report.rows]}
 
 
@@ -290,7 +297,8 @@ def to_markdown(report: MatrixReport) -> str:
            f"- generated: {report.generated}",
            f"- edges: {s['edges']} ({s['ok']} as predicted, {s['mismatch']} mismatched, {s['error']} errors, "
            f"{s['unprobed']} unprobed, {s['unintended']} differ from the intent)",
-           f"- probing: {report.probes} probes on {report.workers} workers in {report.seconds:.1f} s", ""]
+           f"- probing: {report.probes} probes in {report.execs} execs ({report.mode or 'not probed'}) on "
+           f"{report.workers} workers in {report.seconds:.1f} s", ""]
     for note in report.notes:
         out.append(f"> note: {_md(note)}")
     if report.notes:

@@ -157,8 +157,8 @@ class Rollout:
         self.say(f"  evidence: {base / name}.md (and .json)")
         return base / f"{name}.md"
 
-    def _verify(self, k: int | None) -> MatrixReport:
-        report = verify_live(self.kube, self.profile, k, self.settings, context=self.context)
+    def _verify(self, k: int | None, since: float | None = None) -> MatrixReport:
+        report = verify_live(self.kube, self.profile, k, self.settings, context=self.context, since=since)
         render(report, self.out, matrices=True)
         return report
 
@@ -209,12 +209,12 @@ class Rollout:
 
     # -- network-policies-up ----------------------------------------------
 
-    def _verify_step(self, record: StepRecord, k: int, snap_id: str) -> MatrixReport:
+    def _verify_step(self, record: StepRecord, k: int, snap_id: str, applied_at: float | None = None) -> MatrixReport:
         """Verify step k+1 (0-based index k) in place; record it or restore."""
         step = self.profile.steps[k]
         n = len(self.profile.steps)
         self._mark(record, phase="verifying", step=step.name, snapshot=snap_id)
-        report = self._verify(k + 1)
+        report = self._verify(k + 1, since=applied_at)
         if report.ok:
             user, host = whoami()
             record.steps.append(StepEntry(step.name, snap_id, record.in_progress["started"], now_iso(),
@@ -223,7 +223,9 @@ class Rollout:
             self.records.save(record)
             self.history.append("step-verified", context=self.context, profile=self.profile.name,
                                 step=step.name, snapshot=snap_id, ok=True, summary=report.summary())
-            self.say(f"[{k + 1}/{n}] {step.name}: verified")
+            enforced = (f" (time to enforce: the live matrix matched {report.matched_seconds:.1f} s after the apply)"
+                        if report.matched_seconds is not None and applied_at is not None else "")
+            self.say(f"[{k + 1}/{n}] {step.name}: verified{enforced}")
             return report
         self.say(f"[{k + 1}/{n}] {step.name}: verification FAILED; restoring snapshot {snap_id}", style="bold red")
         self._save_evidence(report, f"{snap_id}-{step.name}-failed")
@@ -289,6 +291,7 @@ class Rollout:
         try:
             for obj in step.objects:
                 self.kube.apply(mark_ours(obj, step.name))
+            applied_at = self.settings.clock()
         except KubeError as e:
             self.say(f"  apply failed: {e}", style="bold red")
             snap = self.snapshots.load(info.id)
@@ -303,7 +306,7 @@ class Rollout:
             raise KubeError(f"applying step {step.name} failed ({e}); restored snapshot {info.id}: {restored}") from e
         self.say(f"  applied {len(step.objects)} NetworkPolicies: "
                  f"{', '.join(obj_ref(o, kind=False) for o in step.objects)}")
-        self._verify_step(record, i, info.id)
+        self._verify_step(record, i, info.id, applied_at)
 
     # -- rollback -----------------------------------------------------------
 

@@ -23,7 +23,7 @@ def _intent(profile: Profile, edge: Edge) -> str:
 
 
 def verify_live(kube: Kube, profile: Profile, k: int | None, settings: Settings, *,
-                context: str | None = None) -> MatrixReport:
+                context: str | None = None, since: float | None = None) -> MatrixReport:
     """Probe the live matrix; compare with the engine (live policies and
     addresses) and, when k is known, with the step-intended matrix."""
     live = discover(kube, profile)
@@ -39,7 +39,16 @@ def verify_live(kube: Kube, profile: Profile, k: int | None, settings: Settings,
     if foreign:
         notes.append(f"policies that are not ours also apply here: {', '.join(foreign)}")
     return MatrixReport(profile.name, context, state_label(profile, k), rows, True, run.seconds,
-                        run.first_pass_seconds, run.probes, run.workers, notes)
+                        run.first_pass_seconds, run.probes, run.workers, notes, execs=run.execs, mode=run.mode,
+                        matched_seconds=_matched(run, since))
+
+
+def _matched(run, since: float | None) -> float | None:
+    """When the matrix first matched, in seconds after ``since`` (the
+    apply, on the settings' clock) or else after the probing began."""
+    if run.matched_seconds is None:
+        return None
+    return run.matched_seconds if since is None else max(0.0, run.started + run.matched_seconds - since)
 
 
 def predicted(profile: Profile, k: int) -> MatrixReport:

@@ -56,6 +56,7 @@ from typing import Callable
 
 from cluster.errors import KubeError, ManifestError
 from cluster.live.kube import FIELD_MANAGER, ExecResult
+from cluster.live.probe import BATCH_SCRIPT, SHELL
 from cluster.policy.engine import NS_NAME_LABEL, Endpoint, Engine, Port, compile_policy
 from cluster.policy.manifests import WORKLOAD_KINDS
 
@@ -182,13 +183,16 @@ class FakeKube:
                  enforce: bool = True, reject: bool = False, lag_probes: int = 0, lag_seconds: float = 0.0,
                  clock: Callable[[], float] = time.monotonic, exec_latency: float = 0.0,
                  time_scale: float = 0.0, sleep: Callable[[float], None] = time.sleep,
-                 seed: bool = True):
+                 seed: bool = True, shell: bool = True):
         self._context = context
         self._server = server
         self.enforce = enforce
         # reject=True: denied packets are answered with ICMP port-unreachable
         # (REFUSED), as k3s's kube-router does, instead of dropped (TIMEOUT).
         self.reject = reject
+        # shell=False: the pods' image has no /bin/sh (only agnhost), so the
+        # prober must fall back to one exec per edge.
+        self.shell = shell
         self.lag_probes = lag_probes
         self.lag_seconds = lag_seconds
         self.clock = clock
@@ -275,6 +279,12 @@ class FakeKube:
                     return handler(namespace, pod, list(argv))
         if len(argv) >= 2 and argv[0].rsplit("/", 1)[-1] == "agnhost" and argv[1] == "connect":
             result, waited = self._agnhost_connect(namespace, pod, list(argv[2:]))
+            cost = self.exec_latency + waited * self.time_scale
+            if cost > 0:
+                self.sleep(min(cost, timeout))
+            return result
+        if len(argv) >= 3 and argv[:3] == [SHELL, "-c", BATCH_SCRIPT] and self.shell:
+            result, waited = self._probe_batch(namespace, pod, list(argv[3:]))
             cost = self.exec_latency + waited * self.time_scale
             if cost > 0:
                 self.sleep(min(cost, timeout))
@@ -656,6 +666,69 @@ class FakeKube:
                 return o
         return None
 
+    def _probe_batch(self, namespace: str, pod_name: str, args: list[str]) -> tuple[ExecResult, float]:
+        """cluster.live.probe.BATCH_SCRIPT's behaviour: its probes run at once,
+        each printing "@@ INDEX EXITCODE OUTPUT"; the exec takes as long as the
+        slowest probe. DNS probes answer as busybox nslookup does (see
+        ``_nslookup``)."""
+        if len(args) < 4:
+            return ExecResult(2, "", "sh: usage"), 0.0
+        _name, agnhost, timeout, seconds = args[:4]
+        triples = args[4:]
+        lines, waited = [], 0.0
+        for j in range(0, len(triples) - len(triples) % 3, 3):
+            i, kind, target = triples[j:j + 3]
+            if kind == "dns":
+                rc, text, w = self._nslookup(namespace, pod_name, target, float(seconds))
+            else:
+                res, w = self._agnhost_connect(namespace, pod_name, [target, f"--timeout={timeout}",
+                                                                     f"--protocol={kind}"])
+                rc, text = res.returncode, " ".join((res.stdout + res.stderr).split())
+            waited = max(waited, w)
+            lines.append(f"@@ {i} {rc} {text[:300]}")
+        return ExecResult(0, "\n".join(lines) + ("\n" if lines else ""), ""), waited
+
+    def _nslookup(self, namespace: str, pod_name: str, host: str, seconds: float) -> tuple[int, str, float]:
+        """``timeout N nslookup -type=a kubernetes.default HOST`` (busybox 1.35),
+        as measured on a real one: an answering server prints "Server:" and,
+        for this name, NXDOMAIN, exit 1; a rejected query prints "nslookup:
+        read: Connection refused" until timeout kills it (exit 143); silence
+        is exit 143 with no output."""
+        outcome, dns = self._path(namespace, pod_name, host, 53, "UDP")
+        if outcome == "open" and dns:
+            return 1, f"Server: {host} Address: {host}:53 ** server can't find kubernetes.default: NXDOMAIN", 0.0
+        if outcome in ("rejected", "no-listener"):
+            return 143, "nslookup: read: Connection refused", seconds
+        return 143, "", seconds
+
+    def _path(self, namespace: str, pod_name: str, host: str, port: int, proto: str) -> tuple[str, bool]:
+        """What happens to a packet from a pod to host:port: "open", "dropped"
+        or "rejected" by a policy, "no-listener", "nxdomain", "no-route";
+        and whether the destination is cluster DNS on 53."""
+        with self._lock:
+            self._catch_up(count_probe=True)
+            src = self._pod_endpoint(self._objects[("v1", "Pod", namespace, pod_name)])
+            target = self._resolve(host)
+            if target == "nxdomain":
+                return "nxdomain", False
+            if target is None:
+                return "no-route", False
+            if target == API_ADDRESS:
+                dst = Endpoint(key="external/kube-api", namespace=None, name="kube-api", kind="external",
+                               ports=(Port("https", API_PORT, "TCP"),), ip=API_ADDRESS)
+                listening = {(API_PORT, "TCP")}
+                is_dns = False
+            else:
+                dst = self._pod_endpoint(target)
+                listening = self._listening(target)
+                is_dns = (target["metadata"].get("labels") or {}).get("k8s-app") == "kube-dns" and port == 53
+            allowed = (not self.enforce) or self._engine().evaluate(src, dst, port, proto).allowed
+        if not allowed:
+            return ("rejected" if self.reject else "dropped"), is_dns
+        if (port, proto) not in listening:
+            return "no-listener", is_dns
+        return "open", is_dns
+
     def _agnhost_connect(self, namespace: str, pod_name: str, args: list[str]) -> tuple[ExecResult, float]:
         """agnhost connect's behaviour (test/images/agnhost/connect): exit 0 on a
         connection; else exit 1 and one of TIMEOUT, REFUSED, DNS, OTHER, UNKNOWN
@@ -684,42 +757,29 @@ class FakeKube:
         if not sep or not port_s.isdigit():
             return ExecResult(1, "", f"UNKNOWN: address {dest}: missing port in address"), 0.0
         port, proto = int(port_s), protocol.upper()
-        with self._lock:
-            self._catch_up(count_probe=True)
-            src_pod = self._objects[("v1", "Pod", namespace, pod_name)]
-            src = self._pod_endpoint(src_pod)
-            target = self._resolve(host)
-            if target == "nxdomain":
-                return ExecResult(1, "", f"DNS: lookup {host}: no such host"), 0.0
-            if target is None:
-                # Nothing routes to that address inside the fake: silence.
-                return ExecResult(1, "", "TIMEOUT\n" if proto != "UDP" else "TIMEOUT: i/o timeout\n"), timeout_s
-            if target == API_ADDRESS:
-                dst = Endpoint(key="external/kube-api", namespace=None, name="kube-api", kind="external",
-                               ports=(Port("https", API_PORT, "TCP"),), ip=API_ADDRESS)
-                listening = {(API_PORT, "TCP")}
-                is_dns = False
-            else:
-                dst = self._pod_endpoint(target)
-                listening = self._listening(target)
-                is_dns = (target["metadata"].get("labels") or {}).get("k8s-app") == "kube-dns" and port == 53
-            allowed = (not self.enforce) or self._engine().evaluate(src, dst, port, proto).allowed
-        if not allowed:
-            if self.reject:
-                return ExecResult(1, "", "REFUSED\n"), 0.0
+        outcome, is_dns = self._path(namespace, pod_name, host, port, proto)
+        src_ip = (self._objects[("v1", "Pod", namespace, pod_name)].get("status") or {}).get("podIP")
+        if outcome == "nxdomain":
+            return ExecResult(1, "", f"DNS: lookup {host}: no such host"), 0.0
+        if outcome == "no-route":
+            # Nothing routes to that address inside the fake: silence.
+            return ExecResult(1, "", "TIMEOUT\n" if proto != "UDP" else "TIMEOUT: i/o timeout\n"), timeout_s
+        if outcome == "rejected":
+            return ExecResult(1, "", "REFUSED\n"), 0.0
+        if outcome == "dropped":
             if proto == "UDP":
-                return ExecResult(1, "", f"TIMEOUT: read udp {src.ip}:40000->{host}:{port}: i/o timeout\n"), timeout_s
+                return ExecResult(1, "", f"TIMEOUT: read udp {src_ip}:40000->{host}:{port}: i/o timeout\n"), timeout_s
             return ExecResult(1, "", "TIMEOUT\n"), timeout_s
-        if (port, proto) not in listening:
+        if outcome == "no-listener":
             if proto == "UDP":
-                return ExecResult(1, "", f"REFUSED: read udp {src.ip}:40000->{host}:{port}: "
+                return ExecResult(1, "", f"REFUSED: read udp {src_ip}:40000->{host}:{port}: "
                                          "recvfrom: connection refused\n"), 0.0
             return ExecResult(1, "", "REFUSED\n"), 0.0
         if proto == "UDP" and is_dns:
             # agnhost sends "hostname\n" (9 bytes); a DNS server drops anything
             # shorter than a 12-byte header without answering, so an allowed
             # probe times out exactly like a dropped one.
-            return ExecResult(1, "", f"TIMEOUT: read udp {src.ip}:40000->{host}:{port}: i/o timeout\n"), timeout_s
+            return ExecResult(1, "", f"TIMEOUT: read udp {src_ip}:40000->{host}:{port}: i/o timeout\n"), timeout_s
         return ExecResult(0, "", ""), 0.0
 
 
