@@ -265,11 +265,11 @@ def test_a_batch_is_one_exec_per_source_running_every_probe_of_it(dashi):
     sources = {(t.namespace, t.pod) for t in live.targets.values() if isinstance(t, Target)}
     execs = kube.calls_of("exec")
     assert len(execs) == len(sources) == run.execs == run.batched_sources == 14
-    assert run.mode == "one exec per source pod" and run.per_edge_sources == 0
+    assert run.mode == "one exec per source pod (TCP by nc)" and run.per_edge_sources == 0
     argv = execs[0].argv
-    assert argv[:4] == ("/bin/sh", "-c", BATCH_SCRIPT, "dashi-probe") and argv[4:7] == ("/agnhost", "1s", "1")
+    assert argv[:4] == ("/bin/sh", "-c", BATCH_SCRIPT, "dashi-probe") and argv[4:8] == ("/agnhost", "1s", "1", "auto")
     # every probe of the matrix is in one of the batches, as (index, kind, target)
-    assert sum((len(c.argv) - 7) // 3 for c in execs) == len(run.observations) == 240
+    assert sum((len(c.argv) - 8) // 3 for c in execs) == len(run.observations) == 240
     assert {o.result.kind for o in run.observations.values()} == {"connected"}
 
 

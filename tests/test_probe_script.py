@@ -24,7 +24,7 @@ import pytest
 
 from cluster.live.discovery import Target
 from cluster.live.kube import ExecResult
-from cluster.live.probe import batch_argv, parse_batch
+from cluster.live.probe import batch_argv, batch_tool, parse_batch
 
 BUSYBOX = shutil.which("busybox")
 pytestmark = pytest.mark.skipif(BUSYBOX is None, reason="busybox is not installed (apt-get install busybox-static)")
@@ -51,8 +51,8 @@ def _dns_responder(addr, stop):
     s.close()
 
 
-@pytest.fixture
-def loopback(tmp_path):
+@pytest.fixture(params=["nc", "agnhost"])
+def loopback(request, tmp_path):
     agnhost = tmp_path / "agnhost"
     agnhost.write_text(FAKE_AGNHOST)
     agnhost.chmod(0o755)
@@ -72,7 +72,7 @@ def loopback(tmp_path):
         dns.start()
     except OSError as e:  # pragma: no cover - only where port 53 on loopback cannot be bound
         pytest.skip(f"cannot bind 127.0.0.9:53: {e}")
-    yield {"agnhost": str(agnhost), "path": str(bindir), "open": listener.getsockname()[1],
+    yield {"agnhost": str(agnhost), "path": str(bindir), "tool": request.param, "open": listener.getsockname()[1],
            "closed": closed.getsockname()[1]}
     stop.set()
     dns.join()
@@ -93,10 +93,12 @@ def test_the_batch_script_runs_every_probe_concurrently_and_reports_each(loopbac
                Target("ns", "pod", "127.0.0.9", 53, "UDP"),   # answers: allowed
                Target("ns", "pod", "127.0.0.10", 53, "UDP"),  # nobody: refused by the kernel
                ] + [Target("ns", "pod", "127.0.0.1", loopback["open"]) for _ in range(12)]
-    argv = batch_argv(targets, 1.0, agnhost=loopback["agnhost"])
+    # "auto" takes busybox nc (it passes the self-check); "agnhost" forces agnhost.
+    argv = batch_argv(targets, 1.0, agnhost=loopback["agnhost"], tcp_tool="auto" if loopback["tool"] == "nc" else "agnhost")
     res, seconds = run(argv, loopback["path"])
     assert res.returncode == 0, res.stderr
-    assert len([line for line in res.stdout.splitlines() if line.startswith("@@ ")]) == 16
+    assert batch_tool(res) == loopback["tool"]
+    assert len([line for line in res.stdout.splitlines() if line.startswith("@@ ") and "tool" not in line]) == 16
     kinds = [r.kind for r in parse_batch(targets, res)]
     assert kinds == ["connected", "refused", "connected", "refused"] + ["connected"] * 12
     # Sixteen probes, one of them held for the whole 1 s DNS timeout: run one

@@ -10,6 +10,7 @@ resources (TigeraStatus) alike.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -83,6 +84,7 @@ class ClientKube:
             raise KubeError(f"cannot load {where} from kubeconfig: {e}") from e
         self._context = context
         self._dyn = None
+        self._exec_local = threading.local()
 
     # -- plumbing -----------------------------------------------------------
 
@@ -194,18 +196,18 @@ class ClientKube:
         from kubernetes.client.exceptions import ApiException
         from kubernetes.stream import stream
 
-        # stream() swaps the request method of the ApiClient it is given for
-        # the duration of the call; probes exec concurrently, so each exec
-        # gets a private ApiClient or a shared one could be left speaking
-        # websocket to every later get/list.
-        api = client.ApiClient(self._api.configuration)
-        core = client.CoreV1Api(api)
+        # stream() swaps the call_api method of the ApiClient it is given for
+        # the duration of the call; probes exec concurrently, so each thread
+        # keeps its own ApiClient (reused for its later execs) or a shared one
+        # could be left speaking websocket to every later get/list.
+        core = getattr(self._exec_local, "core", None)
+        if core is None:
+            core = self._exec_local.core = client.CoreV1Api(client.ApiClient(self._api.configuration))
         kwargs = {"container": container} if container else {}
         try:
             ws = stream(core.connect_get_namespaced_pod_exec, pod, namespace, command=list(argv),
                         stderr=True, stdin=False, stdout=True, tty=False, _preload_content=False, **kwargs)
         except ApiException as e:
-            api.close()
             raise self._wrap(e, f"exec in {namespace}/{pod}") from e
         try:
             ws.run_forever(timeout=timeout)
@@ -221,4 +223,3 @@ class ClientKube:
             return ExecResult(int(rc), stdout, stderr)
         finally:
             ws.close()
-            api.close()

@@ -1,5 +1,5 @@
 """Probe settings, from the environment (DASHI_PROBE_WORKERS, DASHI_PROBE_TIMEOUT,
-DASHI_POLL_INTERVAL, DASHI_POLL_TIMEOUT)."""
+DASHI_POLL_INTERVAL, DASHI_POLL_TIMEOUT, DASHI_PROBE_TCP)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Callable
 
 from cluster.errors import DashiError
 from cluster.live.kube import Kube
-from cluster.live.probe import MatrixProber
+from cluster.live.probe import TCP_TOOLS, MatrixProber
 
 
 def _env_number(name: str, default: float, cast=float):
@@ -26,22 +26,25 @@ def _env_number(name: str, default: float, cast=float):
 @dataclass
 class Settings:
     """Probe settings. The defaults are upstream e2e's: 1 s per probe, a
-    disagreeing probe re-polled every 1 s for up to 10 s. 64 workers bring a
-    full dashi matrix (240 probes, most of them waiting out the timeout right
-    after default-deny) to about 4 probe timeouts (benchmarks/bench_probe.py)
-    without opening hundreds of exec streams at once against a laptop's API
-    server; DASHI_PROBE_WORKERS=256 makes it about one timeout."""
+    disagreeing probe re-polled every 1 s for up to 10 s. A worker runs one
+    source pod's batch (all its probes at once, in one exec), so 16 workers
+    cover dashi's 14 sources in one round without opening more exec streams
+    than a laptop's API server takes in its stride."""
 
-    workers: int = 64
+    workers: int = 16
     timeout_s: float = 1.0
     poll_interval: float = 1.0
     poll_timeout: float = 10.0
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
+    tcp_tool: str = "auto"  # "auto" (busybox nc when it passes a self-check) or "agnhost"
 
     @classmethod
     def from_env(cls) -> "Settings":
-        return cls(workers=_env_number("DASHI_PROBE_WORKERS", 64, int),
+        tcp = os.environ.get("DASHI_PROBE_TCP") or "auto"
+        if tcp not in TCP_TOOLS:
+            raise DashiError(f"DASHI_PROBE_TCP={tcp!r}: use one of {', '.join(TCP_TOOLS)}")
+        return cls(workers=_env_number("DASHI_PROBE_WORKERS", 16, int), tcp_tool=tcp,
                    timeout_s=_env_number("DASHI_PROBE_TIMEOUT", 1.0),
                    poll_interval=_env_number("DASHI_POLL_INTERVAL", 1.0),
                    poll_timeout=_env_number("DASHI_POLL_TIMEOUT", 10.0))
@@ -49,4 +52,4 @@ class Settings:
     def prober(self, kube: Kube) -> MatrixProber:
         return MatrixProber(kube, workers=self.workers, timeout_s=self.timeout_s,
                             poll_interval=self.poll_interval, poll_timeout=self.poll_timeout,
-                            clock=self.clock, sleep=self.sleep)
+                            clock=self.clock, sleep=self.sleep, tcp_tool=self.tcp_tool)

@@ -1,0 +1,130 @@
+"""Live benchmark on a real cluster: how long verification takes.
+
+    python benchmarks/bench_live.py --kubeconfig FILE [--context C] [--synthetic 20,40,60]
+
+Needs a cluster with NetworkPolicy enforcement and the dashi stand-ins (the
+end-to-end test cluster, tests/e2e/k3s/up.sh, after `inv prepare`). It
+changes only the dashi profile's policies (starting from and returning to
+the baseline) and, with --synthetic, creates and deletes bench-* namespaces.
+Prints, for the dashi profile: a full matrix with everything open and right
+after default-deny (everything blocked), each step of the nine-step rollout
+and the whole rollout, a rollback of one step with its verification, and a
+smoke run; then for generated profiles of growing size, one full matrix
+each, with pods, ports, edges and seconds, to show how the time grows.
+Targets (2-core test cluster): matrix <= 2.0 s, rollout <= 30 s, rollback +
+verify <= 4 s, smoke <= 3 s, 60-pod synthetic matrix <= 15 s; --check
+exits 1 when one is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from rich.console import Console  # noqa: E402
+
+import synthetic  # noqa: E402
+from cluster.live import standins  # noqa: E402
+from cluster.live.kube import ClientKube  # noqa: E402
+from cluster.live.rollout import Rollout  # noqa: E402
+from cluster.live.settings import Settings  # noqa: E402
+from cluster.live.verify import verify_live  # noqa: E402
+from cluster.policy.profile import load_profile  # noqa: E402
+
+TARGETS = {"matrix": 2.0, "rollout": 30.0, "rollback": 4.0, "smoke": 3.0, "synthetic-60": 15.0}
+
+
+def quiet() -> Console:
+    return Console(file=io.StringIO(), width=200, color_system=None)
+
+
+def timed(fn):
+    t0 = time.monotonic()
+    out = fn()
+    return out, time.monotonic() - t0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--kubeconfig", default=os.environ.get("DASHI_E2E_KUBECONFIG"))
+    ap.add_argument("--context", default=None)
+    ap.add_argument("--synthetic", default="20,40,60", help="pod counts of generated profiles (10 namespaces)")
+    ap.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+    a = ap.parse_args()
+    if not a.kubeconfig:
+        ap.error("--kubeconfig (or DASHI_E2E_KUBECONFIG) is required")
+    kube = ClientKube(context=a.context, kubeconfig=a.kubeconfig)
+    settings = Settings.from_env()
+    state = tempfile.mkdtemp(prefix="dashi-bench-state-")
+    profile = load_profile("dashi")
+    results: dict[str, float] = {}
+
+    def rollout(p=profile):
+        return Rollout(kube, p, out=quiet(), settings=settings, root=Path(state), yes=True,
+                       explicit_context=kube.context())
+
+    rollout().rollback("baseline") if _ours(kube, profile) else None
+    open_report, t = timed(lambda: verify_live(kube, profile, 0, settings))
+    print(f"dashi full matrix, all open: {len(open_report.rows)} edges, {open_report.execs} execs "
+          f"({open_report.mode}), {t:.2f} s; ok={open_report.ok}")
+    results["matrix"] = t
+
+    steps: list[tuple[str, float]] = []
+    t_all = time.monotonic()
+    for step in profile.steps:
+        _, t = timed(lambda s=step.name: rollout().up(until=s))
+        steps.append((step.name, t))
+    results["rollout"] = time.monotonic() - t_all
+    for name, t in steps:
+        print(f"  step {name}: {t:.2f} s")
+    print(f"dashi rollout, {len(steps)} steps: {results['rollout']:.2f} s")
+
+    blocked, t = timed(lambda: verify_live(kube, profile, len(profile.steps), settings))
+    print(f"dashi full matrix after every step: {len(blocked.rows)} edges, "
+          f"{sum(1 for r in blocked.rows if not r.predicted)} blocked, {t:.2f} s; ok={blocked.ok}")
+    results["matrix"] = max(results["matrix"], t)
+
+    _, t = timed(lambda: rollout().rollback())
+    print(f"rollback of one step + verify: {t:.2f} s")
+    results["rollback"] = t
+    report, t = timed(lambda: rollout().smoke())
+    print(f"smoke: {t:.2f} s; ok={report.ok}")
+    results["smoke"] = t
+    rollout().rollback("baseline")
+
+    for n in [int(x) for x in a.synthetic.split(",") if x.strip()]:
+        d = synthetic.write(Path(tempfile.mkdtemp(prefix="dashi-bench-")) / f"bench-{n}", 10, max(1, n // 10), 2)
+        prof = load_profile(d)
+        standins.deploy(kube, prof, adopt=False, sleep=time.sleep, clock=time.monotonic)
+        try:
+            rollout(prof).up(until="default-deny")
+            rep, t = timed(lambda: verify_live(kube, prof, 1, settings))
+            pods = sum(1 for e in prof.endpoints if e.probe_source)
+            print(f"synthetic: {pods} pods in 10 namespaces, 2 ports: {len(rep.rows)} edges, {rep.execs} execs, "
+                  f"{t:.2f} s ({t / max(pods, 1) * 1000:.0f} ms per source pod); ok={rep.ok}")
+            results[f"synthetic-{pods}"] = t
+        finally:
+            for ns in prof.profile_namespaces:
+                kube.delete("v1", "Namespace", ns)
+    missed = [f"{k} {results[k]:.2f} s > {v} s" for k, v in TARGETS.items() if k in results and results[k] > v]
+    print("targets: " + ("all met" if not missed else "MISSED: " + "; ".join(missed)))
+    return 1 if (a.check and missed) else 0
+
+
+def _ours(kube, profile) -> bool:
+    from cluster.live.restore import live_policies
+    from cluster.live.snapshots import is_ours
+
+    return any(is_ours(p) for p in live_policies(kube, profile.profile_namespaces))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
