@@ -53,6 +53,15 @@ CALICO_OPERATOR_URL = f"{CALICO_MANIFESTS_URL}/tigera-operator.yaml"
 CILIUM_VERSION = "1.18.6"
 CILIUM_CHART_REPO = "https://helm.cilium.io/"
 
+# The kernel the nodes run on is the Docker engine's (k3d nodes are
+# containers). Calico 3.31: "Minimum Linux kernel version: 5.10" (tigera/docs
+# calico_versioned_docs/version-3.31/_includes/partials/_system-requirements.mdx).
+# Cilium 1.18 raised its minimum to 5.10 (cilium/cilium PR #38308, "Bump
+# minimum kernel version to v5.10 / RHEL 8.6"; Documentation/operations/
+# system_requirements.rst). k3s' own controller (kube-router) has no such pin.
+CNI_MIN_KERNEL = {"calico": (5, 10, 0), "cilium": (5, 10, 0)}
+CNI_VERSION_OF = {"calico": CALICO_VERSION, "cilium": CILIUM_VERSION}
+
 # --- client tools --------------------------------------------------------------
 
 # kubectl within one minor of the server (Kubernetes version skew policy).
@@ -74,10 +83,20 @@ K3D_DOWNLOAD_BASE = "https://github.com/k3d-io/k3d/releases/download"
 HELM_DOWNLOAD_BASE = "https://get.helm.sh"
 KUBECTL_DOWNLOAD_BASE = "https://dl.k8s.io/release"
 
-# Optional pinned SHA-256 per (tool, os, arch). When a pin is present it wins
-# over the publisher's checksum file; none is pinned yet because no digest
-# could be read from the publishers here (no internet): add them after a
-# verified download and the install no longer trusts the checksum file.
+# Where each publisher serves the checksum of its own artifact. `inv tools`
+# always reads the checksum here (or from TOOL_SHA256), never from the
+# --base-url mirror that served the binary: a mirror could otherwise serve
+# any binary together with a matching "checksum".
+K3D_CHECKSUM_BASE = K3D_DOWNLOAD_BASE
+HELM_CHECKSUM_BASE = HELM_DOWNLOAD_BASE
+KUBECTL_CHECKSUM_BASE = KUBECTL_DOWNLOAD_BASE
+
+# Optional pinned SHA-256 per (tool, os, arch). A pin wins over the
+# publisher's checksum file, so with pins an install needs no connection to
+# the publisher at all (a mirror alone is enough). None is pinned yet: no
+# publisher could be reached from where these versions were chosen, and a
+# digest copied from anywhere else would not be the publisher's. Add them
+# from a verified download.
 TOOL_SHA256: dict[tuple[str, str, str], str] = {}
 
 # --- test images -----------------------------------------------------------------

@@ -6,6 +6,7 @@ import pytest
 
 from cluster.policy.profile import load_profile
 from cluster.testing.fakekube import FakeKube
+from docker_fixtures import dockerd  # noqa: F401  (one real Docker engine per test run, for -m docker)
 
 
 @pytest.fixture

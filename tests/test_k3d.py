@@ -8,8 +8,9 @@ import yaml
 from cluster import versions
 from cluster.errors import DashiError, ToolMissing
 from cluster.local import k3d
+from cluster.local.docker_engine import NodeContainer
 from cluster.local.runner import FakeRunner
-from lifecycle_fixtures import k3d_cluster_json
+from lifecycle_fixtures import K3D_VERSION_OUT, fake_docker, k3d_cluster_json, k3d_nodes
 
 SERVERS = ["server:*"]
 
@@ -81,23 +82,65 @@ def test_config_path_follows_dashi_home(tmp_path, monkeypatch):
     assert k3d.config_path("dashi") == tmp_path / "k3d-dashi.yaml"
 
 
-def test_list_and_find_parse_k3d_json():
+def test_our_runtime_labels_are_not_reserved_by_k3d():
+    # k3d refuses "app", "k3s.*" and "k3d.*" (cmd/util/runtimeLabels.go) and
+    # aborts the create; every label we ask for must pass that rule.
+    keys = [item["label"].split("=", 1)[0]
+            for item in k3d.config("dashi", "cilium", agents=1)["options"]["runtime"]["labels"]]
+    assert keys == ["app.kubernetes.io/managed-by", "dashi.io/cni"]
+    assert not any(k3d.reserved_label_key(k) for k in keys)
+    assert [k3d.reserved_label_key(k) for k in ("app", "k3d.cni", "k3s.io/x", "k3dx", "app.kubernetes.io/x")] == \
+        [True, True, True, False, False]
+
+
+def test_k3d_lists_neither_our_labels_nor_the_image_name():
+    """What `k3d cluster list -o json` really carries (the fixture derives it
+    the way k3d's translate.go does): no label of ours, an image ID."""
+    (c,) = json.loads(k3d_cluster_json("dashi", "calico", agents=1))
+    for node in c["nodes"]:
+        assert set(node["runtimeLabels"]) == {k for k in node["runtimeLabels"] if k.startswith("k3d")}
+        assert "app.kubernetes.io/managed-by" not in node["runtimeLabels"]
+        assert node["image"].startswith("sha256:")
+
+
+def test_find_reads_ownership_cni_and_image_from_the_node_containers():
     r = FakeRunner().on("k3d", "cluster", "list", stdout=k3d_cluster_json("dashi", "calico", agents=1))
-    info = k3d.find(r, "dashi")
+    docker = fake_docker(containers=k3d_nodes("dashi", "calico", agents=1))
+    info = k3d.find(r, docker, "dashi")
     assert info is not None
     assert (info.name, info.servers, info.agents, info.running, info.ours, info.cni) == \
         ("dashi", 1, 1, True, True, "calico")
-    assert info.image == versions.k3s_image()
-    assert k3d.find(r, "other") is None
+    assert info.image == versions.k3s_image()  # Config.Image, not the sha256 k3d prints
+    assert [n.name for n in info.k3s_nodes] == ["k3d-dashi-agent-0", "k3d-dashi-server-0"]
+    assert k3d.find(r, docker, "other") is None
     assert r.argvs[0] == ("k3d", "cluster", "list", "-o", "json")
+
+
+def test_a_cluster_is_ours_only_when_every_k3s_node_carries_the_label():
+    nodes = k3d_nodes("dashi", "calico", agents=1)
+    agent = next(n for n in nodes if n.role == "agent")
+    nodes[nodes.index(agent)] = NodeContainer(agent.name, agent.role, agent.image,
+                                              {k: v for k, v in agent.labels.items()
+                                               if k != "app.kubernetes.io/managed-by"}, True)
+    r = FakeRunner().on("k3d", "cluster", "list", stdout=k3d_cluster_json("dashi", "calico", agents=1))
+    assert not k3d.find(r, fake_docker(containers=nodes), "dashi").ours
+    foreign = fake_docker(containers=k3d_nodes("dashi", None, ours=False))
+    info = k3d.find(FakeRunner().on("k3d", stdout=k3d_cluster_json("dashi", None, ours=False)), foreign, "dashi")
+    assert (info.ours, info.cni) == (False, None)
+
+
+def test_find_without_docker_is_a_clear_error():
+    r = FakeRunner().on("k3d", stdout=k3d_cluster_json("dashi", "calico"))
+    with pytest.raises(DashiError, match="Docker cannot be asked about its node containers .*Cannot connect"):
+        k3d.find(r, fake_docker(error="Cannot connect to the Docker daemon"), "dashi")
 
 
 def test_list_without_counts_reads_node_states():
     data = json.loads(k3d_cluster_json("dashi", None, running=False, ours=False))
     for key in ("serversCount", "serversRunning", "agentsCount", "agentsRunning"):
         data[0].pop(key)
-    info = k3d.find(FakeRunner().on("k3d", stdout=json.dumps(data)), "dashi")
-    assert (info.servers, info.running, info.ours, info.cni) == (1, False, False, None)
+    (info,) = k3d.list_clusters(FakeRunner().on("k3d", stdout=json.dumps(data)))
+    assert (info.servers, info.running) == (1, False)
 
 
 def test_list_garbage_is_an_error():
@@ -106,15 +149,40 @@ def test_list_garbage_is_an_error():
 
 
 def test_version_parse():
-    r = FakeRunner().on("k3d", "version", stdout="k3d version v5.9.0\nk3s version v1.33.4-k3s1 (default)\n")
+    r = FakeRunner().on("k3d", "version", stdout=K3D_VERSION_OUT)
     assert k3d.version(r) == (5, 9, 0)
     with pytest.raises(ToolMissing):
         k3d.version(FakeRunner().on("k3d", "version", stdout="weird"))
 
 
 def test_differences_name_what_differs():
-    info = k3d.find(FakeRunner().on("k3d", stdout=k3d_cluster_json("dashi", "cilium", agents=1)), "dashi")
+    r = FakeRunner().on("k3d", stdout=k3d_cluster_json("dashi", "cilium", agents=1))
+    info = k3d.find(r, fake_docker(containers=k3d_nodes("dashi", "cilium", agents=1)), "dashi")
     assert k3d.differences(info, "cilium", 1, versions.K3S_VERSION) == []
     diffs = k3d.differences(info, "calico", 0, "v1.32.5-k3s1")
     assert diffs == ["CNI is cilium, asked for calico", "1 agent(s), asked for 0",
                      f"image {versions.k3s_image()}, asked for rancher/k3s:v1.32.5-k3s1"]
+
+
+def test_registry_config_is_passed_by_path(tmp_path, monkeypatch):
+    assert k3d.registry_config("") is None
+    f = tmp_path / "registries.yaml"
+    f.write_text('mirrors:\n  "docker.io":\n    endpoint:\n      - https://mirror.example:5000\n'
+                 'configs:\n  "mirror.example:5000":\n    auth: {username: u, password: secret}\n')
+    monkeypatch.setenv(k3d.REGISTRY_CONFIG_ENV, str(f))
+    path = k3d.registry_config()
+    cfg = k3d.config("dashi", "calico", registries=path)
+    assert cfg["registries"] == {"config": str(f.resolve())}
+    assert "secret" not in k3d.render_config(cfg)  # credentials stay in the user's file
+    assert "registries" not in k3d.config("dashi", "calico")
+
+
+@pytest.mark.parametrize("content,msg", [(None, "cannot read"), ("a: [", "is not valid YAML"),
+                                         ("- a\n- b\n", "must be a k3s registries.yaml mapping")])
+def test_bad_registry_config_names_the_variable_and_file(tmp_path, content, msg):
+    f = tmp_path / "r.yaml"
+    if content is not None:
+        f.write_text(content)
+    with pytest.raises(DashiError, match=f"DASHI_K3D_REGISTRY_CONFIG: .*{msg}") as ei:
+        k3d.registry_config(str(f))
+    assert "\n" not in str(ei.value) and str(f) in str(ei.value)

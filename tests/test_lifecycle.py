@@ -4,7 +4,7 @@ against the runner fake and the in-memory cluster."""
 import pytest
 
 from cluster import versions
-from cluster.errors import CommandFailed, DashiError, GuardError
+from cluster.errors import CommandFailed, DashiError, GuardError, ToolMissing
 from cluster.live import prepare as live_prepare
 from cluster.live.canary import NotEnforced
 from cluster.live.steps import (
@@ -22,11 +22,10 @@ from cluster.local import k3d
 from cluster.local import lifecycle as commands
 from cluster.local.runner import FakeRunner, Result
 from lifecycle_fixtures import (
-    StubDocker,
     World,
     add_flannel_annotation,
+    fake_docker,
     free_port,
-    k3d_cluster_json,
     recording_console,
     seed_calico,
 )
@@ -100,6 +99,21 @@ def test_wait_times_out_with_the_last_detail():
         w.execute(s)
 
 
+def test_titles_notes_plans_and_output_are_printed_as_text():
+    r = FakeRunner().on("kubectl", returncode=1, stderr="error: [bold]x[/bold] rejected [nodes]")
+    s, buf = _session(r)
+    steps = [PipelineStep("a", "Apply [green]values[/green]", run=lambda s: "kept [nodes] and [/]"),
+             PipelineStep("b", "Fail [x]", actions=lambda s: [Run(["kubectl", "apply", "-f", "[a].yaml"])])]
+    with pytest.raises(StepFailed):
+        run_steps(steps, s)
+    print_plan([PipelineStep("p", "Plan [p]", actions=lambda s: [Note("mode: [nodes]")])], s)
+    out = buf.getvalue()
+    for text in ["✓ [1/2] Apply [green]values[/green] — kept [nodes] and [/]", "✗ [2/2] Fail [x] — failed after",
+                 "command: kubectl apply -f '[a].yaml'", "| error: [bold]x[/bold] rejected [nodes]",
+                 "1. Plan [p]", "mode: [nodes]"]:
+        assert text in out, text
+
+
 def test_plan_is_numbered_and_shows_commands():
     s, buf = _session()
     print_plan([PipelineStep("x", "Do x", actions=lambda s: [Run(["k3d", "cluster", "list"], env={"A": "1"})],
@@ -116,7 +130,7 @@ def up(world, **kw):
     kw.setdefault("api_port", free_port())
     o = commands.UpOptions(**kw)
     console, buf = recording_console()
-    summary = commands.cluster_up(o, runner=world.runner, console=console, docker=StubDocker(),
+    summary = commands.cluster_up(o, runner=world.runner, console=console, docker=world.docker,
                                   kube_factory=world.kube_factory, sleep=world.clock.sleep, clock=world.clock)
     return summary, buf.getvalue()
 
@@ -163,7 +177,6 @@ def test_calico_cluster_up_exact_invocations(tmp_path):
 def test_rerun_on_a_healthy_cluster_changes_nothing():
     w = _calico_world()
     up(w)
-    w.existing = k3d_cluster_json("dashi", "calico")
     before = len(w.runner.calls)
     summary, out = up(w)
     new = [c.argv for c in w.runner.calls[before:]]
@@ -174,7 +187,8 @@ def test_rerun_on_a_healthy_cluster_changes_nothing():
 
 
 def test_existing_cluster_with_another_cni_is_not_recreated():
-    w = World(existing=k3d_cluster_json("dashi", "cilium"))
+    w = World()
+    w.add_cluster("dashi", "cilium")
     with pytest.raises(StepFailed) as ei:
         up(w, cni="calico")
     msg = str(ei.value)
@@ -185,15 +199,64 @@ def test_existing_cluster_with_another_cni_is_not_recreated():
 
 
 def test_unlabelled_cluster_is_checked_live():
-    w = World(existing=k3d_cluster_json("dashi", None, ours=False))
+    w = World()
+    w.add_cluster("dashi", None, ours=False)
     add_flannel_annotation(w.kube)  # a plain k3d cluster: flannel
     with pytest.raises(StepFailed, match="runs k3s, not calico"):
         up(w, cni="calico")
 
 
+def test_the_node_image_is_pulled_before_k3d_starts_its_timer():
+    w = _calico_world()
+    summary, out = up(w)
+    assert w.docker.pulls == [versions.k3s_image()]
+    assert w.pulled_by_k3d == []  # k3d found the image: its create timeout covered no pull
+    assert f"✓ [3/8] Pull the node image {versions.k3s_image()} — pulled" in out
+
+
+def test_a_present_node_image_is_not_pulled_again():
+    w = _calico_world()
+    w.docker.images.add(versions.k3s_image())
+    _, out = up(w)
+    assert w.docker.pulls == []
+    assert f"= [3/8] Pull the node image {versions.k3s_image()} (no change) — {versions.k3s_image()} is already" in out
+
+
+def test_a_rate_limited_pull_says_what_to_do_and_creates_nothing():
+    w = _calico_world()
+    # What dockerd passes on from Docker Hub's 429 (TOOMANYREQUESTS, distribution error codes).
+    w.docker.pull_error = ("toomanyrequests: You have reached your unauthenticated pull rate limit. "
+                           "https://www.docker.com/increase-rate-limit")
+    with pytest.raises(StepFailed) as ei:
+        up(w)
+    msg = str(ei.value)
+    assert "step 'image' failed: docker could not pull rancher/k3s:v1.33.4-k3s1: toomanyrequests" in msg
+    assert "docker login" in msg and "registry-mirrors" in msg
+    assert "No cluster was created" in msg and "cluster-down" not in msg
+    assert not any(a[:3] == ("k3d", "cluster", "create") for a in w.runner.argvs)
+
+
+def test_no_docker_lists_the_problems_and_does_not_pretend_a_cluster_exists():
+    w = World(docker=fake_docker(error="Cannot connect to the Docker daemon at unix:///var/run/docker.sock"))
+    with pytest.raises(StepFailed) as ei:
+        up(w)
+    msg = str(ei.value)
+    assert "docker: daemon not reachable (Cannot connect" in msg
+    assert "No cluster was created by this run: there is nothing to clean up." in msg
+    assert "left as it is" not in msg and "cluster-down" not in msg
+
+
+def test_an_old_kernel_is_a_warning_for_calico_and_cilium():
+    w = _calico_world()
+    w.docker.engine_version["KernelVersion"] = "5.4.0-216-generic"
+    _, out = up(w)
+    assert "! kernel: the Docker engine runs Linux 5.4.0-216-generic, older than v5.10.0, the minimum of " \
+           "calico v3.31.4" in out
+
+
 def test_stopped_cluster_is_started():
     w = _calico_world()
-    w.existing = k3d_cluster_json("dashi", "calico", running=False)
+    w.add_cluster("dashi", "calico", running=False)
     up(w)
     assert ("k3d", "cluster", "start", "dashi") in w.runner.argvs
     assert not any(a[:3] == ("k3d", "cluster", "create") for a in w.runner.argvs)
@@ -250,7 +313,8 @@ def test_failure_leaves_the_cluster_unless_cleanup_requested():
     w.runner.on("kubectl", "--context", "k3d-dashi", "apply", returncode=1, stderr="error: no route to host")
     with pytest.raises(StepFailed) as ei:
         up(w)
-    assert "left as it is for inspection" in str(ei.value)
+    assert "The cluster is left as it is for inspection" in str(ei.value)
+    assert "inv cluster-down --name dashi" in str(ei.value)
     assert not any(a[:3] == ("k3d", "cluster", "delete") for a in w.runner.argvs)
 
     w2 = World()
@@ -261,7 +325,8 @@ def test_failure_leaves_the_cluster_unless_cleanup_requested():
 
 
 def test_cleanup_never_deletes_a_cluster_this_run_did_not_create():
-    w = World(existing=k3d_cluster_json("dashi", "calico"))
+    w = World()
+    w.add_cluster("dashi", "calico")
     w.runner.on("kubectl", "--context", "k3d-dashi", "apply", returncode=1, stderr="boom")
     with pytest.raises(StepFailed):
         up(w, cleanup_on_failure=True)
@@ -297,7 +362,7 @@ def test_dry_run_without_any_tools_prints_the_plan_and_touches_nothing(tmp_path)
     console, buf = recording_console()
     o = commands.UpOptions(cni="cilium", agents=1, dry_run=True)
     res = commands.cluster_up(o, runner=w.runner, console=console,
-                              docker=StubDocker(error="Cannot connect to the Docker daemon"),
+                              docker=fake_docker(error="Cannot connect to the Docker daemon"),
                               kube_factory=lambda c: pytest.fail("dry run must not talk to a cluster"))
     out = buf.getvalue()
     assert res["dry_run"] and len(res["problems"]) == 5
@@ -308,8 +373,12 @@ def test_dry_run_without_any_tools_prints_the_plan_and_touches_nothing(tmp_path)
     for needle in ["1. Preflight", "$ k3d cluster list -o json", "apiVersion: k3d.io/v1alpha5",
                    "--flannel-backend=none", "K3D_FIX_MOUNTS=1 k3d cluster create --config",
                    "$ docker exec k3d-dashi-agent-0 sh -c", " ".join(commands.cilium.helm_argv("k3d-dashi")),
-                   "ipam:", "kind: Deployment", "name: canary-default-deny", "8. Prove NetworkPolicy enforcement"]:
+                   "ipam:", "kind: Deployment", "name: canary-default-deny", "9. Prove NetworkPolicy enforcement",
+                   "3. Pull the node image rancher/k3s:v1.33.4-k3s1", "inside its create timeout (180s)"]:
         assert needle in out, needle
+    # The plan is printed as text: rich markup would swallow "[nodes]" (values.yaml).
+    assert "policyCIDRMatchMode: [nodes]" in out
+    assert "policyCIDRMatchMode: \n" not in out
 
 
 def test_dry_run_via_invoke_exits_zero():
@@ -329,43 +398,80 @@ def test_dry_run_via_invoke_exits_zero():
 
 def test_cluster_down_deletes_ours_and_guards_others():
     console, buf = recording_console()
-    r = FakeRunner().on("k3d", "cluster", "list", stdout=k3d_cluster_json("dashi", "calico"))
-    assert commands.cluster_down("dashi", runner=r, console=console)
-    assert r.argvs[-1] == ("k3d", "cluster", "delete", "dashi")
+    w = World()
+    w.add_cluster("dashi", "calico")
+    assert commands.cluster_down("dashi", runner=w.runner, docker=w.docker, console=console)
+    assert w.runner.argvs[-1] == ("k3d", "cluster", "delete", "dashi")
     assert "deleting k3d cluster 'dashi'" in buf.getvalue()
 
-    r2 = FakeRunner().on("k3d", "cluster", "list", stdout=k3d_cluster_json("dashi", None, ours=False))
-    with pytest.raises(GuardError, match="not created by dashi-cluster"):
-        commands.cluster_down("dashi", runner=r2, console=console)
-    assert not any(a[:3] == ("k3d", "cluster", "delete") for a in r2.argvs)
-    commands.cluster_down("dashi", runner=r2, console=console, force=True)
-    assert r2.argvs[-1] == ("k3d", "cluster", "delete", "dashi")
+    w2 = World()
+    w2.add_cluster("dashi", None, ours=False)
+    with pytest.raises(GuardError, match="not created by dashi-cluster .*app.kubernetes.io/managed-by=dashi-cluster"):
+        commands.cluster_down("dashi", runner=w2.runner, docker=w2.docker, console=console)
+    assert not any(a[:3] == ("k3d", "cluster", "delete") for a in w2.runner.argvs)
+    commands.cluster_down("dashi", runner=w2.runner, docker=w2.docker, console=console, force=True)
+    assert w2.runner.argvs[-1] == ("k3d", "cluster", "delete", "dashi")
 
-    r3 = FakeRunner().on("k3d", "cluster", "list", stdout="[]")
-    assert not commands.cluster_down("dashi", runner=r3, console=console)
+    assert not commands.cluster_down("dashi", runner=World().runner, docker=World().docker, console=console)
     assert "nothing to delete" in buf.getvalue()
+
+
+def test_cluster_down_deletes_what_cluster_up_created():
+    """The round trip k3d's label filtering broke: the labels cluster-up asks
+    k3d for are found again on the node containers, not in k3d's listing."""
+    w = _calico_world()
+    up(w, cni="calico", agents=1)
+    listing = w.runner.run(["k3d", "cluster", "list", "-o", "json"]).stdout
+    assert "dashi-cluster" not in listing  # k3d never reports our labels ...
+    console, _ = recording_console()
+    assert commands.cluster_down("dashi", runner=w.runner, docker=w.docker, console=console)  # ... Docker does
+    assert w.runner.argvs[-1] == ("k3d", "cluster", "delete", "dashi")
 
 
 def test_status_reports_cni_standins_and_rollout_step(tmp_path, monkeypatch):
     w = _calico_world()
     up(w)
-    w.existing = k3d_cluster_json("dashi", "calico")
     monkeypatch.setenv("DASHI_STATE_DIR", str(tmp_path / "state"))
     console, buf = recording_console()
-    st = commands.status("dashi", runner=w.runner, console=console, kube_factory=w.kube_factory)
+    st = commands.status("dashi", runner=w.runner, docker=w.docker, console=console, kube_factory=w.kube_factory)
     out = buf.getvalue()
     assert st["cni"] == "calico" and st["cni_healthy"]
+    assert st["labelled_cni"] == "calico" and st["image"] == versions.k3s_image()
     assert st["standins"][0] == st["standins"][1] > 0
     assert "policy rollout (dashi)" in st["rollout"]
     assert "CNI: calico — healthy" in out
+    assert f"image {versions.k3s_image()}, CNI label calico" in out
 
 
-def test_status_of_a_missing_cluster():
+def test_status_of_a_missing_cluster_is_an_error():
+    console, _ = recording_console()
+    w = World()
+    with pytest.raises(DashiError, match=r"no k3d cluster named 'dashi' .*inv cluster-up --name dashi") as ei:
+        commands.status("dashi", runner=w.runner, docker=w.docker, console=console,
+                        kube_factory=lambda c: pytest.fail("no cluster"))
+    assert "\n" not in str(ei.value)
+
+
+def test_status_without_k3d_is_an_error():
     console, buf = recording_console()
-    r = FakeRunner().on("k3d", "cluster", "list", stdout="[]")
-    st = commands.status("dashi", runner=r, console=console, kube_factory=lambda c: pytest.fail("no cluster"))
-    assert st == {"cluster": "dashi", "exists": False}
-    assert "inv cluster-up --name dashi" in buf.getvalue()
+    w = World(tools=("kubectl",))
+    with pytest.raises(ToolMissing, match=r"k3d: not found, so cluster 'dashi' cannot be looked up .*--context"):
+        commands.status("dashi", runner=w.runner, docker=w.docker, console=console,
+                        kube_factory=lambda c: pytest.fail("no cluster"))
+    assert "not found (create it" not in buf.getvalue()
+
+
+def test_status_task_without_k3d_exits_non_zero(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, DASHI_HOME=str(tmp_path), PATH=os.path.dirname(sys.executable))
+    p = subprocess.run([sys.executable, "-m", "invoke", "status"], cwd=os.path.dirname(os.path.dirname(__file__)),
+                       env=env, capture_output=True, text=True)
+    assert p.returncode == 1, p.stdout
+    assert p.stderr.strip().startswith("error: k3d: not found") and len(p.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in p.stderr
 
 
 def test_prepare_deploys_and_runs_the_canary_without_k3d():

@@ -1,21 +1,13 @@
-"""Preflight: tool versions through the runner fake; the Docker check against a real engine.
+"""Preflight: tool versions through the runner fake; the Docker check against
+a real engine (the ``dockerd`` fixture of tests/docker_fixtures.py)."""
 
-The Docker fixture starts Debian's dockerd (docker.io) on a private socket
-under a temporary directory, only when the binary exists and we may run it
-(root); otherwise those tests skip and say why. It is stopped by its pid.
-"""
-
-import os
-import shutil
 import socket
-import subprocess
-import time
 
 import pytest
 
 from cluster.local import preflight
 from cluster.local.runner import FakeRunner
-from lifecycle_fixtures import HELM_VERSION_OUT, K3D_VERSION_OUT, KUBECTL_VERSION_OUT, StubDocker
+from lifecycle_fixtures import DOCKER_VERSION, HELM_VERSION_OUT, K3D_VERSION_OUT, KUBECTL_VERSION_OUT, fake_docker
 
 
 def runner(k3d=K3D_VERSION_OUT, kubectl=KUBECTL_VERSION_OUT, helm=HELM_VERSION_OUT, tools=None):
@@ -27,22 +19,23 @@ def runner(k3d=K3D_VERSION_OUT, kubectl=KUBECTL_VERSION_OUT, helm=HELM_VERSION_O
 
 
 def test_all_present_and_recent():
-    rep = preflight.check(runner(), StubDocker(), preflight.needs_for("cilium"))
+    rep = preflight.check(runner(), fake_docker(), preflight.needs_for("cilium"), cni="cilium")
     assert rep.ok, rep.problems
-    assert rep.found == {"docker": "24.0.7", "k3d": "v5.9.0", "kubectl": "v1.33.4", "helm": "v3.19.2"}
+    assert rep.found == {"docker": "20.10.24+dfsg1", "k3d": "v5.9.0", "kubectl": "v1.33.4", "helm": "v3.19.2"}
+    assert rep.warnings == []
 
 
 def test_helm_only_needed_for_cilium():
     assert preflight.needs_for("calico") == ["docker", "k3d", "kubectl"]
     assert preflight.needs_for("k3s") == ["docker", "k3d", "kubectl"]
     assert preflight.needs_for("cilium") == ["docker", "k3d", "kubectl", "docker-cli", "helm"]
-    rep = preflight.check(runner(tools={"k3d", "kubectl"}), StubDocker(), preflight.needs_for("calico"))
+    rep = preflight.check(runner(tools={"k3d", "kubectl"}), fake_docker(), preflight.needs_for("calico"))
     assert rep.ok
 
 
 def test_each_problem_is_one_line_with_a_fix():
     r = runner(k3d="k3d version v5.4.9\n", tools={"k3d"})
-    rep = preflight.check(r, StubDocker(error="Cannot connect"), preflight.needs_for("cilium"))
+    rep = preflight.check(r, fake_docker(error="Cannot connect"), preflight.needs_for("cilium"))
     assert len(rep.problems) == 5
     docker, cli, k3d, kubectl, helm = rep.problems
     assert docker.startswith("docker: daemon not reachable (Cannot connect) — start Docker")
@@ -57,7 +50,7 @@ def test_each_problem_is_one_line_with_a_fix():
 
 
 def test_old_docker_and_unreadable_versions():
-    rep = preflight.check(runner(kubectl="garbage", helm="v2.17.0"), StubDocker(version="19.03.1"),
+    rep = preflight.check(runner(kubectl="garbage", helm="v2.17.0"), fake_docker(version="19.03.1"),
                           preflight.needs_for("cilium"))
     assert any(p.startswith("docker: engine 19.03.1 is too old") for p in rep.problems)
     assert any(p.startswith("kubectl: does not run") for p in rep.problems)
@@ -73,50 +66,29 @@ def test_port_free():
     assert preflight.port_free(port)
 
 
-# -- a real Docker engine -------------------------------------------------------
+# -- a real Docker engine (tests/docker_fixtures.py) ------------------------
 
 
-@pytest.fixture(scope="module")
-def dockerd(tmp_path_factory):
-    exe = shutil.which("dockerd")
-    if exe is None:
-        pytest.skip("dockerd is not installed (apt-get install docker.io to run the Docker preflight tests)")
-    if os.geteuid() != 0:
-        pytest.skip("starting dockerd needs root")
-    # A short path: unix socket paths are limited to ~107 bytes.
-    base = tmp_path_factory.mktemp("dockerd")
-    sock = base / "d.sock"
-    log = open(base / "dockerd.log", "w")
-    proc = subprocess.Popen(
-        [exe, "--host", f"unix://{sock}", "--data-root", str(base / "data"), "--exec-root", str(base / "exec"),
-         "--pidfile", str(base / "docker.pid"), "--bridge", "none", "--iptables=false", "--ip6tables=false"],
-        stdout=log, stderr=subprocess.STDOUT)
-    url = f"unix://{sock}"
-    deadline = time.monotonic() + 60  # dockerd initialises in seconds; 60s for a loaded CI machine
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.skip(f"dockerd exited at start (exit {proc.returncode}); see {base / 'dockerd.log'}")
-        try:
-            preflight.SDKDocker(base_url=url).version()
-            break
-        except Exception:
-            time.sleep(0.5)
-    else:
-        proc.terminate()
-        pytest.skip("dockerd did not answer within 60s")
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+@pytest.mark.parametrize("kernel,cni,warned", [
+    ("5.4.0-216-generic", "calico", True), ("5.4.0-216-generic", "cilium", True), ("5.4.0-216-generic", "k3s", False),
+    ("5.10.0-35-amd64", "cilium", False), ("6.10.14-linuxkit", "calico", False),
+    # RHEL 8's 4.18 kernels carry the backports both projects accept as equivalent.
+    ("4.18.0-553.el8_10.x86_64", "cilium", False)])
+def test_kernel_older_than_the_cni_needs_is_a_warning(kernel, cni, warned):
+    rep = preflight.check(runner(), fake_docker(kernel=kernel), preflight.needs_for(cni), cni=cni)
+    assert rep.ok  # a warning, not a problem: the kernel may carry backports
+    assert bool(rep.warnings) == warned
+    if warned:
+        (w,) = rep.warnings
+        assert w.startswith(f"kernel: the Docker engine runs Linux {kernel}, older than v5.10.0") and "\n" not in w
 
 
 @pytest.mark.docker
 def test_real_engine_passes_the_docker_check(dockerd):
     info = preflight.SDKDocker(base_url=dockerd).version()
     assert info["Version"]
+    # The fixture's /version answer has the shape of a real one.
+    assert set(DOCKER_VERSION) <= set(info) and info["KernelVersion"]
     rep = preflight.check(runner(), preflight.SDKDocker(base_url=dockerd), ["docker"])
     assert rep.ok, rep.problems
     assert rep.found["docker"] == info["Version"]
@@ -124,6 +96,8 @@ def test_real_engine_passes_the_docker_check(dockerd):
 
 @pytest.mark.docker
 def test_docker_host_env_is_honoured(dockerd, monkeypatch):
+    if dockerd is None:
+        pytest.skip("the engine in use is the default one: DOCKER_HOST has nothing to point at")
     monkeypatch.setenv("DOCKER_HOST", dockerd)
     assert preflight.SDKDocker().version()["ApiVersion"]
 

@@ -20,13 +20,13 @@ def up(**options) -> int:
 
 
 def down(name: str, force: bool = False) -> int:
-    lifecycle.cluster_down(name, runner=Runner(), console=make_console(), force=force)
+    lifecycle.cluster_down(name, runner=Runner(), docker=preflight.SDKDocker(), console=make_console(), force=force)
     return 0
 
 
 def status(name: str, profile: str = "dashi", context: str | None = None) -> int:
-    lifecycle.status(name, runner=Runner(), console=make_console(), kube_factory=real_kube, profile=profile,
-                     context=context)
+    lifecycle.status(name, runner=Runner(), docker=preflight.SDKDocker(), console=make_console(),
+                     kube_factory=real_kube, profile=profile, context=context)
     return 0
 
 

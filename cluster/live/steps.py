@@ -11,6 +11,10 @@ on a healthy cluster change nothing), and an optional ``undo``.
 the elapsed time and ends with the outcome and its duration. A failed step
 reports the failed command and its output tail; what ran is undone only when
 the user asked for cleanup, otherwise the cluster is left for inspection.
+
+Titles, notes, plans, commands and their output are printed as plain text,
+never as rich markup: YAML such as ``policyCIDRMatchMode: [nodes]`` or a
+command's output would otherwise lose every ``[...]``.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import Callable, Protocol
 import yaml
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 from cluster.errors import CommandFailed, DashiError
 from cluster.live.kube import Kube
@@ -239,7 +244,7 @@ def run_steps(steps: list[PipelineStep], s: Session, *, after_failure: str = "")
     for i, step in enumerate(steps, 1):
         label = f"[{i}/{n}] {step.title}"
         t0 = s.clock()
-        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+        with Progress(SpinnerColumn(), TextColumn("{task.description}", markup=False), TimeElapsedColumn(),
                       console=s.console, transient=True) as prog:
             task = prog.add_task(label)
             s._progress = lambda d, _t=task: prog.update(_t, description=f"{label} — {d}"[:160])
@@ -257,12 +262,12 @@ def run_steps(steps: list[PipelineStep], s: Session, *, after_failure: str = "")
                 s._progress = None
                 prog.stop()
                 secs = s.clock() - t0
-                s.console.print(f"[red]✗[/red] {label} — failed after {elapsed(secs)}")
+                s.console.print(Text.assemble(("✗", "red"), f" {label} — failed after {elapsed(secs)}"))
                 if isinstance(e, CommandFailed):
-                    s.console.print(f"  command: {display(e.argv)}")
+                    s.console.print(f"  command: {display(e.argv)}", markup=False)
                     tail = "\n".join(e.output.strip().splitlines()[-20:])
                     if tail:
-                        s.console.print(indent(tail, "  | "))
+                        s.console.print(indent(tail, "  | "), markup=False)
                 outcomes.append(Outcome(step.name, step.title, "failed", str(e), secs))
                 if isinstance(e, KeyboardInterrupt):
                     raise
@@ -271,10 +276,10 @@ def run_steps(steps: list[PipelineStep], s: Session, *, after_failure: str = "")
             finally:
                 s._progress = None
         secs = s.clock() - t0
-        mark = {"changed": "[green]✓[/green]", "unchanged": "[green]=[/green]",
-                "verified": "[green]✓[/green]"}[status]
+        mark = {"changed": "✓", "unchanged": "=", "verified": "✓"}[status]
         suffix = " (no change)" if status == "unchanged" else ""
-        s.console.print(f"{mark} {label}{suffix}{' — ' + note if note else ''} [dim]({elapsed(secs)})[/dim]")
+        s.console.print(Text.assemble((mark, "green"), f" {label}{suffix}{' — ' + note if note else ''} ",
+                                      (f"({elapsed(secs)})", "dim")))
         outcomes.append(Outcome(step.name, step.title, status, note, secs))
         done.append(step)
     return outcomes
@@ -290,9 +295,9 @@ def _after_failure(steps: list[PipelineStep], done: list[PipelineStep], failed: 
             continue
         try:
             step.undo(s)
-            s.console.print(f"  undone: {step.title}")
+            s.console.print(f"  undone: {step.title}", markup=False)
         except DashiError as e:
-            s.console.print(f"  [yellow]could not undo {step.title}: {e}[/yellow]")
+            s.console.print(f"  could not undo {step.title}: {e}", style="yellow", markup=False)
     return ""
 
 
@@ -302,9 +307,9 @@ def nothing_changed(outcomes: list[Outcome]) -> bool:
 
 def print_plan(steps: list[PipelineStep], s: Session) -> None:
     for i, step in enumerate(steps, 1):
-        s.console.print(f"\n[bold]{i}. {step.title}[/bold]")
+        s.console.print(Text(f"\n{i}. {step.title}", style="bold"))
         actions = step.plan(s)
         if step.check is not None:
             actions = [Note("(skipped at run time when already done)"), *actions]
         for a in actions:
-            s.console.print(indent(a.describe(s), "   "))
+            s.console.print(indent(a.describe(s), "   "), markup=False)

@@ -11,12 +11,22 @@ from cluster.local.runner import Runner
 _VERSION_RE = re.compile(r"v(\d+)\.(\d+)\.(\d+)")
 
 
+VERSION_ARGV = ["helm", "version", "--short"]
+
+
+def parse_version(out: str) -> tuple[int, int, int] | None:
+    """`helm version --short` prints "<version>+g<7 hex of the commit>", e.g.
+    "v3.19.2+g8766e71" (helm/helm v3 cmd/helm/version.go formatVersion)."""
+    m = _VERSION_RE.search(out or "")
+    return tuple(int(x) for x in m.groups()) if m else None  # type: ignore[return-value]
+
+
 def version(runner: Runner) -> tuple[int, int, int]:
-    out = runner.run(["helm", "version", "--short"]).stdout
-    m = _VERSION_RE.search(out)
-    if not m:
+    out = runner.run(VERSION_ARGV).stdout
+    v = parse_version(out)
+    if v is None:
         raise ToolMissing(f"helm: cannot read its version from {out.strip()[:80]!r}")
-    return tuple(int(x) for x in m.groups())  # type: ignore[return-value]
+    return v
 
 
 def list_argv(context: str, namespace: str, release: str) -> list[str]:

@@ -9,6 +9,7 @@ in ``.dashi/k3d-<name>.yaml``.
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,17 +19,39 @@ import yaml
 from cluster import versions
 from cluster.errors import DashiError, ToolMissing
 from cluster.live.kube import MANAGED_BY_LABEL, MANAGED_BY_VALUE
+from cluster.local.docker_engine import DockerAPI, NodeContainer
 from cluster.local.runner import Runner
 from cluster.paths import dashi_home
 
 # Docker labels on our node containers: who made the cluster and with which
-# CNI, readable from `k3d cluster list -o json` even while it is stopped.
+# CNI, read back from the containers through Docker even while the cluster
+# is stopped. Not from `k3d cluster list -o json`: it reports only the labels
+# whose key starts with "k3d" (see cluster.local.docker_engine).
 CNI_LABEL = "dashi.io/cni"
 
-# k3d's own wait covers k3s startup (log lines), not node readiness; 180s
-# leaves room for a cold container start on a laptop. Image pulls happen
-# before this timer starts.
+
+def reserved_label_key(key: str) -> bool:
+    """k3d refuses runtime labels it keeps for itself: "app", "k3s.*" and
+    "k3d.*" (k3d-io/k3d v5.9.0 cmd/util/runtimeLabels.go ValidateRuntimeLabelKey)."""
+    return key == "app" or key.startswith(("k3s.", "k3d."))
+
+
+# options.k3d.timeout bounds each phase of `k3d cluster create`: ClusterPrep,
+# ClusterCreate and ClusterStart (with its wait for k3s' log lines) each
+# derive a context with this timeout (k3d-io/k3d v5.9.0 pkg/client/
+# cluster.go), and ClusterCreate pulls a missing node image under that same
+# context (pkg/runtimes/docker/container.go createContainer pulls on
+# NotFound). On expiry the whole cluster is rolled back (cmd/cluster/
+# clusterCreate.go). cluster-up therefore pulls the node image itself first,
+# with progress (lifecycle step "image"), so this timer covers only creating
+# the containers and starting k3s: well under a minute on a laptop; 180s
+# leaves room for a cold start on a loaded machine.
 K3D_WAIT_TIMEOUT = "180s"
+
+# A k3s registries.yaml (mirrors, credentials) for the images the cluster
+# pulls, handed to k3d as `registries.config` by path, so the generated
+# config and the dry-run plan never contain its credentials.
+REGISTRY_CONFIG_ENV = "DASHI_K3D_REGISTRY_CONFIG"
 
 _VERSION_RE = re.compile(r"k3d version v(\d+)\.(\d+)\.(\d+)")
 
@@ -46,8 +69,28 @@ def config_path(name: str) -> Path:
     return dashi_home() / f"k3d-{name}.yaml"
 
 
+def registry_config(value: str | None = None) -> Path | None:
+    """The registries file named by $DASHI_K3D_REGISTRY_CONFIG (or ``value``),
+    checked to be a readable YAML mapping; None when unset."""
+    raw = value if value is not None else os.environ.get(REGISTRY_CONFIG_ENV, "")
+    if not raw.strip():
+        return None
+    path = Path(raw).expanduser().resolve()
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as e:
+        raise DashiError(f"{REGISTRY_CONFIG_ENV}: cannot read {path}: {e.strerror or e}") from e
+    except yaml.YAMLError as e:
+        raise DashiError(f"{REGISTRY_CONFIG_ENV}: {path} is not valid YAML: "
+                         f"{str(e).splitlines()[0]}") from e
+    if not isinstance(data, dict):
+        raise DashiError(f"{REGISTRY_CONFIG_ENV}: {path} must be a k3s registries.yaml mapping "
+                         "(mirrors:, configs:), not a " + type(data).__name__)
+    return path
+
+
 def config(name: str, cni: str, agents: int = 0, k3s_version: str = versions.K3S_VERSION,
-           api_port: int = 6550) -> dict:
+           api_port: int = 6550, registries: Path | None = None) -> dict:
     """The k3d Simple config for one server and ``agents`` agents.
 
     Node filters are mandatory for --k3s-arg as soon as a cluster has more
@@ -72,7 +115,7 @@ def config(name: str, cni: str, agents: int = 0, k3s_version: str = versions.K3S
             {"arg": "--flannel-backend=none", "nodeFilters": servers_only()},
             {"arg": "--disable-network-policy", "nodeFilters": servers_only()},
         ]
-    return {
+    cfg = {
         "apiVersion": "k3d.io/v1alpha5",
         "kind": "Simple",
         "metadata": {"name": name},
@@ -91,6 +134,11 @@ def config(name: str, cni: str, agents: int = 0, k3s_version: str = versions.K3S
             ]},
         },
     }
+    if registries is not None:
+        # A single line is read by k3d as a path to the file (pkg/config/
+        # transform.go: multi-line text is taken as the file's content).
+        cfg["registries"] = {"config": str(registries)}
+    return cfg
 
 
 def render_config(cfg: dict) -> str:
@@ -123,20 +171,42 @@ LIST_ARGV = ["k3d", "cluster", "list", "-o", "json"]
 
 @dataclass
 class ClusterInfo:
+    """A cluster as k3d lists it (names, counts, running) plus its node
+    containers as Docker reports them (labels, image reference)."""
+
     name: str
     servers: int
     agents: int
     servers_running: int
-    image: str
-    labels: dict[str, str] = field(default_factory=dict)
+    nodes: list[NodeContainer] = field(default_factory=list)
 
     @property
     def running(self) -> bool:
         return self.servers_running > 0
 
     @property
+    def k3s_nodes(self) -> list[NodeContainer]:
+        return [n for n in self.nodes if n.role in ("server", "agent")]
+
+    @property
+    def _first_server(self) -> NodeContainer | None:
+        return next((n for n in self.nodes if n.role == "server"), None)
+
+    @property
+    def image(self) -> str:
+        first = self._first_server
+        return first.image if first else ""
+
+    @property
+    def labels(self) -> dict[str, str]:
+        first = self._first_server
+        return dict(first.labels) if first else {}
+
+    @property
     def ours(self) -> bool:
-        return self.labels.get(MANAGED_BY_LABEL) == MANAGED_BY_VALUE
+        """Every k3s node container carries our managed-by label."""
+        nodes = self.k3s_nodes
+        return bool(nodes) and all(n.labels.get(MANAGED_BY_LABEL) == MANAGED_BY_VALUE for n in nodes)
 
     @property
     def cni(self) -> str | None:
@@ -144,26 +214,26 @@ class ClusterInfo:
 
 
 def _info(c: dict) -> ClusterInfo:
+    """One entry of `k3d cluster list -o json`: the Cluster struct plus the
+    counts k3d adds (k3d-io/k3d v5.9.0 cmd/cluster/clusterList.go
+    PrintClusters: serversRunning, serversCount, agentsRunning, agentsCount)."""
     nodes = c.get("nodes") or []
     servers = [n for n in nodes if n.get("role") == "server"]
     agents = [n for n in nodes if n.get("role") == "agent"]
 
     def running(n):
-        st = n.get("State") or n.get("state") or {}
-        return bool(st.get("Running") or st.get("running"))
+        return bool((n.get("State") or {}).get("Running"))  # NodeState has no JSON tags
 
-    first = servers[0] if servers else {}
     return ClusterInfo(
         name=c.get("name", ""),
         servers=int(c.get("serversCount", len(servers))),
         agents=int(c.get("agentsCount", len(agents))),
         servers_running=int(c.get("serversRunning", sum(1 for n in servers if running(n)))),
-        image=first.get("image", ""),
-        labels=dict(first.get("runtimeLabels") or {}),
     )
 
 
 def list_clusters(runner: Runner) -> list[ClusterInfo]:
+    """k3d's view only: ``nodes`` stays empty (see ``find``)."""
     out = runner.run(LIST_ARGV).stdout
     try:
         data = json.loads(out or "[]")
@@ -172,19 +242,38 @@ def list_clusters(runner: Runner) -> list[ClusterInfo]:
     return [_info(c) for c in data or []]
 
 
-def find(runner: Runner, name: str) -> ClusterInfo | None:
-    for c in list_clusters(runner):
-        if c.name == name:
-            return c
-    return None
+def find(runner: Runner, docker: DockerAPI | None, name: str) -> ClusterInfo | None:
+    """The cluster ``name`` if k3d lists it, with its node containers from Docker."""
+    info = next((c for c in list_clusters(runner) if c.name == name), None)
+    if info is None:
+        return None
+    if docker is None:
+        raise DashiError(f"k3d lists cluster '{name}', but there is no Docker engine client to read its node "
+                         "containers — install Docker")
+    try:
+        info.nodes = docker.node_containers(name)
+    except DashiError as e:
+        raise DashiError(f"k3d lists cluster '{name}', but Docker cannot be asked about its node containers ({e}) — "
+                         "start Docker or point DOCKER_HOST at it") from e
+    return info
+
+
+VERSION_ARGV = ["k3d", "version"]
+
+
+def parse_version(out: str) -> tuple[int, int, int] | None:
+    """`k3d version` prints "k3d version vX.Y.Z" then the default k3s version
+    (k3d-io/k3d v5.9.0 cmd/root.go printVersion)."""
+    m = _VERSION_RE.search(out or "")
+    return tuple(int(x) for x in m.groups()) if m else None  # type: ignore[return-value]
 
 
 def version(runner: Runner) -> tuple[int, int, int]:
-    out = runner.run(["k3d", "version"]).stdout
-    m = _VERSION_RE.search(out)
-    if not m:
+    out = runner.run(VERSION_ARGV).stdout
+    v = parse_version(out)
+    if v is None:
         raise ToolMissing(f"k3d: cannot read its version from {out.strip()[:80]!r} — run `inv tools`")
-    return tuple(int(x) for x in m.groups())  # type: ignore[return-value]
+    return v
 
 
 def differences(info: ClusterInfo, cni: str, agents: int, k3s_version: str) -> list[str]:

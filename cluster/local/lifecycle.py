@@ -2,13 +2,14 @@
 
 ``up_steps`` is the whole of ``inv cluster-up`` read top to bottom:
 
-    preflight → find an existing cluster → create it from the generated k3d
-    config → (Cilium: node mounts) → install the CNI and wait for it → nodes
-    Ready → stand-ins applied and Ready → enforcement canary → summary
+    preflight → find an existing cluster → pull the node image → create it
+    from the generated k3d config → (Cilium: node mounts) → install the CNI
+    and wait for it → nodes Ready → stand-ins applied and Ready → enforcement
+    canary → summary
 
 Every external effect goes through the Runner (k3d, kubectl, helm, docker
-exec) or the Kube seam, so ``--dry-run`` can print the plan and tests can
-assert every invocation.
+exec), the Docker seam (labels, image pulls) or the Kube seam, so
+``--dry-run`` can print the plan and tests can assert every invocation.
 """
 
 from __future__ import annotations
@@ -19,17 +20,30 @@ from typing import Callable
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from cluster import versions
-from cluster.errors import DashiError, GuardError
+from cluster.errors import DashiError, GuardError, ToolMissing
 from cluster.live import readiness
 from cluster.live import status as live_status
 from cluster.live.cni import detect_cni, k3s_policy_controller_disabled
 from cluster.live.kube import Kube
 from cluster.live.prepare import NODES_TIMEOUT_S, PROFILES, canary_step, nodes_ready, standins_step
-from cluster.live.steps import Note, PipelineStep, Run, Session, Wait, WriteFile, nothing_changed, print_plan, run_steps
+from cluster.live.steps import (
+    Note,
+    PipelineStep,
+    Run,
+    Session,
+    StepFailed,
+    Wait,
+    WriteFile,
+    nothing_changed,
+    print_plan,
+    run_steps,
+)
 from cluster.local import calico, cilium, k3d, preflight
-from cluster.local.runner import Runner
+from cluster.local.docker_engine import DockerAPI, PullFailed
+from cluster.local.runner import INSTALL_HINTS, Runner
 
 CNIS = ("calico", "cilium", "k3s")
 DEFAULT_NAME = "dashi"
@@ -72,7 +86,12 @@ class UpOptions:
             raise DashiError(f"--api-port must be between 1024 and 65535, got {self.api_port}")
         if self.profile not in PROFILES:
             raise DashiError(f"unknown profile {self.profile!r}: choose one of {', '.join(PROFILES)}")
+        k3d.registry_config()  # a bad $DASHI_K3D_REGISTRY_CONFIG fails before anything runs
         return self
+
+    @property
+    def image(self) -> str:
+        return versions.k3s_image(self.k3s_version)
 
 
 def _recreate_hint(o: UpOptions) -> str:
@@ -84,19 +103,32 @@ def _recreate_hint(o: UpOptions) -> str:
 # cluster-up
 
 
-def up_steps(o: UpOptions, docker: preflight.DockerAPI | None, connect=None) -> list[PipelineStep]:
+def _warn(console: Console, text: str) -> None:
+    console.print(Text.assemble(("! ", "yellow"), text))
+
+
+def _pull_hint(e: PullFailed) -> str:
+    if e.rate_limited:
+        return ("Docker Hub limits anonymous pulls per address: `docker login`, or give the Docker engine a "
+                "registry mirror (\"registry-mirrors\" in /etc/docker/daemon.json), then re-run")
+    return f"check the network and the registry, or `docker pull {e.ref}` yourself, then re-run"
+
+
+def up_steps(o: UpOptions, docker: DockerAPI | None, connect=None) -> list[PipelineStep]:
     nodes = k3d.node_containers(o.name, o.agents)
     cfg_path = k3d.config_path(o.name)
     needs = preflight.needs_for(o.cni)
 
     def do_preflight(s: Session) -> str:
-        rep = preflight.check(s.runner, docker, needs)
+        rep = preflight.check(s.runner, docker, needs, cni=o.cni)
         rep.raise_if_problems()
+        for w in rep.warnings:
+            _warn(s.console, w)
         s.state["tools"] = rep.found
         return ", ".join(f"{k} {v}" for k, v in rep.found.items())
 
     def inspect(s: Session) -> str:
-        info = k3d.find(s.runner, o.name)
+        info = k3d.find(s.runner, docker, o.name)
         s.state["existing"] = info
         if info is None:
             if not preflight.port_free(o.api_port):
@@ -108,13 +140,30 @@ def up_steps(o: UpOptions, docker: preflight.DockerAPI | None, connect=None) -> 
             raise DashiError(f"cluster '{o.name}' exists with CNI {info.cni}, not {o.cni} "
                              f"({'; '.join(diffs)}); it will not be recreated silently — {_recreate_hint(o)}")
         for d in diffs:
-            s.console.print(f"[yellow]![/yellow] existing cluster '{o.name}' differs from the request: {d} "
-                            f"({_recreate_hint(o)})")
+            _warn(s.console, f"existing cluster '{o.name}' differs from the request: {d} ({_recreate_hint(o)})")
         owner = "created by dashi-cluster" if info.ours else "not created by dashi-cluster"
         return f"cluster '{o.name}' exists ({'running' if info.running else 'stopped'}, {owner})"
 
+    def image_check(s: Session) -> str | None:
+        if s.state.get("existing") is not None:
+            return "the cluster exists: its node containers have their image"
+        if docker is not None and docker.image_present(o.image):
+            return f"{o.image} is already in Docker's image store"
+        return None
+
+    def pull(s: Session) -> str:
+        if docker is None:
+            raise DashiError("no Docker engine client — install Docker")
+        t0 = s.clock()
+        try:
+            docker.pull(o.image, lambda line: s.progress(f"pulling {o.image}: {line}"))
+        except PullFailed as e:
+            raise DashiError(f"{e} — {_pull_hint(e)}") from e
+        return f"pulled {o.image} in {int(s.clock() - t0)}s"
+
     def create_actions(s: Session):
-        content = k3d.render_config(k3d.config(o.name, o.cni, o.agents, o.k3s_version, o.api_port))
+        content = k3d.render_config(k3d.config(o.name, o.cni, o.agents, o.k3s_version, o.api_port,
+                                               k3d.registry_config()))
         return [WriteFile(cfg_path, content),
                 Run(k3d.create_argv(cfg_path), env=k3d.create_env(o.cni),
                     why="k3d writes the kubeconfig context " + o.context)]
@@ -158,6 +207,11 @@ def up_steps(o: UpOptions, docker: preflight.DockerAPI | None, connect=None) -> 
         PipelineStep("inspect", f"Look for an existing k3d cluster '{o.name}'",
              actions=lambda s: [Run(k3d.LIST_ARGV), Note(f"if absent: 127.0.0.1:{o.api_port} must be free")],
              run=inspect, verify=True),
+        PipelineStep("image", f"Pull the node image {o.image}",
+             actions=lambda s: [Note(f"pull {o.image} through the Docker engine, with progress, unless it is "
+                                     "already there: k3d would pull it inside its create timeout "
+                                     f"({k3d.K3D_WAIT_TIMEOUT}) and roll the cluster back if the pull outlasted it")],
+             check=image_check, run=pull),
         PipelineStep("cluster", f"Create k3d cluster '{o.name}' ({versions.k3s_image(o.k3s_version)}, "
                         f"1 server + {o.agents} agent(s))",
              actions=create_actions, check=cluster_exists, run=create, undo=delete_if_created),
@@ -181,7 +235,7 @@ def up_steps(o: UpOptions, docker: preflight.DockerAPI | None, connect=None) -> 
         def k3s_cni(s: Session) -> str:
             cni_mismatch(s)
             if k3s_policy_controller_disabled(s.kube):
-                s.console.print("[yellow]! k3s runs with --disable-network-policy: expect the canary to fail[/yellow]")
+                _warn(s.console, "k3s runs with --disable-network-policy: expect the canary to fail")
                 return "flannel; k3s network policy controller DISABLED"
             return "flannel + k3s' embedded network policy controller (kube-router)"
         steps.append(PipelineStep("cni", "Use k3s' flannel and built-in network policy controller",
@@ -205,7 +259,7 @@ def _mounts_run(nodes: list[str]):
     return run
 
 
-def cluster_up(o: UpOptions, *, runner: Runner, console: Console, docker: preflight.DockerAPI | None,
+def cluster_up(o: UpOptions, *, runner: Runner, console: Console, docker: DockerAPI | None,
                kube_factory: Callable[[str], Kube], sleep=None, clock=None, connect=None) -> dict:
     o.validate()
     s = Session(runner=runner, console=console, kube_factory=kube_factory, context=o.context,
@@ -218,25 +272,43 @@ def cluster_up(o: UpOptions, *, runner: Runner, console: Console, docker: prefli
     header = (f"cluster '{o.name}': CNI {o.cni}, 1 server + {o.agents} agent(s), "
               f"{versions.k3s_image(o.k3s_version)}, profile {o.profile}, context {o.context}")
     if o.dry_run:
-        rep = preflight.check(runner, docker, preflight.needs_for(o.cni))
-        console.print(f"[bold]Dry run[/bold] — plan for {header}. Nothing is changed.")
+        rep = preflight.check(runner, docker, preflight.needs_for(o.cni), cni=o.cni)
+        console.print(Text.assemble(("Dry run", "bold"), f" — plan for {header}. Nothing is changed."))
         if rep.problems:
             console.print("This machine is missing what a real run needs:")
             for p in rep.problems:
-                console.print(f"  - {p}")
+                console.print(f"  - {p}", markup=False)
         else:
-            console.print("Preflight: all tools present (" + ", ".join(f"{k} {v}" for k, v in rep.found.items()) + ")")
+            console.print("Preflight: all tools present (" + ", ".join(f"{k} {v}" for k, v in rep.found.items())
+                          + ")", markup=False)
+        for w in rep.warnings:
+            _warn(console, w)
         print_plan(steps, s)
-        return {"dry_run": True, "problems": rep.problems}
-    console.print(f"[bold]cluster-up[/bold] — {header}")
-    outcomes = run_steps(steps, s, after_failure=(
-        f"The cluster is left as it is for inspection (kubectl --context {o.context} get pods -A). "
-        f"Remove it with `inv cluster-down --name {o.name}`, or re-run with --cleanup-on-failure."))
+        return {"dry_run": True, "problems": rep.problems, "warnings": rep.warnings}
+    console.print(Text.assemble(("cluster-up", "bold"), f" — {header}"))
+    try:
+        # The hint is chosen after the failure: only then is it known whether
+        # anything exists to inspect (run_steps prints none when cleaning up).
+        outcomes = run_steps(steps, s)
+    except StepFailed as e:
+        if o.cleanup_on_failure:
+            raise
+        raise StepFailed(e.step, e.cause, _after_failure_hint(o, s)) from e.cause
     summary = _up_summary(o, s, outcomes)
     _print_summary(console, summary)
     if nothing_changed(outcomes):
-        console.print(f"[green]Cluster '{o.name}' was already healthy: nothing changed.[/green]")
+        console.print(f"Cluster '{o.name}' was already healthy: nothing changed.", style="green", markup=False)
     return summary
+
+
+def _after_failure_hint(o: UpOptions, s: Session) -> str:
+    if s.state.get("created"):
+        return (f"The cluster is left as it is for inspection (kubectl --context {o.context} get pods -A). "
+                f"Remove it with `inv cluster-down --name {o.name}`, or re-run with --cleanup-on-failure.")
+    if s.state.get("existing") is not None:
+        return (f"The existing cluster '{o.name}' is left as it was found, apart from what the steps above "
+                f"changed (kubectl --context {o.context} get pods -A).")
+    return "No cluster was created by this run: there is nothing to clean up."
 
 
 def _up_summary(o: UpOptions, s: Session, outcomes) -> dict:
@@ -255,15 +327,13 @@ def _print_summary(console: Console, sm: dict) -> None:
     t = Table(title="Summary", show_header=False, box=None, pad_edge=False)
     t.add_column(style="bold")
     t.add_column()
-    t.add_row("cluster", sm["cluster"])
-    t.add_row("CNI", sm["cni"])
-    t.add_row("k3s image", sm["k3s"])
+    rows = [("cluster", sm["cluster"]), ("CNI", sm["cni"]), ("k3s image", sm["k3s"])]
     if sm.get("tools"):
-        t.add_row("tools", ", ".join(f"{k} {v}" for k, v in sm["tools"].items()))
-    t.add_row("nodes", ", ".join(f"{n} ({'Ready' if ok else 'NotReady'})" for n, ok in sm["nodes"]) or "none")
-    t.add_row("stand-ins", sm["standins"])
-    t.add_row("canary", sm["canary"])
-    t.add_row("kubeconfig context", sm["context"])
+        rows.append(("tools", ", ".join(f"{k} {v}" for k, v in sm["tools"].items())))
+    rows += [("nodes", ", ".join(f"{n} ({'Ready' if ok else 'NotReady'})" for n, ok in sm["nodes"]) or "none"),
+             ("stand-ins", sm["standins"]), ("canary", sm["canary"]), ("kubeconfig context", sm["context"])]
+    for key, value in rows:
+        t.add_row(key, Text(str(value)))  # values are data, not markup
     console.print(t)
 
 
@@ -271,19 +341,22 @@ def _print_summary(console: Console, sm: dict) -> None:
 # cluster-down
 
 
-def cluster_down(name: str, *, runner: Runner, console: Console, force: bool = False) -> bool:
+def cluster_down(name: str, *, runner: Runner, docker: DockerAPI | None, console: Console,
+                 force: bool = False) -> bool:
     UpOptions(name=name).validate()
-    info = k3d.find(runner, name)
+    info = k3d.find(runner, docker, name)
     if info is None:
         console.print(f"no k3d cluster named '{name}': nothing to delete")
         return False
     if not info.ours and not force:
-        raise GuardError(f"k3d cluster '{name}' was not created by dashi-cluster (its nodes lack the "
-                         f"{k3d.MANAGED_BY_LABEL} label); nothing was deleted. Pass --force to delete it anyway.")
+        raise GuardError(f"k3d cluster '{name}' was not created by dashi-cluster (its node containers lack the "
+                         f"Docker label {k3d.MANAGED_BY_LABEL}={k3d.MANAGED_BY_VALUE}); nothing was deleted. "
+                         "Pass --force to delete it anyway.")
     console.print(f"deleting k3d cluster '{name}' ({info.servers} server(s), {info.agents} agent(s), "
-                  f"context {k3d.context_name(name)}): its nodes, volumes and kubeconfig entry go with it")
+                  f"context {k3d.context_name(name)}): its nodes, volumes and kubeconfig entry go with it",
+                  markup=False)
     runner.run(k3d.delete_argv(name))
-    console.print(f"[green]deleted[/green] cluster '{name}'")
+    console.print(Text.assemble(("deleted", "green"), f" cluster '{name}'"))
     return True
 
 
@@ -291,21 +364,28 @@ def cluster_down(name: str, *, runner: Runner, console: Console, force: bool = F
 # status
 
 
-def status(name: str, *, runner: Runner, console: Console, kube_factory: Callable[[str], Kube],
-           profile: str = "dashi", context: str | None = None) -> dict:
-    """Cluster (k3d's view, unless a context is named), then what the live cluster reports."""
+def status(name: str, *, runner: Runner, docker: DockerAPI | None, console: Console,
+           kube_factory: Callable[[str], Kube], profile: str = "dashi", context: str | None = None) -> dict:
+    """Cluster (k3d's view, unless a context is named), then what the live cluster reports.
+
+    A cluster that cannot be looked up (no k3d) or does not exist is an
+    error, so scripts can rely on the exit code."""
     out: dict = {"cluster": name}
     ctx = context or k3d.context_name(name)
     if context is None:
-        info = k3d.find(runner, name) if runner.which("k3d") else None
+        if runner.which("k3d") is None:
+            raise ToolMissing(f"k3d: not found, so cluster '{name}' cannot be looked up — "
+                              f"{INSTALL_HINTS['k3d']}; or pass --context for a cluster by its kubeconfig context")
+        info = k3d.find(runner, docker, name)
         if info is None:
-            console.print(f"cluster '{name}': not found (create it with `inv cluster-up --name {name}`)")
-            out["exists"] = False
-            return out
-        out.update(exists=True, running=info.running, labelled_cni=info.cni)
+            raise DashiError(f"no k3d cluster named '{name}' (`k3d cluster list` shows none) — "
+                             f"create it with `inv cluster-up --name {name}`")
+        out.update(exists=True, running=info.running, labelled_cni=info.cni, image=info.image)
         console.print(f"cluster '{name}': {'running' if info.running else 'stopped'}, "
-                      f"{info.servers} server(s) + {info.agents} agent(s), image {info.image}")
+                      f"{info.servers} server(s) + {info.agents} agent(s), image {info.image or 'unknown'}, "
+                      f"CNI label {info.cni or 'none'}", markup=False)
         if not info.running:
-            console.print(f"  start it with `k3d cluster start {name}` or `inv cluster-up --name {name}`")
+            console.print(f"  start it with `k3d cluster start {name}` or `inv cluster-up --name {name}`",
+                          markup=False)
             return out
     return live_status.report(kube_factory(ctx), ctx, profile, console, out)

@@ -1,9 +1,9 @@
 """Preflight: is this machine able to run what the chosen CNI needs?
 
-Each problem is one line that says what is wrong and how to fix it. The
-Docker engine is asked through the docker SDK behind a one-call interface
-(``DockerAPI``), so tests use a real engine where one runs and a stub
-otherwise.
+Each problem is one line that says what is wrong and how to fix it; a
+warning is one line about a risk that does not stop the run. The Docker
+engine is asked through the Docker seam (cluster.local.docker_engine), so
+tests use a real engine where one runs and the fake otherwise.
 """
 
 from __future__ import annotations
@@ -12,44 +12,16 @@ import json
 import re
 import socket
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from cluster import versions
 from cluster.errors import CommandFailed, DashiError, ToolMissing
 from cluster.local import helm, k3d
+from cluster.local.docker_engine import DockerAPI, SDKDocker
 from cluster.local.runner import INSTALL_HINTS, Runner
 from cluster.versions import fmt_version
 
 
-class DockerAPI(Protocol):
-    def version(self) -> dict:
-        """The engine's /version answer (keys "Version", "ApiVersion"). Raises DashiError."""
-
-
-class SDKDocker:
-    """The Docker engine through the docker SDK (DOCKER_HOST and friends honoured)."""
-
-    def __init__(self, base_url: str | None = None, timeout: float = 5.0):
-        self.base_url = base_url
-        # 5s: a local daemon answers /version in milliseconds; a hung socket
-        # should not stall preflight.
-        self.timeout = timeout
-
-    def version(self) -> dict:
-        import docker
-        from docker.errors import DockerException
-
-        try:
-            client = (docker.DockerClient(base_url=self.base_url, timeout=self.timeout) if self.base_url
-                      else docker.from_env(timeout=self.timeout))
-            try:
-                return client.version()
-            finally:
-                client.close()
-        except DockerException as e:
-            raise DashiError(str(e).splitlines()[0][:120]) from e
-        except OSError as e:  # socket-level failures the SDK does not wrap
-            raise DashiError(str(e)[:200]) from e
+__all__ = ["DockerAPI", "SDKDocker", "Report", "check", "needs_for", "port_free", "kubectl_version"]
 
 
 def parse_version(text: str) -> tuple[int, int, int] | None:
@@ -57,13 +29,22 @@ def parse_version(text: str) -> tuple[int, int, int] | None:
     return tuple(int(x) for x in m.groups()) if m else None  # type: ignore[return-value]
 
 
-def kubectl_version(runner: Runner) -> tuple[int, int, int]:
-    out = runner.run(["kubectl", "version", "--client", "-o", "json"]).stdout
+KUBECTL_VERSION_ARGV = ["kubectl", "version", "--client", "-o", "json"]
+
+
+def parse_kubectl_version(out: str) -> tuple[int, int, int] | None:
+    """clientVersion.gitVersion of `kubectl version --client -o json` (k8s.io/kubectl
+    pkg/cmd/version: {"clientVersion": {..., "gitVersion": "v1.33.4", ...}, "kustomizeVersion": ...})."""
     try:
         git = json.loads(out)["clientVersion"]["gitVersion"]
     except (ValueError, KeyError, TypeError):
-        git = out
-    v = parse_version(git)
+        return None
+    return parse_version(str(git))
+
+
+def kubectl_version(runner: Runner) -> tuple[int, int, int]:
+    out = runner.run(KUBECTL_VERSION_ARGV).stdout
+    v = parse_kubectl_version(out)
     if v is None:
         raise ToolMissing(f"kubectl: cannot read its version from {out.strip()[:80]!r}")
     return v
@@ -73,6 +54,7 @@ def kubectl_version(runner: Runner) -> tuple[int, int, int]:
 class Report:
     found: dict[str, str] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # risks that do not stop a run
 
     @property
     def ok(self) -> bool:
@@ -106,7 +88,25 @@ def _tool(report: Report, name: str, runner: Runner, read, minimum: tuple[int, .
                                f"{INSTALL_HINTS[name]}")
 
 
-def check(runner: Runner, docker: DockerAPI | None, needs: list[str]) -> Report:
+def _kernel(report: Report, info: dict, cni: str | None) -> None:
+    """The nodes of a k3d cluster are containers: they run on the Docker
+    engine's kernel (on macOS and Windows, Docker Desktop's VM), which is what
+    /version reports as KernelVersion."""
+    need = versions.CNI_MIN_KERNEL.get(cni or "")
+    kernel = str(info.get("KernelVersion", ""))
+    v = parse_version(kernel)
+    if need is None or v is None or v >= need:
+        return
+    # RHEL 8 kernels (4.18.0-*.el8*) carry the backports both projects accept
+    # as equivalent (Cilium: "4.18 on RHEL 8.10"; Calico lists RHEL 8).
+    if re.search(r"\.el8", kernel):
+        return
+    report.warnings.append(f"kernel: the Docker engine runs Linux {kernel}, older than {fmt_version(need)}, the "
+                           f"minimum of {cni} {versions.CNI_VERSION_OF[cni]} — expect the CNI not to start; "
+                           "use a newer kernel (or Docker Desktop) or --cni k3s")
+
+
+def check(runner: Runner, docker: DockerAPI | None, needs: list[str], cni: str | None = None) -> Report:
     report = Report()
     if "docker" in needs:
         if docker is None:
@@ -120,6 +120,7 @@ def check(runner: Runner, docker: DockerAPI | None, needs: list[str]) -> Report:
                     report.problems.append(
                         f"docker: engine {info.get('Version')} is too old (k3d v5 needs >= "
                         f"{fmt_version(versions.DOCKER_MIN_VERSION)}) — upgrade Docker")
+                _kernel(report, info, cni)
             except DashiError as e:
                 report.problems.append(
                     f"docker: daemon not reachable ({e}) — start Docker (e.g. `sudo systemctl start docker`) "
