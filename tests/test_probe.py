@@ -170,7 +170,9 @@ def test_a_matrix_costs_rounds_of_timeouts_not_their_sum(dashi):
     targets = dict(list(discover(kube, profile).targets.items())[:40])
     run = MatrixProber(kube, workers=40, poll_timeout=0).run(targets)
     assert {o.result.kind for o in run.observations.values()} <= {"timeout", "unprobed"}
-    assert run.first_pass_seconds < 40 * 0.05 / 4  # sequential would be 2 s
+    # Sequential would be 2 s; batched per source and run at once, a fraction
+    # of that even on a loaded machine.
+    assert run.first_pass_seconds < 40 * 0.05 / 2
 
 
 def test_disagreeing_probes_are_re_polled_until_the_cni_catches_up(dashi):
