@@ -20,8 +20,8 @@ AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.53"
 FIRST_PORT = 8000
 
 
-def namespace(i: int) -> str:
-    return f"bench-{i:02d}"
+def namespace(i: int, prefix: str = "bench") -> str:
+    return f"{prefix}-{i:02d}"
 
 
 def _deployment(ns: str, name: str, ports: int) -> dict:
@@ -46,10 +46,10 @@ def _policy(ns: str, name: str, spec: dict) -> dict:
             "metadata": {"name": name, "namespace": ns}, "spec": spec}
 
 
-def write(root: Path, namespaces: int, pods: int, ports: int) -> Path:
+def write(root: Path, namespaces: int, pods: int, ports: int, prefix: str = "bench") -> Path:
     root.mkdir(parents=True, exist_ok=True)
     (root / "policies").mkdir(exist_ok=True)
-    names = [namespace(i) for i in range(namespaces)]
+    names = [namespace(i, prefix) for i in range(namespaces)]
     dump = lambda path, docs: (root / path).write_text(yaml.safe_dump_all(docs, sort_keys=False))  # noqa: E731
     dump("namespaces.yaml", [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}} for n in names])
     dump("workloads.yaml", [_deployment(n, f"app-{j}", ports) for n in names for j in range(pods)])

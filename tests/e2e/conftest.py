@@ -1,7 +1,7 @@
 """Real-cluster tests: opt-in, and real when a cluster is reachable.
 
 They run against the cluster whose kubeconfig ``DASHI_E2E_KUBECONFIG`` names
-(``tests/e2e/k3s/up.sh`` starts one on this machine and prints the path),
+(``tests/e2e/hostcluster/up.sh`` starts one on this machine and prints the path),
 drive the tasks exactly as a user types them, and skip with the reason when
 no cluster answers. One cluster per session; the tests of a module share
 the rollout state and run in file order.
@@ -45,7 +45,7 @@ class E2ECluster:
 def e2e_cluster(tmp_path_factory) -> E2ECluster:
     kubeconfig = os.environ.get("DASHI_E2E_KUBECONFIG")
     if not kubeconfig:
-        pytest.skip("no real cluster: set DASHI_E2E_KUBECONFIG (tests/e2e/k3s/up.sh starts one and prints it)")
+        pytest.skip("no real cluster: set DASHI_E2E_KUBECONFIG (tests/e2e/hostcluster/up.sh starts one and prints it)")
     if not Path(kubeconfig).is_file():
         pytest.skip(f"no real cluster: DASHI_E2E_KUBECONFIG={kubeconfig} does not exist")
     from kubernetes import client, config

@@ -127,7 +127,7 @@ def main():
             "ExposedPorts": {p: {} for p in a.expose} or None,
         },
         "rootfs": {"type": "layers", "diff_ids": [diff_id]},
-        "history": [{"created": EPOCH, "created_by": "tests/e2e/k3s/mkimage.py"}],
+        "history": [{"created": EPOCH, "created_by": "tests/e2e/hostcluster/mkimage.py"}],
     }
     config_bytes = json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
     config_name = hashlib.sha256(config_bytes).hexdigest() + ".json"

@@ -3,7 +3,7 @@
 # enforcement and cluster DNS, with agnhost only (all traffic stays between
 # pods we create here).
 #
-#   tests/e2e/k3s/smoke.sh      # exit 0 = all good
+#   tests/e2e/hostcluster/smoke.sh      # exit 0 = all good
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 "$E2E_DIR/env.sh" --check

@@ -2,9 +2,9 @@
 # Build every binary and image the e2e test cluster needs, from pinned
 # versions, into $DASHI_E2E_CACHE (default /var/cache/dashi-cluster-e2e).
 #
-#   tests/e2e/k3s/build.sh            # everything (skips pieces already built)
-#   tests/e2e/k3s/build.sh PIECE...   # only some: deps kubernetes etcd
-#                                     #   containerd runc cilium coredns images
+#   tests/e2e/hostcluster/build.sh            # everything (skips pieces already built)
+#   tests/e2e/hostcluster/build.sh PIECE...   # only some: deps kubernetes etcd
+#                                     #   containerd runc cilium kube-router coredns images
 #
 # Every piece is keyed on its pinned version (versions.env): a second run
 # only checks stamps and returns in seconds.
@@ -227,6 +227,20 @@ build_coredns() {
   touch "$out/.ok"
 }
 
+# --------------------------------------------------------- kube-router --
+# The kube-router lane's enforcer: the NetworkPolicy controller k3s embeds
+# (k3s pkg/agent/netpol), from its own module at the one version the Go
+# module proxy serves. Advisories are reported against v2.1.0; it is a
+# local test dataplane here and never shipped.
+build_kube_router() {
+  local v=$KUBE_ROUTER_VERSION out; out=$(piece_dir kube-router "$v")
+  piece_ok kube-router "$v" && { log "kube-router $v: cached"; return; }
+  mkdir -p "$out"
+  GOBIN="$out" CGO_ENABLED=0 go install -p "$JOBS" -trimpath -ldflags "-s -w" \
+    "github.com/cloudnativelabs/kube-router/v2/cmd/kube-router@$v"
+  touch "$out/.ok"
+}
+
 # -------------------------------------------------------------- images --
 # Three images, assembled as docker-archive tarballs by mkimage.py (no
 # docker daemon needed), under the exact names the cluster will ask for, so
@@ -278,11 +292,11 @@ build_images() {
 
 main() {
   local pieces=("$@")
-  [ ${#pieces[@]} -gt 0 ] || pieces=(deps kubernetes etcd containerd runc cilium coredns images)
+  [ ${#pieces[@]} -gt 0 ] || pieces=(deps kubernetes etcd containerd runc cilium kube-router coredns images)
   local p
   for p in "${pieces[@]}"; do
-    declare -F "build_$p" >/dev/null || die "unknown piece: $p"
-    timed "$p" "build_$p"
+    declare -F "build_${p//-/_}" >/dev/null || die "unknown piece: $p"
+    timed "$p" "build_${p//-/_}"
   done
   log "all built under $BIN"
 }

@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
 # Start the single-node test cluster (or report that it is already up).
 #
-#   tests/e2e/k3s/up.sh        -> prints the kubeconfig path on stdout
+#   tests/e2e/hostcluster/up.sh [LANE]   -> prints the kubeconfig path on stdout
+#
+# LANE (or $DASHI_E2E_LANE) is the NetworkPolicy enforcer: cilium (default;
+# cilium's agent is also the pod network), or kube-router (k3s's embedded
+# policy controller: kube-router with only its firewall on, over a bridge +
+# host-local pod network from Debian's CNI plugins, as k3s runs it beside
+# flannel). See README.md for kube-network-policies.
 #
 # Exit codes: 0 running & healthy, 3 not built yet (run build.sh),
 # 1 anything else (see $DASHI_E2E_CACHE/state/logs/).
@@ -14,20 +20,30 @@ need_root
 
 T0=$(date +%s)
 elapsed() { echo "$(( $(date +%s) - T0 ))s"; }
+LANE=${1:-${DASHI_E2E_LANE:-cilium}}
+case $LANE in
+  cilium) ENFORCER=cilium-agent ;;
+  kube-router) ENFORCER=kube-router ;;
+  *) echo "dashi-e2e: unknown lane '$LANE' (cilium, kube-router)" >&2; exit 1 ;;
+esac
 
 # ------------------------------------------------------------ prechecks --
+LANE_PIECE="cilium $CILIUM_VERSION"
+[ "$LANE" = kube-router ] && LANE_PIECE="kube-router $KUBE_ROUTER_VERSION"
 for piece in "kubernetes $K8S_VERSION" "etcd $ETCD_VERSION" "containerd $CONTAINERD_VERSION" "runc $RUNC_VERSION" \
-             "cilium $CILIUM_VERSION" "coredns $COREDNS_VERSION"; do
+             "$LANE_PIECE" "coredns $COREDNS_VERSION"; do
   # shellcheck disable=SC2086
   if ! piece_ok $piece; then
     echo "dashi-e2e: NOT BUILT: ${piece% *} ${piece#* } is missing under $BIN;" \
-         "run tests/e2e/k3s/build.sh first" >&2
+         "run tests/e2e/hostcluster/build.sh first" >&2
     exit 3
   fi
 done
-ls "$IMAGES"/.ok-* >/dev/null 2>&1 || { echo "dashi-e2e: NOT BUILT: images missing under $IMAGES; run tests/e2e/k3s/build.sh" >&2; exit 3; }
-for tool in ipset iptables conntrack nsenter nft clang-19 llc-19; do
-  command -v "$tool" >/dev/null || { echo "dashi-e2e: NOT BUILT: host tool $tool missing; run tests/e2e/k3s/build.sh deps" >&2; exit 3; }
+ls "$IMAGES"/.ok-* >/dev/null 2>&1 || { echo "dashi-e2e: NOT BUILT: images missing under $IMAGES; run tests/e2e/hostcluster/build.sh" >&2; exit 3; }
+LANE_TOOLS="clang-19 llc-19"
+[ "$LANE" = kube-router ] && LANE_TOOLS=""
+for tool in ipset iptables conntrack nsenter nft $LANE_TOOLS; do
+  command -v "$tool" >/dev/null || { echo "dashi-e2e: NOT BUILT: host tool $tool missing; run tests/e2e/hostcluster/build.sh deps" >&2; exit 3; }
 done
 
 # Health = every daemon alive, apiserver ready, node Ready, CoreDNS answers
@@ -35,7 +51,7 @@ done
 healthy() {
   local d
   for d in etcd containerd kube-apiserver kube-controller-manager kube-scheduler \
-           kubelet cilium-agent kube-proxy; do
+           kubelet "$ENFORCER" kube-proxy; do
     alive "$d" || { HEALTH_WHY="$d not running"; return 1; }
   done
   kubectl_admin get --raw /readyz >/dev/null 2>&1 || { HEALTH_WHY="apiserver not ready"; return 1; }
@@ -66,18 +82,21 @@ PY
 
 if [ -f "$STATE/.up" ]; then
   HEALTH_WHY=""
+  running=$(cat "$STATE/lane" 2>/dev/null || echo cilium)
+  [ "$running" = "$LANE" ] || die "the $running lane is up, not $LANE; run tests/e2e/hostcluster/down.sh first"
   if healthy; then
     log "test cluster already running and healthy"
     echo "$KUBECONFIG_OUT"
     exit 0
   fi
-  die "a test cluster is set up but unhealthy ($HEALTH_WHY); see $LOGS, run tests/e2e/k3s/down.sh then up.sh"
+  die "a test cluster is set up but unhealthy ($HEALTH_WHY); see $LOGS, run tests/e2e/hostcluster/down.sh then up.sh"
 fi
 if [ -d "$STATE" ] || [ -d "$RUN_DIR" ] || ip link show "$NODE_IFACE" >/dev/null 2>&1; then
-  die "leftovers of an earlier test cluster found; run tests/e2e/k3s/down.sh first"
+  die "leftovers of an earlier test cluster found; run tests/e2e/hostcluster/down.sh first"
 fi
 
 mkdir -p "$STATE" "$LOGS" "$PIDS" "$RUN_DIR"
+echo "$LANE" >"$STATE/lane"
 # From here on, a failure leaves things for down.sh to clean up.
 trap 'log "up.sh failed after $(elapsed); logs in $LOGS; run down.sh to clean up"' ERR
 
@@ -140,8 +159,8 @@ KA=("$K8S_BIN/kubeadm" --config "$STATE/kubeadm.yaml")
 # use service-account tokens inside pods; these run on the host).
 "$K8S_BIN/kubeadm" kubeconfig user --config "$STATE/kubeadm.yaml" --client-name system:kube-proxy \
   >"$KCFG/kube-proxy.conf" 2>>"$LOGS/kubeadm.log"
-"$K8S_BIN/kubeadm" kubeconfig user --config "$STATE/kubeadm.yaml" --client-name cilium --org system:masters \
-  >"$KCFG/cilium.conf" 2>>"$LOGS/kubeadm.log"
+"$K8S_BIN/kubeadm" kubeconfig user --config "$STATE/kubeadm.yaml" --client-name "$LANE" --org system:masters \
+  >"$KCFG/enforcer.conf" 2>>"$LOGS/kubeadm.log"
 chmod 600 "$KCFG"/*.conf
 install -m 600 "$KCFG/admin.conf" "$KUBECONFIG_OUT"
 
@@ -177,7 +196,11 @@ log "starting containerd"
 CNI_BIN="$STATE/cni/bin"; CNI_CONF="$STATE/cni/net.d"
 mkdir -p "$CNI_BIN" "$CNI_CONF" "$STATE/containerd"
 ln -sf /usr/lib/cni/loopback "$CNI_BIN/loopback"
-ln -sf "$CILIUM_BIN/cilium-cni" "$CNI_BIN/cilium-cni"
+if [ "$LANE" = cilium ]; then
+  ln -sf "$CILIUM_BIN/cilium-cni" "$CNI_BIN/cilium-cni"
+else
+  for plugin in bridge host-local portmap; do ln -sf "/usr/lib/cni/$plugin" "$CNI_BIN/$plugin"; done
+fi
 cat >"$STATE/containerd/config.toml" <<EOF
 version = 3
 root = "$STATE/containerd/root"
@@ -327,13 +350,14 @@ wait_for 60 "node $NODE_NAME to register with a pod CIDR" \
 # Pod networking and NetworkPolicy enforcement. Native routing on one node,
 # IPAM from the node's podCIDR, kube-proxy stays (no replacement), no L7
 # proxy/envoy, no hubble, no health probes to other nodes.
+start_cilium() {
 log "starting cilium-agent"
 mountpoint -q "$BPFFS" || mount -t bpf bpf "$BPFFS"
 # Cilium's CRDs (what cilium-operator would create; see README for why the
 # operator is not run). Server-side apply: some CRDs exceed the size limit
 # of client-side apply's annotation.
 kubectl_admin apply --server-side --force-conflicts -f "$CILIUM_BIN/crds/" >"$LOGS/cilium-crds.log"
-CIL_COMMON=(--k8s-kubeconfig-path "$KCFG/cilium.conf" --cluster-name default --cluster-id 0
+CIL_COMMON=(--k8s-kubeconfig-path "$KCFG/enforcer.conf" --cluster-name default --cluster-id 0
             --enable-ipv4=true --enable-ipv6=false --identity-allocation-mode crd)
 mkdir -p "$STATE/cilium-bin"
 # cilium runs `clang` (LLVM 19 like its own images) to build its BPF programs.
@@ -366,6 +390,39 @@ cat >"$CNI_CONF/05-cilium.conflist" <<EOF
   "plugins": [{"type": "cilium-cni", "log-file": "$LOGS/cilium-cni.log"}]
 }
 EOF
+}
+
+# ----------------------------------------------------------- kube-router --
+# k3s's NetworkPolicy enforcement (k3s pkg/agent/netpol runs this same
+# controller): kube-router with only its firewall, over a plain bridge pod
+# network (Debian's bridge + host-local CNI plugins, addresses from the
+# node's podCIDR). Denied packets are REJECTed (icmp-port-unreachable).
+start_kube_router() {
+  log "starting the bridge pod network and kube-router (firewall only)"
+  local cidr
+  cidr=$(kubectl_admin get node "$NODE_NAME" -o jsonpath='{.spec.podCIDR}')
+  # Bridged pod-to-pod traffic must pass iptables for the policy chains.
+  sysctl -qw net.bridge.bridge-nf-call-iptables=1 2>/dev/null || true
+  cat >"$CNI_CONF/10-bridge.conflist" <<EOF
+{
+  "cniVersion": "0.4.0",
+  "name": "dashi-bridge",
+  "plugins": [
+    {"type": "bridge", "bridge": "$POD_BRIDGE", "isGateway": true, "ipMasq": false, "hairpinMode": true,
+     "ipam": {"type": "host-local", "ranges": [[{"subnet": "$cidr"}]], "routes": [{"dst": "0.0.0.0/0"}],
+              "dataDir": "$STATE/cni/ipam"}},
+    {"type": "portmap", "capabilities": {"portMappings": true}}
+  ]
+}
+EOF
+  start kube-router "$KUBE_ROUTER_BIN/kube-router" --kubeconfig "$KCFG/enforcer.conf" \
+    --hostname-override "$NODE_NAME" --run-firewall=true --run-router=false --run-service-proxy=false \
+    --enable-cni=false --health-port 0 --metrics-port 0 \
+    --service-cluster-ip-range "$SERVICE_CIDR" --iptables-sync-period 1m --v=1
+  wait_for 60 "kube-router to program its firewall chains" sh -c "iptables-save | grep -q KUBE-ROUTER-FORWARD"
+}
+
+if [ "$LANE" = cilium ]; then start_cilium; else start_kube_router; fi
 
 # ------------------------------------------------------------ kube-proxy --
 log "starting kube-proxy"

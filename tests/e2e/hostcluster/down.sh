@@ -4,7 +4,7 @@
 # iptables/ipset/nft rules, interfaces, network namespaces, sysctls, state
 # dirs. Keeps the build cache ($DASHI_E2E_CACHE/bin, images, go caches).
 #
-#   tests/e2e/k3s/down.sh      (safe to run when nothing is up)
+#   tests/e2e/hostcluster/down.sh      (safe to run when nothing is up)
 set -uo pipefail   # no -e: clean up as much as possible, report at the end
 . "$(dirname "$0")/lib.sh"
 need_root
@@ -35,7 +35,7 @@ log "stopping test cluster"
 rm -f "$STATE/.up"
 
 # 1. Node agents first so nothing restarts containers behind our back.
-for d in kubelet kube-proxy cilium-agent cilium-operator kube-scheduler kube-controller-manager; do
+for d in kubelet kube-proxy cilium-agent cilium-operator kube-router kube-scheduler kube-controller-manager; do
   stop_pid "$d"
 done
 
@@ -109,7 +109,10 @@ if command -v nft >/dev/null && [ -f "$STATE/nft-tables.before" ]; then
     [ "$rules" = 0 ] && nft delete table "$fam" "$name"
   done
 fi
-for s in $(ipset list -n 2>/dev/null | grep -E '^(cilium_|KUBE-)'); do ipset destroy "$s" 2>/dev/null; done
+# kube-router's ipsets are KUBE-SRC-*/KUBE-DST-* and kube-router-*; a set
+# can only go once the rules that use it are gone (swept above).
+for s in $(ipset list -n 2>/dev/null | grep -E '^(cilium_|KUBE-|kube-router-)'); do ipset destroy "$s" 2>/dev/null; done
+ip link del "$POD_BRIDGE" 2>/dev/null
 for l in $(ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1 | grep -E '^(cilium_|lxc)'); do
   ip link del "$l" 2>/dev/null
 done
@@ -176,6 +179,7 @@ pgrep -f "$CONTAINERD_SOCK" >/dev/null 2>&1 && left+=("processes using $CONTAINE
 grep -qE " ($(echo "$STATE|$RUN_DIR|/run/netns/cni-|$CILIUM_CGROUP_ROOT" | sed 's#/#\\/#g')) " /proc/self/mountinfo && left+=("mounts")
 ip link show "$NODE_IFACE" >/dev/null 2>&1 && left+=("$NODE_IFACE")
 ip -o link show | grep -qE ': (cilium_|lxc)' && left+=("cilium interfaces")
+ip link show "$POD_BRIDGE" >/dev/null 2>&1 && left+=("$POD_BRIDGE")
 for be in "" -legacy; do iptables$be-save 2>/dev/null | grep -qE 'KUBE-|CILIUM_' && left+=("iptables$be rules"); done
 [ -d /sys/fs/cgroup/memory/kubepods ] && left+=("kubepods cgroups")
 if [ ${#left[@]} -gt 0 ]; then
