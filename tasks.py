@@ -236,3 +236,50 @@ def history(c, profile="dashi", context=None):
     from cluster.cli import rollout
 
     return rollout.history(profile, context=context)
+
+
+# --- GitOps: from verified steps to the Flux repository ---------------------
+
+
+@task(
+    help={
+        "profile": "profile name (manifests/<name>) or directory; default dashi",
+        "out": "repository root to write flux/ into; default ./.dashi/export/<profile>",
+        "until": "stop every overlay after STEP, or one overlay with OVERLAY=STEP (repeatable); default: all steps",
+        "context": "export only the steps the rollout recorded as verified on this kubeconfig context",
+        "source": "name of the Flux GitRepository the Kustomizations read (default flux-system, as flux bootstrap makes it)",
+        "interval": "Flux reconcile interval of the Kustomizations (default 10m)",
+        "force": "overwrite files that were not written by export",
+    },
+    iterable=["until"],
+)
+@_friendly
+def export(c, profile="dashi", out=None, until=None, context=None, source="flux-system", interval="10m",
+           force=False):
+    """Write the verified policy steps as the chapter's Flux layout (base, overlays, Kustomizations)."""
+    from cluster.cli import gitops
+
+    return gitops.export(profile, out=out, until=until or [], context=context, source=source,
+                         interval=interval, force=force)
+
+
+@task(
+    help={
+        "old": "the policies before: a directory (profile, Flux tree, kustomization or manifests), or with --git REV[:PATH]",
+        "new": "the policies after, in the same form",
+        "profile": "workloads and intended matrix for trees that hold only policies; default dashi",
+        "git": "OLD and NEW are revisions REV or REV:PATH of the repository --repo",
+        "repo": "the git repository for --git; default the current directory",
+        "format": "what to print: table (default), json or markdown",
+        "json": "also write the diff as JSON to this file",
+        "markdown": "also write the diff as Markdown (a pull-request comment) to this file",
+    },
+    positional=["old", "new"],
+)
+@_friendly
+def policies_diff(c, old, new, profile=None, git=False, repo=".", format="table", json=None, markdown=None):
+    """Connectivity diff of two policy sets: edges opened and closed; exit 3 if one is not intended."""
+    from cluster.cli import gitops
+
+    return gitops.policies_diff(old, new, profile=profile, use_git=git, repo=repo, fmt=format,
+                                json_path=json, markdown_path=markdown)

@@ -183,8 +183,10 @@ class ResourceSet:
                                     obj=obj_ref(obj))
 
 
-def read_dir(directory: Path) -> ResourceSet:
-    """Every *.yaml / *.yml file below ``directory``, in sorted order."""
+def read_dir(directory: Path, check_namespaces: bool = True) -> ResourceSet:
+    """Every *.yaml / *.yml file below ``directory``, in sorted order.
+    ``check_namespaces=False`` leaves the namespace check to the caller (a
+    directory of policies for a profile's namespaces declares none)."""
     if not directory.is_dir():
         raise ManifestError("not a directory", path=str(directory))
     files = sorted(p for p in directory.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
@@ -195,5 +197,6 @@ def read_dir(directory: Path) -> ResourceSet:
         for obj in docs:
             rs.add(obj, str(f))
     # "default" always exists in a cluster; anything else must be declared.
-    rs.check_namespaces(extra=("default",))
+    if check_namespaces:
+        rs.check_namespaces(extra=("default",))
     return rs

@@ -1,0 +1,426 @@
+"""The connectivity difference between two policy sets on the same workloads.
+
+``policies-diff`` asks what a change to the NetworkPolicies does to traffic,
+not to YAML: every edge of the matrix (each source pod to each declared
+port, as ``policies-check`` and the live probes see it) is predicted once
+with the old policies and once with the new ones. The result lists the edges
+opened and closed, each with the policies that decide it on either side,
+counts the unchanged ones, and marks every opened edge the intended matrix
+does not allow.
+
+Inputs (``load_side``), each a directory:
+
+* a profile (``profile.yaml``): its workloads, its intended matrix and all
+  its steps;
+* an exported Flux tree (``flux/bootstrap/flux-system/infrastructure.yaml``,
+  see ``export``): what Flux applies, read by ``fluxtree``; workloads and
+  intent from ``--profile``;
+* a Kustomize directory (``kustomization.yaml``): its build;
+* plain manifests as ``inv reachability`` reads them: if they hold
+  workloads, those (no intended matrix); NetworkPolicies only: the
+  profile's workloads and intent.
+
+Exit codes (``PolicyDiff.exit_code``): 0 the diff is shown and opens
+nothing the intended matrix forbids; 3 it opens at least one edge the
+intended matrix does not allow. ``NotComparable`` (exit 2): the two sides
+have different workloads, so the change is not a policy change alone (the
+chapter's guardrail: keep policy changes apart from application changes).
+Bad input is a ``ManifestError`` (exit 1).
+
+Pure: files and the engine, no client.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from rich.console import Console
+
+from cluster.errors import DashiError, ManifestError
+from cluster.policy import fluxtree
+from cluster.policy.engine import NS_NAME_LABEL, Edge, Engine, Verdict, compile_policy
+from cluster.policy.manifests import read_dir
+from cluster.policy.profile import Profile, load_profile
+
+EXIT_OK = 0
+EXIT_NOT_COMPARABLE = 2
+EXIT_UNINTENDED = 3
+STEP_ANNOTATION = "dashi.io/step"
+
+
+class NotComparable(DashiError):
+    """OLD and NEW do not describe the same workloads."""
+
+    exit_code = EXIT_NOT_COMPARABLE
+
+
+# --------------------------------------------------------------------------
+# The matrix of a policy set
+
+
+def allowed_edges(profile: Profile, policies) -> set[Edge]:
+    """The edges of ``profile.edges()`` the policies allow, computed with the
+    engine's bitset matrix (one pass per destination port, not per edge)."""
+    endpoints = profile.endpoints
+    engine = Engine(profile.namespaces, policies)
+    matrix = engine.allowed_matrix(endpoints)
+    index = {ep.key: i for i, ep in enumerate(endpoints)}
+    column: dict[tuple[int, int, str], int] = {}
+    for d, ep in enumerate(endpoints):
+        for q, p in enumerate(ep.ports):
+            # Two container ports may share a number and protocol (different
+            # names): the first decides, as the API server's port lookup does.
+            column.setdefault((d, p.port, p.protocol), q)
+    out = set()
+    for e in profile.edges():
+        d = index[e.dst]
+        if matrix[(d, column[(d, e.port, e.protocol)])] >> index[e.src] & 1:
+            out.add(e)
+    return out
+
+
+# --------------------------------------------------------------------------
+# One side of the diff
+
+
+@dataclass
+class PolicySet:
+    label: str  # how outputs name this side: a directory, or REV:PATH (commit)
+    kind: str  # "profile", "flux", "kustomize", "manifests"
+    profile: Profile  # workloads and namespaces as this side has them; intent when has_intent
+    policies: list[dict]
+    has_intent: bool
+
+    def by_name(self) -> dict[tuple[str, str], dict]:
+        return {(p["metadata"]["namespace"], p["metadata"]["name"]): p for p in self.policies}
+
+
+def _kind_of(directory: Path) -> str:
+    if (directory / "profile.yaml").is_file():
+        return "profile"
+    if fluxtree.find_root(directory) is not None:
+        return "flux"
+    if fluxtree.kustomization_file(directory) is not None:
+        return "kustomize"
+    return "manifests"
+
+
+def _hinted(hint: str | Path | Profile) -> Profile:
+    return hint if isinstance(hint, Profile) else load_profile(hint)
+
+
+def _with_policies_of(profile: Profile, namespaces: list[dict], policies: list[tuple[dict, str]],
+                      label: str, kind: str) -> PolicySet:
+    """Policies read from a tree, on the profile's workloads. Namespaces the
+    tree declares replace the profile's (their labels are what the cluster
+    gets); each policy must live in a namespace one of them knows."""
+    ns_labels = dict(profile.namespaces)
+    for obj in namespaces:
+        meta = obj["metadata"]
+        ns_labels[meta["name"]] = {**{str(k): str(v) for k, v in (meta.get("labels") or {}).items()},
+                                   NS_NAME_LABEL: meta["name"]}
+    sources = {}
+    out = []
+    for obj, src in policies:
+        key = (obj["metadata"].get("namespace"), obj["metadata"]["name"])
+        if key[0] not in ns_labels:
+            raise ManifestError(f"namespace {key[0]!r} is in neither the tree nor profile {profile.name} "
+                                "(pass --profile with the profile these policies are for)",
+                                path=src, obj=f"NetworkPolicy {key[0]}/{key[1]}")
+        if key in sources:
+            raise ManifestError(f"duplicate NetworkPolicy (also in {sources[key]})", path=src,
+                                obj=f"NetworkPolicy {key[0]}/{key[1]}")
+        compile_policy(obj, src)
+        sources[key] = src
+        out.append(obj)
+    return PolicySet(label, kind, replace(profile, namespaces=ns_labels), out, has_intent=True)
+
+
+def load_side(directory: str | Path, profile_hint: str | Path | Profile = "dashi", label: str | None = None,
+              root: Path | None = None) -> PolicySet:
+    """Read one side of the diff (see the module docstring for the kinds).
+    ``profile_hint``: the profile (or its name) whose workloads and intent
+    apply to trees of policies only. ``root``: a Kustomize directory's build
+    reads nothing outside it."""
+    directory = Path(directory)
+    label = label or str(directory)
+    if not directory.is_dir():
+        raise ManifestError("not a directory", path=str(directory))
+    kind = _kind_of(directory)
+    if kind == "profile":
+        prof = load_profile(directory)
+        return PolicySet(label, kind, prof, list(prof.policies_through(len(prof.steps))), True)
+    if kind == "flux":
+        namespaces, policies = fluxtree.read_flux_tree(directory)
+        return _with_policies_of(_hinted(profile_hint), namespaces, policies, label, kind)
+    if kind == "kustomize":
+        objs = fluxtree.build(directory, root)
+        return _with_policies_of(_hinted(profile_hint),
+                                 [o for o, _ in objs if o["kind"] == "Namespace"],
+                                 [(o, s) for o, s in objs if o["kind"] == "NetworkPolicy"], label, kind)
+    rs = read_dir(directory, check_namespaces=False)
+    for p in rs.policies:
+        p["metadata"].setdefault("namespace", "default")  # as the API server defaults it
+    if not rs.endpoints:
+        return _with_policies_of(_hinted(profile_hint), rs.namespace_objects,
+                                 list(zip(rs.policies, rs.policy_sources)), label, kind)
+    rs.check_namespaces(extra=("default",))
+    prof = Profile(name=directory.name, root=directory, description="", namespaces=dict(rs.namespaces),
+                   namespace_objects=rs.namespace_objects, workload_objects=rs.objects,
+                   endpoints=list(rs.endpoints), steps=[], intended=[])
+    return PolicySet(label, kind, prof, list(rs.policies), False)
+
+
+# --------------------------------------------------------------------------
+# The diff
+
+
+@dataclass(frozen=True)
+class Change:
+    edge: Edge
+    intended: bool | None  # None: no intended matrix applies
+    before: str  # what decided it with the old policies
+    after: str  # what decides it with the new ones
+
+
+@dataclass
+class PolicyDiff:
+    old: str
+    new: str
+    profile: str | None  # whose intended matrix applies, if any
+    total: int
+    opened: list[Change]
+    closed: list[Change]
+    unchanged_allowed: int
+    unchanged_blocked: int
+    added: list[str] = field(default_factory=list)  # policies, "ns/name"
+    removed: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    steps: list[str] = field(default_factory=list)  # "develop: +allow-dns" from the step annotations
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def unchanged(self) -> int:
+        return self.unchanged_allowed + self.unchanged_blocked
+
+    @property
+    def unintended(self) -> list[Change]:
+        return [c for c in self.opened if c.intended is False]
+
+    @property
+    def broken(self) -> list[Change]:
+        return [c for c in self.closed if c.intended]
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_UNINTENDED if self.unintended else EXIT_OK
+
+
+def _endpoint_view(profile: Profile) -> dict[str, tuple]:
+    return {ep.key: (ep.kind, tuple(sorted(ep.labels.items())), ep.ports, ep.replicas, ep.ip)
+            for ep in profile.endpoints}
+
+
+def _check_comparable(old: PolicySet, new: PolicySet) -> None:
+    a, b = _endpoint_view(old.profile), _endpoint_view(new.profile)
+    if a == b:
+        return
+    gone = sorted(set(a) - set(b))
+    came = sorted(set(b) - set(a))
+    differ = sorted(k for k in set(a) & set(b) if a[k] != b[k])
+    parts = ([f"only in OLD: {', '.join(gone[:3])}"] if gone else []) + \
+            ([f"only in NEW: {', '.join(came[:3])}"] if came else []) + \
+            ([f"labels, ports or replicas differ: {', '.join(differ[:3])}"] if differ else [])
+    raise NotComparable(f"{old.label} and {new.label} have different workloads ({'; '.join(parts)}): "
+                        "keep policy changes apart from application changes, and compare policies "
+                        "on the same workloads")
+
+
+def why(v: Verdict) -> str:
+    """One line: for an allowed edge the rules that allow it (on isolated
+    sides), for a blocked one the side(s) that block it."""
+    sides = [(v.egress, v.dst), (v.ingress, v.src)]
+    if v.allowed:
+        lines = [d.line(peer, v.port, v.protocol) for d, peer in sides if d.isolated]
+        return "; ".join(lines) or "no policy selects either side"
+    return "; ".join(d.line(peer, v.port, v.protocol) for d, peer in sides if not d.allowed)
+
+
+def _policy_changes(old: PolicySet, new: PolicySet) -> tuple[list[str], list[str], list[str]]:
+    a, b = old.by_name(), new.by_name()
+
+    def body(p):
+        meta = p.get("metadata") or {}
+        return json.dumps({"spec": p.get("spec"), "labels": meta.get("labels")}, sort_keys=True)
+
+    fmt = sorted
+    added = fmt(f"{ns}/{n}" for ns, n in set(b) - set(a))
+    removed = fmt(f"{ns}/{n}" for ns, n in set(a) - set(b))
+    changed = fmt(f"{ns}/{n}" for (ns, n) in set(a) & set(b) if body(a[(ns, n)]) != body(b[(ns, n)]))
+    return added, removed, changed
+
+
+def _steps_by_namespace(ps: PolicySet) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for p in ps.policies:
+        step = ((p.get("metadata") or {}).get("annotations") or {}).get(STEP_ANNOTATION)
+        if step:
+            steps = out.setdefault(p["metadata"]["namespace"], [])
+            if step not in steps:
+                steps.append(step)
+    return out
+
+
+def _step_changes(old: PolicySet, new: PolicySet) -> list[str]:
+    a, b = _steps_by_namespace(old), _steps_by_namespace(new)
+    out = []
+    for ns in sorted(set(a) | set(b)):
+        plus = [s for s in b.get(ns, []) if s not in a.get(ns, [])]
+        minus = [s for s in a.get(ns, []) if s not in b.get(ns, [])]
+        if plus or minus:
+            out.append(f"{ns}: " + " ".join([f"+{s}" for s in plus] + [f"-{s}" for s in minus]))
+    return out
+
+
+def diff(old: PolicySet, new: PolicySet) -> PolicyDiff:
+    """Predict every edge with OLD's and NEW's policies and compare."""
+    _check_comparable(old, new)
+    before = allowed_edges(old.profile, old.policies)
+    after = allowed_edges(new.profile, new.policies)
+    intent_profile = new if new.has_intent else (old if old.has_intent else None)
+    intended = {ie.edge for ie in intent_profile.profile.intended} if intent_profile else None
+    by_key = {ep.key: ep for ep in new.profile.endpoints}
+    old_engine = Engine(old.profile.namespaces, old.policies)
+    new_engine = Engine(new.profile.namespaces, new.policies)
+
+    def change(e: Edge) -> Change:
+        src, dst = by_key[e.src], by_key[e.dst]
+        return Change(e, None if intended is None else e in intended,
+                      why(old_engine.evaluate(src, dst, e.port, e.protocol)),
+                      why(new_engine.evaluate(src, dst, e.port, e.protocol)))
+
+    edges = new.profile.edges()
+    opened = [change(e) for e in edges if e in after and e not in before]
+    closed = [change(e) for e in edges if e in before and e not in after]
+    both = sum(1 for e in edges if e in before and e in after)
+    added, removed, changed = _policy_changes(old, new)
+    notes = []
+    if intended is None:
+        notes.append("no intended matrix applies (plain manifests with their own workloads): "
+                      "opened edges are not judged")
+    if old.profile.namespaces != new.profile.namespaces:
+        notes.append("namespace labels differ between OLD and NEW; each side is evaluated with its own")
+    return PolicyDiff(old.label, new.label, intent_profile.profile.name if intent_profile else None,
+                      len(edges), opened, closed, both, len(edges) - len(opened) - len(closed) - both,
+                      added, removed, changed, _step_changes(old, new), notes)
+
+
+# --------------------------------------------------------------------------
+# Rendering: a terminal table, JSON, Markdown for a pull-request comment
+
+
+def _intended_text(c: Change, opened: bool) -> str:
+    if c.intended is None:
+        return "-"
+    if opened:
+        return "yes" if c.intended else "NO: not in the intended matrix"
+    return "yes: breaks intended traffic" if c.intended else "no"
+
+
+def summary(d: PolicyDiff) -> str:
+    return (f"{len(d.opened)} opened, {len(d.closed)} closed, {d.unchanged} unchanged "
+            f"({d.unchanged_allowed} allowed, {d.unchanged_blocked} blocked) of {d.total} edges")
+
+
+def verdict_line(d: PolicyDiff) -> str:
+    if d.profile is None:
+        return "no intended matrix applies"
+    if d.unintended:
+        return (f"FAIL: {len(d.unintended)} opened edge(s) are not in the intended matrix of "
+                f"profile {d.profile} (exit {EXIT_UNINTENDED})")
+    tail = f"; {len(d.broken)} closed edge(s) were intended" if d.broken else ""
+    return f"every opened edge is in the intended matrix of profile {d.profile}{tail}"
+
+
+def _policy_lines(d: PolicyDiff) -> list[str]:
+    out = []
+    for what, names in (("added", d.added), ("removed", d.removed), ("changed", d.changed)):
+        if names:
+            out.append(f"policies {what}: {', '.join(names)}")
+    if d.steps:
+        out.append(f"steps: {'; '.join(d.steps)}")
+    return out
+
+
+def print_diff(d: PolicyDiff, console: Console) -> None:
+    """Edges one per line with what decided them before and after: a wide
+    table would wrap those reasons into columns nobody can read in a CI log."""
+    console.print(f"[bold]policies-diff[/bold] {d.old} -> {d.new}", highlight=False)
+    console.print(summary(d), markup=False)
+    for line in _policy_lines(d) + d.notes:
+        console.print(line, markup=False, highlight=False)
+    for title, rows, opened in (("opened", d.opened, True), ("closed", d.closed, False)):
+        if rows:
+            console.print(f"[bold]{title} ({len(rows)}):[/bold]")
+        for c in rows:
+            console.print(f"  {c.edge}  intended: {_intended_text(c, opened)}", markup=False, highlight=False)
+            console.print(f"      before: {c.before}", markup=False, highlight=False, style="dim")
+            console.print(f"      after:  {c.after}", markup=False, highlight=False, style="dim")
+    style = "bold red" if d.unintended else "green"
+    console.print(f"[{style}]{verdict_line(d)}[/{style}]")
+
+
+def _change_dict(c: Change) -> dict:
+    e = c.edge
+    return {"src": e.src, "dst": e.dst, "port": e.port, "protocol": e.protocol, "intended": c.intended,
+            "before": c.before, "after": c.after}
+
+
+def to_dict(d: PolicyDiff) -> dict:
+    return {
+        "old": d.old, "new": d.new, "profile": d.profile, "edges": d.total,
+        "opened": [_change_dict(c) for c in d.opened],
+        "closed": [_change_dict(c) for c in d.closed],
+        "unchanged": {"allowed": d.unchanged_allowed, "blocked": d.unchanged_blocked},
+        "policies": {"added": d.added, "removed": d.removed, "changed": d.changed},
+        "steps": d.steps,
+        "unintended_opened": len(d.unintended),
+        "intended_closed": len(d.broken),
+        "notes": d.notes,
+        "exit_code": d.exit_code,
+    }
+
+
+def _cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+# Longer tables go into a collapsed block, so a large change (a first
+# default-deny closes hundreds of edges) keeps the comment readable.
+_OPEN_ROWS = 25
+
+
+def to_markdown(d: PolicyDiff) -> str:
+    icon = ":x:" if d.unintended else (":warning:" if d.broken else ":white_check_mark:")
+    lines = [f"### NetworkPolicy connectivity: `{d.old}` → `{d.new}`", "",
+             f"**{len(d.opened)} opened, {len(d.closed)} closed, {d.unchanged} unchanged** "
+             f"of {d.total} edges ({d.unchanged_allowed} stay allowed, {d.unchanged_blocked} stay blocked)", "",
+             f"{icon} {verdict_line(d)}", ""]
+    for line in _policy_lines(d) + d.notes:
+        lines += [f"- {_cell(line)}"]
+    if _policy_lines(d) or d.notes:
+        lines.append("")
+    for title, rows, opened in (("Opened", d.opened, True), ("Closed", d.closed, False)):
+        if not rows:
+            continue
+        body = ["| from | to | port | intended | before | after |", "|---|---|---|---|---|---|"]
+        for c in rows:
+            body.append(f"| `{c.edge.src}` | `{c.edge.dst}` | {c.edge.port}/{c.edge.protocol} | "
+                        f"{_cell(_intended_text(c, opened))} | {_cell(c.before)} | {_cell(c.after)} |")
+        if len(rows) > _OPEN_ROWS:
+            lines += [f"<details><summary>{title}: {len(rows)} edges</summary>", "", *body, "", "</details>", ""]
+        else:
+            lines += [f"#### {title} ({len(rows)})", "", *body, ""]
+    return "\n".join(lines).rstrip() + "\n"
