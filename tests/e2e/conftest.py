@@ -26,6 +26,15 @@ class E2ECluster:
     context: str
     env: dict
     state_dir: Path
+    # The enforcer the cluster runs (tests/e2e/hostcluster/up.sh LANE); how a
+    # denied packet looks depends on it.
+    lane: str = "cilium"
+
+    @property
+    def denied_kind(self) -> str:
+        """The probe's kind for a denied packet: Cilium drops (timeout), k3s's
+        kube-router REJECTs with icmp-port-unreachable (refused)."""
+        return {"kube-router": "refused"}.get(self.lane, "timeout")
 
     def inv(self, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
         proc = subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, env=self.env,
@@ -58,4 +67,4 @@ def e2e_cluster(tmp_path_factory) -> E2ECluster:
         pytest.skip(f"no real cluster: {kubeconfig} does not answer ({type(e).__name__}: {e})")
     state = tmp_path_factory.mktemp("dashi-state")
     env = {**os.environ, "KUBECONFIG": kubeconfig, "DASHI_STATE_DIR": str(state), "COLUMNS": "160"}
-    return E2ECluster(kubeconfig, current["name"], env, state)
+    return E2ECluster(kubeconfig, current["name"], env, state, lane=os.environ.get("DASHI_E2E_LANE", "cilium"))
