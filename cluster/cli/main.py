@@ -1,0 +1,37 @@
+"""The `dashi` command: invoke's CLI over the package's tasks, so the tool
+works outside a clone after `pip install` (`dashi --list`, `dashi --version`,
+`dashi --print-completion-script bash`)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from importlib import metadata
+
+from invoke import Collection, Program
+
+from cluster.cli import tasks
+
+
+def _version() -> str:
+    try:
+        return metadata.version("dashi-cluster")
+    except metadata.PackageNotFoundError:  # run from a clone without installing
+        return "unknown"
+
+
+program = Program(namespace=Collection.from_module(tasks), name="dashi", binary="dashi", version=_version())
+
+
+def main() -> None:
+    try:
+        program.run()
+    except BrokenPipeError:
+        # `dashi --list | head`: the reader left early. Point stdout at
+        # /dev/null so the interpreter's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
