@@ -44,16 +44,15 @@ Invalid input raises ``ManifestError`` naming the policy; nothing panics.
 from __future__ import annotations
 
 import ipaddress
-import re
 from bisect import bisect_left
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
 from cluster.errors import ManifestError
+from cluster.policy import apivalidation
 
 PROTOCOLS = ("TCP", "UDP", "SCTP")
 NS_NAME_LABEL = "kubernetes.io/metadata.name"
-_PORT_NAME = re.compile(r"^(?=.*[a-z])[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?$")
 
 
 # --------------------------------------------------------------------------
@@ -246,12 +245,17 @@ def parse_selector(data, path: str, obj: str, what: str) -> Selector:
     labels = data.get("matchLabels") or {}
     if not isinstance(labels, Mapping):
         raise ManifestError(f"{what}.matchLabels must be a mapping", path=path, obj=obj)
+    if not isinstance(data.get("matchExpressions") or [], list):
+        raise ManifestError(f"{what}.matchExpressions must be a list", path=path, obj=obj)
+    apivalidation.selector(data, what, path, obj)
     exprs = []
     for i, expr in enumerate(data.get("matchExpressions") or []):
         if not isinstance(expr, Mapping) or "key" not in expr or "operator" not in expr:
             raise ManifestError(f"{what}.matchExpressions[{i}] needs key and operator", path=path, obj=obj)
         op = expr["operator"]
         values = expr.get("values") or []
+        if not isinstance(values, list):
+            raise ManifestError(f"{what}.matchExpressions[{i}].values must be a list", path=path, obj=obj)
         if op in ("In", "NotIn"):
             if not values:
                 raise ManifestError(f"{what}.matchExpressions[{i}]: operator {op} needs values",
@@ -282,11 +286,14 @@ def _parse_peer(data, path, obj, what) -> Peer:
         if len(data) > 1:
             raise ManifestError(f"{what}: ipBlock cannot be combined with selectors", path=path, obj=obj)
         block = data["ipBlock"] or {}
+        if not isinstance(block, Mapping) or not isinstance(block.get("except") or [], list):
+            raise ManifestError(f"{what}.ipBlock must be a mapping with cidr and a list except",
+                                path=path, obj=obj)
         try:
-            cidr = ipaddress.ip_network(str(block["cidr"]), strict=False)
-            excepts = tuple(ipaddress.ip_network(str(e), strict=False) for e in block.get("except") or [])
-        except (KeyError, ValueError) as e:
-            raise ManifestError(f"{what}: invalid ipBlock ({e})", path=path, obj=obj) from None
+            cidr = apivalidation.cidr(block.get("cidr"), "cidr")
+            excepts = tuple(apivalidation.cidr(e, "except") for e in block.get("except") or [])
+        except apivalidation.Invalid as e:
+            raise e.at(f"{what}.ipBlock", path, obj) from None
         for ex in excepts:
             # The API requires a strict subset (validation of IPBlock.except).
             if ex.version != cidr.version or not ex.subnet_of(cidr) or ex == cidr:
@@ -313,8 +320,10 @@ def _parse_port(data, path, obj, what) -> PortRule:
         if not 1 <= port <= 65535:
             raise ManifestError(f"{what}: port {port} out of range 1-65535", path=path, obj=obj)
     elif isinstance(port, str):
-        if not _PORT_NAME.match(port) or "--" in port:  # IANA_SVC_NAME
-            raise ManifestError(f"{what}: invalid port name {port!r}", path=path, obj=obj)
+        try:
+            apivalidation.port_name(port)
+        except apivalidation.Invalid as e:
+            raise e.at(f"{what}.port", path, obj) from None
     elif port is not None:
         raise ManifestError(f"{what}: invalid port {port!r}", path=path, obj=obj)
     if end is not None:
