@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import sys
-from importlib import metadata
 
 from invoke import Collection, Program
 
@@ -14,13 +13,22 @@ from cluster.cli import tasks
 
 
 def _version() -> str:
+    from importlib import metadata
+
     try:
         return metadata.version("dashi-cluster")
     except metadata.PackageNotFoundError:  # run from a clone without installing
         return "unknown"
 
 
-program = Program(namespace=Collection.from_module(tasks), name="dashi", binary="dashi", version=_version())
+class _Program(Program):
+    def print_version(self) -> None:
+        # importlib.metadata costs a tenth of a second to import: only for --version.
+        self.version = _version()
+        super().print_version()
+
+
+program = _Program(namespace=Collection.from_module(tasks), name="dashi", binary="dashi")
 
 
 def main() -> None:

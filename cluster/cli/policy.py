@@ -2,22 +2,18 @@
 
 Each returns the process exit code (0: success); expected failures raise a
 ``DashiError``, which the task turns into one line and its exit code.
+
+Imports are local to each task: ``reachability`` on a large directory is
+timed as a whole process, and the console and the profile machinery cost
+a tenth of a second to import that its JSON output does not need.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from dataclasses import asdict
 
-from rich.table import Table
-
-from cluster.cli.common import make_console
 from cluster.errors import DashiError
-from cluster.policy import analysis, render
-from cluster.policy.manifests import read_dir
-from cluster.policy.profile import load_profile
-from cluster.policy.reachability import compute, skipped_line
 
 # explain's exit code when the traffic is blocked, so scripts can gate on it
 # (0: allowed, 1: bad input, as every task).
@@ -28,6 +24,10 @@ def policies_check(profile: str, skip: list[str], as_json: bool = False, quiet: 
                    strict: bool = False) -> int:
     """Print the check; 1 when a step or the final matrix differs from the intent
     (or, with ``strict``, when a rule serves no intended edge), else 0."""
+    from cluster.cli.common import make_console
+    from cluster.policy import analysis, render
+    from cluster.policy.profile import load_profile
+
     prof = load_profile(profile).without(skip)
     report = analysis.check(prof)
     if as_json:
@@ -40,6 +40,12 @@ def policies_check(profile: str, skip: list[str], as_json: bool = False, quiet: 
 
 def explain(profile: str, src: str, dst: str, port: str, step: str | None, as_json: bool = False) -> int:
     """The verdict for one edge: exit 0 when allowed, BLOCKED_EXIT when blocked."""
+    from dataclasses import asdict
+
+    from cluster.cli.common import make_console
+    from cluster.policy import analysis
+    from cluster.policy.profile import load_profile
+
     verdict = analysis.explain(load_profile(profile), src, dst, port, step)
     if as_json:
         print(json.dumps({"src": verdict.src, "dst": verdict.dst, "port": verdict.port,
@@ -61,6 +67,9 @@ def _spans(ports: list[list[int]]) -> str:
 
 def reachability(resources: str, fmt: str = "json", endpoints: str = "workloads",
                  namespace: str = "default") -> int:
+    from cluster.policy.manifests import read_dir
+    from cluster.policy.reachability import compute, skipped_line
+
     if fmt not in ("json", "table"):
         raise DashiError(f"--format: unknown value {fmt!r} (json, table)")
     rs = read_dir(resources, namespace=namespace)
@@ -72,6 +81,10 @@ def reachability(resources: str, fmt: str = "json", endpoints: str = "workloads"
         json.dump(result, sys.stdout, indent=None)
         sys.stdout.write("\n")
         return 0
+    from rich.table import Table
+
+    from cluster.cli.common import make_console
+
     console = make_console()
     pairs: dict[tuple[str, str], dict[str, str]] = {}
     for r in result["ranges"]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Mapping
 
 from cluster.errors import ManifestError
 
@@ -54,34 +53,39 @@ def label_value(value) -> None:
                       "starting and ending with a letter or digit")
 
 
-def labels(mapping, field: str, path=None, obj=None) -> None:
+def _string_map(mapping, field: str, path, obj, check_value) -> None:
     if mapping is None:
         return
-    if not isinstance(mapping, Mapping):
+    if not isinstance(mapping, dict):
         raise ManifestError(f"{field}: expected a map", path=path, obj=obj)
     for key, value in mapping.items():
         try:
             qualified_name(key)
-            label_value(value)
+            check_value(value)
         except Invalid as e:
             raise e.at(f"{field}[{key!r}]" if isinstance(key, str) else field, path, obj) from None
 
 
-def annotation_keys(mapping, field: str, path=None, obj=None) -> None:
-    for key in (mapping or {}):
-        try:
-            qualified_name(key)
-        except Invalid as e:
-            raise e.at(field, path, obj) from None
+def _any_string(value) -> None:
+    if not isinstance(value, str):
+        raise Invalid(f"value {value!r} must be a string (quote it in YAML)")
+
+
+def labels(mapping, field: str, path=None, obj=None) -> None:
+    _string_map(mapping, field, path, obj, label_value)
+
+
+def annotations(mapping, field: str, path=None, obj=None) -> None:
+    _string_map(mapping, field, path, obj, _any_string)
 
 
 def selector(data, field: str, path=None, obj=None) -> None:
     """A LabelSelector: matchLabels as labels; matchExpressions keys and values."""
-    if not isinstance(data, Mapping):
+    if not isinstance(data, dict):
         return
     labels(data.get("matchLabels"), f"{field}.matchLabels", path, obj)
     for i, expr in enumerate(data.get("matchExpressions") or []):
-        if not isinstance(expr, Mapping):
+        if not isinstance(expr, dict):
             continue
         where = f"{field}.matchExpressions[{i}]"
         try:

@@ -46,7 +46,7 @@ from __future__ import annotations
 import ipaddress
 from bisect import bisect_left
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from cluster.errors import ManifestError
 from cluster.policy import apivalidation

@@ -27,9 +27,68 @@ from cluster.policy import schema
 from cluster.policy.engine import NS_NAME_LABEL, Endpoint, Port, compile_policy, parse_selector
 
 try:  # libyaml's parser is about ten times faster than the pure-Python one
-    _Loader = yaml.CSafeLoader
+    _Base = yaml.CSafeLoader
 except AttributeError:  # PyYAML built without libyaml
-    _Loader = yaml.SafeLoader
+    _Base = yaml.SafeLoader
+
+
+class _Loader(_Base):
+    """The safe loader, resolving each distinct plain scalar once: the parser
+    asks for the tag of every scalar, and manifests repeat the same few
+    thousand keys and values (the tag depends on the text alone)."""
+
+    _tags: dict[str, str] = {}
+
+    def resolve(self, kind, value, implicit):
+        if kind is yaml.ScalarNode and implicit[0]:
+            tag = self._tags.get(value)
+            if tag is None:
+                tag = super().resolve(kind, value, implicit)
+                if len(self._tags) < 200_000:
+                    self._tags[value] = tag
+            return tag
+        return super().resolve(kind, value, implicit)
+
+    # The parser calls these around every node for path resolvers, which
+    # the safe loader has none of.
+    def descend_resolver(self, current_node, current_index):
+        return None
+
+    def ascend_resolver(self):
+        return None
+
+
+_STR, _INT, _MAP, _SEQ, _MERGE = (f"tag:yaml.org,2002:{t}" for t in ("str", "int", "map", "seq", "merge"))
+
+
+def _construct(node, loader):
+    """A node as Python data, as SafeConstructor builds it, for the shapes
+    manifests have (maps, lists, strings, decimal ints) at a third of its
+    cost; anything else (bools, floats, timestamps, merge keys, tags) is
+    handed to SafeConstructor node by node. Documents with aliases never get
+    here (see read_yaml), so every node is visited once."""
+    cls = node.__class__
+    if cls is yaml.ScalarNode:
+        if node.tag == _STR:
+            return node.value
+        v = node.value
+        if node.tag == _INT and v.isdigit() and (v[0] != "0" or v == "0"):  # "012" is octal in YAML 1.1
+            return int(v)
+    elif cls is yaml.MappingNode:
+        if node.tag == _MAP and not any(k.tag == _MERGE for k, _ in node.value):
+            return {_construct(k, loader): _construct(v, loader) for k, v in node.value}
+    elif cls is yaml.SequenceNode and node.tag == _SEQ:
+        return [_construct(x, loader) for x in node.value]
+    return loader.construct_object(node, deep=True)
+
+
+def _kind_of(node) -> str | None:
+    if node.__class__ is yaml.MappingNode:
+        for k, v in node.value:
+            if k.__class__ is yaml.ScalarNode and k.value == "kind" and v.__class__ is yaml.ScalarNode \
+                    and v.tag == _STR and v.value:
+                return v.value
+    return None
 
 # The kinds whose pods come from ``spec.template``, with the API version
 # that serves each: the one table of workload kinds (the fake cluster
@@ -85,7 +144,7 @@ def _check_aliases(text: str, path: Path) -> None:
     sizes: dict[str, int] = {}  # anchor -> nodes it stands for
     stack: list[list] = []  # open collections: [anchor, nodes so far]
     expanded = 0
-    for ev in yaml.parse(text, Loader=_Loader):
+    for ev in yaml.parse(text, Loader=_Base):
         if isinstance(ev, (yaml.ScalarEvent, yaml.AliasEvent)):
             if isinstance(ev, yaml.AliasEvent):
                 if any(anchor == ev.anchor for anchor, _ in stack):
@@ -120,8 +179,10 @@ def _yaml_error(e: yaml.YAMLError, path: Path) -> ManifestError:
     return ManifestError(f"invalid YAML: {where}{problem}", path=str(path))
 
 
-def read_yaml(path: Path) -> list:
-    """The non-empty documents of a YAML (or, by suffix, JSON) file, or a one-line ManifestError."""
+def read_yaml(path: Path, keep=None) -> list:
+    """The non-empty documents of a YAML (or, by suffix, JSON) file, or a
+    one-line ManifestError. With ``keep`` (a set of kinds), a document of
+    another kind is not built: it stands as ``{"kind": ...}`` alone."""
     text = read_text(path)
     if path.suffix.lower() == ".json":
         try:
@@ -130,24 +191,44 @@ def read_yaml(path: Path) -> list:
             where = f"line {e.lineno} column {e.colno}: {e.msg}" if isinstance(e, json.JSONDecodeError) else str(e)
             raise ManifestError(f"invalid JSON: {where}", path=str(path)) from None
         return [] if doc is None else [doc]
-    if "*" in text:  # no alias without a '*': the common case pays nothing
-        try:
-            _check_aliases(text, path)
-        except yaml.YAMLError as e:
-            raise _yaml_error(e, path) from None
+    aliases = "*" in text  # no alias without a '*': the common case pays nothing
     try:
-        return [d for d in yaml.load_all(text, Loader=_Loader) if d is not None]
+        if aliases:
+            _check_aliases(text, path)
+        loader = _Loader(text)
+        try:
+            docs = []
+            while loader.check_node():
+                node = loader.get_node()
+                kind = _kind_of(node) if keep is not None else None
+                if kind is not None and kind not in keep and not kind.endswith("List"):
+                    docs.append({"kind": kind})
+                    continue
+                if aliases:
+                    doc = loader.construct_document(node)
+                else:
+                    try:
+                        doc = _construct(node, loader)
+                    except TypeError:  # an unhashable key: SafeConstructor says it properly
+                        doc = loader.construct_document(node)
+                    loader.constructed_objects = {}
+                if doc is not None:
+                    docs.append(doc)
+            return docs
+        finally:
+            loader.dispose()
     except yaml.YAMLError as e:
         raise _yaml_error(e, path) from None
     except RecursionError:
         raise ManifestError("invalid YAML: nested too deeply", path=str(path)) from None
 
 
-def load_documents(path: Path) -> list[dict]:
+def load_documents(path: Path, keep=None) -> list[dict]:
     """All objects of a file: each document, ``List`` items expanded, each
-    checked to be a mapping with a string kind."""
+    checked to be a mapping with a string kind and a name. Objects whose
+    kind is not in ``keep`` (when given) are ``{"kind": ...}`` alone."""
     out = []
-    for i, doc in enumerate(read_yaml(path)):
+    for i, doc in enumerate(read_yaml(path, keep)):
         where = f"document {i + 1}"
         if isinstance(doc, dict) and isinstance(doc.get("kind"), str) and doc["kind"].endswith("List") \
                 and "items" in doc:
@@ -165,6 +246,9 @@ def load_documents(path: Path) -> list[dict]:
             kind = item.get("kind")
             if not isinstance(kind, str) or not kind:
                 raise ManifestError(f"{what}: kind must be a non-empty string, got {kind!r}", path=str(path))
+            if keep is not None and kind not in keep:
+                out.append(item)
+                continue
             meta = item.get("metadata")
             if not isinstance(meta, dict) or not isinstance(meta.get("name"), str) or not meta["name"]:
                 raise ManifestError(f"{what}: metadata.name is required (a string)", path=str(path),
@@ -235,8 +319,9 @@ def manifest_files(root: Path) -> list[Path]:
 # Objects
 
 
-def check_object(obj: dict, path: str) -> None:
-    """Structure (upstream schema) and values (API server rules) of a kind we read."""
+def check_object(obj: dict, path: str):
+    """Structure (upstream schema) and values (API server rules) of a kind we
+    read; returns the compiled policy for a NetworkPolicy, else None."""
     kind = obj["kind"]
     ref = obj_ref(obj)
     if not schema.validate(obj, path, ref):
@@ -253,7 +338,7 @@ def check_object(obj: dict, path: str) -> None:
     except av.Invalid as e:
         raise ManifestError(str(e), path=path, obj=ref) from None
     av.labels(meta.get("labels"), "metadata.labels", path, ref)
-    av.annotation_keys(meta.get("annotations"), "metadata.annotations", path, ref)
+    av.annotations(meta.get("annotations"), "metadata.annotations", path, ref)
     if kind == "Pod":
         av.container_ports(obj.get("spec"), "spec", path, ref)
         ip = (obj.get("status") or {}).get("podIP")
@@ -284,7 +369,8 @@ def check_object(obj: dict, path: str) -> None:
         if kind != "DaemonSet" and isinstance(spec.get("replicas"), int) and spec["replicas"] < 0:
             raise ManifestError(f"spec.replicas must not be negative, got {spec['replicas']}", path=path, obj=ref)
     elif kind == "NetworkPolicy":
-        compile_policy(obj, path)
+        return compile_policy(obj, path)
+    return None
 
 
 def _ports(pod_spec: dict) -> tuple[Port, ...]:
@@ -350,6 +436,7 @@ class ResourceSet:
         self.endpoints: list = []
         self.policies: list[dict] = []
         self.policy_sources: list[str] = []
+        self.compiled: list = []  # the policies compiled for the engine, in the same order
         self.skipped: Counter = Counter()
         self._seen: dict[tuple, str] = {}
         self._keys: set[str] = set()
@@ -366,7 +453,7 @@ class ResourceSet:
         meta = obj["metadata"]
         if kind != "Namespace" and meta.get("namespace") is None:
             meta["namespace"] = self.default_namespace
-        check_object(obj, path)
+        compiled = check_object(obj, path)
         ns = None if kind == "Namespace" else meta["namespace"]
         key = (kind, ns, meta["name"])
         if key in self._seen:
@@ -379,6 +466,7 @@ class ResourceSet:
         elif kind == "NetworkPolicy":
             self.policies.append(obj)
             self.policy_sources.append(path)
+            self.compiled.append(compiled)
         else:
             self.objects.append(obj)
             ep = endpoint_of(obj, path)
@@ -427,7 +515,7 @@ def read_dir(directory: Path, namespace: str = "default") -> ResourceSet:
         raise ManifestError("no manifests here (no .yaml, .yml or .json files)", path=str(directory))
     count = 0
     for f in files:
-        for obj in load_documents(f):
+        for obj in load_documents(f, keep=MODELLED_KINDS):
             count += 1
             rs.add(obj, str(f))
     if not rs.endpoints:

@@ -27,7 +27,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from cluster.errors import ManifestError
-from cluster.policy.engine import Endpoint, Engine, compile_policy, source_ranges
+from cluster.policy.engine import Endpoint, Engine, source_ranges
 from cluster.policy.manifests import ResourceSet, read_dir
 
 ENDPOINT_MODES = ("workloads", "pods")
@@ -56,7 +56,7 @@ def compute(rs: ResourceSet, endpoints: str = "workloads") -> dict:
         raise ManifestError(f"--endpoints: unknown value {endpoints!r} (workloads, pods)")
     eps = per_pod(rs.endpoints, rs.pod_keys) if endpoints == "pods" else list(rs.endpoints)
     eps.sort(key=lambda e: e.key)
-    engine = Engine(rs.namespaces, [compile_policy(p, s) for p, s in zip(rs.policies, rs.policy_sources)])
+    engine = Engine(rs.namespaces, rs.compiled)
     keys = [e.key for e in eps]
     allowed: set[tuple] = set()
     ranges = []

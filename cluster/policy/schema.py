@@ -45,7 +45,9 @@ from cluster.errors import DashiError, ManifestError
 # Kubernetes release whose API the checks follow (the k3s pin is v1.33.x).
 SCHEMA_VERSION = "1.33.0"
 
-_META = {"name": True, "namespace": True, "labels": True, "annotations": True}
+# Labels and annotations keep their type here (a map); their keys and
+# values are checked by apivalidation, which says more than "must be string".
+_META = {"name": True, "namespace": True}
 _CONTAINER = {"name": True, "ports": True}
 _POD_SPEC = {"containers": {"*": _CONTAINER}, "initContainers": {"*": _CONTAINER}, "hostNetwork": True}
 _TEMPLATE = {"metadata": _META, "spec": _POD_SPEC}
