@@ -216,6 +216,12 @@ def whole_process(directory: Path, cache: Path) -> tuple[float, float, int, floa
     return elapsed, rss, size, cpu
 
 
+def _reference() -> float:
+    t0 = time.process_time()
+    sum(range(10**7))
+    return time.process_time() - t0
+
+
 def dashi_all_steps() -> float:
     profile = load_profile("dashi")
     t0 = time.perf_counter()
@@ -230,6 +236,10 @@ def main() -> int:
     args = ap.parse_args()
     failures = []
 
+    # A fixed pure-Python workload: on a shared machine every figure below
+    # scales with it, so runs on different days can be compared.
+    ref = min(_reference() for _ in range(3))
+    print(f"reference: sum(range(10**7)) takes {ref:.3f} s of CPU on this machine now")
     t = min(dashi_all_steps() for _ in range(3))
     print(f"dashi profile, all {len(load_profile('dashi').steps)} steps (check): {t:.3f} s  (target < 0.1 s)")
     if t >= 0.1:

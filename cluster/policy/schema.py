@@ -217,6 +217,9 @@ def _cached(stem: str, build):
         code = build()
         try:
             cached.parent.mkdir(parents=True, exist_ok=True)
+            for old in cached.parent.glob("*.marshal"):  # validators of other versions
+                if not old.name.startswith(_digest()):
+                    old.unlink(missing_ok=True)
             fd, tmp = tempfile.mkstemp(dir=cached.parent, prefix=".tmp-")
             with os.fdopen(fd, "wb") as f:
                 f.write(marshal.dumps(code))
