@@ -37,6 +37,7 @@ import os
 import re
 import sys
 import tempfile
+import time
 from functools import lru_cache
 from pathlib import Path
 
@@ -217,8 +218,11 @@ def _cached(stem: str, build):
         code = build()
         try:
             cached.parent.mkdir(parents=True, exist_ok=True)
-            for old in cached.parent.glob("*.marshal"):  # validators of other versions
-                if not old.name.startswith(_digest()):
+            # Validators of other versions, unused for a week (two checkouts
+            # of different versions may share the cache meanwhile).
+            week_ago = time.time() - 7 * 86400
+            for old in cached.parent.glob("*.marshal"):
+                if not old.name.startswith(_digest()) and old.stat().st_mtime < week_ago:
                     old.unlink(missing_ok=True)
             fd, tmp = tempfile.mkstemp(dir=cached.parent, prefix=".tmp-")
             with os.fdopen(fd, "wb") as f:
