@@ -264,7 +264,7 @@ CASES = [
          "p/policies/02-allow-dns.yaml: NetworkPolicy develop/allow-dns: spec.egress[0].ports[0]: port 0 out of range",
          profile=dict([_sub("policies/02-allow-dns.yaml", "port: 53", "port: 0")])),
     Case("explain-port-range", ["explain", "develop/debug", "develop/backend", "70000", "-p", "{d}/p"],
-         "error: port 70000 out of range 1-65535", profile={}),
+         "error: PORT '70000': port 70000 out of range 1-65535", profile={}),
     # -- unreadable files and directories, paths that are not what they should be -----------------------
     Case("unreadable-file", ["reachability", "-r", "{d}"], "a.yaml: cannot read (Permission denied)",
          files={"a.yaml": deploy()}, setup=lambda d: (d / "a.yaml").chmod(0), unreadable=True),

@@ -123,10 +123,10 @@ def parse_port(text: str) -> tuple[int | str, str]:
     if port.isdigit():
         n = int(port)
         if not 1 <= n <= 65535:
-            raise ManifestError(f"port {n} out of range 1-65535")
+            raise ManifestError(f"PORT {text!r}: port {n} out of range 1-65535")
         return n, proto
     if not port:
-        raise ManifestError(f"no port in {text!r}")
+        raise ManifestError(f"PORT {text!r}: no port number or name")
     return port, proto
 
 
