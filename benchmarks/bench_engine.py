@@ -1,18 +1,31 @@
 """Engine benchmark: synthetic clusters, full matrices, times and memory.
 
-    python benchmarks/bench_engine.py            # the targets, then a scaling grid
+    python benchmarks/bench_engine.py            # the targets, then the scaling of both
     python benchmarks/bench_engine.py --check    # exit 1 if a target is missed
 
-Targets: the dashi profile, all steps, under 0.1 s of engine time; 200 pods
-with 60 policies, full matrix, under 0.3 s; 2,000 pods with 500 policies
-under 10 s and under 1 GiB of memory (peak Python allocations, tracemalloc).
+In-process targets: the dashi profile, all steps, under 0.1 s of engine
+time; 200 pods with 60 policies, full matrix, under 0.3 s; 2,000 pods with
+500 policies under 10 s and under 1 GiB of memory (peak Python allocations,
+tracemalloc).
+
+Whole-process targets (``dashi reachability -r DIR`` as a user runs it, on a
+directory of generated manifests; wall time and peak RSS of the process,
+schema validators cached as after a first run): 2,000 pods with 500
+policies in at most 0.6 s; 10,000 pods with 2,000 policies in at most 6 s
+and 1 GiB. The first run on a machine also compiles the schema validators
+(printed separately).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import random
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 import tracemalloc
 from pathlib import Path
@@ -89,6 +102,126 @@ def full_matrix(pods: int, policies: int) -> tuple[float, int, float]:
     return elapsed, allowed, peak
 
 
+def write_manifests(root: Path, pods: int, policies: int, seed: int = 1, verbose: bool = False) -> None:
+    """A directory as a platform repository holds it: one file per namespace
+    (a Namespace, Deployments, StatefulSets and bare Pods, one pod each, with
+    labels, an image and ports; ``verbose`` adds env, resources, a probe and
+    a Service to each, as rendered Helm charts have), policies in their own files:
+    default deny in every namespace, DNS egress, same-namespace allows on
+    named and numeric ports, cross-namespace allows by namespace AND pod
+    selector, a monitoring namespace scraping every metrics port."""
+    rnd = random.Random(seed)
+    n_ns = max(1, pods // 20)
+    root.mkdir(parents=True, exist_ok=True)
+    per_ns = [[] for _ in range(n_ns)]
+    for i in range(pods):
+        per_ns[i % n_ns].append(i)
+    for n, members in enumerate(per_ns):
+        ns = f"team-{n}"
+        docs = [f"apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n  labels:\n"
+                f"    team: t{n % 7}\n    env: {'prod' if n % 3 else 'dev'}\n"]
+        for i in members:
+            app, tier = rnd.choice(APPS), rnd.choice(TIERS)
+            kind = ("Deployment", "Deployment", "StatefulSet", "Pod")[i % 4]
+            ports = ["{name: http, containerPort: 8080}", "{name: metrics, containerPort: 9100}"] if i % 3 \
+                else ["{name: db, containerPort: 5432}"]
+            container = [f"- name: {app}", f"  image: registry.example/{app}:1.{i % 9}", "  ports:",
+                         *(f"    - {p}" for p in ports)]
+            if verbose:
+                container += ["  env:", "    - {name: LOG_LEVEL, value: info}", "  resources:",
+                              "    limits: {cpu: 500m, memory: 256Mi}", "  readinessProbe:",
+                              f"    tcpSocket: {{port: {5432 if i % 3 == 0 else 8080}}}"]
+            labels = [f"app.kubernetes.io/name: {app}", f"app.kubernetes.io/instance: {ns}-{app}-{i}",
+                      f"app.kubernetes.io/part-of: {ns}", f"tier: {tier}"]
+            block = lambda lines, indent: "".join(" " * indent + x + "\n" for x in lines)  # noqa: E731
+            if kind == "Pod":
+                docs.append(f"apiVersion: v1\nkind: Pod\nmetadata:\n  name: p{i}\n  namespace: {ns}\n  labels:\n"
+                            f"{block(labels, 4)}spec:\n  containers:\n{block(container, 4)}")
+                continue
+            docs.append(f"apiVersion: apps/v1\nkind: {kind}\nmetadata:\n  name: p{i}\n  namespace: {ns}\n"
+                        f"spec:\n  replicas: 1\n  selector:\n    matchLabels:\n"
+                        f"      app.kubernetes.io/instance: {ns}-{app}-{i}\n"
+                        f"  template:\n    metadata:\n      labels:\n{block(labels, 8)}"
+                        f"    spec:\n      containers:\n{block(container, 8)}")
+            if verbose:
+                docs.append(f"apiVersion: v1\nkind: Service\nmetadata:\n  name: p{i}\n  namespace: {ns}\nspec:\n"
+                            f"  selector: {{app.kubernetes.io/instance: {ns}-{app}-{i}}}\n  ports:\n"
+                            f"    - {{name: http, port: 80, targetPort: 8080}}\n")
+        (root / f"{ns}.yaml").write_text("---\n".join(docs))
+    pols = []
+    pairs = {}  # per namespace: the (server, client) apps of its allow rules
+    for j in range(policies):
+        n = j % n_ns
+        ns = f"team-{n}"
+        kind = (j // n_ns) % 5
+        if kind == 0:
+            spec = ("  podSelector: {}\n  policyTypes: [Ingress, Egress]\n  egress:\n"
+                    "    - to: [{namespaceSelector: {}, podSelector: {matchLabels: {k8s-app: kube-dns}}}]\n"
+                    "      ports: [{port: 53, protocol: UDP}, {port: 53, protocol: TCP}]\n")
+        elif kind == 1:
+            spec = ("  podSelector: {}\n  ingress:\n    - from: [{namespaceSelector: {matchLabels: "
+                    "{kubernetes.io/metadata.name: monitoring}}}]\n      ports: [{port: metrics}]\n")
+        elif kind == 2:
+            a, b = pairs.setdefault(n, rnd.sample(APPS, 2))
+            spec = (f"  podSelector: {{matchLabels: {{app.kubernetes.io/name: {a}}}}}\n"
+                    f"  ingress:\n    - from: [{{podSelector: {{matchLabels: {{app.kubernetes.io/name: {b}}}}}}}]\n"
+                    f"      ports: [{{port: http}}, {{port: 5432}}]\n")
+        elif kind == 3:
+            a, b = pairs.setdefault(n, rnd.sample(APPS, 2))
+            spec = (f"  podSelector: {{matchLabels: {{app.kubernetes.io/name: {b}}}}}\n  policyTypes: [Egress]\n"
+                    f"  egress:\n    - to: [{{podSelector: {{matchLabels: {{app.kubernetes.io/name: {a}}}}}}}]\n"
+                    f"      ports: [{{port: 8000, endPort: 9000}}, {{port: 5432}}]\n")
+        else:
+            spec = (f"  podSelector: {{matchExpressions: [{{key: tier, operator: In, values: [back, data]}}]}}\n"
+                    f"  ingress:\n    - from: [{{namespaceSelector: {{matchLabels: {{team: t{rnd.randrange(7)}}}}}, "
+                    f"podSelector: {{matchLabels: {{tier: front}}}}}}]\n      ports: [{{port: 8080}}]\n")
+        pols.append(f"apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: pol-{j}, "
+                    f"namespace: {ns}}}\nspec:\n{spec}")
+    (root / "policies").mkdir(exist_ok=True)
+    for k in range(0, len(pols), 100):
+        (root / "policies" / f"{k // 100:03d}.yaml").write_text("---\n".join(pols[k:k + 100]))
+    (root / "monitoring.yaml").write_text(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: monitoring}\n---\n"
+        "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: prometheus, namespace: monitoring}\nspec:\n"
+        "  replicas: 2\n  selector: {matchLabels: {app: prometheus}}\n  template:\n"
+        "    metadata: {labels: {app: prometheus}}\n    spec:\n      containers:\n"
+        "        - {name: prometheus, image: prom/prometheus, ports: [{name: web, containerPort: 9090}]}\n")
+
+
+# Runs one command and reports its wall time, CPU time and peak RSS. A child
+# forked from this (large) benchmark process would start with its peak RSS
+# and keep it as its own high-water mark; a small driver process does not.
+_DRIVER = """
+import json, os, subprocess, sys, time
+t0 = time.perf_counter()
+p = subprocess.Popen(sys.argv[1:], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+n = len(p.stdout.read())
+_, status, ru = os.wait4(p.pid, 0)
+print(json.dumps([time.perf_counter() - t0, ru.ru_maxrss / 1024, n, ru.ru_utime + ru.ru_stime,
+                  os.waitstatus_to_exitcode(status)]))
+"""
+
+
+def whole_process(directory: Path, cache: Path) -> tuple[float, float, int, float]:
+    """Wall seconds, peak RSS (MiB), output bytes and CPU seconds of
+    `dashi reachability -r DIR`. CPU time is printed beside wall time: on a
+    shared machine the wall time also measures the neighbours."""
+    env = {**os.environ, "DASHI_CACHE_DIR": str(cache)}
+    out = subprocess.run([sys.executable, "-c", _DRIVER, sys.executable, "-m", "cluster.cli.main", "reachability",
+                          "-r", str(directory)], env=env, cwd=Path(__file__).resolve().parent.parent,
+                         capture_output=True, text=True, check=True).stdout
+    elapsed, rss, size, cpu, code = json.loads(out)
+    if code != 0:
+        raise SystemExit(f"reachability failed on {directory}")
+    return elapsed, rss, size, cpu
+
+
+def _reference() -> float:
+    t0 = time.process_time()
+    sum(range(10**7))
+    return time.process_time() - t0
+
+
 def dashi_all_steps() -> float:
     profile = load_profile("dashi")
     t0 = time.perf_counter()
@@ -99,10 +232,14 @@ def dashi_all_steps() -> float:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
-    ap.add_argument("--no-grid", action="store_true", help="skip the scaling grid")
+    ap.add_argument("--no-grid", action="store_true", help="skip the scaling grids")
     args = ap.parse_args()
     failures = []
 
+    # A fixed pure-Python workload: on a shared machine every figure below
+    # scales with it, so runs on different days can be compared.
+    ref = min(_reference() for _ in range(3))
+    print(f"reference: sum(range(10**7)) takes {ref:.3f} s of CPU on this machine now")
     t = min(dashi_all_steps() for _ in range(3))
     print(f"dashi profile, all {len(load_profile('dashi').steps)} steps (check): {t:.3f} s  (target < 0.1 s)")
     if t >= 0.1:
@@ -113,8 +250,38 @@ def main() -> int:
               f"peak {peak:.0f} MiB  (target < {limit_s} s" + (f", < {limit_mib} MiB)" if limit_mib else ")"))
         if secs >= limit_s or (limit_mib and peak >= limit_mib):
             failures.append(f"{pods}/{pols}")
+
+    work = Path(tempfile.mkdtemp(prefix="dashi-bench-"))
+    try:
+        cache = work / "cache"
+        print("\nwhole process: dashi reachability -r DIR (generated manifests, one pod per workload)")
+        sizes = [(2000, 500, 0.6, None), (10000, 2000, 6.0, 1024)]
+        grid = [] if args.no_grid else [(500, 125), (1000, 250), (5000, 1000)]
+        rows = [(p, q, False) for p, q in sorted(set((p, q) for p, q, *_ in sizes) | set(grid))]
+        rows += [] if args.no_grid else [(2000, 500, True)]
+        for pods, pols, verbose in rows:
+            d = work / f"{pods}x{pols}{'-verbose' if verbose else ''}"
+            write_manifests(d, pods, pols, verbose=verbose)
+            if not cache.exists():
+                cold = whole_process(d, cache)[0]
+                print(f"  first run on a machine (compiles and caches the schema validators): {cold:.2f} s")
+            runs = [whole_process(d, cache) for _ in range(3)]
+            secs = min(r[0] for r in runs)
+            cpu = min(r[3] for r in runs)
+            rss = max(r[1] for r in runs)
+            mib = sum(f.stat().st_size for f in d.rglob("*.yaml")) / 2**20
+            target = None if verbose else next(((s, m) for p, q, s, m in sizes if (p, q) == (pods, pols)), None)
+            note = f"  (target <= {target[0]} s" + (f", <= {target[1]} MiB)" if target[1] else ")") if target else ""
+            note += "  (Helm-verbose: env, resources, probe and a Service per workload)" if verbose else ""
+            print(f"  {pods:>6} pods x {pols:>5} policies ({mib:5.1f} MiB of YAML, {runs[0][2] / 2**20:5.1f} MiB "
+                  f"of JSON out): {secs:6.2f} s wall, {cpu:6.2f} s CPU, peak RSS {rss:5.0f} MiB{note}")
+            if target and (secs > target[0] or (target[1] and rss > target[1])):
+                failures.append(f"whole process {pods}/{pols}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
     if not args.no_grid:
-        print("\nscaling (seconds): rows pods, columns policies")
+        print("\nengine only, scaling (seconds): rows pods, columns policies")
         cols = (50, 200, 800)
         print("pods   " + "".join(f"{c:>10}" for c in cols))
         for pods in (250, 500, 1000, 2000):

@@ -25,7 +25,7 @@ from fnmatch import fnmatchcase
 import pytest
 
 from cluster.errors import ManifestError
-from cluster.policy.engine import HOST, Endpoint, Engine, Port, compile_policy
+from cluster.policy.engine import HOST, Endpoint, Engine, Port, compile_policy, source_ranges
 
 # --------------------------------------------------------------------------
 # The universe
@@ -189,6 +189,52 @@ def assert_paths_agree(engine: Engine, endpoints) -> None:
                                f"evaluate={'ALLOWED' if slow else 'BLOCKED'}")
     assert not bad, (f"allowed_matrix disagrees with evaluate on {len(bad)} edge(s):\n  "
                      + "\n  ".join(bad[:20]))
+
+
+def _probe_ports(engine: Engine, endpoints) -> list[int]:
+    """Ports where a verdict can change: every rule bound and its neighbours,
+    every declared port, and the ends of the port space."""
+    ports = {1, 2, 65534, 65535}
+    for p in engine.policies:
+        for rule in (p.ingress or ()) + (p.egress or ()):
+            for pr in rule.ports or ():
+                if isinstance(pr.port, int):
+                    for n in (pr.port, pr.end_port or pr.port):
+                        ports.update((n - 1, n, n + 1))
+    for ep in endpoints:
+        ports.update(x.port for x in ep.ports)
+    return sorted(n for n in ports if 1 <= n <= 65535)
+
+
+def assert_ranges_agree(engine: Engine, endpoints) -> None:
+    """port_ranges must agree with evaluate on every pair, protocol and port
+    where the verdict can change, and cover each protocol at most once."""
+    endpoints = list(endpoints)
+    got: dict[tuple[int, int, str], list[tuple[int, int]]] = {}
+    seen = set()
+    for d, protocol, segments in engine.port_ranges(endpoints):
+        assert (d, protocol) not in seen
+        seen.add((d, protocol))
+        assert segments == sorted(segments) and all(lo <= hi for lo, hi, _ in segments)
+        assert all(a[1] < b[0] for a, b in zip(segments, segments[1:])), "segments overlap"
+        for bits, ranges in source_ranges(segments):
+            assert all(a[1] + 1 < b[0] for a, b in zip(ranges, ranges[1:])), "adjacent ranges not merged"
+            for s in range(len(endpoints)):
+                if bits >> s & 1:
+                    assert (s, d, protocol) not in got, "a source in two groups"
+                    got[(s, d, protocol)] = ranges
+    bad = []
+    ports = _probe_ports(engine, endpoints)
+    for s, src in enumerate(endpoints):
+        for d, dst in enumerate(endpoints):
+            for protocol in ("TCP", "UDP", "SCTP"):
+                spans = got.get((s, d, protocol), [])
+                for n in ports:
+                    fast = any(lo <= n <= hi for lo, hi in spans)
+                    if fast != engine.evaluate(src, dst, n, protocol).allowed:
+                        bad.append(f"{src.key} -> {dst.key} {n}/{protocol}: port_ranges says "
+                                   f"{'allowed' if fast else 'blocked'} ({spans})")
+    assert not bad, f"port_ranges disagrees with evaluate on {len(bad)} edge(s):\n  " + "\n  ".join(bad[:20])
 
 
 def check(policies, port_no: int, protocol: str = "TCP", *, default: bool, exceptions=frozenset(),
@@ -1198,6 +1244,32 @@ def test_random_clusters_bitset_path_agrees_with_evaluate(seed):
         compile_policy(p, f"random-{seed}.yaml")  # the generator only writes valid policies
     engine = Engine(namespaces, policies)
     assert_paths_agree(engine, endpoints)
+    assert_ranges_agree(engine, endpoints)
+
+
+def test_port_ranges_are_exact_for_ranges_named_ports_and_protocols():
+    """One destination, two policies: the ranges are the union of what both sides allow."""
+    pods = make_pods()
+    engine = Engine(make_namespaces(), [
+        netpol("x", "in", labels(pod="a"), ingress=[
+            {"ports": [port(1000, end=2000), port("serve-80-udp", "UDP"), port(None, "SCTP")]}]),
+        netpol("x", "out", labels(pod="b"), egress=[{"ports": [port(1500, end=3000)]}]),
+    ])
+    got = {}
+    for d, protocol, segments in engine.port_ranges(pods):
+        for bits, ranges in source_ranges(segments):
+            for s in range(len(pods)):
+                if bits >> s & 1:
+                    assert (pods[s].key, pods[d].key, protocol) not in got
+                    got[(pods[s].key, pods[d].key, protocol)] = ranges
+    assert got[("y/a", "x/a", "TCP")] == [(1000, 2000)]
+    assert got[("x/b", "x/a", "TCP")] == [(1500, 2000)]  # egress of x/b AND ingress of x/a
+    assert got[("y/a", "x/a", "UDP")] == [(80, 80)]  # the named port, resolved on x/a
+    assert got[("y/a", "x/a", "SCTP")] == [(1, 65535)]
+    assert got[("x/b", "y/c", "TCP")] == [(1500, 3000)]
+    assert ("x/b", "y/c", "UDP") not in got
+    assert got[("y/a", "y/c", "UDP")] == [(1, 65535)]
+    assert_ranges_agree(engine, pods)
 
 
 def test_random_clusters_are_not_trivial():

@@ -2,6 +2,10 @@
 
 Each returns the process exit code (0: success); expected failures raise a
 ``DashiError``, which the task turns into one line and its exit code.
+
+Imports are local to each task: ``reachability`` on a large directory is
+timed as a whole process, and the console and the profile machinery cost
+a tenth of a second to import that its JSON output does not need.
 """
 
 from __future__ import annotations
@@ -9,17 +13,21 @@ from __future__ import annotations
 import json
 import sys
 
-from cluster.cli.common import make_console
 from cluster.errors import DashiError
-from cluster.policy import analysis, render
-from cluster.policy.profile import load_profile
-from cluster.policy.reachability import reachability as compute_reachability
+
+# explain's exit code when the traffic is blocked, so scripts can gate on it
+# (0: allowed, 1: bad input, as every task).
+BLOCKED_EXIT = 3
 
 
 def policies_check(profile: str, skip: list[str], as_json: bool = False, quiet: bool = False,
                    strict: bool = False) -> int:
     """Print the check; 1 when a step or the final matrix differs from the intent
     (or, with ``strict``, when a rule serves no intended edge), else 0."""
+    from cluster.cli.common import make_console
+    from cluster.policy import analysis, render
+    from cluster.policy.profile import load_profile
+
     prof = load_profile(profile).without(skip)
     report = analysis.check(prof)
     if as_json:
@@ -30,24 +38,67 @@ def policies_check(profile: str, skip: list[str], as_json: bool = False, quiet: 
     return 1 if failed else 0
 
 
-def explain(profile: str, src: str, dst: str, port: str, step: str | None) -> int:
+def explain(profile: str, src: str, dst: str, port: str, step: str | None, as_json: bool = False) -> int:
+    """The verdict for one edge: exit 0 when allowed, BLOCKED_EXIT when blocked."""
+    from dataclasses import asdict
+
+    from cluster.cli.common import make_console
+    from cluster.policy import analysis
+    from cluster.policy.profile import load_profile
+
     verdict = analysis.explain(load_profile(profile), src, dst, port, step)
-    console = make_console()
-    for line in verdict.lines():
-        console.print(line, markup=False)
-    return 0
+    if as_json:
+        print(json.dumps({"src": verdict.src, "dst": verdict.dst, "port": verdict.port,
+                          "protocol": verdict.protocol, "allowed": verdict.allowed,
+                          "egress": asdict(verdict.egress), "ingress": asdict(verdict.ingress),
+                          "lines": verdict.lines()}, indent=2))
+    else:
+        console = make_console()
+        for line in verdict.lines():
+            console.print(line, markup=False)
+    return 0 if verdict.allowed else BLOCKED_EXIT
 
 
-def reachability(directory: str, fmt: str = "json") -> int:
+def _spans(ports: list[list[int]]) -> str:
+    if ports == [[1, 65535]]:
+        return "all"
+    return ", ".join(str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in ports)
+
+
+def reachability(resources: str, fmt: str = "json", endpoints: str = "workloads",
+                 namespace: str = "default") -> int:
+    from cluster.policy.manifests import read_dir
+    from cluster.policy.reachability import compute, skipped_line
+
     if fmt not in ("json", "table"):
-        raise DashiError(f"unknown format {fmt!r} (json, table)")
-    result = compute_reachability(directory)
+        raise DashiError(f"--format: unknown value {fmt!r} (json, table)")
+    rs = read_dir(resources, namespace=namespace)
+    result = compute(rs, endpoints)
+    warning = skipped_line(rs)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
     if fmt == "json":
         json.dump(result, sys.stdout, indent=None)
         sys.stdout.write("\n")
         return 0
+    from rich.table import Table
+
+    from cluster.cli.common import make_console
+
     console = make_console()
-    console.print(f"{len(result['endpoints'])} endpoints, {len(result['allowed'])} allowed edges", markup=False)
+    pairs: dict[tuple[str, str], dict[str, str]] = {}
+    for r in result["ranges"]:
+        pairs.setdefault((r["src"], r["dst"]), {})[r["protocol"]] = _spans(r["ports"])
+    declared: dict[tuple[str, str], list[str]] = {}
     for a in result["allowed"]:
-        console.print(f"{a['src']} -> {a['dst']} {a['port']}/{a['protocol']}", markup=False)
+        declared.setdefault((a["src"], a["dst"]), []).append(f"{a['port']}/{a['protocol']}")
+    console.print(f"{len(result['endpoints'])} endpoints ({endpoints}), {len(pairs)} pairs with allowed traffic, "
+                  f"{len(result['allowed'])} allowed declared ports", markup=False)
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for col in ("from", "to", "TCP", "UDP", "SCTP", "declared ports allowed"):
+        table.add_column(col, overflow="fold")
+    for (src, dst), protos in pairs.items():
+        table.add_row(src, dst, *(protos.get(p, "-") for p in ("TCP", "UDP", "SCTP")),
+                      ", ".join(declared.get((src, dst), [])) or "-")
+    console.print(table)
     return 0

@@ -7,6 +7,9 @@ Each returns the process exit code (0: success); expected failures raise a
 
 from __future__ import annotations
 
+import json
+import sys
+
 from rich.console import Console
 from rich.table import Table
 
@@ -14,25 +17,55 @@ from cluster.cli.common import make_console, real_kube
 from cluster.errors import DashiError
 from cluster.live import guard
 from cluster.live.dryrun import plan
-from cluster.live.report import write_json, write_markdown
+from cluster.live.report import to_json, write_json, write_markdown
 from cluster.live.rollout import Rollout
 from cluster.live.state import profile_dir
 from cluster.live.status import history_rows
+from cluster.policy import analysis, render
 from cluster.policy.profile import load_profile
 
 
+def _console(as_json: bool, out: Console | None) -> Console:
+    """With --json, stdout carries the JSON document alone: progress goes to stderr."""
+    return out or make_console(sys.stderr if as_json else None)
+
+
+def _dry_run(profile, until: str | None, out: Console, as_json: bool) -> int:
+    """The plan, then whether each step's predicted matrix is its intended
+    one: 1 when any differs (a port typo in a step fails here, not live)."""
+    plan(profile, out, until)
+    target = len(profile.steps) if until is None else profile.step_index(until)
+    report = analysis.check(profile)
+    steps = report.steps[:target]
+    bad = [s for s in steps if s.differences]
+    for s in bad:
+        out.print(f"dry run: step {s.index} {s.name}: the predicted matrix differs from the intended one in "
+                  f"{len(s.differences)} edge(s):", markup=False, style="bold red")
+        for d in s.differences:
+            out.print(f"  {'BLOCKED' if d.intended else 'ALLOWED'}: {d.edge}: {d.detail}", markup=False)
+    if not bad:
+        out.print(f"dry run: every step 1..{target} predicts exactly its intended matrix", markup=False)
+    if as_json:
+        data = render.check_to_dict(report)
+        print(json.dumps({"profile": data["profile"], "dry_run": True, "ok": not bad,
+                          "steps": data["steps"][:target]}, indent=2))
+    return 1 if bad else 0
+
+
 def up(profile_name: str, *, until: str | None = None, context: str | None = None, dry_run: bool = False,
-       yes: bool = False, kube_factory=None, out: Console | None = None) -> int:
-    out = out or make_console()
+       yes: bool = False, kube_factory=None, out: Console | None = None, as_json: bool = False) -> int:
+    out = _console(as_json, out)
     profile = load_profile(profile_name)
     if until is not None:
         profile.step_index(until)  # a bad step name fails before anything else
     if dry_run:
-        plan(profile, out, until)
-        return 0
+        return _dry_run(profile, until, out, as_json)
     kube = (kube_factory or real_kube)(context)
-    Rollout(kube, profile, out=out, explicit_context=context, yes=yes,
-            confirm=guard.terminal_confirm()).up(until)
+    record = Rollout(kube, profile, out=out, explicit_context=context, yes=yes,
+                     confirm=guard.terminal_confirm()).up(until)
+    if as_json:
+        print(json.dumps({"profile": profile.name, "context": kube.context(), "ok": True,
+                          "applied": record.applied, "in_progress": record.in_progress}, indent=2))
     return 0
 
 
@@ -49,9 +82,10 @@ def rollback(profile_name: str, *, to: str | None = None, context: str | None = 
 
 
 def smoke(profile_name: str, *, context: str | None = None, json_path: str | None = None,
-          markdown_path: str | None = None, kube_factory=None, out: Console | None = None) -> int:
+          markdown_path: str | None = None, kube_factory=None, out: Console | None = None,
+          as_json: bool = False) -> int:
     """Probe the matrix now; 0 when every edge is as predicted and intended, else 1."""
-    out = out or make_console()
+    out = _console(as_json, out)
     profile = load_profile(profile_name)
     kube = (kube_factory or real_kube)(context)
     report = Rollout(kube, profile, out=out, explicit_context=context).smoke()
@@ -66,14 +100,19 @@ def smoke(profile_name: str, *, context: str | None = None, json_path: str | Non
         raise DashiError(f"cannot write the report: {e}") from None
     ok = report.ok
     out.print("smoke: PASS" if ok else "smoke: FAIL", markup=False, style="bold green" if ok else "bold red")
+    if as_json:
+        print(json.dumps(to_json(report), indent=2))
     return 0 if ok else 1
 
 
 def history(profile_name: str, *, context: str | None = None, kube_factory=None,
-            out: Console | None = None) -> int:
-    out = out or make_console()
+            out: Console | None = None, as_json: bool = False) -> int:
+    out = _console(as_json, out)
     ctx = context or (kube_factory or real_kube)(None).context()
     entries, notes = history_rows(ctx, profile_name)
+    if as_json:
+        print(json.dumps({"profile": profile_name, "context": ctx, "entries": entries, "notes": notes}, indent=2))
+        return 0
     if not entries:
         out.print(f"No history for profile {profile_name} on {ctx} "
                   f"({profile_dir(ctx, profile_name) / 'history.jsonl'}).", markup=False)

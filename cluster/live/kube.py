@@ -10,6 +10,7 @@ resources (TigeraStatus) alike.
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass
 from typing import Protocol
@@ -74,14 +75,28 @@ class ClientKube:
         from kubernetes import config as kconfig
         from kubernetes.config.config_exception import ConfigException
 
+        import yaml
+
         try:
             self._api = kconfig.new_client_from_config(config_file=kubeconfig, context=context)
             if context is None:
                 _, active = kconfig.list_kube_config_contexts(config_file=kubeconfig)
                 context = active["name"]
-        except (ConfigException, OSError, TypeError, KeyError) as e:
+        except (ConfigException, OSError, TypeError, KeyError, ValueError, AttributeError, IndexError,
+                yaml.YAMLError) as e:
+            # The client reads whatever KUBECONFIG names and fails with
+            # whatever the bytes provoke; say which file and what, in one line.
             where = f"context {context!r}" if context else "the current context"
-            raise KubeError(f"cannot load {where} from kubeconfig: {e}") from e
+            source = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
+            if isinstance(e, UnicodeDecodeError):
+                why = "not UTF-8 text"
+            elif isinstance(e, yaml.YAMLError):
+                why = "invalid YAML: " + " ".join(str(e).split())[:160]
+            elif isinstance(e, (ConfigException, OSError)):
+                why = " ".join(str(e).split())[:200]
+            else:
+                why = f"not a kubeconfig ({type(e).__name__}: {e})"
+            raise KubeError(f"cannot load {where} from kubeconfig {source}: {why}") from None
         self._context = context
         self._dyn = None
         self._exec_local = threading.local()

@@ -46,7 +46,16 @@ DEFAULT_STATE_DIR = Path(".dashi") / "state"
 
 
 def state_root() -> Path:
-    return Path(os.environ.get(STATE_ENV) or DEFAULT_STATE_DIR)
+    """The state directory; a path that is (or lies below) a file is refused
+    before anything reads or writes there."""
+    root = Path(os.environ.get(STATE_ENV) or DEFAULT_STATE_DIR)
+    for p in (root, *root.parents):
+        if p.exists():
+            if not p.is_dir():
+                what = "" if p == root else f" ({p} is a file)"
+                raise StateError(f"state directory {root} (${STATE_ENV}) is not a directory{what}")
+            break
+    return root
 
 
 def context_slug(context: str) -> str:

@@ -115,7 +115,7 @@ def check(profile: Profile) -> CheckReport:
 
 
 def parse_port(text: str) -> tuple[int | str, str]:
-    """'8080', '53/udp', 'metrics/TCP' -> (port, PROTOCOL)."""
+    """'8080', '53/udp', 'metrics/TCP' -> (port, PROTOCOL); TCP when no protocol is given."""
     port, _, proto = str(text).partition("/")
     proto = (proto or "TCP").upper()
     if proto not in ("TCP", "UDP", "SCTP"):
@@ -123,10 +123,10 @@ def parse_port(text: str) -> tuple[int | str, str]:
     if port.isdigit():
         n = int(port)
         if not 1 <= n <= 65535:
-            raise ManifestError(f"port {n} out of range 1-65535")
+            raise ManifestError(f"PORT {text!r}: port {n} out of range 1-65535")
         return n, proto
     if not port:
-        raise ManifestError(f"no port in {text!r}")
+        raise ManifestError(f"PORT {text!r}: no port number or name")
     return port, proto
 
 
@@ -137,8 +137,11 @@ def explain(profile: Profile, src: str, dst: str, port_text: str, upto: str | No
     target = profile.endpoint(dst)
     port, proto = parse_port(port_text)
     if isinstance(port, str):
-        named = [p for p in target.ports if p.name == port and (p.protocol == proto or "/" not in port_text)]
+        named = [p for p in target.ports if p.name == port and p.protocol == proto]
         if not named:
-            raise ManifestError(f"{dst} has no port named {port!r}")
-        port, proto = named[0].port, named[0].protocol
+            others = sorted({p.protocol for p in target.ports if p.name == port})
+            hint = f" (it has {port!r} on {', '.join(others)}: say {port}/{others[0]})" if others else \
+                f" (its ports: {', '.join(str(p) for p in target.ports) or 'none declared'})"
+            raise ManifestError(f"{dst} has no port named {port!r} on {proto}{hint}")
+        port = named[0].port
     return Engine(profile.namespaces, profile.policies_through(k)).evaluate(source, target, port, proto)

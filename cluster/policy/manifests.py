@@ -1,32 +1,115 @@
-"""Reading Kubernetes objects from YAML files, and turning them into endpoints.
+"""Reading Kubernetes objects from manifest files, and turning them into endpoints.
 
 Pure: no client. Used by profile loading and by ``inv reachability`` on
-arbitrary directories. Every problem is a ``ManifestError`` naming the file
-and the object.
+whatever a user points at: a file or a directory tree of ``.yaml``, ``.yml``
+and ``.json`` files (any letter case; symlinks followed, loops refused),
+multi-document YAML, ``List`` objects, objects without
+``metadata.namespace`` (rendered Helm charts) placed in a default namespace
+as kubectl does. Every problem is a ``ManifestError`` naming the file, the
+object and the field: the structure of the kinds we read is checked against
+the upstream schema (``cluster.policy.schema``), the values the API server
+would refuse by ``cluster.policy.apivalidation``.
 """
 
 from __future__ import annotations
 
+import json
+import os
+from collections import Counter
 from pathlib import Path
 from typing import Iterable
 
 import yaml
 
 from cluster.errors import ManifestError
-from cluster.policy.engine import NS_NAME_LABEL, PROTOCOLS, Endpoint, Port, compile_policy
+from cluster.policy import apivalidation as av
+from cluster.policy import schema
+from cluster.policy.engine import NS_NAME_LABEL, Endpoint, Port, compile_policy, parse_selector
+
+try:  # libyaml's parser is about ten times faster than the pure-Python one
+    _Base = yaml.CSafeLoader
+except AttributeError:  # PyYAML built without libyaml
+    _Base = yaml.SafeLoader
+
+
+class _Loader(_Base):
+    """The safe loader, resolving each distinct plain scalar once: the parser
+    asks for the tag of every scalar, and manifests repeat the same few
+    thousand keys and values (the tag depends on the text alone)."""
+
+    _tags: dict[str, str] = {}
+
+    def resolve(self, kind, value, implicit):
+        if kind is yaml.ScalarNode and implicit[0]:
+            tag = self._tags.get(value)
+            if tag is None:
+                tag = super().resolve(kind, value, implicit)
+                if len(self._tags) < 200_000:
+                    self._tags[value] = tag
+            return tag
+        return super().resolve(kind, value, implicit)
+
+    # The parser calls these around every node for path resolvers, which
+    # the safe loader has none of.
+    def descend_resolver(self, current_node, current_index):
+        return None
+
+    def ascend_resolver(self):
+        return None
+
+
+_STR, _INT, _MAP, _SEQ, _MERGE = (f"tag:yaml.org,2002:{t}" for t in ("str", "int", "map", "seq", "merge"))
+
+
+def _construct(node, loader):
+    """A node as Python data, as SafeConstructor builds it, for the shapes
+    manifests have (maps, lists, strings, decimal ints) at a third of its
+    cost; anything else (bools, floats, timestamps, merge keys, tags) is
+    handed to SafeConstructor node by node. Documents with aliases never get
+    here (see read_yaml), so every node is visited once."""
+    cls = node.__class__
+    if cls is yaml.ScalarNode:
+        if node.tag == _STR:
+            return node.value
+        v = node.value
+        if node.tag == _INT and v.isdigit() and (v[0] != "0" or v == "0"):  # "012" is octal in YAML 1.1
+            return int(v)
+    elif cls is yaml.MappingNode:
+        if node.tag == _MAP and not any(k.tag == _MERGE for k, _ in node.value):
+            return {_construct(k, loader): _construct(v, loader) for k, v in node.value}
+    elif cls is yaml.SequenceNode and node.tag == _SEQ:
+        return [_construct(x, loader) for x in node.value]
+    return loader.construct_object(node, deep=True)
+
+
+def _kind_of(node) -> str | None:
+    if node.__class__ is yaml.MappingNode:
+        for k, v in node.value:
+            if k.__class__ is yaml.ScalarNode and k.value == "kind" and v.__class__ is yaml.ScalarNode \
+                    and v.tag == _STR and v.value:
+                return v.value
+    return None
 
 # The kinds whose pods come from ``spec.template``, with the API version
 # that serves each: the one table of workload kinds (the fake cluster
-# reconciles the same kinds).
+# reconciles the same kinds). CronJobs make pods from
+# ``spec.jobTemplate.spec.template``.
 WORKLOAD_KINDS = {"Deployment": "apps/v1", "StatefulSet": "apps/v1", "DaemonSet": "apps/v1",
                   "ReplicaSet": "apps/v1", "Job": "batch/v1"}
-# Kinds we read for their meaning; others we know and pass through (apply them,
-# ignore them for reachability). Anything else is a typo or a CRD we cannot
-# reason about, and is refused rather than silently skipped.
-ENDPOINT_KINDS = ("Pod", *WORKLOAD_KINDS)
-KNOWN_KINDS = ENDPOINT_KINDS + ("Namespace", "NetworkPolicy", "Service", "ServiceAccount",
-                                "ConfigMap", "Secret", "CronJob")
+API_VERSIONS = {**WORKLOAD_KINDS, "CronJob": "batch/v1", "Pod": "v1", "Namespace": "v1",
+                "NetworkPolicy": "networking.k8s.io/v1", "Service": "v1", "ServiceAccount": "v1",
+                "ConfigMap": "v1", "Secret": "v1"}
+ENDPOINT_KINDS = ("Pod", *WORKLOAD_KINDS, "CronJob")
+# The kinds a profile may hold: we read the first ones for their meaning and
+# apply the others with the stand-ins.
+KNOWN_KINDS = ENDPOINT_KINDS + ("Namespace", "NetworkPolicy", "Service", "ServiceAccount", "ConfigMap", "Secret")
+MODELLED_KINDS = ENDPOINT_KINDS + ("Namespace", "NetworkPolicy")
 DEBUG_ANNOTATION = "dashi.io/role"
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+# YAML aliases re-use a node; a few levels of aliases of aliases ("billion
+# laughs") expand to billions of nodes for whatever walks the result. Real
+# manifests use few or none: refuse more than this many expanded nodes.
+MAX_ALIAS_NODES = 10_000
 
 
 def obj_ref(obj: dict, kind: bool = True) -> str:
@@ -38,37 +121,137 @@ def obj_ref(obj: dict, kind: bool = True) -> str:
     return f"{obj.get('kind', '?') if isinstance(obj, dict) else '?'} {where}" if kind else where
 
 
-def read_yaml(path: Path) -> list:
-    """The non-empty documents of a YAML file, or a one-line ManifestError."""
+# --------------------------------------------------------------------------
+# Files
+
+
+def read_text(path: Path) -> str:
+    """A file's text, or a one-line ManifestError (unreadable, not UTF-8)."""
     try:
-        text = path.read_text()
+        data = path.read_bytes()
     except OSError as e:
-        raise ManifestError(f"cannot read ({e.strerror})", path=str(path)) from None
+        raise ManifestError(f"cannot read ({e.strerror or e})", path=str(path)) from None
     try:
-        return [d for d in yaml.safe_load_all(text) if d is not None]
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ManifestError(f"not UTF-8 text (byte {e.start}: {data[e.start:e.start + 1]!r}); "
+                            "manifests are UTF-8 YAML or JSON", path=str(path)) from None
+
+
+def _check_aliases(text: str, path: Path) -> None:
+    """Refuse recursive aliases and alias expansion beyond MAX_ALIAS_NODES,
+    from the parser's events, before anything is constructed."""
+    sizes: dict[str, int] = {}  # anchor -> nodes it stands for
+    stack: list[list] = []  # open collections: [anchor, nodes so far]
+    expanded = 0
+    for ev in yaml.parse(text, Loader=_Base):
+        if isinstance(ev, (yaml.ScalarEvent, yaml.AliasEvent)):
+            if isinstance(ev, yaml.AliasEvent):
+                if any(anchor == ev.anchor for anchor, _ in stack):
+                    raise ManifestError(f"invalid YAML: line {ev.start_mark.line + 1}: alias *{ev.anchor} "
+                                        "refers to a node that contains it", path=str(path))
+                n = sizes.get(ev.anchor, 1)
+                expanded += n
+                if expanded > MAX_ALIAS_NODES:
+                    raise ManifestError(f"invalid YAML: aliases expand to more than {MAX_ALIAS_NODES} nodes "
+                                        f"(line {ev.start_mark.line + 1}); refusing an alias bomb",
+                                        path=str(path))
+            else:
+                n = 1
+                if ev.anchor:
+                    sizes[ev.anchor] = 1
+            if stack:
+                stack[-1][1] += n
+        elif isinstance(ev, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+            stack.append([ev.anchor, 1])
+        elif isinstance(ev, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+            anchor, n = stack.pop()
+            if anchor:
+                sizes[anchor] = n
+            if stack:
+                stack[-1][1] += n
+
+
+def _yaml_error(e: yaml.YAMLError, path: Path) -> ManifestError:
+    mark = getattr(e, "problem_mark", None)
+    where = f"line {mark.line + 1}: " if mark else ""
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    return ManifestError(f"invalid YAML: {where}{problem}", path=str(path))
+
+
+def read_yaml(path: Path, keep=None) -> list:
+    """The non-empty documents of a YAML (or, by suffix, JSON) file, or a
+    one-line ManifestError. With ``keep`` (a set of kinds), a document of
+    another kind is not built: it stands as ``{"kind": ...}`` alone."""
+    text = read_text(path)
+    if path.suffix.lower() == ".json":
+        try:
+            doc = json.loads(text)
+        except ValueError as e:
+            where = f"line {e.lineno} column {e.colno}: {e.msg}" if isinstance(e, json.JSONDecodeError) else str(e)
+            raise ManifestError(f"invalid JSON: {where}", path=str(path)) from None
+        return [] if doc is None else [doc]
+    aliases = "*" in text  # no alias without a '*': the common case pays nothing
+    try:
+        if aliases:
+            _check_aliases(text, path)
+        loader = _Loader(text)
+        try:
+            docs = []
+            while loader.check_node():
+                node = loader.get_node()
+                kind = _kind_of(node) if keep is not None else None
+                if kind is not None and kind not in keep and not kind.endswith("List"):
+                    docs.append({"kind": kind})
+                    continue
+                if aliases:
+                    doc = loader.construct_document(node)
+                else:
+                    try:
+                        doc = _construct(node, loader)
+                    except TypeError:  # an unhashable key: SafeConstructor says it properly
+                        doc = loader.construct_document(node)
+                    loader.constructed_objects = {}
+                if doc is not None:
+                    docs.append(doc)
+            return docs
+        finally:
+            loader.dispose()
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ManifestError(f"invalid YAML: {where}{problem}", path=str(path)) from None
+        raise _yaml_error(e, path) from None
+    except RecursionError:
+        raise ManifestError("invalid YAML: nested too deeply", path=str(path)) from None
 
 
-def load_documents(path: Path) -> list[dict]:
-    """All non-empty YAML documents of a file, each checked to be an object."""
-    docs = read_yaml(path)
+def load_documents(path: Path, keep=None) -> list[dict]:
+    """All objects of a file: each document, ``List`` items expanded, each
+    checked to be a mapping with a string kind and a name. Objects whose
+    kind is not in ``keep`` (when given) are ``{"kind": ...}`` alone."""
     out = []
-    for i, doc in enumerate(docs):
-        if isinstance(doc, dict) and doc.get("kind") == "List":
-            docs_items = doc.get("items") or []
+    for i, doc in enumerate(read_yaml(path, keep)):
+        where = f"document {i + 1}"
+        if isinstance(doc, dict) and isinstance(doc.get("kind"), str) and doc["kind"].endswith("List") \
+                and "items" in doc:
+            items = doc["items"] or []
+            if not isinstance(items, list):
+                raise ManifestError(f"{where}: {doc['kind']}.items: expected a list, got "
+                                    f"{schema._type_name(items)}", path=str(path))
+            entries = [(f"{where} item {j + 1}", item) for j, item in enumerate(items)]
         else:
-            docs_items = [doc]
-        for item in docs_items:
+            entries = [(where, doc)]
+        for what, item in entries:
             if not isinstance(item, dict):
-                raise ManifestError(f"document {i + 1} is not a mapping", path=str(path))
+                raise ManifestError(f"{what}: expected a mapping (a Kubernetes object), got "
+                                    f"{schema._type_name(item)}", path=str(path))
             kind = item.get("kind")
+            if not isinstance(kind, str) or not kind:
+                raise ManifestError(f"{what}: kind must be a non-empty string, got {kind!r}", path=str(path))
+            if keep is not None and kind not in keep:
+                out.append(item)
+                continue
             meta = item.get("metadata")
-            if not kind or not isinstance(meta, dict) or not meta.get("name"):
-                raise ManifestError(f"document {i + 1} needs kind and metadata.name", path=str(path),
+            if not isinstance(meta, dict) or not isinstance(meta.get("name"), str) or not meta["name"]:
+                raise ManifestError(f"{what}: metadata.name is required (a string)", path=str(path),
                                     obj=obj_ref(item))
             out.append(item)
     return out
@@ -81,21 +264,118 @@ def check_known(objs: Iterable[dict], path: str, kinds=KNOWN_KINDS) -> None:
                                 path=path, obj=obj_ref(obj))
 
 
-def _ports(pod_spec: dict, path: str, ref: str) -> tuple[Port, ...]:
-    ports = []
-    containers = (pod_spec or {}).get("containers") or []
-    if not isinstance(containers, list):
-        raise ManifestError("spec.containers must be a list", path=path, obj=ref)
-    for c in containers:
-        for p in (c or {}).get("ports") or []:
-            number = (p or {}).get("containerPort")
-            protocol = (p or {}).get("protocol") or "TCP"
-            if not isinstance(number, int) or isinstance(number, bool) or not 1 <= number <= 65535:
-                raise ManifestError(f"invalid containerPort {number!r}", path=path, obj=ref)
-            if protocol not in PROTOCOLS:
-                raise ManifestError(f"invalid protocol {protocol!r} (TCP, UDP, SCTP)", path=path, obj=ref)
-            ports.append(Port(p.get("name"), number, protocol))
-    return tuple(ports)
+def manifest_files(root: Path) -> list[Path]:
+    """The manifest files below ``root`` (itself, if a file), sorted per
+    directory. Follows symlinks; a file reached twice is read once; a
+    directory that leads back to one of its ancestors is a loop and an error;
+    hidden entries (``.git``, ``.github``) are skipped."""
+    try:
+        st = root.stat()
+    except OSError as e:
+        raise ManifestError(f"cannot read ({e.strerror or e})", path=str(root)) from None
+    if not root.is_dir():
+        return [root]
+    files: list[Path] = []
+    seen_files: set[str] = set()
+    seen_dirs: set[tuple[int, int]] = set()
+
+    def walk(d: Path, ancestors: tuple[tuple[int, int], ...]) -> None:
+        st = d.stat()
+        ident = (st.st_dev, st.st_ino)
+        if ident in ancestors:
+            raise ManifestError("symlink loop: this directory leads back to one that contains it", path=str(d))
+        if ident in seen_dirs:
+            return  # reached again through another link: read once
+        seen_dirs.add(ident)
+        try:
+            entries = sorted(os.scandir(d), key=lambda e: e.name)
+        except OSError as e:
+            raise ManifestError(f"cannot read directory ({e.strerror or e})", path=str(d)) from None
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            p = Path(entry.path)
+            try:
+                is_dir = entry.is_dir()  # follows symlinks
+                is_file = entry.is_file()
+                if entry.is_symlink():
+                    p.stat()  # a dangling link or a link loop raises here
+            except OSError as e:
+                raise ManifestError(f"cannot read ({e.strerror or e})", path=str(p)) from None
+            if is_dir:
+                walk(p, ancestors + (ident,))
+            elif is_file and p.suffix.lower() in MANIFEST_SUFFIXES:
+                real = os.path.realpath(p)
+                if real not in seen_files:
+                    seen_files.add(real)
+                    files.append(p)
+
+    del st
+    walk(root, ())
+    return files
+
+
+# --------------------------------------------------------------------------
+# Objects
+
+
+def check_object(obj: dict, path: str):
+    """Structure (upstream schema) and values (API server rules) of a kind we
+    read; returns the compiled policy for a NetworkPolicy, else None."""
+    kind = obj["kind"]
+    ref = obj_ref(obj)
+    if not schema.validate(obj, path, ref):
+        raise ManifestError(f"apiVersion {obj.get('apiVersion')!r} does not serve {kind} in Kubernetes "
+                            f"{schema.SCHEMA_VERSION[:4]} (use {API_VERSIONS[kind]})", path=path, obj=ref)
+    meta = obj["metadata"]
+    try:
+        if kind in ("Namespace", "Service"):
+            av.dns_label(meta["name"], "metadata.name")
+        else:
+            av.dns_subdomain(meta["name"], "metadata.name")
+        if meta.get("namespace") is not None:
+            av.dns_label(meta["namespace"], "metadata.namespace")
+    except av.Invalid as e:
+        raise ManifestError(str(e), path=path, obj=ref) from None
+    av.labels(meta.get("labels"), "metadata.labels", path, ref)
+    av.annotations(meta.get("annotations"), "metadata.annotations", path, ref)
+    if kind == "Pod":
+        av.container_ports(obj.get("spec"), "spec", path, ref)
+        ip = (obj.get("status") or {}).get("podIP")
+        if ip is not None:
+            try:
+                av.ip(ip, "status.podIP")
+            except av.Invalid as e:
+                raise ManifestError(str(e), path=path, obj=ref) from None
+    elif kind in WORKLOAD_KINDS or kind == "CronJob":
+        spec = obj.get("spec") or {}
+        field = "spec"
+        if kind == "CronJob":
+            spec = (spec.get("jobTemplate") or {}).get("spec") or {}
+            field = "spec.jobTemplate.spec"
+        template = spec.get("template") or {}
+        tlabels = (template.get("metadata") or {}).get("labels")
+        av.labels(tlabels, f"{field}.template.metadata.labels", path, ref)
+        av.container_ports(template.get("spec"), f"{field}.template.spec", path, ref)
+        sel = spec.get("selector")
+        if sel is not None:
+            av.selector(sel, f"{field}.selector", path, ref)
+            parsed = parse_selector(sel, path, ref, f"{field}.selector")
+            if not parsed.matches(tlabels or {}):
+                raise ManifestError(f"{field}.selector does not match {field}.template.metadata.labels "
+                                    "(the API server refuses this)", path=path, obj=ref)
+        elif kind in ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet"):
+            raise ManifestError("spec.selector is required", path=path, obj=ref)
+        if kind != "DaemonSet" and isinstance(spec.get("replicas"), int) and spec["replicas"] < 0:
+            raise ManifestError(f"spec.replicas must not be negative, got {spec['replicas']}", path=path, obj=ref)
+    elif kind == "NetworkPolicy":
+        return compile_policy(obj, path)
+    return None
+
+
+def _ports(pod_spec: dict) -> tuple[Port, ...]:
+    return tuple(Port(p.get("name"), p["containerPort"], p.get("protocol") or "TCP")
+                 for c in (pod_spec or {}).get("containers") or [] for p in (c or {}).get("ports") or [])
 
 
 def _selector_string(selector: dict | None) -> str | None:
@@ -104,52 +384,77 @@ def _selector_string(selector: dict | None) -> str | None:
 
 
 def endpoint_of(obj: dict, path: str) -> Endpoint | None:
-    """The endpoint a Pod or a workload's pod template stands for, else None."""
+    """The endpoint a Pod or a workload's pod template stands for, else None.
+    Call ``check_object`` first: this trusts the shape."""
     kind = obj["kind"]
     if kind not in ENDPOINT_KINDS:
         return None
     meta = obj["metadata"]
     ns = meta.get("namespace") or "default"
-    ref = obj_ref(obj)
     if kind == "Pod":
-        labels = meta.get("labels") or {}
         spec = obj.get("spec") or {}
         debug = (meta.get("annotations") or {}).get(DEBUG_ANNOTATION) == "debug"
         return Endpoint(key=f"{ns}/{meta['name']}", namespace=ns, name=meta["name"],
-                        kind="debug" if debug else "workload", labels=dict(labels),
-                        ports=_ports(spec, path, ref), replicas=1,
-                        ip=(obj.get("status") or {}).get("podIP"))
+                        kind="debug" if debug else "workload", labels=dict(meta.get("labels") or {}),
+                        ports=_ports(spec), replicas=1, ip=(obj.get("status") or {}).get("podIP"))
     spec = obj.get("spec") or {}
-    template = spec.get("template")
-    if kind == "Job" and template is None:
-        template = {}
-    if not isinstance(template, dict):
-        raise ManifestError("spec.template is required", path=path, obj=ref)
-    labels = (template.get("metadata") or {}).get("labels") or {}
-    replicas = spec.get("replicas", 1) if kind in ("Deployment", "StatefulSet", "ReplicaSet") else 1
-    if not isinstance(replicas, int) or replicas < 0:
-        raise ManifestError(f"invalid replicas {replicas!r}", path=path, obj=ref)
+    if kind == "CronJob":
+        spec = (spec.get("jobTemplate") or {}).get("spec") or {}
+    template = spec.get("template") or {}
+    if kind in ("Job", "CronJob"):
+        replicas = spec.get("parallelism")
+        replicas = 1 if replicas is None else replicas
+    elif kind == "DaemonSet":
+        replicas = 1  # one per node; offline we do not know the nodes
+    else:
+        replicas = spec.get("replicas")
+        replicas = 1 if replicas is None else replicas
     return Endpoint(key=f"{ns}/{meta['name']}", namespace=ns, name=meta["name"], kind="workload",
-                    labels=dict(labels), ports=_ports(template.get("spec") or {}, path, ref),
-                    replicas=replicas, pod_selector=_selector_string(spec.get("selector")))
+                    labels=dict((template.get("metadata") or {}).get("labels") or {}),
+                    ports=_ports(template.get("spec") or {}), replicas=replicas,
+                    pod_selector=_selector_string(spec.get("selector")))
 
 
 class ResourceSet:
-    """Namespaces, endpoints and policies read from a set of files."""
+    """Namespaces, endpoints and policies read from a set of files.
 
-    def __init__(self):
+    ``default_namespace`` is where objects without ``metadata.namespace``
+    go (kubectl's ``--namespace``). With ``skip_unknown``, kinds we do not
+    model are counted in ``skipped`` instead of being refused.
+    """
+
+    def __init__(self, default_namespace: str = "default", skip_unknown: bool = False):
+        try:
+            av.dns_label(default_namespace, "namespace")
+        except av.Invalid as e:
+            raise ManifestError(f"--namespace: {e}") from None
+        self.default_namespace = default_namespace
+        self.skip_unknown = skip_unknown
         self.namespaces: dict[str, dict[str, str]] = {}
         self.namespace_objects: list[dict] = []
         self.objects: list[dict] = []  # non-namespace, non-policy objects in file order
         self.endpoints: list = []
         self.policies: list[dict] = []
         self.policy_sources: list[str] = []
+        self.compiled: list = []  # the policies compiled for the engine, in the same order
+        self.skipped: Counter = Counter()
         self._seen: dict[tuple, str] = {}
+        self._keys: set[str] = set()
+        self.pod_keys: set[str] = set()  # endpoints that are bare Pods, not workloads
 
     def add(self, obj: dict, path: str) -> None:
         kind = obj["kind"]
+        if kind not in KNOWN_KINDS or (self.skip_unknown and kind not in MODELLED_KINDS):
+            if not self.skip_unknown:
+                raise ManifestError(f"unknown kind {kind!r} (known: {', '.join(KNOWN_KINDS)})",
+                                    path=path, obj=obj_ref(obj))
+            self.skipped[kind] += 1
+            return
         meta = obj["metadata"]
-        ns = None if kind == "Namespace" else (meta.get("namespace") or "default")
+        if kind != "Namespace" and meta.get("namespace") is None:
+            meta["namespace"] = self.default_namespace
+        compiled = check_object(obj, path)
+        ns = None if kind == "Namespace" else meta["namespace"]
         key = (kind, ns, meta["name"])
         if key in self._seen:
             raise ManifestError(f"duplicate {kind} (also in {self._seen[key]})", path=path, obj=obj_ref(obj))
@@ -159,18 +464,21 @@ class ResourceSet:
             self.namespaces[meta["name"]] = {**labels, NS_NAME_LABEL: meta["name"]}
             self.namespace_objects.append(obj)
         elif kind == "NetworkPolicy":
-            compile_policy(obj, path)  # validate early, naming the file
             self.policies.append(obj)
             self.policy_sources.append(path)
+            self.compiled.append(compiled)
         else:
             self.objects.append(obj)
             ep = endpoint_of(obj, path)
             if ep is not None:
                 # Pods and workloads share one key space ("ns/name"): a Pod
                 # and a Deployment of the same name would be ambiguous.
-                if any(e.key == ep.key for e in self.endpoints):
+                if ep.key in self._keys:
                     raise ManifestError(f"duplicate endpoint name {ep.key}", path=path, obj=obj_ref(obj))
+                self._keys.add(ep.key)
                 self.endpoints.append(ep)
+                if kind == "Pod":
+                    self.pod_keys.add(ep.key)
 
     def check_namespaces(self, extra: Iterable[str] = ()) -> None:
         """Every namespaced object must live in a namespace we know."""
@@ -183,20 +491,43 @@ class ResourceSet:
                                     obj=obj_ref(obj))
 
 
-def read_dir(directory: Path, check_namespaces: bool = True) -> ResourceSet:
-    """Every *.yaml / *.yml file below ``directory``, in sorted order.
-    ``check_namespaces=False`` leaves the namespace check to the caller (a
-    directory of policies for a profile's namespaces declares none)."""
-    if not directory.is_dir():
-        raise ManifestError("not a directory", path=str(directory))
-    files = sorted(p for p in directory.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
-    rs = ResourceSet()
+def _profile_excludes(directory: Path) -> set[str]:
+    """A profile directory holds two files that are not Kubernetes objects:
+    profile.yaml and its matrix. Everything else in it is a manifest."""
+    meta = directory / "profile.yaml"
+    if not meta.is_file():
+        return set()
+    docs = read_yaml(meta)
+    matrix = docs[0].get("matrix", "matrix.yaml") if len(docs) == 1 and isinstance(docs[0], dict) else "matrix.yaml"
+    return {os.path.realpath(meta), os.path.realpath(directory / str(matrix))}
+
+
+def read_dir(directory: Path, namespace: str = "default", check_namespaces: bool = True) -> ResourceSet:
+    """Every manifest below ``directory`` (or the one file it names): kinds we
+    do not model are skipped (see ``skipped``). For reachability it must hold
+    Pods or workloads; ``check_namespaces=False`` reads a tree of policies
+    only (for a profile's namespaces, declaring none; possibly empty) and
+    leaves both checks to the caller."""
+    directory = Path(directory)
+    rs = ResourceSet(default_namespace=namespace, skip_unknown=True)
+    files = manifest_files(directory)
+    if directory.is_dir():
+        exclude = _profile_excludes(directory)
+        files = [f for f in files if os.path.realpath(f) not in exclude]
+    if not files and check_namespaces:
+        raise ManifestError("no manifests here (no .yaml, .yml or .json files)", path=str(directory))
+    count = 0
     for f in files:
-        docs = load_documents(f)
-        check_known(docs, str(f))
-        for obj in docs:
+        for obj in load_documents(f, keep=MODELLED_KINDS):
+            count += 1
             rs.add(obj, str(f))
-    # "default" always exists in a cluster; anything else must be declared.
-    if check_namespaces:
-        rs.check_namespaces(extra=("default",))
+    if not check_namespaces:
+        return rs
+    if not rs.endpoints:
+        what = f"{count} object(s) in {len(files)} file(s)" if count else f"{len(files)} empty file(s)"
+        raise ManifestError(f"no Pods or workloads ({', '.join(ENDPOINT_KINDS[1:])}) among {what}",
+                            path=str(directory))
+    # The default namespace always exists in a cluster (as does the one
+    # named with --namespace: kubectl assumes it); others must be declared.
+    rs.check_namespaces(extra=("default", namespace))
     return rs

@@ -19,15 +19,29 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from cluster.errors import ManifestError
 from cluster.paths import REPO_ROOT
-from cluster.policy.engine import NS_NAME_LABEL, PROTOCOLS, Edge, Endpoint, Port, compile_policy
-from cluster.policy.manifests import ResourceSet, check_known, load_documents, obj_ref, read_yaml
+from cluster.policy.engine import NS_NAME_LABEL, PROTOCOLS, Edge, Endpoint, Port
+from cluster.policy import apivalidation as av
+from cluster.policy import schema
+from cluster.policy.manifests import ResourceSet, check_known, check_object, load_documents, obj_ref, read_yaml
 
-MANIFESTS_DIR = Path(os.environ.get("DASHI_MANIFESTS", REPO_ROOT / "manifests"))
+def _manifests_dir() -> Path:
+    """Where profiles are found by name: $DASHI_MANIFESTS, the clone's
+    manifests/, or the copy an installed package put under
+    <prefix>/share/dashi-cluster/manifests (pyproject's data-files)."""
+    if os.environ.get("DASHI_MANIFESTS"):
+        return Path(os.environ["DASHI_MANIFESTS"])
+    if (REPO_ROOT / "manifests").is_dir():
+        return REPO_ROOT / "manifests"
+    return Path(sys.prefix) / "share" / "dashi-cluster" / "manifests"
+
+
+MANIFESTS_DIR = _manifests_dir()
 BASELINE = "baseline"
 
 
@@ -165,16 +179,9 @@ def _profile_dir(name_or_dir: str | os.PathLike) -> Path:
     raise ManifestError(f"unknown profile {str(name_or_dir)!r} (known: {', '.join(known) or 'none'})")
 
 
-def _ports_of(data, path, what) -> tuple[Port, ...]:
-    ports = []
-    for p in data or []:
-        if not isinstance(p, dict) or not isinstance(p.get("port"), int):
-            raise ManifestError(f"{what}: each port needs a numeric port", path=path)
-        proto = p.get("protocol", "TCP")
-        if proto not in PROTOCOLS:
-            raise ManifestError(f"{what}: invalid protocol {proto!r}", path=path)
-        ports.append(Port(p.get("name"), p["port"], proto))
-    return tuple(ports)
+def _ports_of(data) -> tuple[Port, ...]:
+    # Shape, range and protocol are checked by the profile's schema.
+    return tuple(Port(p.get("name"), p["port"], p.get("protocol", "TCP")) for p in data or [])
 
 
 def _as_list(value) -> list:
@@ -247,7 +254,7 @@ def load_profile(name_or_dir: str | os.PathLike = "dashi") -> Profile:
     """Load and validate a profile by name (``manifests/<name>``) or directory."""
     root = _profile_dir(name_or_dir)
     meta_path = root / "profile.yaml"
-    spec = load_documents_plain(meta_path)
+    spec = load_documents_plain(meta_path, "profile")
     rs = ResourceSet()
 
     ns_path = root / spec.get("namespaces", "namespaces.yaml")
@@ -271,28 +278,30 @@ def load_profile(name_or_dir: str | os.PathLike = "dashi") -> Profile:
     namespaces = dict(rs.namespaces)
     for i, ce in enumerate(spec.get("cluster_endpoints") or []):
         what = f"cluster_endpoints[{i}]"
-        if not isinstance(ce, dict) or not ce.get("name") or not ce.get("namespace"):
-            raise ManifestError(f"{what}: needs name and namespace", path=str(meta_path))
+        av.labels(ce.get("labels"), f"{what}.labels", str(meta_path))
         ns = ce["namespace"]
         namespaces.setdefault(ns, {NS_NAME_LABEL: ns})
         endpoints.append(Endpoint(key=f"{ns}/{ce['name']}", namespace=ns, name=ce["name"], kind="cluster",
-                                  labels=dict(ce.get("labels") or {}),
-                                  ports=_ports_of(ce.get("ports"), str(meta_path), what),
+                                  labels=dict(ce.get("labels") or {}), ports=_ports_of(ce.get("ports")),
                                   pod_selector=ce.get("live_selector")))
     for i, ext in enumerate(spec.get("external_endpoints") or []):
-        what = f"external_endpoints[{i}]"
-        if not isinstance(ext, dict) or not ext.get("name"):
-            raise ManifestError(f"{what}: needs a name", path=str(meta_path))
+        if ext.get("ip") is not None:
+            try:
+                av.ip(ext["ip"], "ip")
+            except av.Invalid as e:
+                raise e.at(f"external_endpoints[{i}].ip", str(meta_path)) from None
         endpoints.append(Endpoint(key=f"external/{ext['name']}", namespace=None, name=ext["name"],
-                                  kind="external", ports=_ports_of(ext.get("ports"), str(meta_path), what),
+                                  kind="external", ports=_ports_of(ext.get("ports")),
                                   ip=ext.get("ip"), address_service=ext.get("live_endpoints_of")))
+    keys = [e.key for e in endpoints]
+    for k in keys:
+        if keys.count(k) > 1:
+            raise ManifestError(f"two endpoints are named {k}", path=str(meta_path))
 
     steps = []
     seen_policies: dict[tuple, str] = {}
     for i, st in enumerate(spec.get("steps") or []):
         what = f"steps[{i}]"
-        if not isinstance(st, dict) or not st.get("name") or not st.get("file"):
-            raise ManifestError(f"{what}: needs name and file", path=str(meta_path))
         if any(s.name == st["name"] for s in steps) or st["name"] == BASELINE:
             raise ManifestError(f"{what}: duplicate or reserved step name {st['name']!r}", path=str(meta_path))
         spath = root / st["file"]
@@ -310,11 +319,11 @@ def load_profile(name_or_dir: str | os.PathLike = "dashi") -> Profile:
                 raise ManifestError(f"duplicate NetworkPolicy (also in {seen_policies[key]})",
                                     path=str(spath), obj=obj_ref(obj))
             seen_policies[key] = str(spath)
-            compile_policy(obj, str(spath))
+            check_object(obj, str(spath))
         steps.append(PolicyStep(st["name"], spath, st.get("origin", "added"), tuple(objs), st.get("note", "")))
 
     matrix_path = root / spec.get("matrix", "matrix.yaml")
-    intended, host = _parse_matrix(load_documents_plain(matrix_path), str(matrix_path), endpoints,
+    intended, host = _parse_matrix(load_documents_plain(matrix_path, "matrix"), str(matrix_path), endpoints,
                                    [s.name for s in steps])
     return Profile(name=spec.get("name", root.name), root=root, description=spec.get("description", ""),
                    namespaces=namespaces, namespace_objects=rs.namespace_objects,
@@ -322,9 +331,11 @@ def load_profile(name_or_dir: str | os.PathLike = "dashi") -> Profile:
                    intended=intended, host_access=host)
 
 
-def load_documents_plain(path: Path) -> dict:
-    """A single-document YAML file that is not a Kubernetes object (profile, matrix)."""
+def load_documents_plain(path: Path, kind: str) -> dict:
+    """A single-document YAML file that is not a Kubernetes object (``kind``:
+    profile or matrix), checked against its schema in cluster/policy/schemas."""
     docs = read_yaml(path)
     if len(docs) != 1 or not isinstance(docs[0], dict):
         raise ManifestError("expected one YAML mapping", path=str(path))
+    schema.validate_file(kind, docs[0], str(path))
     return docs[0]

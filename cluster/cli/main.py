@@ -1,0 +1,45 @@
+"""The `dashi` command: invoke's CLI over the package's tasks, so the tool
+works outside a clone after `pip install` (`dashi --list`, `dashi --version`,
+`dashi --print-completion-script bash`)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from invoke import Collection, Program
+
+from cluster.cli import tasks
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("dashi-cluster")
+    except metadata.PackageNotFoundError:  # run from a clone without installing
+        return "unknown"
+
+
+class _Program(Program):
+    def print_version(self) -> None:
+        # importlib.metadata costs a tenth of a second to import: only for --version.
+        self.version = _version()
+        super().print_version()
+
+
+program = _Program(namespace=Collection.from_module(tasks), name="dashi", binary="dashi")
+
+
+def main() -> None:
+    try:
+        program.run()
+    except BrokenPipeError:
+        # `dashi --list | head`: the reader left early. Point stdout at
+        # /dev/null so the interpreter's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

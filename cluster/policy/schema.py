@@ -1,0 +1,330 @@
+"""Structural checks of Kubernetes objects against the upstream OpenAPI schema.
+
+The schemas are the JSON-schema form of the Kubernetes OpenAPI that the
+``kubernetes-validate`` package ships per Kubernetes release (strict
+variant: unknown fields are errors, as with kubectl's default
+``--validate=strict``); we pin the release our clusters run
+(``SCHEMA_VERSION``). Its own ``validate()`` reloads the 1.4 MB definitions
+file and builds a validator for every object (about 2 ms an object), so we
+read the files once and compile one validator per (apiVersion, kind) with
+``fastjsonschema``, which turns a schema into Python code (tens of
+microseconds an object).
+
+Only what we read is checked in depth: ``READ`` lists, per kind, the fields
+the tool uses. On the way down to them every level keeps its full list of
+fields (so a misspelt field is still an error) and every other field keeps
+its type (a list where a map goes is still an error); what lies below the
+fields we do not read is left to the API server. Compiling the whole pod
+template schema would cost about a second per kind and process.
+
+Even pruned, compiling a validator costs 0.1-0.3 s, so the compiled code is
+kept in a cache directory (``$DASHI_CACHE_DIR``, default
+``~/.cache/dashi-cluster``) under a digest of everything it depends on;
+a later run loads it in well under a millisecond. An unwritable cache only
+makes every run compile again.
+
+Semantic rules the schema cannot express (label syntax, port ranges, IPs)
+are in ``cluster.policy.apivalidation``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import marshal
+import os
+import re
+import sys
+import tempfile
+import time
+from functools import lru_cache
+from pathlib import Path
+
+from cluster.errors import DashiError, ManifestError
+
+# Kubernetes release whose API the checks follow (the k3s pin is v1.33.x).
+SCHEMA_VERSION = "1.33.0"
+
+# Labels and annotations keep their type here (a map); their keys and
+# values are checked by apivalidation, which says more than "must be string".
+_META = {"name": True, "namespace": True}
+_CONTAINER = {"name": True, "ports": True}
+_POD_SPEC = {"containers": {"*": _CONTAINER}, "initContainers": {"*": _CONTAINER}, "hostNetwork": True}
+_TEMPLATE = {"metadata": _META, "spec": _POD_SPEC}
+_WORKLOAD = {"metadata": _META, "spec": {"replicas": True, "selector": True, "template": _TEMPLATE}}
+_JOB_SPEC = {"parallelism": True, "selector": True, "template": _TEMPLATE}
+# Per kind, the fields we read (True: the whole subtree).
+READ = {
+    "Namespace": {"metadata": _META},
+    "Pod": {"metadata": _META, "spec": _POD_SPEC, "status": {"podIP": True, "podIPs": True}},
+    "Deployment": _WORKLOAD,
+    "StatefulSet": _WORKLOAD,
+    "DaemonSet": _WORKLOAD,
+    "ReplicaSet": _WORKLOAD,
+    "Job": {"metadata": _META, "spec": _JOB_SPEC},
+    "CronJob": {"metadata": _META, "spec": {"jobTemplate": {"metadata": _META, "spec": _JOB_SPEC}}},
+    "NetworkPolicy": True,
+    # Applied to clusters as part of a profile's stand-ins: small, checked whole.
+    "Service": True,
+    "ServiceAccount": True,
+    "ConfigMap": True,
+    "Secret": True,
+}
+
+
+def _schema_dir() -> Path:
+    # find_spec locates the package without importing it (its __init__
+    # imports jsonschema, a quarter of a second we do not need).
+    spec = importlib.util.find_spec("kubernetes_validate")
+    if spec is None or not spec.submodule_search_locations:
+        raise DashiError("the kubernetes-validate package is missing: pip install kubernetes-validate")
+    return Path(list(spec.submodule_search_locations)[0]) / "kubernetes-json-schema" / \
+        f"v{SCHEMA_VERSION}-local-strict"
+
+
+_REF = re.compile(r"^(?:/api/_definitions\.json)?#/\$defs/(.+)$")
+
+
+def _simplify(node):
+    """IntOrString is ``oneOf: [string|null, integer|null]``, which null
+    matches twice (so ``oneOf`` fails); as one type list it means what the
+    API means and reads better in an error."""
+    if isinstance(node, dict):
+        alts = node.get("oneOf")
+        if alts and all(set(a) == {"type"} for a in alts):
+            types = []
+            for a in alts:
+                for t in a["type"] if isinstance(a["type"], list) else [a["type"]]:
+                    if t not in types:
+                        types.append(t)
+            node = {k: v for k, v in node.items() if k != "oneOf"}
+            node["type"] = types
+        return {k: _simplify(v) for k, v in node.items() if k != "description"}
+    if isinstance(node, list):
+        return [_simplify(v) for v in node]
+    return node
+
+
+@lru_cache(maxsize=1)
+def _definitions() -> dict:
+    path = _schema_dir() / "_definitions.json"
+    try:
+        return _simplify(json.loads(path.read_text())["$defs"])
+    except (OSError, ValueError, KeyError) as e:
+        raise DashiError(f"cannot read the Kubernetes schema {path}: {e}") from None
+
+
+def _resolve(node: dict, defs: dict) -> dict:
+    while isinstance(node, dict) and "$ref" in node:
+        node = defs[_REF.match(node["$ref"]).group(1)]
+    return node
+
+
+def _collect(node, defs: dict, out: dict) -> None:
+    """Copy every definition ``node`` refers to (transitively) into ``out``."""
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if ref:
+            name = _REF.match(ref).group(1)
+            if name not in out:
+                out[name] = defs[name]
+                _collect(defs[name], defs, out)
+        for v in node.values():
+            _collect(v, defs, out)
+    elif isinstance(node, list):
+        for v in node:
+            _collect(v, defs, out)
+
+
+def _local_refs(node):
+    if isinstance(node, dict):
+        return {k: ("#/$defs/" + _REF.match(v).group(1) if k == "$ref" else _local_refs(v))
+                for k, v in node.items()}
+    if isinstance(node, list):
+        return [_local_refs(v) for v in node]
+    return node
+
+
+def _shallow(node: dict, defs: dict) -> dict:
+    """A field we do not read: its type only."""
+    node = _resolve(node, defs)
+    return {"type": node["type"]} if "type" in node else {}
+
+
+def _prune(node: dict, keep, defs: dict, used: dict) -> dict:
+    if keep is True:
+        _collect(node, defs, used)
+        return node
+    node = _resolve(node, defs)
+    if "*" in keep:
+        return {"type": node.get("type", "array"), "items": _prune(node["items"], keep["*"], defs, used)}
+    out = {k: v for k, v in node.items() if k in ("type", "required", "additionalProperties")}
+    out["properties"] = {name: _prune(sub, keep[name], defs, used) if name in keep else _shallow(sub, defs)
+                         for name, sub in (node.get("properties") or {}).items()}
+    return out
+
+
+def _schema_file(api_version: str, kind: str) -> Path:
+    # apps/v1 -> apps-v1, networking.k8s.io/v1 -> networking-v1, v1 -> v1
+    group_version = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)
+    return _schema_dir() / f"{kind.lower()}-{group_version}.json"
+
+
+def _compile(path: Path, kind: str):
+    """The code object of a validator module for one schema file."""
+    import fastjsonschema
+
+    try:
+        top = _simplify(json.loads(path.read_text()))
+    except (OSError, ValueError) as e:
+        raise DashiError(f"cannot read the Kubernetes schema {path}: {e}") from None
+    defs = _definitions()
+    used: dict = {}
+    top.pop("$id", None)
+    top.pop("$schema", None)
+    schema = _prune(top, READ[kind], defs, used)
+    schema = _local_refs({"$schema": "http://json-schema.org/draft-07/schema#", **schema, "$defs": used})
+    return compile(fastjsonschema.compile_to_code(schema, use_formats=False), f"<schema {path.name}>", "exec")
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("DASHI_CACHE_DIR") or Path.home() / ".cache" / "dashi-cluster")
+
+
+@lru_cache(maxsize=1)
+def _digest() -> str:
+    """Everything a compiled validator depends on: this module (the pruning),
+    the schema release, the validator library and the interpreter (marshal's
+    format is version-specific)."""
+    import fastjsonschema
+
+    h = hashlib.sha256()
+    own = sorted((Path(__file__).parent / "schemas").glob("*.json"))
+    for part in (Path(__file__).read_bytes(), *(p.read_bytes() for p in own), SCHEMA_VERSION.encode(), str(_schema_dir()).encode(),
+                 fastjsonschema.VERSION.encode(), sys.version.encode()):
+        h.update(part)
+        h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+def _cached(stem: str, build):
+    """The ``validate`` function of a generated validator module: from the
+    cache when there, else ``build()`` (a code object) and cached."""
+    cached = cache_dir() / "schema" / f"{_digest()}-{stem}.marshal"
+    try:
+        code = marshal.loads(cached.read_bytes())
+    except (OSError, ValueError, EOFError, TypeError):
+        code = build()
+        try:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            # Validators of other versions, unused for a week (two checkouts
+            # of different versions may share the cache meanwhile).
+            week_ago = time.time() - 7 * 86400
+            for old in cached.parent.glob("*.marshal"):
+                if not old.name.startswith(_digest()) and old.stat().st_mtime < week_ago:
+                    old.unlink(missing_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=cached.parent, prefix=".tmp-")
+            with os.fdopen(fd, "wb") as f:
+                f.write(marshal.dumps(code))
+            os.replace(tmp, cached)
+        except OSError:
+            pass  # no cache: the next run compiles again
+    namespace: dict = {}
+    exec(code, namespace)  # noqa: S102 - code generated by fastjsonschema from a pinned schema
+    return namespace["validate"]
+
+
+@lru_cache(maxsize=None)
+def _validator(api_version: str, kind: str):
+    path = _schema_file(api_version, kind)
+    if not path.is_file():
+        return None
+    return _cached(path.stem, lambda: _compile(path, kind))
+
+
+def _type_name(value) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, dict):
+        return "map"
+    return type(value).__name__  # dates and times YAML made of unquoted values
+
+
+_NAMES = {"object": "a map", "array": "a list", "string": "a string", "integer": "an integer",
+          "number": "a number", "boolean": "true or false"}
+
+
+def _message(e) -> str:
+    field = e.name[5:] if e.name.startswith("data.") else "(the object)"
+    definition = e.definition if isinstance(e.definition, dict) else {}
+    if e.rule == "type":
+        types = definition.get("type")
+        types = [t for t in (types if isinstance(types, list) else [types]) if t != "null"]
+        return f"{field}: expected {' or '.join(_NAMES.get(t, t) for t in types)}, got {_type_name(e.value)}"
+    if e.rule == "additionalProperties":
+        allowed = set((definition.get("properties") or {}))
+        extra = sorted(str(k) for k in (e.value or {}) if k not in allowed)
+        return f"{field}: unknown field{'s' if len(extra) > 1 else ''} {', '.join(map(repr, extra))}"
+    if e.rule == "required":
+        missing = [r for r in definition.get("required", []) if r not in (e.value or {})]
+        return f"{field}: missing required field{'s' if len(missing) > 1 else ''} {', '.join(missing)}"
+    if e.rule in ("minimum", "maximum"):
+        return f"{field}: {e.value!r} is out of range {definition.get('minimum')}-{definition.get('maximum')}"
+    if e.rule == "pattern":
+        return f"{field}: {e.value!r} does not match {definition.get('pattern')}"
+    if e.rule in ("maxLength", "minLength"):
+        return f"{field}: {e.value!r} must be {definition.get('minLength', 0)}-{definition.get('maxLength', 'any')} " \
+               "characters long"
+    if e.rule == "enum":
+        return f"{field}: must be {' or '.join(map(str, definition.get('enum', [])))}, got {e.value!r}"
+    return e.message.replace(e.name, field, 1)
+
+
+def validate(obj: dict, path: str, ref: str) -> bool:
+    """Check a kind we read against the upstream schema; False when the
+    schema has no such kind (the caller decides whether that is an error).
+    Raises ManifestError naming the file, the object and the field."""
+    import fastjsonschema
+
+    kind, api_version = obj.get("kind"), obj.get("apiVersion")
+    if kind not in READ or not isinstance(api_version, str):
+        return False
+    check = _validator(api_version, kind)
+    if check is None:
+        return False
+    try:
+        check(obj)
+    except fastjsonschema.JsonSchemaValueException as e:
+        raise ManifestError(_message(e), path=path, obj=ref) from None
+    return True
+
+
+@lru_cache(maxsize=None)
+def _own(name: str):
+    def build():
+        import fastjsonschema
+
+        path = Path(__file__).parent / "schemas" / f"{name}.schema.json"
+        code = fastjsonschema.compile_to_code(json.loads(path.read_text()), use_formats=False)
+        return compile(code, f"<schema {path.name}>", "exec")
+
+    return _cached(f"own-{name}", build)
+
+
+def validate_file(name: str, data, path: str) -> None:
+    """Check one of our own files (``schemas/<name>.schema.json``: profile, matrix)."""
+    import fastjsonschema
+
+    try:
+        _own(name)(data)
+    except fastjsonschema.JsonSchemaValueException as e:
+        raise ManifestError(_message(e), path=path) from None
