@@ -11,7 +11,7 @@ resources (TigeraStatus) alike.
 from __future__ import annotations
 
 import os
-import threading
+import queue
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -99,7 +99,7 @@ class ClientKube:
             raise KubeError(f"cannot load {where} from kubeconfig {source}: {why}") from None
         self._context = context
         self._dyn = None
-        self._exec_local = threading.local()
+        self._exec_pool: queue.SimpleQueue = queue.SimpleQueue()
 
     # -- plumbing -----------------------------------------------------------
 
@@ -212,12 +212,15 @@ class ClientKube:
         from kubernetes.stream import stream
 
         # stream() swaps the call_api method of the ApiClient it is given for
-        # the duration of the call; probes exec concurrently, so each thread
-        # keeps its own ApiClient (reused for its later execs) or a shared one
-        # could be left speaking websocket to every later get/list.
-        core = getattr(self._exec_local, "core", None)
-        if core is None:
-            core = self._exec_local.core = client.CoreV1Api(client.ApiClient(self._api.configuration))
+        # the duration of the call, so concurrent execs must not share one
+        # (nor share ours, or it could be left speaking websocket to every
+        # later get/list). Each exec borrows one from a pool and gives it
+        # back: building one (TLS context, connection pool) costs more than
+        # a whole probe batch, and the prober's threads come and go per run.
+        try:
+            core = self._exec_pool.get_nowait()
+        except queue.Empty:
+            core = client.CoreV1Api(client.ApiClient(self._api.configuration))
         kwargs = {"container": container} if container else {}
         try:
             ws = stream(core.connect_get_namespaced_pod_exec, pod, namespace, command=list(argv),
@@ -238,3 +241,4 @@ class ClientKube:
             return ExecResult(int(rc), stdout, stderr)
         finally:
             ws.close()
+            self._exec_pool.put(core)
