@@ -8,6 +8,7 @@ Each returns the process exit code (0: success); expected failures raise a
 from __future__ import annotations
 
 from cluster.cli.common import make_console, real_kube
+from cluster.live import guard
 from cluster.live import prepare as live_prepare
 from cluster.local import lifecycle, preflight, tools
 from cluster.local.runner import Runner
@@ -30,9 +31,10 @@ def status(name: str, profile: str = "dashi", context: str | None = None) -> int
     return 0
 
 
-def prepare(context: str, profile: str = "dashi", adopt: bool = False, dry_run: bool = False) -> int:
+def prepare(context: str, profile: str = "dashi", adopt: bool = False, dry_run: bool = False,
+            yes: bool = False) -> int:
     live_prepare.prepare(context, profile=profile, console=make_console(), kube_factory=real_kube, adopt=adopt,
-                         dry_run=dry_run)
+                         dry_run=dry_run, yes=yes, confirm=guard.terminal_confirm())
     return 0
 
 

@@ -16,7 +16,6 @@ from cluster.live import guard
 from cluster.live.dryrun import plan
 from cluster.live.report import write_json, write_markdown
 from cluster.live.rollout import Rollout
-from cluster.live.state import profile_dir
 from cluster.live.status import history_rows
 from cluster.policy.profile import load_profile
 
@@ -72,11 +71,11 @@ def smoke(profile_name: str, *, context: str | None = None, json_path: str | Non
 def history(profile_name: str, *, context: str | None = None, kube_factory=None,
             out: Console | None = None) -> int:
     out = out or make_console()
-    ctx = context or (kube_factory or real_kube)(None).context()
-    entries, notes = history_rows(ctx, profile_name)
+    kube = (kube_factory or real_kube)(context)
+    ctx = kube.context()
+    entries, notes, path = history_rows(kube, profile_name)
     if not entries:
-        out.print(f"No history for profile {profile_name} on {ctx} "
-                  f"({profile_dir(ctx, profile_name) / 'history.jsonl'}).", markup=False)
+        out.print(f"No history for profile {profile_name} on {ctx} ({path}).", markup=False)
         return 0
     table = Table(title=f"history of profile {profile_name} on {ctx}", header_style="bold")
     for col in ("time", "who", "event", "step", "snapshot", "result"):

@@ -18,10 +18,15 @@ shorter than a DNS header), so against cluster DNS an allowed probe and a
 dropped one both time out. A UDP timeout is therefore reported as
 ``unprobed``, never guessed; a UDP reply proves the path is open.
 
-A refusal counts as blocked. Every port we probe is declared by a pod that
-listens on it (the stand-ins serve every declared port, DNS and the API
-server listen), so a refusal is a policy rejecting the packet: kube-router,
-the policy controller built into k3s, REJECTs where Calico and Cilium drop.
+What a refusal means depends on the CNI, so it is read with the cluster's
+deny behaviour, which the canary measures (``cluster.live.canary``):
+``reject`` (kube-router, the policy controller built into k3s, answers a
+denied packet with ICMP port-unreachable): every probed port has a listener,
+so a refusal is a policy rejecting the packet, blocked. ``drop`` (Calico,
+Cilium): a denied packet is dropped and times out, so a refusal means the
+packet reached the pod and was turned away there: the path is open, and a
+refusal where the policies block is a mismatch. ``unknown`` (never
+measured): a refusal cannot be read either way.
 
 ``MatrixProber`` runs a whole matrix on a bounded thread pool (every probe of
 every source is one job, so a matrix costs about ceil(probes / workers)
@@ -53,21 +58,28 @@ AGNHOST = "/agnhost"
 EXEC_GRACE_S = 15.0
 
 
+DENY_BEHAVIOURS = ("drop", "reject", "unknown")
+
+
 @dataclass(frozen=True)
 class ProbeResult:
     ok: bool
     kind: str  # one of KINDS
     detail: str = ""
+    deny_behaviour: str = "reject"  # how a refusal reads: see the module docstring
 
     @property
     def allowed(self) -> bool | None:
-        """What the probe says about the network path: True (connected),
-        False (dropped, or rejected: see the module docstring), None (cannot
-        tell: DNS, other errors, unprobed)."""
+        """What the probe says about the network path: True (connected, or
+        refused under a CNI that drops), False (dropped, or refused under one
+        that rejects), None (cannot tell: DNS, other errors, unprobed, a
+        refusal under an unknown CNI)."""
         if self.kind == "connected":
             return True
-        if self.kind in ("timeout", "refused"):
+        if self.kind == "timeout":
             return False
+        if self.kind == "refused":
+            return {"reject": False, "drop": True}.get(self.deny_behaviour)
         return None
 
 
@@ -93,7 +105,16 @@ def connect_argv(host: str, port: int, protocol: str = "TCP", timeout_s: float =
             f"--protocol={protocol.lower()}"]
 
 
-def classify(returncode: int, stderr: str, protocol: str = "TCP") -> ProbeResult:
+_REFUSED = {
+    "reject": "connection refused: rejected by a policy (this cluster's CNI rejects denied packets)",
+    "drop": "connection refused: the packet reached the pod (this cluster's CNI drops denied packets, "
+            "so no policy stopped it) and nothing accepted it",
+    "unknown": "connection refused: whether that is a policy depends on the CNI, and this cluster's deny "
+               "behaviour was never measured (inv prepare, or inv cluster-up, runs the canary that measures it)",
+}
+
+
+def classify(returncode: int, stderr: str, protocol: str = "TCP", deny_behaviour: str = "reject") -> ProbeResult:
     """Turn agnhost connect's exit code and stderr into a ProbeResult."""
     text = (stderr or "").strip()
     first = text.splitlines()[0] if text else ""
@@ -109,14 +130,16 @@ def classify(returncode: int, stderr: str, protocol: str = "TCP") -> ProbeResult
                                "even when allowed, so silence cannot tell dropped from allowed")
         return ProbeResult(False, "timeout", "no answer in time: dropped")
     if first.startswith("REFUSED"):
-        return ProbeResult(False, "refused", "connection refused: rejected by a policy (or nothing listens on the port)")
+        if deny_behaviour not in DENY_BEHAVIOURS:
+            raise DashiError(f"deny behaviour must be one of {', '.join(DENY_BEHAVIOURS)}, not {deny_behaviour!r}")
+        return ProbeResult(False, "refused", _REFUSED[deny_behaviour], deny_behaviour)
     if first.startswith("DNS"):
         return ProbeResult(False, "dns", first)
     return ProbeResult(False, "other", first or f"exit {returncode} with no message")
 
 
 def connect(kube: Kube, namespace: str, pod: str, host: str, port: int, protocol: str = "TCP",
-            timeout_s: float = 1.0) -> ProbeResult:
+            timeout_s: float = 1.0, deny_behaviour: str = "reject") -> ProbeResult:
     """Probe host:port from a pod with ``agnhost connect``.
 
     Raises KubeError when the exec itself fails (pod gone, API error); a
@@ -124,7 +147,7 @@ def connect(kube: Kube, namespace: str, pod: str, host: str, port: int, protocol
     """
     argv = connect_argv(host, port, protocol, timeout_s)
     res = kube.exec(namespace, pod, argv, timeout=timeout_s + EXEC_GRACE_S)
-    return classify(res.returncode, res.stderr, protocol)
+    return classify(res.returncode, res.stderr, protocol, deny_behaviour)
 
 
 # --------------------------------------------------------------------------
@@ -168,7 +191,8 @@ class MatrixProber:
 
     def __init__(self, kube: Kube, *, workers: int = 64, timeout_s: float = 1.0,
                  poll_interval: float = 1.0, poll_timeout: float = 10.0,
-                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep):
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+                 deny_behaviour: str = "reject"):
         if workers < 1:
             raise DashiError(f"probe workers must be at least 1, got {workers}")
         self.kube = kube
@@ -178,11 +202,12 @@ class MatrixProber:
         self.poll_timeout = poll_timeout
         self.clock = clock
         self.sleep = sleep
+        self.deny_behaviour = deny_behaviour
 
     def _one(self, target: Target) -> ProbeResult:
         try:
             return connect(self.kube, target.namespace, target.pod, target.host, target.port,
-                           target.protocol, self.timeout_s)
+                           target.protocol, self.timeout_s, self.deny_behaviour)
         except KubeError as e:
             return ProbeResult(False, "other", f"exec failed: {e}")
 
