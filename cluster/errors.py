@@ -41,7 +41,23 @@ class CommandFailed(DashiError):
 
 
 class KubeError(DashiError):
-    """The Kubernetes API refused or failed a call."""
+    """The Kubernetes API refused or failed a call. ``status`` is the HTTP
+    status when the API server answered (None when it did not)."""
+
+    status: int | None = None
+
+
+class KubeUnreachable(KubeError):
+    """The API server did not answer: connection refused or reset, a timeout,
+    TLS failure, a dropped websocket. Nothing can be concluded about the
+    cluster, only that it could not be asked."""
+
+
+class KubeConflict(KubeError):
+    """409: the object already exists (create) or changed since it was read
+    (update with a stale resourceVersion)."""
+
+    status = 409
 
 
 class SnapshotError(DashiError):

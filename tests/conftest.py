@@ -9,6 +9,13 @@ from cluster.testing.fakekube import FakeKube
 from docker_fixtures import dockerd  # noqa: F401  (one real Docker engine per test run, for -m docker)
 
 
+@pytest.fixture(autouse=True)
+def _state_dir(tmp_path, monkeypatch):
+    """Every test keeps the tool's state in its own directory: never the
+    user's ~/.local/state, never another test's."""
+    monkeypatch.setenv("DASHI_STATE_DIR", str(tmp_path / "dashi-state"))
+
+
 @pytest.fixture
 def dashi():
     """The dashi stand-ins deployed on a fake cluster, its call record cleared."""

@@ -14,7 +14,7 @@ import yaml
 
 from cluster.cli import gitops
 from cluster.errors import ManifestError, VerificationFailed
-from cluster.live.state import RecordStore, StepEntry, StepRecord, profile_dir
+from cluster.live.state import RecordStore, StepEntry, StepRecord
 from cluster.policy import export as pexport
 from cluster.policy.profile import load_profile
 from cluster.ui import make_console
@@ -332,7 +332,12 @@ def test_wiring_hint_goes_once_the_flux_system_kustomization_lists_it(tmp_path):
 
 
 def _record(root: Path, context: str, profile: str, steps: list[str]) -> None:
-    d = profile_dir(context, profile, root)
+    # As a rollout leaves it: the context's cluster (by kube-system uid) in the
+    # index, the step record under that cluster.
+    uid = "5f1d0c8e-0000-4000-8000-00000000e4e4"
+    (root).mkdir(parents=True, exist_ok=True)
+    (root / "contexts.yaml").write_text(f"{context}: {{uid: {uid}, server: 'https://127.0.0.1:6550'}}\n")
+    d = root / "clusters" / uid / profile
     RecordStore(d).save(StepRecord(profile, context, [
         StepEntry(s, f"{i:04d}-before-{s}.yaml", "2025-01-01T00:00:00Z", "2025-01-01T00:00:05Z", "me", "host")
         for i, s in enumerate(steps, 1)]))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cluster.errors import KubeError
+from cluster.errors import KubeConflict, KubeError
 from cluster.live.kube import FIELD_MANAGER
 from cluster.testing.fakekube import API_ADDRESS, Call, FakeClock, FakeKube, selector_matches
 
@@ -53,24 +53,72 @@ def test_seeded_like_k3s():
     assert dns["metadata"]["name"].startswith("coredns-")
     ep = kube.get("v1", "Endpoints", "kubernetes", "default")
     assert ep["subsets"][0]["addresses"] == [{"ip": API_ADDRESS}]
-    (eps,) = kube.list("discovery.k8s.io/v1", "EndpointSlice", "default", "kubernetes.io/service-name=kubernetes")
+    (eps,) = kube.list("discovery.k8s.io/v1", "EndpointSlice", "default",
+                       {"matchLabels": {"kubernetes.io/service-name": "kubernetes"}})
     assert eps["endpoints"][0]["addresses"] == [API_ADDRESS]
     assert API_ADDRESS.startswith("192.0.2.")  # TEST-NET-1: data only
 
 
-def test_apply_sets_server_fields_and_bumps_generation_only_on_change():
+def test_apply_sets_server_fields_and_a_no_op_apply_writes_nothing():
     kube = FakeKube()
     first = kube.apply(deny_all("default"))
     meta = first["metadata"]
     assert meta["generation"] == 1
     assert meta["managedFields"][0]["manager"] == FIELD_MANAGER
     again = kube.apply(deny_all("default"))
-    assert again["metadata"]["uid"] == meta["uid"]
-    assert again["metadata"]["generation"] == 1
-    assert int(again["metadata"]["resourceVersion"]) > int(meta["resourceVersion"])
+    # Server-side apply of the same configuration is a no-op: resourceVersion stays.
+    assert again["metadata"] == meta
     changed = deny_all("default")
     changed["spec"]["policyTypes"] = ["Ingress"]
-    assert kube.apply(changed)["metadata"]["generation"] == 2
+    after = kube.apply(changed)["metadata"]
+    assert after["generation"] == 2 and int(after["resourceVersion"]) > int(meta["resourceVersion"])
+    # A label change alone is a write too (metadata, not spec: generation stays).
+    labelled = deny_all("default")
+    labelled["spec"]["policyTypes"] = ["Ingress"]
+    labelled["metadata"]["labels"] = {"a": "b"}
+    out = kube.apply(labelled)["metadata"]
+    assert out["generation"] == 2 and int(out["resourceVersion"]) > int(after["resourceVersion"])
+
+
+def test_apply_again_after_someone_else_changed_our_fields_writes():
+    kube = FakeKube()
+    kube.apply(deny_all("default"))
+    live = kube.get(NP, "NetworkPolicy", "deny", "default")
+    live["spec"]["policyTypes"] = ["Ingress"]
+    kube.update(live)  # another writer
+    again = kube.apply(deny_all("default"))
+    assert again["spec"]["policyTypes"] == ["Ingress", "Egress"]  # force: our fields are ours again
+
+
+def test_create_refuses_an_existing_object_and_update_a_stale_resource_version():
+    kube = FakeKube()
+    lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+             "metadata": {"name": "l", "namespace": "kube-system"},
+             "spec": {"holderIdentity": "a", "leaseDurationSeconds": 60,
+                      "renewTime": "2025-01-01T00:00:00.000000Z"}}
+    first = kube.create(lease)
+    with pytest.raises(KubeConflict, match='leases.coordination.k8s.io "l" already exists') as err:
+        kube.create(lease)
+    assert err.value.status == 409
+    mine = {**first, "spec": {**first["spec"], "holderIdentity": "b"}}
+    second = kube.update(mine)
+    assert int(second["metadata"]["resourceVersion"]) > int(first["metadata"]["resourceVersion"])
+    with pytest.raises(KubeConflict, match="the object has been modified"):
+        kube.update(mine)  # still carries the first resourceVersion
+    with pytest.raises(KubeError, match="not found") as err:
+        kube.update({**lease, "metadata": {"name": "nope", "namespace": "kube-system", "resourceVersion": "1"}})
+    assert err.value.status == 404
+
+
+def test_leases_are_validated_like_the_api_server():
+    kube = FakeKube()
+    base = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": "l", "namespace": "kube-system"}}
+    for spec, what in [({"renewTime": "2025-01-01T00:00:00Z"}, "not a MicroTime"),
+                       ({"leaseDurationSeconds": 0}, "must be greater than 0")]:
+        with pytest.raises(KubeError, match=what):
+            kube.create({**base, "spec": spec})
+    assert kube.get("coordination.k8s.io/v1", "Lease", "l", "kube-system") is None
 
 
 def test_apply_does_not_alias_the_callers_object():
@@ -106,15 +154,55 @@ def test_delete_reports_existence_and_namespace_delete_cascades():
     assert kube.delete("v1", "Namespace", "team") is True
     assert kube.pods("team") == []
     assert kube.objects("Deployment", "team") == []
+    assert kube.get("v1", "Namespace", "team") is None  # no grace: gone at the next call
 
 
-def test_label_selectors():
+def test_a_deleted_namespace_terminates_first():
+    clock = FakeClock()
+    kube = FakeKube(clock=clock, namespace_grace_s=5.0)
+    kube.apply(ns("team"))
+    kube.apply(deny_all("team"))
+    assert kube.delete("v1", "Namespace", "team") is True
+    terminating = kube.get("v1", "Namespace", "team")
+    assert terminating["metadata"]["deletionTimestamp"] and terminating["status"]["phase"] == "Terminating"
+    assert kube.list(NP, "NetworkPolicy", "team") == []
+    with pytest.raises(KubeError, match="unable to create new content in namespace team because it is being "
+                                        "terminated") as err:
+        kube.apply(deny_all("team"))
+    assert err.value.status == 403
+    assert kube.delete("v1", "Namespace", "team") is True  # deleting again is not an error
+    clock.sleep(5.0)
+    assert kube.get("v1", "Namespace", "team") is None
+    kube.apply(ns("team"))  # and the name can be used again
+    assert kube.get("v1", "Namespace", "team")["status"]["phase"] == "Active"
+
+
+def test_label_selectors_are_structures():
     labels = {"app": "web", "tier": "front"}
-    cases = {"": True, "app=web": True, "app==web": True, "app!=web": False, "app=db": False,
-             "app in (web,db)": True, "app notin (web)": False, "app notin (db)": True,
-             "tier": True, "!tier": False, "missing": False, "!missing": True,
-             "app=web,tier=front": True, "app=web,tier=back": False, "gone!=x": True}
-    assert {sel: selector_matches(sel, labels) for sel in cases} == cases
+
+    def expr(key, op, *values):
+        return {"matchExpressions": [{"key": key, "operator": op, **({"values": list(values)} if values else {})}]}
+
+    cases = {
+        "everything": ({}, True), "app=web": ({"matchLabels": {"app": "web"}}, True),
+        "app=db": ({"matchLabels": {"app": "db"}}, False),
+        "app in (web,db)": (expr("app", "In", "web", "db"), True), "app notin (web)": (expr("app", "NotIn", "web"), False),
+        "app notin (db)": (expr("app", "NotIn", "db"), True), "tier": (expr("tier", "Exists"), True),
+        "!tier": (expr("tier", "DoesNotExist"), False), "missing": (expr("missing", "Exists"), False),
+        "!missing": (expr("missing", "DoesNotExist"), True),
+        "app=web,tier=front": ({"matchLabels": {"app": "web", "tier": "front"}}, True),
+        "app=web,tier=back": ({"matchLabels": {"app": "web", "tier": "back"}}, False),
+    }
+    assert {k: selector_matches(sel, labels) for k, (sel, _) in cases.items()} == {k: v for k, (_, v) in cases.items()}
+    assert selector_matches(None, labels)
+
+
+def test_a_selector_string_or_a_bad_operator_is_refused():
+    kube = FakeKube()
+    with pytest.raises(KubeError, match="must be a LabelSelector mapping, got str"):
+        kube.list("v1", "Pod", "kube-system", "k8s-app=kube-dns")
+    with pytest.raises(KubeError, match="invalid operator 'Like'"):
+        kube.list("v1", "Pod", "kube-system", {"matchExpressions": [{"key": "a", "operator": "Like"}]})
 
 
 # -- workloads ----------------------------------------------------------------
@@ -270,12 +358,12 @@ def test_fail_with_any_exception_and_forever():
 def test_calls_are_recorded_in_order(dashi):
     kube, _ = dashi
     kube.get("v1", "Pod", "debug", "dashi-data")
-    kube.list(NP, "NetworkPolicy", "dashi-data", label_selector="a=b")
+    kube.list(NP, "NetworkPolicy", "dashi-data", label_selector={"matchLabels": {"a": "b"}})
     kube.delete(NP, "NetworkPolicy", "x", "dashi-data")
     connect(kube, "dashi-data", "debug", "10.42.0.1:80")
     assert kube.calls == [
         Call("get", "v1", "Pod", "dashi-data", "debug"),
-        Call("list", NP, "NetworkPolicy", "dashi-data", None, label_selector="a=b"),
+        Call("list", NP, "NetworkPolicy", "dashi-data", None, label_selector={"matchLabels": {"a": "b"}}),
         Call("delete", NP, "NetworkPolicy", "dashi-data", "x"),
         Call("exec", "v1", "Pod", "dashi-data", "debug",
              argv=("/agnhost", "connect", "10.42.0.1:80", "--timeout=1s", "--protocol=tcp")),
@@ -292,12 +380,14 @@ def test_on_exec_answers_other_commands():
     assert kube.exec("kube-system", dns["metadata"]["name"], ["cat", "/etc/hostname"]).stdout == "hello"
 
 
-def test_list_items_of_built_in_kinds_carry_no_type_like_the_api_server():
+def test_list_items_carry_their_type_as_the_client_gives_them():
+    """The API server sends apiVersion and kind on the list only; the
+    kubernetes client's DynamicClient copies them onto each item, and that
+    is what ClientKube returns (the contract scenario checks it for real)."""
     kube = FakeKube()
     kube.apply(deny_all("default"))
     (item,) = kube.list(NP, "NetworkPolicy", "default")
-    assert "kind" not in item and "apiVersion" not in item and item["metadata"]["name"] == "deny"
+    assert (item["apiVersion"], item["kind"], item["metadata"]["name"]) == (NP, "NetworkPolicy", "deny")
     kube.apply({"apiVersion": "crd.projectcalico.org/v1", "kind": "IPPool", "metadata": {"name": "pool"}})
     (pool,) = kube.list("crd.projectcalico.org/v1", "IPPool")
-    assert pool["kind"] == "IPPool"  # custom resources keep theirs
-    assert kube.objects("NetworkPolicy")[0]["kind"] == "NetworkPolicy"
+    assert pool["kind"] == "IPPool"

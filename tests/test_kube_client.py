@@ -2,9 +2,13 @@
 
 The server answers API discovery for core/v1 namespaces and pods and records
 each request, so the tests check what the adapter sends (server-side apply
-with our field manager and force) and how it maps answers and errors.
+with our field manager and force, label selectors rendered from structures)
+and how it maps answers and errors: every failure, the transport's included,
+crosses the seam as a KubeError.
 """
 
+import base64
+import hashlib
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -13,8 +17,10 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 import yaml
 
-from cluster.errors import KubeError
-from cluster.live.kube import FIELD_MANAGER, ClientKube
+from cluster.errors import KubeConflict, KubeError, KubeUnreachable
+from cluster.live.kube import FIELD_MANAGER, ClientKube, equality_selector, render_selector
+from cluster.live.poll import poll_until
+from cluster.testing.fakekube import FakeClock
 from lifecycle_fixtures import free_port
 
 RESOURCES = {
@@ -33,9 +39,14 @@ def _status(code, reason, message):
             "code": code}
 
 
+# RFC 6455's handshake: the accept key is the client's key with this GUID, SHA-1, base64.
+WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
 @pytest.fixture
 def api():
-    state = {"requests": [], "objects": {}}
+    # "fail": HTTP statuses to answer the next GETs of a namespace with, in order.
+    state = {"requests": [], "objects": {}, "fail": []}
 
     class H(BaseHTTPRequestHandler):
         def _send(self, code, body):
@@ -54,9 +65,25 @@ def api():
                                       "content_type": self.headers.get("Content-Type"), "body": body})
             return u
 
+        def _exec_then_drop(self):
+            """Accept the exec websocket, then drop the connection, as a
+            load balancer or a restarting API server does mid-stream."""
+            key = self.headers["Sec-WebSocket-Key"]
+            accept = base64.b64encode(hashlib.sha1((key + WS_GUID).encode()).digest()).decode()
+            self.wfile.write(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                              f"Sec-WebSocket-Accept: {accept}\r\n"
+                              "Sec-WebSocket-Protocol: v4.channel.k8s.io\r\n\r\n").encode())
+            self.wfile.flush()
+            self.close_connection = True
+
         def do_GET(self):
             u = self._record()
             p = u.path
+            if p.endswith("/exec"):
+                return self._exec_then_drop()
+            if p.startswith("/api/v1/namespaces/") and state["fail"]:
+                code = state["fail"].pop(0)
+                return self._send(code, _status(code, "ServiceUnavailable", "etcd leader changed"))
             if p == "/api":
                 return self._send(200, {"kind": "APIVersions", "versions": ["v1"]})
             if p == "/apis":
@@ -68,6 +95,10 @@ def api():
             if p == "/api/v1/namespaces":
                 return self._send(200, {"kind": "NamespaceList", "apiVersion": "v1", "metadata": {},
                                         "items": list(state["objects"].values())})
+            if p.endswith("/pods"):
+                return self._send(200, {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": []})
+            if p == "/api/v1/namespaces/taken":
+                return self._send(409, _status(409, "AlreadyExists", 'namespaces "taken" already exists'))
             if p == "/api/v1/namespaces/forbidden":
                 return self._send(403, _status(403, "Forbidden", 'namespaces "forbidden" is forbidden'))
             name = p.rsplit("/", 1)[-1]
@@ -95,9 +126,17 @@ def api():
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
     threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
     state["url"] = f"http://127.0.0.1:{httpd.server_address[1]}"
+
+    def stop():
+        """The API server goes away: its port refuses connections from now on."""
+        if not state.get("stopped"):
+            state["stopped"] = True
+            httpd.shutdown()
+            httpd.server_close()
+
+    state["stop"] = stop
     yield state
-    httpd.shutdown()
-    httpd.server_close()
+    stop()
 
 
 def kubeconfig(tmp_path, server, name="k3d-test"):
@@ -150,9 +189,106 @@ def test_api_errors_become_kube_errors(api, tmp_path):
 
 
 def test_unreachable_server_is_a_kube_error(tmp_path):
-    kube = ClientKube(kubeconfig=kubeconfig(tmp_path, f"http://127.0.0.1:{free_port()}"))
-    with pytest.raises(KubeError, match="cannot reach the API server of k3d-test"):
+    slept = []
+    kube = ClientKube(kubeconfig=kubeconfig(tmp_path, f"http://127.0.0.1:{free_port()}"), sleep=slept.append)
+    with pytest.raises(KubeUnreachable, match="cannot reach the API server of k3d-test"):
         kube.get("v1", "Namespace", "x")
+    assert slept == [0.5, 1.0, 2.0]  # a read is retried, boundedly
+
+
+def test_an_api_server_that_goes_away_mid_run_is_a_kube_error_at_every_call(api, tmp_path):
+    """Discovery succeeded while the server was up; every later call meets a
+    refused connection, raised by urllib3 below the client, and each must
+    cross the seam as KubeUnreachable (one line, no traceback upstairs)."""
+    slept = []
+    kube = ClientKube(kubeconfig=kubeconfig(tmp_path, api["url"]), sleep=slept.append)
+    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "a"}})
+    api["stop"]()
+    calls = {
+        "get": lambda: kube.get("v1", "Namespace", "a"),
+        "list": lambda: kube.list("v1", "Pod", "default"),
+        "apply": lambda: kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "b"}}),
+        "create": lambda: kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "b"}}),
+        "update": lambda: kube.update({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "b"}}),
+        "delete": lambda: kube.delete("v1", "Namespace", "a"),
+        "exec": lambda: kube.exec("default", "p", ["true"]),
+    }
+    for verb, call in calls.items():
+        with pytest.raises(KubeUnreachable) as err:
+            call()
+        assert "\n" not in str(err.value), verb
+    # Only reads were retried (writes are resolved by the rollout's own record).
+    assert slept.count(0.5) >= 2
+
+
+def test_reads_ride_out_a_few_503s_writes_do_not(api, tmp_path):
+    slept = []
+    kube = ClientKube(kubeconfig=kubeconfig(tmp_path, api["url"]), sleep=slept.append)
+    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "a"}})
+    api["fail"][:] = [503, 503]
+    assert kube.get("v1", "Namespace", "a")["metadata"]["name"] == "a"
+    assert slept == [0.5, 1.0]
+    api["fail"][:] = [503] * 4
+    with pytest.raises(KubeError, match="get Namespace/a: 503 .*: etcd leader changed") as err:
+        kube.get("v1", "Namespace", "a")
+    assert err.value.status == 503 and not isinstance(err.value, KubeUnreachable)
+
+
+def test_a_409_is_a_conflict(api, tmp_path):
+    kube = ClientKube(kubeconfig=kubeconfig(tmp_path, api["url"]))
+    with pytest.raises(KubeConflict) as err:
+        kube.get("v1", "Namespace", "taken")
+    assert err.value.status == 409
+
+
+def test_a_dropped_exec_websocket_is_a_kube_error(api, tmp_path):
+    """The websocket phase of exec: the stream opens, then the connection
+    drops. websocket-client raises its own exception there, which used to
+    escape the seam and abort a whole probe matrix."""
+    kube = ClientKube(kubeconfig=kubeconfig(tmp_path, api["url"]))
+    with pytest.raises(KubeUnreachable, match="exec in dashi-data/debug: the exec stream dropped"):
+        kube.exec("dashi-data", "debug", ["/agnhost", "connect", "10.42.0.9:80"], timeout=5)
+    (req,) = [r for r in api["requests"] if r["path"].endswith("/exec")]
+    assert req["path"] == "/api/v1/namespaces/dashi-data/pods/debug/exec"
+    assert req["query"]["command"] == ["/agnhost", "connect", "10.42.0.9:80"]
+
+
+def test_the_poll_loop_outlasts_a_refused_connection(api, tmp_path):
+    """retry_api_errors keeps waiting through an API server restart: a
+    refused connection is a KubeError now, not a urllib3 exception that ends
+    the wait."""
+    kube = ClientKube(kubeconfig=kubeconfig(tmp_path, api["url"]), sleep=lambda s: None)
+    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "a"}})
+    api["stop"]()
+    clock = FakeClock()
+    seen = []
+    res = poll_until(lambda: (kube.get("v1", "Namespace", "a") is not None, "ready"), timeout_s=3,
+                     interval_s=1, clock=clock, sleep=clock.sleep, progress=seen.append, retry_api_errors=True)
+    assert not res.done and res.attempts == 4
+    assert all(d.startswith("API error: get Namespace/a: cannot reach the API server") for d in seen)
+
+
+def test_label_selectors_are_rendered_from_structures(api, tmp_path):
+    kube = ClientKube(kubeconfig=kubeconfig(tmp_path, api["url"]))
+    kube.list("v1", "Pod", "default", {"matchLabels": {"app": "web", "a": "b"},
+                                       "matchExpressions": [{"key": "tier", "operator": "In", "values": ["x", "b"]},
+                                                            {"key": "gone", "operator": "DoesNotExist"}]})
+    (req,) = [r for r in api["requests"] if r["path"] == "/api/v1/namespaces/default/pods"]
+    assert req["query"]["labelSelector"] == ["a=b,app=web,tier in (b,x),!gone"]
+
+
+def test_selector_rendering_is_apimachinerys():
+    assert render_selector(None) is None and render_selector({}) is None
+    assert render_selector({"matchExpressions": [{"key": "k", "operator": "NotIn", "values": ["v"]},
+                                                 {"key": "e", "operator": "Exists"}]}) == "k notin (v),e"
+    assert equality_selector("k8s-app=kube-dns, a=b") == {"matchLabels": {"k8s-app": "kube-dns", "a": "b"}}
+    for bad in ("a!=b", "a in (b)", "a==b", "novalue"):
+        with pytest.raises(Exception, match="is not key=value"):
+            equality_selector(bad)
+    with pytest.raises(KubeError, match="must be a LabelSelector mapping"):
+        render_selector("a=b")
+    with pytest.raises(KubeError, match="matchExpressions\\[0\\] is invalid"):
+        render_selector({"matchExpressions": [{"key": "k", "operator": "In"}]})
 
 
 def test_unknown_context_is_a_kube_error(tmp_path):

@@ -479,7 +479,7 @@ def test_prepare_deploys_and_runs_the_canary_without_k3d():
     seed_calico(w.kube)
     console, buf = recording_console()
     res = live_prepare.prepare("prod-ctx", profile="environments", console=console, kube_factory=w.kube_factory,
-                           runner=w.runner, sleep=w.clock.sleep, clock=w.clock)
+                           runner=w.runner, sleep=w.clock.sleep, clock=w.clock, yes=True)
     assert w.runner.calls == []
     assert res["cni"] == "calico" and res["canary"].startswith("NetworkPolicy enforced by calico")
     assert w.kube.get("v1", "Namespace", "production") is not None
@@ -493,4 +493,4 @@ def test_prepare_requires_a_named_context_and_respects_foreign_namespaces():
     w.kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "staging"}})
     with pytest.raises(StepFailed, match="staging already exist and are not managed"):
         live_prepare.prepare("prod", profile="environments", console=console, kube_factory=w.kube_factory,
-                         runner=w.runner, sleep=w.clock.sleep, clock=w.clock)
+                         runner=w.runner, sleep=w.clock.sleep, clock=w.clock, yes=True)

@@ -12,71 +12,11 @@ from rich.console import Console
 
 from cluster.cli.rollout import up as cli_up
 from cluster.errors import DashiError, GuardError, KubeError, LockError, SnapshotError, VerificationFailed
-from cluster.live.history import History
 from cluster.live.kube import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 from cluster.live.lock import ClusterLock
-from cluster.live.rollout import Rollout
 from cluster.live.settings import Settings
-from cluster.live.snapshots import canonical_spec, is_ours
-from cluster.live.state import cluster_dir, profile_dir
 from cluster.live.status import current_state
-from cluster.policy.profile import load_profile
-from cluster.testing.fakekube import FakeClock, FakeKube
-
-NP = "networking.k8s.io/v1"
-
-
-class World:
-    """A deployed profile on a fake cluster, a fake clock and a state dir."""
-
-    def __init__(self, tmp_path, profile="environments", **kube_kw):
-        self.clock = FakeClock()
-        self.kube = FakeKube(clock=self.clock, **kube_kw)
-        self.profile = load_profile(profile) if isinstance(profile, str) else profile
-        for obj in self.profile.namespace_objects + self.profile.workload_objects:
-            self.kube.apply(obj)
-        self.kube.calls.clear()
-        self.root = tmp_path / "state"
-        self.buf = io.StringIO()
-
-    def rollout(self, profile=None, **kw) -> Rollout:
-        self.buf = io.StringIO()
-        return Rollout(self.kube, profile or self.profile, root=self.root,
-                       out=Console(file=self.buf, width=200, color_system=None),
-                       settings=Settings(clock=self.clock, sleep=self.clock.sleep), **kw)
-
-    @property
-    def out(self) -> str:
-        return self.buf.getvalue()
-
-    def ours(self) -> dict:
-        """Our live policies: (ns, name) -> (step annotation, canonical spec)."""
-        return {(p["metadata"]["namespace"], p["metadata"]["name"]):
-                (p["metadata"]["annotations"]["dashi.io/step"], canonical_spec(p["spec"]))
-                for p in self.kube.objects("NetworkPolicy") if is_ours(p)}
-
-    def through(self, k) -> dict:
-        """What our live policies must be after the first k steps."""
-        return {(o["metadata"]["namespace"], o["metadata"]["name"]): (step.name, canonical_spec(o["spec"]))
-                for step in self.profile.steps[:k] for o in step.objects}
-
-    def record(self) -> dict:
-        return yaml.safe_load((profile_dir(self.kube._context, self.profile.name, self.root) / "state.yaml")
-                              .read_text())
-
-    def history(self) -> list[tuple]:
-        entries, _ = History.at(profile_dir(self.kube._context, self.profile.name, self.root)).read()
-        return [(e["event"], e["step"], e["ok"]) for e in entries]
-
-    def snapshot_ids(self) -> list[str]:
-        index = profile_dir(self.kube._context, self.profile.name, self.root) / "snapshots" / "index.yaml"
-        return [s["id"] for s in yaml.safe_load(index.read_text())["snapshots"]] if index.exists() else []
-
-    def applied_names(self) -> list[str]:
-        return [f"{c.namespace}/{c.name}" for c in self.kube.calls_of("apply", "NetworkPolicy")]
-
-
-STEPS = ["default-deny", "allow-dns", "allow-from-ingress-controller"]
+from rollout_fixtures import NP, STEPS, World
 
 
 @pytest.fixture
@@ -108,7 +48,7 @@ def test_up_applies_snapshots_and_verifies_every_step(world):
 
 def test_snapshots_hold_the_state_before_each_step(world):
     world.rollout().up()
-    snaps = profile_dir("k3d-dashi", "environments", world.root) / "snapshots"
+    snaps = world.pdir / "snapshots"
     applied = [yaml.safe_load((snaps / f"{i}.yaml").read_text()) for i in world.snapshot_ids()]
     assert [d["applied"] for d in applied] == [[], ["default-deny"], ["default-deny", "allow-dns"]]
     assert [len(d["policies"]) for d in applied] == [0, 3, 6]
@@ -152,6 +92,7 @@ def test_a_cni_that_rejects_instead_of_dropping_verifies(tmp_path):
     # k3s's kube-router answers denied packets with ICMP port-unreachable:
     # agnhost says REFUSED, which must count as blocked, not as open.
     w = World(tmp_path, "environments", reject=True)
+    w.cluster().save_cni(name="k3s", deny_behaviour="reject")  # what the canary measures there
     w.rollout().up()
     assert w.ours() == w.through(3)
     rec = w.record()
@@ -180,7 +121,7 @@ def test_a_cni_that_enforces_nothing_is_rolled_back_with_evidence(tmp_path):
     assert "develop/frontend -> develop/backend 8080/TCP: mismatch" in out
     assert "selected by develop/default-deny" in out
     assert "... and 80 more edge(s)" in out  # the terminal shows 25; the files hold all 105
-    evidence = profile_dir("k3d-dashi", "environments", w.root) / "evidence"
+    evidence = w.pdir / "evidence"
     assert sorted(p.name for p in evidence.iterdir()) == [
         "0001-before-default-deny-default-deny-failed.json", "0001-before-default-deny-default-deny-failed.md"]
     data = json.loads((evidence / "0001-before-default-deny-default-deny-failed.json").read_text())
@@ -240,7 +181,7 @@ def test_a_changed_profile_under_a_record_is_refused(world):
 
 
 def test_a_held_lock_refuses_a_second_run(world):
-    with ClusterLock(cluster_dir("k3d-dashi", world.root), "someone else"):
+    with ClusterLock(world.cluster().dir, "someone else"):
         with pytest.raises(LockError, match="someone else"):
             world.rollout().up()
     assert world.kube.calls_of("apply") == []
@@ -251,7 +192,7 @@ def test_a_cluster_that_is_not_k3d_needs_context_and_confirmation(tmp_path):
     with pytest.raises(GuardError, match="name it explicitly with --context prod-eu"):
         w.rollout().up()
     assert w.out.splitlines()[0].startswith("Cluster: prod-eu (https://10.0.0.1:6443, NOT a local k3d cluster)")
-    assert w.kube.calls_of("apply") == [] and not (w.root / "prod-eu").exists()
+    assert w.kube.calls_of("apply") == [] and not w.pdir.exists()
     with pytest.raises(GuardError, match="re-run with --yes"):
         w.rollout(explicit_context="prod-eu").up()
     w.rollout(explicit_context="prod-eu", yes=True).up(until="default-deny")
@@ -269,9 +210,9 @@ def test_ctrl_c_while_applying_is_rolled_back_and_resumed_by_the_next_run(world)
     progress = world.record()["in_progress"]
     assert (progress["phase"], progress["step"], progress["snapshot"]) == \
         ("applying", "allow-dns", "0002-before-allow-dns")
-    assert current_state("k3d-dashi", world.root)["profiles"]["environments"]["applied"] == \
+    assert current_state(world.cluster().dir)["profiles"]["environments"]["applied"] == \
         ["default-deny", "allow-dns"]
-    with ClusterLock(cluster_dir("k3d-dashi", world.root)):  # released, despite the interrupt
+    with ClusterLock(world.cluster().dir):  # released, despite the interrupt
         pass
     world.rollout().up()
     assert "was cut off while applying step allow-dns. Rolling back: restoring snapshot 0002-before-allow-dns" \
@@ -350,7 +291,7 @@ def test_a_rollback_can_itself_be_undone(world):
 
 def test_a_corrupt_snapshot_is_refused_and_nothing_changes(world):
     world.rollout().up()
-    snap = profile_dir("k3d-dashi", "environments", world.root) / "snapshots" / "0003-before-allow-from-ingress-controller.yaml"
+    snap = world.pdir / "snapshots" / "0003-before-allow-from-ingress-controller.yaml"
     snap.write_text(snap.read_text().replace("staging", "stagin9"))
     world.kube.calls.clear()
     with pytest.raises(SnapshotError, match="does not match its checksum"):
@@ -372,12 +313,16 @@ def test_rollback_to_a_step_never_applied(world):
 
 def test_baseline_without_a_snapshot_means_no_policies_of_ours(world):
     world.rollout().up()
-    index = profile_dir("k3d-dashi", "environments", world.root) / "snapshots" / "index.yaml"
+    index = world.pdir / "snapshots" / "index.yaml"
     data = yaml.safe_load(index.read_text())
     data["snapshots"] = [s for s in data["snapshots"] if s["applied"]]
     index.write_text(yaml.safe_dump(data))
     world.rollout().rollback(to="baseline")
-    assert "No snapshot of the baseline on record" in world.out and world.ours() == {}
+    assert "No snapshot of the baseline on record: wrote 0004-before-baseline (no policies of ours)" in world.out
+    assert world.ours() == {}
+    # The baseline is a real snapshot now: on disk, in the index, labelled by what it holds.
+    entry = next(s for s in yaml.safe_load(index.read_text())["snapshots"] if s["id"] == "0004-before-baseline")
+    assert entry["applied"] == [] and (world.pdir / "snapshots" / entry["file"]).exists()
 
 
 # -- offline and status -----------------------------------------------------------
@@ -401,10 +346,10 @@ def test_dry_run_needs_no_cluster():
 
 
 def test_current_state_for_the_status_task(world):
-    assert current_state("k3d-dashi", world.root) is None
+    assert current_state(world.cluster().dir) is None
     world.rollout().up(until="allow-dns")
-    state = current_state("k3d-dashi", world.root)
-    assert state == {"context": "k3d-dashi", "profiles": {"environments": {
+    state = current_state(world.cluster().dir)
+    assert state == {"profiles": {"environments": {
         "applied": STEPS[:2], "verified": STEPS[:2], "in_progress": None,
         "updated": state["profiles"]["environments"]["updated"]}}}
 

@@ -16,7 +16,7 @@ from cluster.cli.rollout import smoke as cli_smoke
 from cluster.live.drift import infer_applied
 from cluster.live.lock import ClusterLock
 from cluster.live.snapshots import is_ours, mark_ours
-from cluster.live.state import STATE_ENV, cluster_dir
+from cluster.live.state import STATE_ENV, ClusterState, identify
 from cluster.policy.profile import load_profile
 from cluster.testing.fakekube import FakeClock, FakeKube
 
@@ -105,7 +105,7 @@ def test_infer_applied_reads_the_step_from_the_live_policies(env):
 
 def test_smoke_says_when_a_rollout_holds_the_cluster(env):
     kube, _, tmp = env
-    with ClusterLock(cluster_dir("k3d-dashi")):
+    with ClusterLock(ClusterState(identify(kube)).dir):
         ok, out = smoke(kube, tmp)
     assert ok and "another run is changing this cluster right now" in out
 
@@ -115,7 +115,8 @@ def test_smoke_records_its_result_in_the_history(env):
     apply_steps(kube, profile, 1)
     smoke(kube, tmp)
     buf = io.StringIO()
-    rollout.history("environments", context="k3d-dashi", out=Console(file=buf, width=250, color_system=None))
+    rollout.history("environments", context="k3d-dashi", kube_factory=lambda ctx: kube,
+                    out=Console(file=buf, width=250, color_system=None))
     text = buf.getvalue()
     assert "smoke" in text and "default-deny" in text and "ok: 113 edges, 0 mismatched" in text
 

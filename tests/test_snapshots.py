@@ -9,8 +9,24 @@ import yaml
 
 from cluster.errors import SnapshotError, StateError
 from cluster.live.kube import MANAGED_BY_LABEL, MANAGED_BY_VALUE
-from cluster.live.snapshots import SnapshotStore, canonical_spec, clean_policy, is_ours, mark_ours, same_policy
-from cluster.live.state import RecordStore, StepEntry, StepRecord, atomic_write, context_slug, profile_dir
+from cluster.live.snapshots import (
+    SnapshotStore,
+    canonical_spec,
+    clean_policy,
+    is_ours,
+    mark_ours,
+    same_policy,
+    steps_held,
+)
+from cluster.live.state import (
+    ClusterIdentity,
+    ClusterState,
+    RecordStore,
+    StepEntry,
+    StepRecord,
+    atomic_write,
+    context_slug,
+)
 
 OURS = {MANAGED_BY_LABEL: MANAGED_BY_VALUE}
 
@@ -29,9 +45,30 @@ def live(obj):
     return out
 
 
-def save(store, policies, before="allow-dns", applied=("default-deny",)):
-    return store.save(profile="lab", context="k3d-lab", server="https://0.0.0.0:1", taken_before=before,
-                      applied=list(applied), namespaces=["team"], live_policies=policies)
+class Lab:
+    """The smallest profile the store needs: a name, its namespaces, steps."""
+
+    class Step:
+        def __init__(self, name, objects):
+            self.name, self.objects = name, objects
+
+    name = "lab"
+    profile_namespaces = ["team"]
+
+    def __init__(self):
+        self.steps = [self.Step("default-deny", [policy("mine")]),
+                      self.Step("allow-dns", [policy("dns", spec={"podSelector": {}, "policyTypes": ["Egress"]})])]
+
+    def policies_through(self, k):
+        return [o for s in self.steps[:k] for o in s.objects]
+
+
+LAB = Lab()
+
+
+def save(store, policies, before="allow-dns"):
+    return store.save(profile=LAB, context="k3d-lab", server="https://0.0.0.0:1", taken_before=before,
+                      live_policies=policies)
 
 
 # -- files ------------------------------------------------------------------
@@ -120,15 +157,38 @@ def test_save_and_load_round_trip_ours_and_foreign(tmp_path):
     assert index["snapshots"][0]["sha256"] == info.sha256 and len(info.sha256) == 64
 
 
-def test_ids_are_sequential_and_latest_with_finds_the_newest(tmp_path):
+def test_a_snapshot_is_labelled_with_what_it_holds():
+    mine = live(policy("mine", labels=OURS))
+    dns = live(policy("dns", labels=OURS, spec={"podSelector": {}, "policyTypes": ["Egress"]}))
+    changed = live(policy("mine", labels=OURS, spec={"podSelector": {"matchLabels": {"a": "b"}}}))
+    assert steps_held(LAB, []) == 0 and steps_held(LAB, [mine]) == 1 and steps_held(LAB, [mine, dns]) == 2
+    assert steps_held(LAB, [dns]) is None and steps_held(LAB, [changed]) is None  # no step prefix
+
+
+def test_ids_are_sequential_and_latest_holding_finds_the_newest_by_content(tmp_path):
     store = SnapshotStore(tmp_path)
-    a = save(store, [], before="default-deny", applied=())
-    b = save(store, [], before="allow-dns", applied=("default-deny",))
-    c = save(store, [], before="rollback", applied=())
+    mine = live(policy("mine", labels=OURS))
+    a = save(store, [], before="default-deny")
+    b = save(store, [mine], before="allow-dns")
+    c = save(store, [], before="rollback")
+    half = save(store, [live(policy("dns", labels=OURS, spec={"podSelector": {}, "policyTypes": ["Egress"]}))],
+                before="rollback")
     assert [a.id, b.id, c.id] == ["0001-before-default-deny", "0002-before-allow-dns", "0003-before-rollback"]
-    assert store.latest_with([]).id == c.id
-    assert store.latest_with(["default-deny"]).id == b.id
-    assert store.latest_with(["x"]) is None
+    assert [a.applied, b.applied, c.applied, half.applied] == [[], ["default-deny"], [], None]
+    assert "no step prefix" in half.label
+    assert store.latest_holding(LAB, 0).info.id == c.id
+    assert store.latest_holding(LAB, 1).info.id == b.id
+    assert store.latest_holding(LAB, 2) is None
+
+
+def test_a_label_the_content_no_longer_backs_is_not_trusted(tmp_path):
+    """A label written under an older version of the profile: the content is checked again when chosen."""
+    store = SnapshotStore(tmp_path)
+    save(store, [live(policy("mine", labels=OURS))], before="allow-dns")
+    newer = Lab()
+    newer.steps[0].objects = [policy("mine", spec={"podSelector": {"matchLabels": {"v": "2"}}})]
+    assert store.latest_holding(LAB, 1) is not None
+    assert store.latest_holding(newer, 1) is None
 
 
 def test_a_changed_file_is_refused(tmp_path):
@@ -208,5 +268,6 @@ def test_a_damaged_record_is_refused(tmp_path, text):
         RecordStore(tmp_path).load("lab", "k3d-lab")
 
 
-def test_layout_is_per_context_and_profile(tmp_path):
-    assert profile_dir("k3d-dashi", "dashi", tmp_path) == tmp_path / "k3d-dashi" / "dashi"
+def test_layout_is_per_cluster_identity_and_profile(tmp_path):
+    state = ClusterState(ClusterIdentity("5f1d0c8e-0000-4000-8000-000000000001", "k3d-dashi", "https://x"), tmp_path)
+    assert state.profile_dir("dashi") == tmp_path / "clusters" / "5f1d0c8e-0000-4000-8000-000000000001" / "dashi"

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from cluster.cli.common import make_console, real_kube
 from cluster.errors import DashiError
+from cluster.live import guard
 from cluster.live import prepare as live_prepare
 from cluster.local import lifecycle, preflight, tools
 from cluster.local.runner import Runner
@@ -40,9 +41,10 @@ def status(name: str, profile: str = "dashi", context: str | None = None, as_jso
     return 0
 
 
-def prepare(context: str, profile: str = "dashi", adopt: bool = False, dry_run: bool = False) -> int:
+def prepare(context: str, profile: str = "dashi", adopt: bool = False, dry_run: bool = False,
+            yes: bool = False) -> int:
     live_prepare.prepare(context, profile=profile, console=make_console(), kube_factory=real_kube, adopt=adopt,
-                         dry_run=dry_run)
+                         dry_run=dry_run, yes=yes, confirm=guard.terminal_confirm())
     return 0
 
 

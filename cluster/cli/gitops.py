@@ -15,7 +15,7 @@ from rich.console import Console
 
 from cluster.cli.common import make_console
 from cluster.errors import DashiError
-from cluster.live.state import atomic_write
+from cluster.live.state import atomic_write, known_cluster_dir
 from cluster.live.status import current_state
 from cluster.local import git
 from cluster.local.runner import Runner
@@ -28,7 +28,8 @@ from cluster.policy.profile import Profile, load_profile
 
 def _verified_on(profile: Profile, context: str, state_root: Path | None) -> int:
     """How many leading steps the rollout recorded as verified on a context."""
-    state = current_state(context, state_root)
+    cluster_dir = known_cluster_dir(context, state_root)
+    state = current_state(cluster_dir, context) if cluster_dir is not None else None
     rec = ((state or {}).get("profiles") or {}).get(profile.name)
     if not rec:
         raise DashiError(f"no rollout of profile {profile.name} is recorded for context {context} "

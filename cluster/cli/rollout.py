@@ -19,7 +19,7 @@ from cluster.live import guard
 from cluster.live.dryrun import plan
 from cluster.live.report import to_json, write_json, write_markdown
 from cluster.live.rollout import Rollout
-from cluster.live.state import profile_dir
+from cluster.live.state import state_root
 from cluster.live.status import history_rows
 from cluster.policy import analysis, render
 from cluster.policy.profile import load_profile
@@ -60,6 +60,7 @@ def up(profile_name: str, *, until: str | None = None, context: str | None = Non
         profile.step_index(until)  # a bad step name fails before anything else
     if dry_run:
         return _dry_run(profile, until, out, as_json)
+    state_root()  # a state directory that cannot be one fails before the cluster is asked
     kube = (kube_factory or real_kube)(context)
     record = Rollout(kube, profile, out=out, explicit_context=context, yes=yes,
                      confirm=guard.terminal_confirm()).up(until)
@@ -75,6 +76,7 @@ def rollback(profile_name: str, *, to: str | None = None, context: str | None = 
     profile = load_profile(profile_name)
     if to is not None:
         profile.step_index(to)
+    state_root()  # a state directory that cannot be one fails before the cluster is asked
     kube = (kube_factory or real_kube)(context)
     Rollout(kube, profile, out=out, explicit_context=context, yes=yes,
             confirm=guard.terminal_confirm()).rollback(to)
@@ -87,6 +89,7 @@ def smoke(profile_name: str, *, context: str | None = None, json_path: str | Non
     """Probe the matrix now; 0 when every edge is as predicted and intended, else 1."""
     out = _console(as_json, out)
     profile = load_profile(profile_name)
+    state_root()  # a state directory that cannot be one fails before the cluster is asked
     kube = (kube_factory or real_kube)(context)
     report = Rollout(kube, profile, out=out, explicit_context=context).smoke()
     try:
@@ -108,14 +111,15 @@ def smoke(profile_name: str, *, context: str | None = None, json_path: str | Non
 def history(profile_name: str, *, context: str | None = None, kube_factory=None,
             out: Console | None = None, as_json: bool = False) -> int:
     out = _console(as_json, out)
-    ctx = context or (kube_factory or real_kube)(None).context()
-    entries, notes = history_rows(ctx, profile_name)
+    state_root()  # a state directory that cannot be one fails before the cluster is asked
+    kube = (kube_factory or real_kube)(context)
+    ctx = kube.context()
+    entries, notes, path = history_rows(kube, profile_name)
     if as_json:
         print(json.dumps({"profile": profile_name, "context": ctx, "entries": entries, "notes": notes}, indent=2))
         return 0
     if not entries:
-        out.print(f"No history for profile {profile_name} on {ctx} "
-                  f"({profile_dir(ctx, profile_name) / 'history.jsonl'}).", markup=False)
+        out.print(f"No history for profile {profile_name} on {ctx} ({path}).", markup=False)
         return 0
     table = Table(title=f"history of profile {profile_name} on {ctx}", header_style="bold")
     for col in ("time", "who", "event", "step", "snapshot", "result"):

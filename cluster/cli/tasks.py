@@ -264,20 +264,21 @@ def tools(c, only=None, base_url=None):
         "profile": "stand-ins to deploy: dashi (default) or environments",
         "adopt": "deploy into profile namespaces that exist but were not created by dashi-cluster",
         "dry_run": "print the manifests and steps without touching the cluster",
+        "yes": "confirm changing a cluster that is not a local k3d one without asking",
     },
 )
 @_friendly
-def prepare(c, context=None, profile="dashi", adopt=False, dry_run=False):
+def prepare(c, context=None, profile="dashi", adopt=False, dry_run=False, yes=False):
     """Existing cluster: deploy the stand-ins and run the enforcement canary (no k3d, no CNI install)."""
     from cluster.cli import cluster
 
-    return cluster.prepare(context, profile=profile, adopt=adopt, dry_run=dry_run)
+    return cluster.prepare(context, profile=profile, adopt=adopt, dry_run=dry_run, yes=yes)
 
 
 # --- policy rollout --------------------------------------------------------
 
 _CONTEXT_HELP = ("kubeconfig context (KUBECONFIG is read as kubectl does); required for a cluster "
-                 "that is not a local k3d one (k3d-*)")
+                 "that is not a local k3d one (a k3d-* context whose API server is on this machine)")
 
 
 @dashi_task(

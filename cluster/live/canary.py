@@ -10,7 +10,10 @@ makes every policy on this cluster documentation only, and we say so.
 k3s' embedded kube-router controller REJECTs with icmp-port-unreachable
 (its KUBE-POD-FW-* chains), which agnhost reports as REFUSED. The first
 phase proved the server listens on that port, so a later refusal on it can
-only be the policy.
+only be the policy. Which of the two the deny phase saw is the CNI's deny
+behaviour (``CanaryResult.deny_behaviour``): it is kept with the cluster's
+state and decides how every later probe's refusal is read (under a CNI
+that drops, a refusal means the packet reached the pod).
 """
 
 from __future__ import annotations
@@ -116,6 +119,14 @@ class CanaryResult:
         if deny is None or deny.observed == "not run":
             return None
         return deny.observed == "blocked"
+
+    @property
+    def deny_behaviour(self) -> str | None:
+        """"drop" or "reject", as the deny phase measured it; None when it did not block."""
+        deny = next((p for p in self.phases if p.name == "deny"), None)
+        if deny is None or deny.observed != "blocked":
+            return None
+        return {"timeout": "drop", "refused": "reject"}.get(deny.kind)
 
     def summary(self) -> str:
         return "; ".join(f"{p.name}: {p.observed}" + (f" ({p.detail})" if p.detail and not p.ok else "")

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from cluster.errors import DashiError
-from cluster.live.kube import Kube
+from cluster.live.kube import Kube, equality_selector, match_labels
 from cluster.policy.engine import Edge, Endpoint
 
 
@@ -49,7 +49,7 @@ def _api_address(kube: Kube, ref: str) -> tuple[str, int] | None:
     """Address and port behind a Service (``ns/name``), from its EndpointSlice
     (the current API), falling back to the legacy Endpoints object."""
     ns, _, name = ref.partition("/")
-    slices = kube.list("discovery.k8s.io/v1", "EndpointSlice", ns, f"kubernetes.io/service-name={name}")
+    slices = kube.list("discovery.k8s.io/v1", "EndpointSlice", ns, match_labels({"kubernetes.io/service-name": name}))
     for s in slices:
         ports = s.get("ports") or []
         port = next((p.get("port") for p in ports if p.get("name") == "https"), None) \
@@ -90,7 +90,8 @@ def discover(kube: Kube, profile, edges: list[Edge] | None = None) -> LiveMatrix
             if not ep.pod_selector:
                 missing.append(f"{ep.key} (no selector to find its pods)")
                 continue
-            pods = sorted((p for p in kube.list("v1", "Pod", ep.namespace, ep.pod_selector) if _running_ready(p)),
+            pods = sorted((p for p in kube.list("v1", "Pod", ep.namespace, equality_selector(ep.pod_selector))
+                           if _running_ready(p)),
                           key=lambda p: p["metadata"]["name"])
         elif ep.kind == "external":
             if not ep.address_service:

@@ -3,18 +3,14 @@ prefix they amount to, and how they differ from one."""
 
 from __future__ import annotations
 
-from cluster.live.snapshots import canonical_spec, policy_key
+from cluster.live.snapshots import canonical_spec, policy_key, steps_held
 from cluster.policy.profile import Profile
 
 
 def infer_applied(profile: Profile, ours: list[dict]) -> int | None:
-    """How many leading steps the live policies of ours amount to, or None."""
-    live = {policy_key(p): canonical_spec(p.get("spec") or {}) for p in ours}
-    for k in range(len(profile.steps), -1, -1):
-        want = {policy_key(p): canonical_spec(p.get("spec") or {}) for p in profile.policies_through(k)}
-        if want == live:
-            return k
-    return None
+    """How many leading steps the live policies of ours amount to, or None
+    (the same reading a snapshot's label gets)."""
+    return steps_held(profile, ours)
 
 
 def drift(profile: Profile, k: int, ours: list[dict]) -> list[str]:

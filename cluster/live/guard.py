@@ -1,51 +1,84 @@
-"""Before changing a cluster: say which one, and make sure it is the one meant.
+"""Before changing a cluster: say which one, show what will change, and make
+sure it is the one meant.
 
-A local k3d cluster (k3d names its contexts ``k3d-<name>``) is this tool's
-own playground and may be changed without ceremony. Any other context could
-be someone's staging or production: changing it requires naming it with
-``--context`` (so a stale current-context never decides) and a confirmation,
-typed at a terminal or given as ``--yes``.
+A local k3d cluster is this tool's own playground and may be changed without
+ceremony. "Local" means both: a k3d context (k3d names them ``k3d-<name>``)
+AND an API server on this machine (a loopback address, which is where k3d
+publishes it). A context merely named ``k3d-...`` that points elsewhere
+(a renamed context, a colleague's cluster behind a tunnel name) is not
+local. Any other cluster could be someone's staging or production: changing
+it requires naming it with ``--context`` (so a stale current-context never
+decides) and a confirmation, typed at a terminal or given as ``--yes``,
+after the plan of what will change has been printed.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import sys
 from typing import Callable
+from urllib.parse import urlsplit
 
 from cluster.errors import GuardError
 
 Confirm = Callable[[str], bool]
 
 
-def is_local_k3d(context: str) -> bool:
-    return context.startswith("k3d-") and len(context) > len("k3d-")
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    # 0.0.0.0 and :: as a destination mean "this host" (Linux connects them
+    # to loopback); k3d writes https://0.0.0.0:<port> into kubeconfigs when
+    # the API is published on every interface.
+    return ip.is_loopback or ip.is_unspecified
+
+
+def is_local(context: str, server: str) -> bool:
+    """A k3d context whose API server is on this machine."""
+    if not (context.startswith("k3d-") and len(context) > len("k3d-")):
+        return False
+    try:
+        host = urlsplit(server).hostname or ""
+    except ValueError:
+        return False
+    return _loopback(host)
 
 
 def banner(context: str, server: str, action: str) -> str:
     """The first line of output of every command that changes a cluster."""
-    kind = "local k3d cluster" if is_local_k3d(context) else "NOT a local k3d cluster"
+    kind = "local k3d cluster" if is_local(context, server) else "NOT a local k3d cluster"
     return f"Cluster: {context} ({server}, {kind}) - {action}"
 
 
-def check(context: str, explicit_context: str | None, *, yes: bool, confirm: Confirm | None,
+def needs_confirmation(context: str, server: str) -> bool:
+    return not is_local(context, server)
+
+
+def check(context: str, server: str, explicit_context: str | None, *, yes: bool, confirm: Confirm | None,
           action: str) -> None:
     """Raise GuardError unless changing ``context`` is allowed.
 
     ``explicit_context`` is what the user passed as --context (None if they
     did not); ``confirm`` asks a yes/no question, or is None when nobody can
-    answer (no terminal).
+    answer (no terminal). Call it after the plan is printed.
     """
-    if is_local_k3d(context):
+    if is_local(context, server):
         return
+    why = ("is not a local k3d cluster" if not context.startswith("k3d-")
+           else f"is named like a k3d cluster but its API server {server} is not on this machine")
     if explicit_context != context:
-        raise GuardError(f"context {context!r} is not a local k3d cluster: to {action} there, "
+        raise GuardError(f"context {context!r} {why}: to {action} there, "
                          f"name it explicitly with --context {context}")
     if yes:
         return
     if confirm is None:
         raise GuardError(f"{action} on {context!r} needs confirmation and there is no terminal to ask: "
                          "re-run with --yes")
-    if not confirm(f"{action} on {context!r}, which is not a local k3d cluster. Continue? [y/N] "):
+    if not confirm(f"{action} on {context!r}, which {why}, as planned above. Continue? [y/N] "):
         raise GuardError("not confirmed; nothing was changed")
 
 

@@ -1,7 +1,7 @@
 """The history of changes to a cluster: who applied or rolled back what, when,
 from which snapshot, and what the verification found.
 
-``<state>/<context>/<profile>/history.jsonl``: one JSON object per line,
+``<state>/clusters/<uid>/<profile>/history.jsonl``: one JSON object per line,
 appended (each line in one write, then fsync), so a crash loses at most the
 line being written and never corrupts the lines before it. A torn last line
 is skipped when reading, with a note.
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from cluster.live.state import now_iso, whoami
 
-EVENTS = ("step-verified", "step-failed", "restored", "rollback", "resolved", "smoke")
+EVENTS = ("step-verified", "step-failed", "restored", "verified", "rollback", "resolved", "smoke")
 
 
 @dataclass

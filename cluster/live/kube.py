@@ -3,25 +3,35 @@
 Everything in the package that talks to a cluster depends on the narrow
 ``Kube`` protocol below, which lists only the calls we make. ``ClientKube``
 implements it with the official ``kubernetes`` client; tests use the fake in
-``cluster.fakekube``. Objects are plain dicts (as in YAML), addressed by
-apiVersion and kind, so one adapter serves core, apps, networking and custom
-resources (TigeraStatus) alike.
+``cluster.testing.fakekube``. Objects are plain dicts (as in YAML), addressed
+by apiVersion and kind, so one adapter serves core, apps, networking,
+coordination and custom resources (TigeraStatus) alike.
+
+Every failure crosses the seam as a ``KubeError``: ``KubeUnreachable`` when
+the API server did not answer (refused, reset, timed out, a dropped
+websocket), ``KubeConflict`` for a 409, a plain ``KubeError`` with the
+status otherwise. Label selectors cross it as structures, the API's own
+``LabelSelector`` shape (``{"matchLabels": {...}, "matchExpressions":
+[...]}``); ``ClientKube`` renders them to the query string.
 """
 
 from __future__ import annotations
 
 import os
 import queue
+import time
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Callable, Mapping, Protocol
 
-from cluster.errors import KubeError
+from cluster.errors import DashiError, KubeConflict, KubeError, KubeUnreachable
 
 # Our objects carry this label and are written with this field manager, so we
 # can tell ours from the user's and never touch what is not ours.
 FIELD_MANAGER = "dashi-cluster"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY_VALUE = "dashi-cluster"
+
+Selector = Mapping  # a LabelSelector: {"matchLabels": {k: v}, "matchExpressions": [{key, operator, values}]}
 
 
 @dataclass(frozen=True)
@@ -32,7 +42,7 @@ class ExecResult:
 
 
 class Kube(Protocol):
-    """The calls we make to a cluster. All raise ``KubeError`` on API failure."""
+    """The calls we make to a cluster. All raise ``KubeError`` on failure."""
 
     def context(self) -> str:
         """Name of the kubeconfig context in use."""
@@ -41,13 +51,20 @@ class Kube(Protocol):
         """API server URL of that context."""
 
     def apply(self, obj: dict) -> dict:
-        """Server-side apply ``obj`` with our field manager (force conflicts); returns the live object."""
+        """Server-side apply ``obj`` with our field manager (force conflicts); returns the live object.
+        Applying what is already there changes nothing, resourceVersion included."""
+
+    def create(self, obj: dict) -> dict:
+        """Create ``obj``; ``KubeConflict`` when it already exists."""
+
+    def update(self, obj: dict) -> dict:
+        """Replace ``obj`` if its ``metadata.resourceVersion`` is still the live one, else ``KubeConflict``."""
 
     def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict | None:
         """The live object, or None when it does not exist."""
 
     def list(self, api_version: str, kind: str, namespace: str | None = None,
-             label_selector: str | None = None) -> list[dict]:
+             label_selector: Selector | None = None) -> list[dict]:
         """Live objects of a kind (all namespaces when namespace is None)."""
 
     def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> bool:
@@ -59,26 +76,129 @@ class Kube(Protocol):
 
 
 # --------------------------------------------------------------------------
+# Label selectors
+
+SELECTOR_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
+
+
+def match_labels(labels: Mapping[str, str]) -> dict:
+    """The selector of pods (or slices, ...) carrying all these labels."""
+    return {"matchLabels": dict(labels)}
+
+
+def equality_selector(text: str) -> dict:
+    """``a=b,c=d`` (the form a profile writes and a workload's matchLabels
+    give) as a LabelSelector. Only equality is accepted: anything richer
+    belongs in matchExpressions, written as a structure."""
+    labels = {}
+    for part in (p.strip() for p in (text or "").split(",")):
+        if not part:
+            continue
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip() or value.startswith("=") or any(c in key for c in "!() "):
+            raise DashiError(f"label selector {text!r}: {part!r} is not key=value")
+        labels[key.strip()] = value.strip()
+    return match_labels(labels)
+
+
+def render_selector(selector: Selector | None) -> str | None:
+    """The query string form the API takes, as apimachinery's
+    ``LabelSelectorAsSelector`` writes it (k8s.io/apimachinery
+    pkg/apis/meta/v1/helpers.go): ``k=v``, ``k in (a,b)``, ``k notin (a,b)``,
+    ``k``, ``!k``, joined by commas. None for "everything"."""
+    if selector is None:
+        return None
+    if not isinstance(selector, Mapping):
+        raise KubeError(f"label selector must be a LabelSelector mapping, not {type(selector).__name__}")
+    parts = [f"{k}={v}" for k, v in sorted((selector.get("matchLabels") or {}).items())]
+    for i, e in enumerate(selector.get("matchExpressions") or []):
+        op, key, values = e.get("operator"), e.get("key"), sorted(e.get("values") or [])
+        if not key or op not in SELECTOR_OPERATORS or (op in ("In", "NotIn")) != bool(values):
+            raise KubeError(f"label selector matchExpressions[{i}] is invalid: {dict(e)}")
+        if op in ("In", "NotIn"):
+            parts.append(f"{key} {op.lower()} ({','.join(values)})")
+        else:
+            parts.append(key if op == "Exists" else f"!{key}")
+    return ",".join(parts) or None
+
+
+# --------------------------------------------------------------------------
 # The real adapter
+
+# A call the API server has not answered in this long is treated as lost: a
+# hung server must not hang a rollout that holds the cluster's lease.
+REQUEST_TIMEOUT_S = 30.0
+# Reads (get, list, API discovery) are retried on a transport failure or a
+# 429/5xx: the API server restarts while a CNI comes up, and a load balancer
+# in front of a managed one drops a connection now and then. 0.5 + 1 + 2 s
+# rides out a restart of a few seconds and still fails within ~4 s when the
+# server is really gone. Writes are not retried here: the rollout records
+# each change before making it and resolves an interrupted one itself.
+READ_RETRY_DELAYS_S = (0.5, 1.0, 2.0)
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+def _first_line(e: BaseException, limit: int = 200) -> str:
+    text = str(e).strip().splitlines()
+    return (text[0] if text else type(e).__name__)[:limit]
+
+
+def _root_cause(e: BaseException) -> BaseException:
+    """urllib3's MaxRetryError wraps what really happened (a refused or reset
+    connection, a timeout) in a long message; the cause is what to say."""
+    seen = 0
+    while getattr(e, "reason", None) is not None and isinstance(e.reason, BaseException) and seen < 5:
+        e, seen = e.reason, seen + 1
+    return e
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """What the client raises when the API server does not answer: urllib3's
+    errors (refused, reset, timeouts, MaxRetryError), socket and TLS errors
+    (OSError), http.client's, and websocket-client's for exec streams."""
+    import http.client
+
+    import urllib3.exceptions
+    import websocket
+
+    return (urllib3.exceptions.HTTPError, OSError, http.client.HTTPException, websocket.WebSocketException)
 
 
 class ClientKube:
     """``Kube`` over the official client: DynamicClient for objects, stream for exec.
 
     ``context``/``kubeconfig`` select the cluster (defaults: the current
-    context of $KUBECONFIG or ~/.kube/config). Every ApiException becomes a
-    KubeError; a kind the server does not serve (say, TigeraStatus before
-    Calico is installed) reads as "no such object" in get/list/delete.
+    context of $KUBECONFIG or ~/.kube/config). Every failure becomes a
+    KubeError (see the module docstring); a kind the server does not serve
+    (say, TigeraStatus before Calico is installed) reads as "no such object"
+    in get/list/delete.
     """
 
-    def __init__(self, context: str | None = None, kubeconfig: str | None = None):
+    def __init__(self, context: str | None = None, kubeconfig: str | None = None, *,
+                 sleep: Callable[[float], None] = time.sleep):
         from kubernetes import config as kconfig
         from kubernetes.config.config_exception import ConfigException
 
         import yaml
+        from kubernetes import client
 
         try:
-            self._api = kconfig.new_client_from_config(config_file=kubeconfig, context=context)
+            cfg = client.Configuration()
+            kconfig.load_kube_config(config_file=kubeconfig, context=context, client_configuration=cfg,
+                                     persist_config=False)
+            # No retries inside urllib3: it would log each one as a warning on
+            # stderr (there is no other handler), and this seam retries reads
+            # itself, with a backoff, and says so in one line when it gives up.
+            cfg.retries = 0
+            if not cfg.verify_ssl:
+                # The kubeconfig says insecure-skip-tls-verify; urllib3 would
+                # repeat its warning on every request. Once is enough.
+                import warnings
+
+                import urllib3.exceptions
+
+                warnings.filterwarnings("once", category=urllib3.exceptions.InsecureRequestWarning)
+            self._api = client.ApiClient(configuration=cfg)
             if context is None:
                 _, active = kconfig.list_kube_config_contexts(config_file=kubeconfig)
                 context = active["name"]
@@ -100,42 +220,89 @@ class ClientKube:
         self._context = context
         self._dyn = None
         self._exec_pool: queue.SimpleQueue = queue.SimpleQueue()
+        self._sleep = sleep
 
     # -- plumbing -----------------------------------------------------------
+
+    def _error(self, e: BaseException, what: str) -> KubeError:
+        """The KubeError for anything the client raised during ``what``."""
+        from kubernetes.client.exceptions import ApiException
+
+        if isinstance(e, KubeError):
+            return e
+        if isinstance(e, ApiException):
+            status, reason = getattr(e, "status", None), getattr(e, "reason", None) or type(e).__name__
+            if not status:
+                # stream() turns everything that goes wrong while opening the
+                # websocket into ApiException(status=0): an HTTP answer during
+                # the handshake ("Handshake status 404 ...") or none at all.
+                text = str(reason)
+                if text.startswith("Handshake status "):
+                    code = text.split()[2]
+                    err = KubeError(f"{what}: {_first_line(text)}")
+                    err.status = int(code) if code.isdigit() else None
+                    return err
+                return KubeUnreachable(f"{what}: cannot reach the API server of {self._context} "
+                                       f"({self.server()}): {text.splitlines()[0][:200] if text else 'no answer'}")
+            msg = ""
+            body = getattr(e, "body", None)
+            if body:
+                try:
+                    import json
+
+                    msg = json.loads(body).get("message", "")
+                except (ValueError, AttributeError, TypeError):
+                    msg = str(body)[:200]
+            cls = KubeConflict if status == 409 else KubeError
+            err = cls(f"{what}: {status} {reason}{': ' + msg if msg else ''}")
+            err.status = status
+            return err
+        if isinstance(e, _transport_errors()):
+            cause = _root_cause(e)
+            return KubeUnreachable(f"{what}: cannot reach the API server of {self._context} ({self.server()}): "
+                                   f"{type(cause).__name__}: {_first_line(cause)}")
+        return KubeError(f"{what}: {type(e).__name__}: {_first_line(e)}")
+
+    def _call(self, what: str, fn: Callable, *, read: bool):
+        """Run one API call; map its failure; retry a read that may succeed on a second try."""
+        delays = READ_RETRY_DELAYS_S if read else ()
+        for attempt in range(len(delays) + 1):
+            try:
+                return fn()
+            except Exception as e:  # noqa: BLE001 - the seam: every client failure becomes a KubeError
+                err = self._error(e, what)
+                transient = isinstance(err, KubeUnreachable) or err.status in RETRY_STATUSES
+                if not transient or attempt == len(delays):
+                    raise err from e
+                if isinstance(err, KubeUnreachable):
+                    self._dyn = None  # re-run discovery against the server that comes back
+            self._sleep(delays[attempt])
 
     def _client(self):
         if self._dyn is None:
             from kubernetes import dynamic
 
-            try:
-                self._dyn = dynamic.DynamicClient(self._api)
-            except Exception as e:  # discovery: urllib3/ApiException/ssl errors alike
-                raise KubeError(f"cannot reach the API server of {self._context} ({self.server()}): "
-                                f"{str(e).splitlines()[0][:200]}") from e
+            self._dyn = dynamic.DynamicClient(self._api)
         return self._dyn
 
     def _resource(self, api_version: str, kind: str):
         from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
-        try:
-            return self._client().resources.get(api_version=api_version, kind=kind)
-        except ResourceNotFoundError:
-            return None
-
-    @staticmethod
-    def _wrap(e: Exception, what: str) -> KubeError:
-        status = getattr(e, "status", None)
-        reason = getattr(e, "reason", None) or type(e).__name__
-        body = getattr(e, "body", None)
-        msg = ""
-        if body:
+        def find():
             try:
-                import json
+                return self._client().resources.get(api_version=api_version, kind=kind)
+            except ResourceNotFoundError:
+                return None
 
-                msg = json.loads(body).get("message", "")
-            except (ValueError, AttributeError, TypeError):
-                msg = str(body)[:200]
-        return KubeError(f"{what}: {status or ''} {reason}{': ' + msg if msg else ''}".replace("  ", " "))
+        return self._call(f"discover {api_version} {kind}", find, read=True)
+
+    def _served(self, obj: dict, verb: str):
+        md = obj.get("metadata") or {}
+        what = f"{verb} {obj.get('kind')}/{md.get('name')}"
+        res = self._resource(obj["apiVersion"], obj["kind"])
+        if res is None:
+            raise KubeError(f"{what}: the server does not serve {obj['apiVersion']} {obj['kind']}")
+        return res, what, md.get("name"), md.get("namespace") if res.namespaced else None
 
     # -- the protocol -------------------------------------------------------
 
@@ -146,71 +313,71 @@ class ClientKube:
         return self._api.configuration.host
 
     def apply(self, obj: dict) -> dict:
-        from kubernetes.client.exceptions import ApiException
-        from kubernetes.dynamic.exceptions import DynamicApiError
+        res, what, name, ns = self._served(obj, "apply")
+        return self._call(what, lambda: res.server_side_apply(
+            body=obj, name=name, namespace=ns, field_manager=FIELD_MANAGER, force_conflicts=True,
+            _request_timeout=REQUEST_TIMEOUT_S).to_dict(), read=False)
 
-        md = obj.get("metadata") or {}
-        what = f"apply {obj.get('kind')}/{md.get('name')}"
-        res = self._resource(obj["apiVersion"], obj["kind"])
-        if res is None:
-            raise KubeError(f"{what}: the server does not serve {obj['apiVersion']} {obj['kind']}")
-        try:
-            out = res.server_side_apply(body=obj, name=md.get("name"),
-                                        namespace=md.get("namespace") if res.namespaced else None,
-                                        field_manager=FIELD_MANAGER, force_conflicts=True)
-        except (ApiException, DynamicApiError) as e:
-            raise self._wrap(e, what) from e
-        return out.to_dict()
+    def create(self, obj: dict) -> dict:
+        res, what, _, ns = self._served(obj, "create")
+        return self._call(what, lambda: res.create(body=obj, namespace=ns, field_manager=FIELD_MANAGER,
+                                                   _request_timeout=REQUEST_TIMEOUT_S).to_dict(), read=False)
+
+    def update(self, obj: dict) -> dict:
+        res, what, name, ns = self._served(obj, "update")
+        return self._call(what, lambda: res.replace(body=obj, name=name, namespace=ns, field_manager=FIELD_MANAGER,
+                                                    _request_timeout=REQUEST_TIMEOUT_S).to_dict(), read=False)
 
     def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict | None:
-        from kubernetes.client.exceptions import ApiException
-        from kubernetes.dynamic.exceptions import DynamicApiError, NotFoundError
+        from kubernetes.dynamic.exceptions import NotFoundError
 
         res = self._resource(api_version, kind)
         if res is None:
             return None
-        try:
-            return res.get(name=name, namespace=namespace if res.namespaced else None).to_dict()
-        except NotFoundError:
-            return None
-        except (ApiException, DynamicApiError) as e:
-            raise self._wrap(e, f"get {kind}/{name}") from e
+
+        def read():
+            try:
+                return res.get(name=name, namespace=namespace if res.namespaced else None,
+                               _request_timeout=REQUEST_TIMEOUT_S).to_dict()
+            except NotFoundError:
+                return None
+
+        return self._call(f"get {kind}/{name}", read, read=True)
 
     def list(self, api_version: str, kind: str, namespace: str | None = None,
-             label_selector: str | None = None) -> list[dict]:
-        from kubernetes.client.exceptions import ApiException
-        from kubernetes.dynamic.exceptions import DynamicApiError
-
+             label_selector: Selector | None = None) -> list[dict]:
+        selector = render_selector(label_selector)
         res = self._resource(api_version, kind)
         if res is None:
             return []
-        try:
-            out = res.get(namespace=namespace if res.namespaced else None, label_selector=label_selector)
-        except (ApiException, DynamicApiError) as e:
-            raise self._wrap(e, f"list {kind}") from e
-        return out.to_dict().get("items") or []
+        out = self._call(f"list {kind}", lambda: res.get(
+            namespace=namespace if res.namespaced else None, label_selector=selector,
+            _request_timeout=REQUEST_TIMEOUT_S).to_dict(), read=True)
+        return out.get("items") or []
 
     def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> bool:
-        from kubernetes.client.exceptions import ApiException
-        from kubernetes.dynamic.exceptions import DynamicApiError, NotFoundError
+        from kubernetes.dynamic.exceptions import NotFoundError
 
         res = self._resource(api_version, kind)
         if res is None:
             return False
-        try:
-            res.delete(name=name, namespace=namespace if res.namespaced else None)
-        except NotFoundError:
-            return False
-        except (ApiException, DynamicApiError) as e:
-            raise self._wrap(e, f"delete {kind}/{name}") from e
-        return True
+
+        def remove():
+            try:
+                res.delete(name=name, namespace=namespace if res.namespaced else None,
+                           _request_timeout=REQUEST_TIMEOUT_S)
+            except NotFoundError:
+                return False
+            return True
+
+        return self._call(f"delete {kind}/{name}", remove, read=False)
 
     def exec(self, namespace: str, pod: str, argv: list[str], container: str | None = None,
              timeout: float = 10.0) -> ExecResult:
         from kubernetes import client
-        from kubernetes.client.exceptions import ApiException
         from kubernetes.stream import stream
 
+        what = f"exec in {namespace}/{pod}"
         # stream() swaps the call_api method of the ApiClient it is given for
         # the duration of the call, so concurrent execs must not share one
         # (nor share ours, or it could be left speaking websocket to every
@@ -225,9 +392,12 @@ class ClientKube:
         try:
             ws = stream(core.connect_get_namespaced_pod_exec, pod, namespace, command=list(argv),
                         stderr=True, stdin=False, stdout=True, tty=False, _preload_content=False, **kwargs)
-        except ApiException as e:
-            raise self._wrap(e, f"exec in {namespace}/{pod}") from e
+        except Exception as e:  # noqa: BLE001 - the seam
+            raise self._error(e, what) from e
         try:
+            # The websocket phase: a connection reset, a TLS error or the
+            # server closing the stream mid-run surfaces from websocket-client
+            # and the socket layer, not as ApiException.
             ws.run_forever(timeout=timeout)
             stdout, stderr = ws.read_stdout(), ws.read_stderr()
             if ws.is_open():
@@ -239,6 +409,11 @@ class ClientKube:
                 # binary does not exist): report it as a failed run.
                 return ExecResult(126, stdout, stderr + f"\nexec failed: {e!r}")
             return ExecResult(int(rc), stdout, stderr)
+        except _transport_errors() as e:
+            raise KubeUnreachable(f"{what}: the exec stream dropped: {type(e).__name__}: {_first_line(e)}") from e
         finally:
-            ws.close()
+            try:
+                ws.close()
+            except _transport_errors():
+                pass  # closing a stream that already dropped
             self._exec_pool.put(core)

@@ -4,19 +4,33 @@ No k3d, no CNI install: connect to the cluster the user names, check its
 nodes, deploy a profile's stand-ins and prove enforcement with the canary.
 The stand-in and canary steps are shared with ``cluster-up``
 (cluster.local.lifecycle), which runs them after creating the cluster.
+
+``prepare`` changes a cluster, so it is guarded like the rollout: the
+banner names the cluster, the plan says which objects will be created or
+updated, a cluster that is not a local k3d one must be confirmed, and the
+whole run holds this machine's lock and the cluster's lease. The shared
+steps take the lock and lease themselves when ``cluster-up`` runs them.
+
+The canary's deny phase shows how the CNI treats a denied packet (dropped:
+the probe times out; rejected: refused); that is kept with the cluster's
+state (``ClusterState.save_cni``) and read by every later probe.
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Callable
 
 from rich.console import Console
 
 from cluster.errors import DashiError
-from cluster.live import canary, readiness, standins
+from cluster.live import canary, guard, readiness, standins
 from cluster.live.cni import detect_cni
 from cluster.live.kube import Kube
+from cluster.live.lease import Hold
+from cluster.live.state import ClusterState
 from cluster.live.steps import Apply, Note, PipelineStep, Session, poll, print_plan, run_steps
+from cluster.policy.manifests import obj_ref
 from cluster.policy.profile import load_profile
 
 PROFILES = ("dashi", "environments")
@@ -36,6 +50,18 @@ def nodes_ready(expected: int | None) -> Callable[[Session], tuple[bool, str]]:
     return probe
 
 
+@contextlib.contextmanager
+def held(s: Session, command: str):
+    """The session's hold when the whole pipeline took one (``prepare``);
+    otherwise this machine's lock and the cluster's lease for one step
+    (``cluster-up`` runs the shared steps on a cluster it just made)."""
+    if s.state.get("hold") is not None:
+        yield s.state["hold"]
+        return
+    with Hold(s.kube, ClusterState.open(s.kube).dir, command) as hold:
+        yield hold
+
+
 def standins_step(profile_name: str, adopt: bool = False) -> PipelineStep:
     def actions(s: Session):
         profile = load_profile(profile_name)
@@ -46,8 +72,9 @@ def standins_step(profile_name: str, adopt: bool = False) -> PipelineStep:
 
     def run(s: Session):
         profile = load_profile(profile_name)
-        changed, note = standins.deploy(s.kube, profile, adopt=adopt, sleep=s.sleep, clock=s.clock,
-                                        progress=s.progress)
+        with held(s, f"deploy the {profile_name} stand-ins"):
+            changed, note = standins.deploy(s.kube, profile, adopt=adopt, sleep=s.sleep, clock=s.clock,
+                                            progress=s.progress)
         s.state["standins"] = note
         return changed, note
 
@@ -62,8 +89,12 @@ def canary_step(cni_label: Callable[[Session], str], connect=None) -> PipelineSt
         return out
 
     def run(s: Session) -> str:
-        result = canary.run(s.kube, sleep=s.sleep, clock=s.clock, progress=s.progress, connect=connect)
+        with held(s, "run the enforcement canary"):
+            result = canary.run(s.kube, sleep=s.sleep, clock=s.clock, progress=s.progress, connect=connect)
         s.state["canary"] = result
+        if result.deny_behaviour:
+            ClusterState.open(s.kube).save_cni(name=cni_label(s), deny_behaviour=result.deny_behaviour,
+                                               evidence=result.summary())
         line = canary.verdict(result, cni_label(s))  # raises loudly when not enforced
         s.state["canary_line"] = line
         return line
@@ -71,9 +102,27 @@ def canary_step(cni_label: Callable[[Session], str], connect=None) -> PipelineSt
     return PipelineStep("canary", "Prove NetworkPolicy enforcement (canary)", actions=actions, run=run, verify=True)
 
 
+def plan(kube: Kube, profile_name: str) -> list[str]:
+    """What prepare will change: the stand-in objects it creates and those it
+    applies again (server-side apply leaves an unchanged one as it is)."""
+    namespaces, workloads = standins.objects(load_profile(profile_name))
+    create, update = [], []
+    for obj in namespaces + workloads:
+        md = obj["metadata"]
+        live = kube.get(obj["apiVersion"], obj["kind"], md["name"], md.get("namespace"))
+        (create if live is None else update).append(obj_ref(obj))
+    out = [f"Plan: {len(create)} object(s) to create, {len(update)} to apply again (unchanged ones stay as they "
+           "are); the canary then creates a throwaway namespace dashi-canary-<random> and deletes it"]
+    if create:
+        out.append(f"  create: {', '.join(create)}")
+    if update:
+        out.append(f"  apply again: {', '.join(update)}")
+    return out
+
+
 def prepare(context: str, *, profile: str, console: Console, kube_factory: Callable[[str], Kube],
-            adopt: bool = False, dry_run: bool = False, sleep=None, clock=None, connect=None,
-            runner=None) -> dict:
+            adopt: bool = False, dry_run: bool = False, yes: bool = False, confirm: guard.Confirm | None = None,
+            sleep=None, clock=None, connect=None, runner=None) -> dict:
     if not context:
         raise DashiError("prepare needs --context: name the kubeconfig context of the cluster to prepare")
     if profile not in PROFILES:
@@ -103,7 +152,20 @@ def prepare(context: str, *, profile: str, console: Console, kube_factory: Calla
         console.print(f"[bold]Dry run[/bold] — prepare context '{context}' with profile {profile}. Nothing is changed.")
         print_plan(steps, s)
         return {"dry_run": True}
-    console.print(f"[bold]prepare[/bold] — context {context}, profile {profile} (no k3d, no CNI install)")
-    run_steps(steps, s, after_failure="Objects applied so far are left in place for inspection.")
+    kube = s.kube
+    server = kube.server()
+    action = f"prepare: deploy profile {profile}'s stand-ins and run the canary"
+    say = lambda text: console.print(text, markup=False, highlight=False, soft_wrap=True)  # noqa: E731
+    say(guard.banner(context, server, action))
+    cluster = ClusterState.open(kube)
+    if cluster.note:
+        say(cluster.note)
+    for line in plan(kube, profile):
+        say(line)
+    guard.check(context, server, context, yes=yes, confirm=confirm, action=action)
+    with Hold(kube, cluster.dir, f"prepare ({profile})") as hold:
+        s.state["hold"] = hold
+        console.print(f"[bold]prepare[/bold] — context {context}, profile {profile} (no k3d, no CNI install)")
+        run_steps(steps, s, after_failure="Objects applied so far are left in place for inspection.")
     return {"context": context, "cni": s.state.get("cni"), "standins": s.state.get("standins"),
             "canary": s.state.get("canary_line")}

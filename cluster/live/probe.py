@@ -19,10 +19,15 @@ policy dropped it. (agnhost's own UDP payload, "hostname\n", is shorter
 than a DNS header, so a DNS server never answers it: allowed and dropped
 would look the same.)
 
-A refusal counts as blocked. Every port we probe is declared by a pod that
-listens on it (the stand-ins serve every declared port, DNS and the API
-server listen), so a refusal is a policy rejecting the packet: kube-router,
-the policy controller built into k3s, REJECTs where Calico and Cilium drop.
+What a refusal means depends on the CNI, so it is read with the cluster's
+deny behaviour, which the canary measures (``cluster.live.canary``):
+``reject`` (kube-router, the policy controller built into k3s, answers a
+denied packet with ICMP port-unreachable): every probed port has a listener,
+so a refusal is a policy rejecting the packet, blocked. ``drop`` (Calico,
+Cilium): a denied packet is dropped and times out, so a refusal means the
+packet reached the pod and was turned away there: the path is open, and a
+refusal where the policies block is a mismatch. ``unknown`` (never
+measured): a refusal cannot be read either way.
 
 Batches: all probes from one source pod run in ONE exec, concurrently
 inside the pod (``BATCH_SCRIPT``, a POSIX sh loop that backgrounds each
@@ -61,21 +66,28 @@ AGNHOST = "/agnhost"
 EXEC_GRACE_S = 15.0
 
 
+DENY_BEHAVIOURS = ("drop", "reject", "unknown")
+
+
 @dataclass(frozen=True)
 class ProbeResult:
     ok: bool
     kind: str  # one of KINDS
     detail: str = ""
+    deny_behaviour: str = "reject"  # how a refusal reads: see the module docstring
 
     @property
     def allowed(self) -> bool | None:
-        """What the probe says about the network path: True (connected),
-        False (dropped, or rejected: see the module docstring), None (cannot
-        tell: DNS, other errors, unprobed)."""
+        """What the probe says about the network path: True (connected, or
+        refused under a CNI that drops), False (dropped, or refused under one
+        that rejects), None (cannot tell: DNS, other errors, unprobed, a
+        refusal under an unknown CNI)."""
         if self.kind == "connected":
             return True
-        if self.kind in ("timeout", "refused"):
+        if self.kind == "timeout":
             return False
+        if self.kind == "refused":
+            return {"reject": False, "drop": True}.get(self.deny_behaviour)
         return None
 
 
@@ -101,7 +113,16 @@ def connect_argv(host: str, port: int, protocol: str = "TCP", timeout_s: float =
             f"--protocol={protocol.lower()}"]
 
 
-def classify(returncode: int, stderr: str, protocol: str = "TCP") -> ProbeResult:
+_REFUSED = {
+    "reject": "connection refused: rejected by a policy (this cluster's CNI rejects denied packets)",
+    "drop": "connection refused: the packet reached the pod (this cluster's CNI drops denied packets, "
+            "so no policy stopped it) and nothing accepted it",
+    "unknown": "connection refused: whether that is a policy depends on the CNI, and this cluster's deny "
+               "behaviour was never measured (inv prepare, or inv cluster-up, runs the canary that measures it)",
+}
+
+
+def classify(returncode: int, stderr: str, protocol: str = "TCP", deny_behaviour: str = "reject") -> ProbeResult:
     """Turn agnhost connect's exit code and stderr into a ProbeResult."""
     text = (stderr or "").strip()
     first = text.splitlines()[0] if text else ""
@@ -117,14 +138,16 @@ def classify(returncode: int, stderr: str, protocol: str = "TCP") -> ProbeResult
                                "even when allowed, so silence cannot tell dropped from allowed")
         return ProbeResult(False, "timeout", "no answer in time: dropped")
     if first.startswith("REFUSED"):
-        return ProbeResult(False, "refused", "connection refused: rejected by a policy (or nothing listens on the port)")
+        if deny_behaviour not in DENY_BEHAVIOURS:
+            raise DashiError(f"deny behaviour must be one of {', '.join(DENY_BEHAVIOURS)}, not {deny_behaviour!r}")
+        return ProbeResult(False, "refused", _REFUSED[deny_behaviour], deny_behaviour)
     if first.startswith("DNS"):
         return ProbeResult(False, "dns", first)
     return ProbeResult(False, "other", first or f"exit {returncode} with no message")
 
 
 def connect(kube: Kube, namespace: str, pod: str, host: str, port: int, protocol: str = "TCP",
-            timeout_s: float = 1.0) -> ProbeResult:
+            timeout_s: float = 1.0, deny_behaviour: str = "reject") -> ProbeResult:
     """Probe host:port from a pod with ``agnhost connect``.
 
     Raises KubeError when the exec itself fails (pod gone, API error); a
@@ -132,7 +155,7 @@ def connect(kube: Kube, namespace: str, pod: str, host: str, port: int, protocol
     """
     argv = connect_argv(host, port, protocol, timeout_s)
     res = kube.exec(namespace, pod, argv, timeout=timeout_s + EXEC_GRACE_S)
-    return classify(res.returncode, res.stderr, protocol)
+    return classify(res.returncode, res.stderr, protocol, deny_behaviour)
 
 
 # --------------------------------------------------------------------------
@@ -208,15 +231,17 @@ def batch_argv(targets: list[Target], timeout_s: float = 1.0, agnhost: str = AGN
     return argv
 
 
-def classify_dns(returncode: int, output: str) -> ProbeResult:
+def classify_dns(returncode: int, output: str, deny_behaviour: str = "reject") -> ProbeResult:
     """busybox nslookup under timeout: an answer (any, NXDOMAIN too) means the
-    UDP path is open; "Connection refused" a rejecting policy; silence until
-    timeout kills it (exit 143, or 124 from coreutils) a dropping one."""
+    UDP path is open; "Connection refused" is read with the deny behaviour,
+    as a TCP refusal is; silence until timeout kills it (exit 143, or 124
+    from coreutils) a dropping policy."""
     text = " ".join((output or "").split())
     if returncode == 0 or "Server:" in text or "can't find" in text:
         return ProbeResult(True, "connected", "DNS answered over UDP")
     if "onnection refused" in text:
-        return ProbeResult(False, "refused", "DNS query refused: rejected by a policy (or nothing listens)")
+        return ProbeResult(False, "refused", "DNS query refused: " + _REFUSED[deny_behaviour].split(": ", 1)[1],
+                           deny_behaviour)
     if returncode in (124, 137, 143) or "timed out" in text or "no servers could be reached" in text:
         return ProbeResult(False, "timeout", "no DNS answer in time: dropped")
     if returncode in (126, 127) or "not found" in text:
@@ -228,7 +253,7 @@ class NoShell(Exception):
     """The source pod has no shell: probe it one exec per edge instead."""
 
 
-def parse_batch(targets: list[Target], res: ExecResult) -> list[ProbeResult]:
+def parse_batch(targets: list[Target], res: ExecResult, deny_behaviour: str = "reject") -> list[ProbeResult]:
     """The per-probe results of one batch exec, in the order of ``targets``."""
     lines: dict[int, tuple[int, str]] = {}
     for line in res.stdout.splitlines():
@@ -245,7 +270,8 @@ def parse_batch(targets: list[Target], res: ExecResult) -> list[ProbeResult]:
             out.append(ProbeResult(False, "other", f"no result from the probe batch: {why[:160]}"))
             continue
         rc, text = lines[i]
-        out.append(classify_dns(rc, text) if is_dns_udp(t) else classify(rc, text, t.protocol))
+        out.append(classify_dns(rc, text, deny_behaviour) if is_dns_udp(t)
+                   else classify(rc, text, t.protocol, deny_behaviour))
     return out
 
 
@@ -258,12 +284,13 @@ def batch_tool(res: ExecResult) -> str | None:
 
 
 def connect_batch(kube: Kube, namespace: str, pod: str, targets: list[Target],
-                  timeout_s: float = 1.0, tcp_tool: str = "auto") -> tuple[list[ProbeResult], str | None]:
+                  timeout_s: float = 1.0, tcp_tool: str = "auto",
+                  deny_behaviour: str = "reject") -> tuple[list[ProbeResult], str | None]:
     """Probe every target from one pod in one exec; the results and the TCP
     tool used. Raises NoShell when the pod cannot run the batch, KubeError
     when the exec itself fails."""
     res = kube.exec(namespace, pod, batch_argv(targets, timeout_s, tcp_tool=tcp_tool), timeout=timeout_s + EXEC_GRACE_S)
-    return parse_batch(targets, res), batch_tool(res)
+    return parse_batch(targets, res, deny_behaviour), batch_tool(res)
 
 
 # --------------------------------------------------------------------------
@@ -324,7 +351,7 @@ class MatrixProber:
     def __init__(self, kube: Kube, *, workers: int = 16, timeout_s: float = 1.0,
                  poll_interval: float = 1.0, poll_timeout: float = 10.0,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
-                 tcp_tool: str = "auto"):
+                 tcp_tool: str = "auto", deny_behaviour: str = "reject"):
         if workers < 1:
             raise DashiError(f"probe workers must be at least 1, got {workers}")
         self.kube = kube
@@ -339,18 +366,20 @@ class MatrixProber:
         self.no_shell: set[tuple[str, str]] = set()
         self.execs = 0
         self.tools: set[str] = set()  # what the batches used for TCP: nc, agnhost
+        self.deny_behaviour = deny_behaviour
 
     def _one(self, target: Target) -> ProbeResult:
         try:
             return connect(self.kube, target.namespace, target.pod, target.host, target.port,
-                           target.protocol, self.timeout_s)
+                           target.protocol, self.timeout_s, self.deny_behaviour)
         except KubeError as e:
             return ProbeResult(False, "other", f"exec failed: {e}")
 
     def _batch(self, source: tuple[str, str], targets: list[Target]) -> list[ProbeResult] | None:
         """One source's probes in one exec; None when the pod has no shell."""
         try:
-            results, tool = connect_batch(self.kube, source[0], source[1], targets, self.timeout_s, self.tcp_tool)
+            results, tool = connect_batch(self.kube, source[0], source[1], targets, self.timeout_s, self.tcp_tool,
+                                          self.deny_behaviour)
             if tool:
                 self.tools.add(tool)
             return results

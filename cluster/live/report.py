@@ -13,7 +13,8 @@ An edge's problems:
   what the policies say, or has not yet);
 * ``unintended``: the engine's prediction disagrees with the intent (a step
   opens an edge it should not, or fails to open its own);
-* ``error``: the probe could not tell (DNS failure, exec failure, other).
+* ``error``: the probe could not tell (DNS failure, exec failure, other, a
+  refusal where the CNI's deny behaviour is unknown).
 
 ``unprobed`` edges (a UDP probe against DNS, a pod's traffic to itself) are
 reported and counted, never treated as a match or a mismatch.
@@ -35,7 +36,7 @@ from cluster.policy.tables import matrix_table, print_column_key
 
 KIND_MEANING = {
     "connected": "connected (allowed)",
-    "refused": "refused: rejected by a policy, or nothing listens (blocked)",
+    "refused": "refused (blocked where the CNI rejects; where it drops, the packet reached the pod)",
     "timeout": "timeout: dropped (blocked)",
     "dns": "DNS error",
     "other": "other error",
@@ -64,7 +65,9 @@ class EdgeRow:
     def problems(self) -> list[str]:
         out = []
         if self.observation is not None:
-            if self.kind in ("dns", "other"):
+            # A probe that cannot tell (DNS, exec failure, a refusal under a
+            # CNI whose deny behaviour was never measured) is an error.
+            if self.kind in ("dns", "other") or (self.observed is None and self.kind != "unprobed"):
                 out.append("error")
             elif self.observed is not None and self.observed != self.predicted:
                 out.append("mismatch")

@@ -1,5 +1,7 @@
 """The restore algorithm: make our NetworkPolicies in some namespaces exactly
-a given set (a snapshot), never touching anyone else's."""
+a given set (a snapshot, or the policies of some steps), never touching
+anyone else's; and the plan of what that changes, printed before anything
+is confirmed or changed."""
 
 from __future__ import annotations
 
@@ -8,6 +10,62 @@ from dataclasses import dataclass, field
 from cluster.errors import KubeError
 from cluster.live.kube import Kube
 from cluster.live.snapshots import NP_API, clean_policy, is_ours, policy_key, same_policy
+
+
+def _ref(key: tuple[str, str]) -> str:
+    return f"{key[0]}/{key[1]}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What making our policies ``desired`` changes, by name (``ns/name``)."""
+
+    create: tuple[str, ...] = ()
+    update: tuple[str, ...] = ()
+    delete: tuple[str, ...] = ()
+    unchanged: int = 0
+    foreign: tuple[str, ...] = ()  # policies that are not ours: never touched
+    # Policies of ours whose name a policy that is not ours already holds:
+    # they cannot be made without taking someone else's object over.
+    blocked: tuple[str, ...] = ()
+
+    @property
+    def changes(self) -> int:
+        return len(self.create) + len(self.update) + len(self.delete)
+
+    def lines(self, where: str) -> list[str]:
+        head = (f"Plan for our NetworkPolicies in {where}: {len(self.create)} to create, "
+                f"{len(self.update)} to update, {len(self.delete)} to delete, {self.unchanged} unchanged")
+        out = [head + ("" if self.changes else " (nothing changes)")]
+        for verb, names in (("create", self.create), ("update", self.update), ("delete", self.delete)):
+            if names:
+                out.append(f"  {verb}: {', '.join(names)}")
+        if self.foreign:
+            out.append(f"  not ours, never touched: {', '.join(self.foreign)}")
+        if self.blocked:
+            out.append(f"  BLOCKED, the name is held by a policy that is not ours: {', '.join(self.blocked)}")
+        return out
+
+
+def plan_changes(live: list[dict], desired: list[dict]) -> Plan:
+    """Compare the live policies (ours and others') with the policies of ours wanted."""
+    have = {policy_key(p): p for p in live}
+    want = {policy_key(p): p for p in desired}
+    create, update, blocked = [], [], []
+    unchanged = 0
+    for key, p in sorted(want.items()):
+        cur = have.get(key)
+        if cur is None:
+            create.append(_ref(key))
+        elif not is_ours(cur):
+            blocked.append(_ref(key))
+        elif same_policy(cur, p):
+            unchanged += 1
+        else:
+            update.append(_ref(key))
+    delete = [_ref(k) for k, p in sorted(have.items()) if is_ours(p) and k not in want]
+    foreign = [_ref(k) for k, p in sorted(have.items()) if not is_ours(p)]
+    return Plan(tuple(create), tuple(update), tuple(delete), unchanged, tuple(foreign), tuple(blocked))
 
 
 @dataclass
@@ -41,28 +99,22 @@ def restore(kube: Kube, policies: list[dict], namespaces: list[str]) -> RestoreR
     KubeError naming what did not take.
     """
     result = RestoreResult()
-    live = {policy_key(p): p for p in live_policies(kube, namespaces)}
     desired = {policy_key(p): p for p in policies}
-    for key, want in sorted(desired.items()):
-        have = live.get(key)
-        if have is not None and not is_ours(have):
-            result.notes.append(f"{key[0]}/{key[1]}: a policy that is not ours now has this name; left alone")
-            continue
-        if have is not None and same_policy(have, want):
-            result.unchanged += 1
-            continue
-        kube.apply(clean_policy(want))
-        (result.updated if have is not None else result.created).append(f"{key[0]}/{key[1]}")
-    for key, have in sorted(live.items()):
-        if key not in desired and is_ours(have):
-            kube.delete(NP_API, "NetworkPolicy", key[1], key[0])
-            result.deleted.append(f"{key[0]}/{key[1]}")
+    todo = plan_changes(live_policies(kube, namespaces), policies)
+    result.unchanged = todo.unchanged
+    result.notes = [f"{ref}: a policy that is not ours now has this name; left alone" for ref in todo.blocked]
+    for ref in todo.create + todo.update:
+        ns, name = ref.split("/", 1)
+        kube.apply(clean_policy(desired[(ns, name)]))
+        (result.created if ref in todo.create else result.updated).append(ref)
+    for ref in todo.delete:
+        ns, name = ref.split("/", 1)
+        kube.delete(NP_API, "NetworkPolicy", name, ns)
+        result.deleted.append(ref)
     after = {policy_key(p): p for p in live_policies(kube, namespaces) if is_ours(p)}
-    wrong = [f"{k[0]}/{k[1]}" for k, want in desired.items()
-             if k in after and not same_policy(after[k], want)]
-    wrong += [f"{k[0]}/{k[1]} (missing)" for k in desired if k not in after
-              and not any(n.startswith(f"{k[0]}/{k[1]}:") for n in result.notes)]
-    wrong += [f"{k[0]}/{k[1]} (should be gone)" for k in after if k not in desired]
+    wrong = [_ref(k) for k, want in desired.items() if k in after and not same_policy(after[k], want)]
+    wrong += [f"{_ref(k)} (missing)" for k in desired if k not in after and _ref(k) not in todo.blocked]
+    wrong += [f"{_ref(k)} (should be gone)" for k in after if k not in desired]
     if wrong:
         raise KubeError(f"restore did not take for {', '.join(wrong)}")
     return result

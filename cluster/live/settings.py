@@ -35,6 +35,9 @@ class Settings:
     timeout_s: float = 1.0
     poll_interval: float = 1.0
     poll_timeout: float = 10.0
+    # How a refused probe reads (see cluster.live.probe): the rollout sets
+    # what the canary measured on the cluster ("drop", "reject", "unknown").
+    deny_behaviour: str = "reject"
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
     tcp_tool: str = "auto"  # "auto" (busybox nc when it passes a self-check) or "agnhost"
@@ -52,4 +55,5 @@ class Settings:
     def prober(self, kube: Kube) -> MatrixProber:
         return MatrixProber(kube, workers=self.workers, timeout_s=self.timeout_s,
                             poll_interval=self.poll_interval, poll_timeout=self.poll_timeout,
-                            clock=self.clock, sleep=self.sleep, tcp_tool=self.tcp_tool)
+                            clock=self.clock, sleep=self.sleep, tcp_tool=self.tcp_tool,
+                            deny_behaviour=self.deny_behaviour)

@@ -6,6 +6,16 @@ every NetworkPolicy in the profile's namespaces: ours (label
 exactly as recorded, and other people's ("foreign"), kept only as evidence:
 a restore never creates, changes or deletes a policy that is not ours.
 
+A snapshot is labelled with what it holds, never with what some record
+believed at the time: ``applied`` is the step prefix of the profile that
+its policies of ours amount to (``steps_held``), or null when they amount to
+none (a step cut off half-applied). Only a snapshot whose content is a step
+prefix is ever restored, and its content is checked again when it is
+chosen. The baseline is a snapshot like any other: the one taken before the
+first step holds no policies of ours; when none is on record, a rollback to
+the baseline writes one (``taken_before: baseline``) before restoring it,
+so an interrupted rollback names a file that exists.
+
 One snapshot is one YAML file (see ``cluster.state`` for the layout)::
 
     # dashi-cluster snapshot 0003-before-allow-platform
@@ -17,7 +27,7 @@ One snapshot is one YAML file (see ``cluster.state`` for the layout)::
     user: ada
     host: laptop
     taken_before: allow-platform      # the step about to be applied ("rollback": a rollback)
-    applied: [default-deny, allow-dns] # the verified steps at that moment
+    applied: [default-deny, allow-dns] # the steps its policies of ours amount to (null: none)
     namespaces: [dashi-platform, ...]
     policies: [...]                   # ours: apiVersion, kind, metadata, spec
     foreign: [...]                    # not ours, never touched
@@ -150,6 +160,17 @@ def same_policy(a: dict, b: dict) -> bool:
 # The store
 
 
+def steps_held(profile, ours: list[dict]) -> int | None:
+    """How many leading steps of ``profile`` the policies ``ours`` amount to
+    (names and canonical specs), or None when they match no step prefix."""
+    live = {policy_key(p): canonical_spec(p.get("spec") or {}) for p in ours}
+    for k in range(len(profile.steps), -1, -1):
+        want = {policy_key(p): canonical_spec(p.get("spec") or {}) for p in profile.policies_through(k)}
+        if want == live:
+            return k
+    return None
+
+
 @dataclass
 class SnapshotInfo:
     id: str
@@ -159,9 +180,16 @@ class SnapshotInfo:
     user: str
     host: str
     taken_before: str
-    applied: list[str] = field(default_factory=list)
+    # The steps the content amounts to; None: no step prefix of the profile.
+    applied: list[str] | None = field(default_factory=list)
     policies: int = 0
     foreign: int = 0
+
+    @property
+    def label(self) -> str:
+        if self.applied is None:
+            return "no step prefix (a step cut off half-applied, or policies changed by hand)"
+        return f"{len(self.applied)} step(s)" + (f" through {self.applied[-1]}" if self.applied else ": baseline")
 
 
 @dataclass
@@ -212,34 +240,46 @@ class SnapshotStore:
                 return info
         raise SnapshotError(f"no snapshot {snapshot_id!r} in {self.index_path}")
 
-    def latest_with(self, applied: list[str]) -> SnapshotInfo | None:
-        """The newest snapshot taken when exactly ``applied`` steps were in place."""
+    def latest_holding(self, profile, k: int) -> Snapshot | None:
+        """The newest snapshot whose content is exactly the first ``k`` steps of
+        ``profile``: its label says so and its loaded content agrees (a label
+        written under an older version of the profile is not trusted)."""
+        want = [s.name for s in profile.steps[:k]]
         for info in reversed(self.index()):
-            if info.applied == list(applied):
-                return info
+            if info.applied != want:
+                continue
+            snap = self.load(info.id)
+            if steps_held(profile, snap.policies) == k:
+                return snap
         return None
 
     # -- save / load ----------------------------------------------------------
 
-    def save(self, *, profile: str, context: str, server: str, taken_before: str, applied: list[str],
-             namespaces: list[str], live_policies: list[dict]) -> SnapshotInfo:
+    def save(self, *, profile, context: str, server: str, taken_before: str,
+             live_policies: list[dict]) -> SnapshotInfo:
+        """Write the NetworkPolicies of ``profile``'s namespaces as a snapshot,
+        labelled with the step prefix they amount to."""
         entries = self.index()
         seq = max((int(e.id.split("-", 1)[0]) for e in entries if e.id.split("-", 1)[0].isdigit()),
                   default=0) + 1
         snap_id = f"{seq:04d}-{_slug('before-' + taken_before)}"
         ours = sorted((clean_policy(p) for p in live_policies if is_ours(p)), key=policy_key)
         foreign = sorted((clean_policy(p) for p in live_policies if not is_ours(p)), key=policy_key)
+        k = steps_held(profile, ours)
+        applied = None if k is None else [s.name for s in profile.steps[:k]]
         user, host = whoami()
         created = now_iso()
-        doc = {"id": snap_id, "profile": profile, "context": context, "server": server, "created": created,
-               "user": user, "host": host, "taken_before": taken_before, "applied": list(applied),
-               "namespaces": list(namespaces), "policies": ours, "foreign": foreign}
+        namespaces = list(profile.profile_namespaces)
+        doc = {"id": snap_id, "profile": profile.name, "context": context, "server": server, "created": created,
+               "user": user, "host": host, "taken_before": taken_before, "applied": applied,
+               "namespaces": namespaces, "policies": ours, "foreign": foreign}
         data = dump_yaml(doc, f"dashi-cluster snapshot {snap_id}\n"
-                              f"The NetworkPolicies of profile {profile}'s namespaces on {context}, "
+                              f"The NetworkPolicies of profile {profile.name}'s namespaces on {context}, "
                               f"taken before {taken_before}.\n"
+                              "`applied` is what its policies of ours amount to (null: no step prefix).\n"
                               "`inv rollback` restores `policies` exactly; `foreign` (not ours) is never touched.")
         info = SnapshotInfo(id=snap_id, file=f"{snap_id}.yaml", sha256=sha256_hex(data), created=created,
-                            user=user, host=host, taken_before=taken_before, applied=list(applied),
+                            user=user, host=host, taken_before=taken_before, applied=applied,
                             policies=len(ours), foreign=len(foreign))
         atomic_write(self.dir / info.file, data)  # the file first: the index never names a partial file
         self._write_index(entries + [info])
@@ -279,6 +319,8 @@ def _check_doc(doc, info: SnapshotInfo) -> str | None:
         return f"holds snapshot {doc['id']!r}, not {info.id!r}"
     if not isinstance(doc["namespaces"], list) or not isinstance(doc["policies"], list):
         return "namespaces and policies must be lists"
+    if doc["applied"] != info.applied:
+        return f"holds the label {doc['applied']!r}, the index says {info.applied!r}"
     for i, p in enumerate(doc["policies"]):
         meta = (p or {}).get("metadata") if isinstance(p, dict) else None
         if not isinstance(meta, dict) or p.get("kind") != "NetworkPolicy" or not meta.get("name"):

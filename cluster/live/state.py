@@ -1,22 +1,36 @@
-"""Where the rollout keeps its state on disk, and how it writes it.
+"""Where the tool keeps what it knows about clusters, and how it writes it.
 
-Layout (all plain text a person can read; nothing here is needed to run the
-cluster, only to change it safely)::
+One fixed place per user, never the working directory: two shells in two
+directories of a clone, or two clones, must find the same record and the
+same lock. ``$DASHI_STATE_DIR`` if set, else ``$XDG_STATE_HOME/dashi-cluster``,
+else ``~/.local/state/dashi-cluster`` (the XDG base directory spec's place
+for state that should survive a reboot but is not configuration).
 
-    $DASHI_STATE_DIR/                      default ./.dashi/state (gitignored)
-      <context>/                           one directory per kubeconfig context
-        lock                               held (flock) while a run changes this cluster;
-                                           says who: pid, user, host, command, since
+A cluster is known by its identity, the uid of its ``kube-system``
+namespace (created once with the cluster and never re-created), not by its
+kubeconfig context name: a cluster deleted and re-created under the same
+name is another cluster and starts a fresh record (``ClusterState.note``
+says so). Layout, all plain text a person can read; nothing here is needed
+to run the cluster, only to change it safely::
+
+    <state>/
+      contexts.yaml                        context name -> the cluster uid it reached last
+      clusters/<kube-system uid>/
+        cluster.yaml                       contexts and servers seen, the CNI's deny behaviour
+                                           (drop or reject) as the canary measured it
+        lock                               held (flock) while a run on this machine changes
+                                           the cluster; says who (the cluster-side Lease
+                                           keeps other machines out, see cluster.live.lease)
         <profile>/                         one directory per profile applied there
-          state.yaml                       the step record: steps applied and verified,
+          state.yaml                       the step record: steps applied, which are verified,
                                            and the step in progress if a run was cut off
           history.jsonl                    one JSON object per event (append-only)
           snapshots/
-            index.yaml                     every snapshot: id, file, sha256, when, who,
-                                           the step it was taken before, steps applied then
+            index.yaml                     every snapshot: id, file, sha256, when, who, and the
+                                           steps its content amounts to (derived from the content)
             0001-before-default-deny.yaml  the NetworkPolicies of the profile's namespaces
-            0002-before-allow-dns.yaml     (ours, to restore; others', for the record)
-            ...
+            ...                            (ours, to restore; others', for the record)
+          evidence/                        full reports of failed verifications
 
 Every file is written atomically: a temporary file in the same directory,
 flushed and fsync'd, then renamed over the old one, then the directory is
@@ -42,13 +56,19 @@ import yaml
 from cluster.errors import StateError
 
 STATE_ENV = "DASHI_STATE_DIR"
-DEFAULT_STATE_DIR = Path(".dashi") / "state"
+DENY_BEHAVIOURS = ("drop", "reject")
 
 
 def state_root() -> Path:
-    """The state directory; a path that is (or lies below) a file is refused
-    before anything reads or writes there."""
-    root = Path(os.environ.get(STATE_ENV) or DEFAULT_STATE_DIR)
+    """The state directory: $DASHI_STATE_DIR, else the XDG state home's
+    dashi-cluster. A path that is (or lies below) a file is refused before
+    anything reads or writes there."""
+    if os.environ.get(STATE_ENV):
+        root = Path(os.environ[STATE_ENV])
+    else:
+        xdg = os.environ.get("XDG_STATE_HOME")
+        base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".local" / "state"
+        root = base / "dashi-cluster"
     for p in (root, *root.parents):
         if p.exists():
             if not p.is_dir():
@@ -65,14 +85,6 @@ def context_slug(context: str) -> str:
     if slug != context:
         slug += "-" + hashlib.sha256(context.encode()).hexdigest()[:8]
     return slug
-
-
-def cluster_dir(context: str, root: Path | None = None) -> Path:
-    return (root or state_root()) / context_slug(context)
-
-
-def profile_dir(context: str, profile: str, root: Path | None = None) -> Path:
-    return cluster_dir(context, root) / context_slug(profile)
 
 
 def now_iso() -> str:
@@ -149,12 +161,19 @@ class StepEntry:
 
 @dataclass
 class StepRecord:
-    """Which steps of a profile are applied (and verified) on a cluster.
+    """Which steps of a profile are applied on a cluster, and which of them
+    are verified.
 
-    ``steps`` holds only verified steps: a step is recorded when its live
-    verification passed. ``in_progress`` is set before a step (or a restore)
-    touches the cluster and cleared when it ends either way; if a run is cut
-    off (Ctrl-C, a crash), the next run finds it and resolves it.
+    ``steps`` are the steps whose policies are in place, in order. A step is
+    added when its live verification passes; a restore replaces the list
+    with the steps its snapshot holds and clears every ``verified_at``,
+    because a restored state is not verified until the matrix is probed
+    again. ``verified`` is the one notion of "verified" that status,
+    network-policies-up and rollback share: the applied steps, when each of
+    them has been verified since the last change. ``in_progress`` is set
+    before a step (or a restore) touches the cluster and cleared when it
+    ends either way; if a run is cut off (Ctrl-C, a crash, kill -9), the
+    next run finds it and resolves it.
     """
 
     profile: str
@@ -166,6 +185,27 @@ class StepRecord:
     @property
     def applied(self) -> list[str]:
         return [s.name for s in self.steps]
+
+    @property
+    def verified(self) -> list[str]:
+        """The leading applied steps that are verified (all of them, once verified)."""
+        out = []
+        for s in self.steps:
+            if not s.verified_at:
+                break
+            out.append(s.name)
+        return out
+
+    @property
+    def fully_verified(self) -> bool:
+        return len(self.verified) == len(self.steps) and not self.in_progress
+
+    def mark_verified(self, when: str) -> list[str]:
+        """Record that the live matrix of the applied steps was verified; the steps newly verified."""
+        fresh = [s.name for s in self.steps if not s.verified_at]
+        for s in self.steps:
+            s.verified_at = s.verified_at or when
+        return fresh
 
 
 class RecordStore:
@@ -197,3 +237,130 @@ class RecordStore:
         atomic_write(self.path, dump_yaml(
             data, "dashi-cluster step record: the verified steps of this profile on this cluster.\n"
                   "in_progress is set while a step or a restore is changing the cluster."))
+
+
+# --------------------------------------------------------------------------
+# A cluster's identity and its directory
+
+
+@dataclass(frozen=True)
+class ClusterIdentity:
+    """Which cluster a context reaches: the uid of its kube-system namespace."""
+
+    uid: str
+    context: str
+    server: str
+
+
+def identify(kube) -> ClusterIdentity:
+    """Ask the cluster who it is. Raises KubeError when it cannot be asked."""
+    context, server = kube.context(), kube.server()
+    ns = kube.get("v1", "Namespace", "kube-system")
+    uid = ((ns or {}).get("metadata") or {}).get("uid")
+    if not uid or not re.fullmatch(r"[A-Za-z0-9-]{8,64}", str(uid)):
+        raise StateError(f"cannot tell which cluster context {context} ({server}) reaches: its kube-system "
+                         "namespace " + ("does not exist" if ns is None else f"has no usable uid ({uid!r})")
+                         + "; the rollout keys its record by that uid")
+    return ClusterIdentity(str(uid), context, server)
+
+
+def known_cluster_dir(context: str, root: Path | None = None) -> Path | None:
+    """Offline: the record of the cluster a context reached last (from the
+    contexts.yaml index that every command updates), or None."""
+    root = root or state_root()
+    index_path = root / "contexts.yaml"
+    try:
+        index = yaml.safe_load(index_path.read_text()) if index_path.exists() else {}
+    except (OSError, yaml.YAMLError):
+        return None
+    entry = index.get(context) if isinstance(index, dict) else None
+    uid = entry.get("uid") if isinstance(entry, dict) else None
+    return root / "clusters" / str(uid) if uid else None
+
+
+class ClusterState:
+    """What this machine knows about one cluster: ``<state>/clusters/<uid>/``."""
+
+    def __init__(self, identity: ClusterIdentity, root: Path | None = None):
+        self.identity = identity
+        self.root = root or state_root()
+        self.dir = self.root / "clusters" / identity.uid
+        self.path = self.dir / "cluster.yaml"
+        # Said once by the first command that finds a context pointing at a
+        # cluster other than the one it reached before.
+        self.note: str | None = None
+
+    @classmethod
+    def open(cls, kube, root: Path | None = None) -> "ClusterState":
+        """Identify the cluster behind ``kube``, note a context that now reaches
+        another cluster, and remember which cluster the context reached."""
+        state = cls(identify(kube), root)
+        state._remember_context()
+        return state
+
+    def profile_dir(self, profile: str) -> Path:
+        return self.dir / context_slug(profile)
+
+    # -- cluster.yaml -----------------------------------------------------
+
+    def load(self) -> dict:
+        if not self.path.exists():
+            return {}
+        try:
+            data = yaml.safe_load(self.path.read_text()) or {}
+            if not isinstance(data, dict):
+                raise ValueError("not a mapping")
+        except (OSError, yaml.YAMLError, ValueError) as e:
+            raise StateError(f"cluster record {self.path} is unreadable ({str(e).splitlines()[0]}); "
+                             "move it away (it only caches what the canary measured)") from None
+        return data
+
+    def _save(self, data: dict) -> None:
+        atomic_write(self.path, dump_yaml(data, "dashi-cluster: what this machine knows about one cluster,\n"
+                                                "named by the uid of its kube-system namespace."))
+
+    @property
+    def cni(self) -> dict:
+        return self.load().get("cni") or {}
+
+    @property
+    def deny_behaviour(self) -> str:
+        """``drop`` (Calico, Cilium: a denied packet is silently dropped, a
+        probe times out), ``reject`` (k3s's kube-router: answered with ICMP
+        port-unreachable, a probe is refused) or ``unknown`` (never measured)."""
+        value = self.cni.get("deny_behaviour")
+        return value if value in DENY_BEHAVIOURS else "unknown"
+
+    def save_cni(self, *, name: str, deny_behaviour: str, evidence: str = "") -> None:
+        if deny_behaviour not in DENY_BEHAVIOURS:
+            raise StateError(f"deny behaviour must be one of {', '.join(DENY_BEHAVIOURS)}, not {deny_behaviour!r}")
+        data = self.load()
+        data["cni"] = {"name": name, "deny_behaviour": deny_behaviour, "measured": now_iso(),
+                       "evidence": evidence}
+        self._save(data)
+
+    def _remember_context(self) -> None:
+        ident = self.identity
+        index_path = self.root / "contexts.yaml"
+        try:
+            index = yaml.safe_load(index_path.read_text()) if index_path.exists() else {}
+        except (OSError, yaml.YAMLError):
+            index = {}  # only a cache of what was seen; rebuilt from here on
+        index = index if isinstance(index, dict) else {}
+        before = index.get(ident.context) if isinstance(index.get(ident.context), dict) else {}
+        if before.get("uid") and before["uid"] != ident.uid:
+            old = self.root / "clusters" / str(before["uid"])
+            self.note = (f"Context {ident.context} now reaches a different cluster (kube-system uid "
+                         f"{ident.uid[:8]}, was {str(before['uid'])[:8]} since {before.get('since', '?')}): "
+                         "the cluster was re-created. Starting a fresh record for it"
+                         + (f"; the old cluster's record stays in {old}" if old.is_dir() else "") + ".")
+        now = now_iso()
+        data = self.load()
+        if data.get("uid") != ident.uid or ident.context not in (data.get("contexts") or {}):
+            data["uid"] = ident.uid
+            data.setdefault("contexts", {})[ident.context] = {"server": ident.server, "first_seen": now}
+            self._save(data)
+        if before.get("uid") != ident.uid:
+            index[ident.context] = {"uid": ident.uid, "server": ident.server, "since": now}
+            atomic_write(index_path, dump_yaml(index, "dashi-cluster: the cluster (kube-system uid) each "
+                                                      "kubeconfig context reached last."))

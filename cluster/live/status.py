@@ -1,5 +1,6 @@
 """What the tool knows about a live cluster, for ``inv status`` and ``inv history``:
-its CNI and health, the stand-ins, and the rollout's record of applied steps.
+its CNI and health, the stand-ins, the CNI's measured deny behaviour, who
+holds the cluster's lease, and the rollout's record of applied steps.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from cluster.live import standins
 from cluster.live.cni import cni_health, detect_cni
 from cluster.live.history import History
 from cluster.live.kube import Kube
-from cluster.live.state import RecordStore, cluster_dir, profile_dir
+from cluster.live.lease import lease_holder
+from cluster.live.state import ClusterState, RecordStore
 from cluster.policy.profile import load_profile
 
 
@@ -31,47 +33,63 @@ def report(kube: Kube, ctx: str, profile: str, console: Console, out: dict) -> d
     for w in st:
         if not w.ready:
             console.print(f"  [yellow]waiting[/yellow]: {w.detail}")
-    out["rollout"] = rollout_line(console, ctx, profile)
+    out["rollout"] = rollout_line(console, kube, profile)
     return out
 
 
-def rollout_line(console: Console, ctx: str, profile: str) -> str:
-    state = current_state(ctx)
+def rollout_line(console: Console, kube: Kube, profile: str, root: Path | None = None) -> str:
+    """The cluster's identity and measured deny behaviour, the lease holder,
+    and the rollout's line for one profile."""
+    cluster = ClusterState.open(kube, root)
+    if cluster.note:
+        console.print(cluster.note, markup=False, highlight=False)
+    deny = cluster.deny_behaviour
+    measured = cluster.cni.get("measured")
+    console.print(f"cluster {cluster.identity.uid} (kube-system uid); denied packets are "
+                  + ({"drop": "dropped", "reject": "rejected"}.get(deny, "?") + f" (canary, {measured})"
+                     if deny != "unknown" else "read with an unknown deny behaviour: run inv prepare to measure it"),
+                  markup=False, highlight=False)
+    holder = lease_holder(kube)
+    if holder:
+        console.print(f"being changed right now by {holder}", markup=False, highlight=False)
+    state = current_state(cluster.dir, cluster.identity.context)
     rec = ((state or {}).get("profiles") or {}).get(profile)
     if not rec:
         line = f"policy rollout ({profile}): no step applied yet (open networking; `inv network-policies-up`)"
     else:
         applied = rec.get("applied") or []
         last = applied[-1] if applied else "baseline"
-        verified = "verified" if last in (rec.get("verified") or []) else "NOT verified"
+        verified = "verified" if rec.get("verified") == applied and not rec.get("in_progress") else "NOT verified"
         line = f"policy rollout ({profile}): {len(applied)} step(s) applied, last '{last}' ({verified})"
         if rec.get("in_progress"):
             line += f"; interrupted during {rec['in_progress'].get('phase')} of {rec['in_progress'].get('step')}"
-    console.print(line)
+    console.print(line, markup=False, highlight=False)
     return line
 
 
-def current_state(context: str, root: Path | None = None) -> dict | None:
-    """What the rollout has recorded for a context, for ``inv status``:
-    ``{"context": c, "profiles": {name: {"applied": [...], "verified": [...],
-    "in_progress": {...} | None, "updated": "..."}}}``, or None if nothing."""
-    base = cluster_dir(context, root)
-    if not base.is_dir():
+def current_state(cluster_dir: Path, context: str = "") -> dict | None:
+    """What the rollout has recorded in one cluster's directory, for ``inv status``:
+    ``{"profiles": {name: {"applied": [...], "verified": [...],
+    "in_progress": {...} | None, "updated": "..."}}}``, or None if nothing.
+    ``verified`` is ``StepRecord.verified``, the reading every command shares."""
+    if not cluster_dir.is_dir():
         return None
     profiles = {}
-    for d in sorted(p for p in base.iterdir() if p.is_dir()):
+    for d in sorted(p for p in cluster_dir.iterdir() if p.is_dir()):
         if not (d / "state.yaml").exists():
             continue
         rec = RecordStore(d).load(d.name, context)
-        verified = [s.name for s in rec.steps if s.verified_at]
         applied = rec.applied
         if rec.in_progress and rec.in_progress.get("phase") in ("applying", "verifying") \
                 and rec.in_progress.get("step"):
             applied.append(rec.in_progress["step"])
-        profiles[rec.profile] = {"applied": applied, "verified": verified, "in_progress": rec.in_progress,
+        profiles[rec.profile] = {"applied": applied, "verified": rec.verified, "in_progress": rec.in_progress,
                                  "updated": rec.updated}
-    return {"context": context, "profiles": profiles} if profiles else None
+    return {"profiles": profiles} if profiles else None
 
 
-def history_rows(context: str, profile: str, root: Path | None = None) -> tuple[list[dict], list[str]]:
-    return History.at(profile_dir(context, profile, root)).read()
+def history_rows(kube: Kube, profile: str, root: Path | None = None) -> tuple[list[dict], list[str], Path]:
+    """The history of one profile on the cluster behind ``kube``, and where it is kept."""
+    path = ClusterState.open(kube, root).profile_dir(profile)
+    entries, notes = History.at(path).read()
+    return entries, notes, path / "history.jsonl"

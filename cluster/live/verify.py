@@ -3,14 +3,14 @@ the policies in place and the step's intended matrix."""
 
 from __future__ import annotations
 
-from cluster.live.discovery import discover
+from cluster.live.discovery import Target, discover
 from cluster.live.drift import state_label
 from cluster.live.kube import Kube
 from cluster.live.report import EdgeRow, MatrixReport
 from cluster.live.restore import live_policies
 from cluster.live.settings import Settings
 from cluster.live.snapshots import is_ours
-from cluster.policy.engine import Edge, predict
+from cluster.policy.engine import Edge, Engine, predict
 from cluster.policy.manifests import obj_ref
 from cluster.policy.profile import Profile
 
@@ -29,6 +29,15 @@ def verify_live(kube: Kube, profile: Profile, k: int | None, settings: Settings,
     live = discover(kube, profile)
     policies = live_policies(kube, profile.profile_namespaces)
     verdicts = predict(profile, policies, live.endpoints)
+    # An external endpoint is dialled at its live port (the API server's
+    # EndpointSlice: 6443 on k3s, 443 on most managed clusters); the engine
+    # must judge that same port, or predicted and observed speak of
+    # different traffic.
+    moved = {e: t.port for e, t in live.targets.items() if isinstance(t, Target) and t.port != e.port}
+    if moved:
+        engine, by_key = Engine(profile.namespaces, policies), {ep.key: ep for ep in live.endpoints}
+        for e, port in moved.items():
+            verdicts[e] = engine.evaluate(by_key[e.src], by_key[e.dst], port, e.protocol)
     intended = profile.intended_after(k) if k is not None else {}
     run = settings.prober(kube).run(live.targets, {e: v.allowed for e, v in verdicts.items()})
     rows = [EdgeRow(edge=e, predicted=v.allowed, verdict=v, intended=intended.get(e),

@@ -5,11 +5,29 @@
 * an object store keyed by (apiVersion, kind, namespace, name); ``apply``
   replaces the object (server-side-apply-ish, with our field manager in
   ``managedFields``) and sets ``uid``, ``resourceVersion`` and ``generation``;
+  applying what is already there (our last applied configuration, nothing
+  of it changed since) is a no-op that keeps ``resourceVersion``, as the
+  API server's apply is;
+* ``create`` refuses an existing object and ``update`` a stale
+  ``resourceVersion`` with 409 (``KubeConflict``), the API server's
+  optimistic concurrency (k8s.io/apiserver pkg/registry/generic/registry/
+  store.go: Create's AlreadyExists, Update's "the object has been modified");
 * Namespaces get the ``kubernetes.io/metadata.name`` label, as the API
-  server does; objects in a missing namespace are refused (404);
-* ``list`` of a built-in kind returns items without apiVersion and kind, as
-  the API server does (they are on the list object only); use ``objects()``
-  to arrange or inspect state in a test without recording a call;
+  server does; objects in a missing namespace are refused (404). Deleting a
+  namespace removes its content and leaves it ``Terminating`` (a
+  ``deletionTimestamp``) until ``namespace_grace_s`` has passed on ``clock``,
+  then it is gone; nothing new may be created in it meanwhile (403), as the
+  namespace lifecycle admission plugin refuses;
+* label selectors arrive as LabelSelector structures and are matched with
+  the engine's selector semantics (never a selector string parsed again);
+* Leases (coordination.k8s.io/v1) are validated as the API server does:
+  MicroTime timestamps, a positive ``leaseDurationSeconds``;
+* ``list`` returns items carrying apiVersion and kind: the API server puts
+  them on the list object only, and ``ClientKube``'s DynamicClient copies
+  them onto every item (kubernetes/dynamic/resource.py, ResourceInstance),
+  which is what crosses the seam (the contract scenario checks it on a real
+  API server); use ``objects()`` to arrange or inspect state in a test
+  without recording a call;
 * NetworkPolicies are validated as the API server would (422 on bad input);
 * workloads (the kinds of ``WORKLOAD_KINDS``) are "rolled out" at once:
   their status says ready and Running+Ready Pods appear with real-looking
@@ -34,6 +52,10 @@ Knobs for the failure modes a rollout must survive:
   ``clock``), so a prober that does not re-poll sees stale traffic;
 * ``fail(verb, kind, ...)``: raise ``KubeError`` (or any exception, e.g.
   ``KeyboardInterrupt`` for a Ctrl-C) on matching calls;
+* ``stop_api()`` / ``start_api()``: the API server goes away and comes back;
+  meanwhile every call but ``context``/``server`` (kubeconfig data, no
+  request) raises ``KubeUnreachable``, as ``ClientKube`` does for a refused
+  connection;
 * ``exec_latency`` / ``time_scale``: make probes take (simulated) time, for
   the fan-out benchmark: each exec costs ``exec_latency`` seconds, and a
   dropped connection additionally waits ``time_scale`` x agnhost's timeout.
@@ -52,12 +74,12 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Mapping
 
-from cluster.errors import KubeError, ManifestError
+from cluster.errors import KubeConflict, KubeError, KubeUnreachable, ManifestError
 from cluster.live.kube import FIELD_MANAGER, ExecResult
 from cluster.live.probe import BATCH_SCRIPT, SHELL
-from cluster.policy.engine import NS_NAME_LABEL, Endpoint, Engine, Port, compile_policy
+from cluster.policy.engine import NS_NAME_LABEL, Endpoint, Engine, Port, compile_policy, parse_selector
 from cluster.policy.manifests import WORKLOAD_KINDS
 
 # TEST-NET-1 (RFC 5737): documentation addresses, used here as data only.
@@ -88,7 +110,7 @@ class Call:
     kind: str | None = None
     namespace: str | None = None
     name: str | None = None
-    label_selector: str | None = None
+    label_selector: Mapping | None = None
     argv: tuple[str, ...] | None = None
 
 
@@ -105,12 +127,6 @@ class _Failure:
     raised: int = 0
 
 
-def _builtin(api_version: str) -> bool:
-    """Kubernetes' own API groups (core, apps, *.k8s.io, ...), not CRDs."""
-    group = api_version.rpartition("/")[0]
-    return group in ("", "apps", "batch", "policy", "autoscaling") or group.endswith(".k8s.io")
-
-
 def _safe_suffix(seed: str, n: int) -> str:
     digest = hashlib.sha256(seed.encode()).digest()
     return "".join(_SAFE[b % len(_SAFE)] for b in digest[:n])
@@ -120,56 +136,68 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
+def _resource_name(kind: str) -> str:
+    """How the API server names a kind in its messages: ``leases.coordination.k8s.io``."""
+    return {"Lease": "leases.coordination.k8s.io", "NetworkPolicy": "networkpolicies.networking.k8s.io",
+            "Namespace": "namespaces", "Pod": "pods", "ConfigMap": "configmaps"}.get(kind, kind.lower() + "s")
+
+
 # --------------------------------------------------------------------------
-# Label selectors (the string form the API takes)
-
-_SET_RE = re.compile(r"^\s*([^\s!=]+)\s+(in|notin)\s+\(([^)]*)\)\s*$")
+# Label selectors (the LabelSelector structure crossing the Kube seam)
 
 
-def _split_selector(text: str) -> list[str]:
-    parts, depth, cur = [], 0, ""
-    for ch in text:
-        if ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-        if ch == "," and depth == 0:
-            parts.append(cur)
-            cur = ""
-        else:
-            cur += ch
-    if cur.strip():
-        parts.append(cur)
-    return [p.strip() for p in parts if p.strip()]
-
-
-def selector_matches(selector: str | None, labels: dict) -> bool:
-    """Match a label selector string (``a=b,c!=d,e in (x,y),!f,g``)."""
-    if not selector:
+def selector_matches(selector, labels: dict) -> bool:
+    """Match a LabelSelector mapping (``matchLabels``/``matchExpressions``)
+    against labels, with the engine's LabelSelector semantics. A string is
+    refused: the seam carries structures, and a second parser of the string
+    form would be a second opinion on what a selector means."""
+    if selector is None:
         return True
-    labels = labels or {}
-    for req in _split_selector(selector):
-        m = _SET_RE.match(req)
-        if m:
-            key, op, values = m.group(1), m.group(2), {v.strip() for v in m.group(3).split(",")}
-            if op == "in" and labels.get(key) not in values:
-                return False
-            if op == "notin" and key in labels and labels[key] in values:
-                return False
-        elif "!=" in req:
-            key, value = (s.strip() for s in req.split("!=", 1))
-            if labels.get(key) == value:
-                return False
-        elif "==" in req or "=" in req:
-            key, value = (s.strip() for s in re.split(r"==?", req, maxsplit=1))
-            if labels.get(key) != value:
-                return False
-        elif req.startswith("!"):
-            if req[1:].strip() in labels:
-                return False
-        elif req not in labels:
-            return False
-    return True
+    if not isinstance(selector, Mapping):
+        raise KubeError(f"label selector must be a LabelSelector mapping, got {type(selector).__name__} "
+                        f"{selector!r}")
+    try:
+        return parse_selector(selector, "", "label selector", "labelSelector").matches(labels or {})
+    except ManifestError as e:
+        raise KubeError(f"400 BadRequest: invalid label selector: {e}") from None
+
+
+_MICROTIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
+
+
+def _validate_lease(obj: dict) -> None:
+    """What the API server checks on a Lease (k8s.io/kubernetes
+    pkg/apis/coordination/validation; MicroTime is RFC 3339 with
+    microseconds, metav1.RFC3339Micro)."""
+    spec = obj.get("spec") or {}
+    name = obj["metadata"]["name"]
+    for key in ("acquireTime", "renewTime"):
+        if spec.get(key) is not None and not (isinstance(spec[key], str) and _MICROTIME.match(spec[key])):
+            raise _err(422, f'Lease.coordination.k8s.io "{name}" is invalid: spec.{key}: {spec[key]!r} is not '
+                            "a MicroTime (2006-01-02T15:04:05.000000Z)")
+    d = spec.get("leaseDurationSeconds")
+    if d is not None and (not isinstance(d, int) or isinstance(d, bool) or d <= 0):
+        raise _err(422, f'Lease.coordination.k8s.io "{name}" is invalid: spec.leaseDurationSeconds: '
+                        "must be greater than 0")
+    t = spec.get("leaseTransitions")
+    if t is not None and (not isinstance(t, int) or t < 0):
+        raise _err(422, f'Lease.coordination.k8s.io "{name}" is invalid: spec.leaseTransitions: must be >= 0')
+
+
+def _err(status: int, message: str, cls=KubeError) -> KubeError:
+    e = cls(message)
+    e.status = status
+    return e
+
+
+def _merged(live, config):
+    """``config`` merged over ``live``: what an apply of ``config`` would leave."""
+    if isinstance(live, dict) and isinstance(config, dict):
+        out = dict(live)
+        for k, v in config.items():
+            out[k] = _merged(live.get(k), v)
+        return out
+    return copy.deepcopy(config)
 
 
 # --------------------------------------------------------------------------
@@ -183,7 +211,7 @@ class FakeKube:
                  enforce: bool = True, reject: bool = False, lag_probes: int = 0, lag_seconds: float = 0.0,
                  clock: Callable[[], float] = time.monotonic, exec_latency: float = 0.0,
                  time_scale: float = 0.0, sleep: Callable[[float], None] = time.sleep,
-                 seed: bool = True, shell: bool = True):
+                 seed: bool = True, shell: bool = True, api_port: int = API_PORT, namespace_grace_s: float = 0.0):
         self._context = context
         self._server = server
         self.enforce = enforce
@@ -199,6 +227,11 @@ class FakeKube:
         self.exec_latency = exec_latency
         self.time_scale = time_scale
         self.sleep = sleep
+        # The port the API server listens on behind the kubernetes Service
+        # (6443 on k3s, 443 on most managed clusters).
+        self.api_port = api_port
+        self.namespace_grace_s = namespace_grace_s
+        self.api_down = False
         self.calls: list[Call] = []
         self._objects: dict[tuple[str, str, str | None, str], dict] = {}
         self._lock = threading.RLock()
@@ -213,6 +246,10 @@ class FakeKube:
         self._changed_at = 0.0
         self._probes_since_change = 0
         self._engine_cache: tuple | None = None
+        # Our last applied configuration per object (what server-side apply's
+        # managedFields remember), and namespaces being terminated (by clock).
+        self._last_applied: dict[tuple, dict] = {}
+        self._terminating: dict[str, float] = {}
         if seed:
             self._seed()
 
@@ -226,49 +263,88 @@ class FakeKube:
         self._record(Call("server"))
         return self._server
 
-    def apply(self, obj: dict) -> dict:
+    def _key_of(self, obj: dict, verb: str) -> tuple[tuple, Call]:
         if not isinstance(obj, dict) or not obj.get("apiVersion") or not obj.get("kind") \
                 or not (obj.get("metadata") or {}).get("name"):
-            raise KubeError("apply: the object needs apiVersion, kind and metadata.name")
+            raise KubeError(f"{verb}: the object needs apiVersion, kind and metadata.name")
         kind = obj["kind"]
         ns = None if kind in CLUSTER_SCOPED else (obj["metadata"].get("namespace") or "default")
-        call = Call("apply", obj["apiVersion"], kind, ns, obj["metadata"]["name"])
+        return (obj["apiVersion"], kind, ns, obj["metadata"]["name"]), Call(verb, obj["apiVersion"], kind, ns,
+                                                                           obj["metadata"]["name"])
+
+    def apply(self, obj: dict) -> dict:
+        key, call = self._key_of(obj, "apply")
         self._record(call)
         with self._lock:
-            return copy.deepcopy(self._apply(obj, ns))
+            self._reap()
+            old = self._objects.get(key)
+            if old is not None and self._last_applied.get(key) == obj and _merged(old, obj) == old:
+                # Server-side apply of what we applied last, nothing of it
+                # changed since: the API server writes nothing.
+                return copy.deepcopy(old)
+            out = self._apply(obj, key[2])
+            self._last_applied[key] = copy.deepcopy(obj)
+            return copy.deepcopy(out)
+
+    def create(self, obj: dict) -> dict:
+        key, call = self._key_of(obj, "create")
+        self._record(call)
+        with self._lock:
+            self._reap()
+            if key in self._objects:
+                raise _err(409, f'{_resource_name(key[1])} "{key[3]}" already exists', KubeConflict)
+            if obj["metadata"].get("resourceVersion"):
+                raise _err(400, f"create {key[1]}/{key[3]}: resourceVersion should not be set on objects "
+                                "to be created")
+            return copy.deepcopy(self._apply(obj, key[2]))
+
+    def update(self, obj: dict) -> dict:
+        key, call = self._key_of(obj, "update")
+        self._record(call)
+        with self._lock:
+            self._reap()
+            old = self._objects.get(key)
+            if old is None:
+                raise _err(404, f'{_resource_name(key[1])} "{key[3]}" not found')
+            rv = obj["metadata"].get("resourceVersion")
+            if rv and rv != old["metadata"]["resourceVersion"]:
+                raise _err(409, f'Operation cannot be fulfilled on {_resource_name(key[1])} "{key[3]}": the '
+                                "object has been modified; please apply your changes to the latest version "
+                                "and try again", KubeConflict)
+            return copy.deepcopy(self._apply(obj, key[2]))
 
     def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict | None:
         self._record(Call("get", api_version, kind, namespace, name))
         with self._lock:
+            self._reap()
             found = self._objects.get((api_version, kind, namespace if kind not in CLUSTER_SCOPED else None, name))
             return copy.deepcopy(found) if found is not None else None
 
     def list(self, api_version: str, kind: str, namespace: str | None = None,
-             label_selector: str | None = None) -> list[dict]:
+             label_selector: Mapping | None = None) -> list[dict]:
         self._record(Call("list", api_version, kind, namespace, None, label_selector=label_selector))
         with self._lock:
+            self._reap()
             out = [copy.deepcopy(o) for (av, k, ns, _), o in sorted(self._objects.items(),
                                                                       key=lambda kv: tuple(str(x) for x in kv[0]))
                    if av == api_version and k == kind and (namespace is None or ns == namespace)
                    and selector_matches(label_selector, o["metadata"].get("labels") or {})]
-        if _builtin(api_version):
-            # The API server's list of a built-in kind carries apiVersion and
-            # kind on the list only, not on each item; code that needs them on
-            # items must put them back, as it must against a real cluster.
-            for item in out:
-                item.pop("apiVersion", None)
-                item.pop("kind", None)
         return out
 
     def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> bool:
         self._record(Call("delete", api_version, kind, namespace, name))
         with self._lock:
-            return self._delete((api_version, kind, namespace if kind not in CLUSTER_SCOPED else None, name))
+            self._reap()
+            key = (api_version, kind, namespace if kind not in CLUSTER_SCOPED else None, name)
+            if kind == "Namespace" and name in self._terminating:
+                return True  # already being deleted: the API answers 200 again
+            return self._delete(key)
 
     def exec(self, namespace: str, pod: str, argv: list[str], container: str | None = None,
              timeout: float = 10.0) -> ExecResult:
         self._record(Call("exec", "v1", "Pod", namespace, pod, argv=tuple(argv)))
         with self._lock:
+            self._reap()
             target = self._objects.get(("v1", "Pod", namespace, pod))
             if target is None:
                 raise KubeError(f'pods "{pod}" not found in namespace {namespace}')
@@ -304,6 +380,13 @@ class FakeKube:
                 return KubeError(f"{call.verb} {what}: Internal error occurred: injected failure")
         with self._lock:
             self._failures.append(_Failure(verb, kind, name, namespace, after, times, exc))
+
+    def stop_api(self) -> None:
+        """The API server stops answering (kill, restart, a network cut)."""
+        self.api_down = True
+
+    def start_api(self) -> None:
+        self.api_down = False
 
     def on_exec(self, match: Callable[[str, str, list[str]], bool],
                 handler: Callable[[str, str, list[str]], ExecResult]) -> None:
@@ -342,6 +425,9 @@ class FakeKube:
     def _record(self, call: Call) -> None:
         with self._lock:
             self.calls.append(call)
+            if self.api_down and call.verb not in ("context", "server"):
+                raise KubeUnreachable(f"{call.verb} {call.kind or ''}/{call.name or ''}: cannot reach the API server "
+                                      f"of {self._context} ({self._server}): connection refused")
             for f in self._failures:
                 if f.verb != call.verb or (f.kind and f.kind != call.kind) \
                         or (f.name and f.name != call.name) or (f.namespace and f.namespace != call.namespace):
@@ -365,9 +451,14 @@ class FakeKube:
         if ns is not None:
             meta["namespace"] = ns
             if ("v1", "Namespace", None, ns) not in self._objects:
-                raise KubeError(f'namespaces "{ns}" not found (applying {kind} {ns}/{meta["name"]})')
+                raise _err(404, f'namespaces "{ns}" not found (applying {kind} {ns}/{meta["name"]})')
+            if ns in self._terminating and (obj["apiVersion"], kind, ns, meta["name"]) not in self._objects:
+                raise _err(403, f'{_resource_name(kind)} "{meta["name"]}" is forbidden: unable to create new '
+                                f"content in namespace {ns} because it is being terminated")
         else:
             meta.pop("namespace", None)
+        if kind == "Lease":
+            _validate_lease(obj)
         if kind == "NetworkPolicy":
             try:
                 compile_policy(obj)
@@ -376,11 +467,15 @@ class FakeKube:
         if kind == "Namespace":
             meta.setdefault("labels", {})[NS_NAME_LABEL] = meta["name"]
             obj.setdefault("status", {"phase": "Active"})
+            if meta["name"] in self._terminating:
+                obj["status"] = {"phase": "Terminating"}
         key = (obj["apiVersion"], kind, ns, meta["name"])
         old = self._objects.get(key)
         if old is not None:
             meta["uid"] = old["metadata"]["uid"]
             meta["creationTimestamp"] = old["metadata"]["creationTimestamp"]
+            if old["metadata"].get("deletionTimestamp"):
+                meta["deletionTimestamp"] = old["metadata"]["deletionTimestamp"]
             same = {k: v for k, v in old.items() if k not in ("metadata", "status")} == \
                 {k: v for k, v in obj.items() if k not in ("metadata", "status")}
             meta["generation"] = old["metadata"].get("generation", 1) + (0 if same else 1)
@@ -403,21 +498,41 @@ class FakeKube:
         return obj
 
     def _delete(self, key) -> bool:
-        obj = self._objects.pop(key, None)
+        obj = self._objects.get(key)
         if obj is None:
             return False
         _, kind, _, name = key
         if kind == "Namespace":
+            # The namespace controller empties it first, then removes it;
+            # until then it is Terminating (k8s.io/kubernetes
+            # pkg/controller/namespace/deletion).
             for k in [k for k in self._objects if k[2] == name]:
                 self._objects.pop(k)
+                self._last_applied.pop(k, None)
+            obj["metadata"]["deletionTimestamp"] = _now()
+            obj["status"] = {"phase": "Terminating"}
+            self._bump(obj)
+            self._terminating[name] = self.clock()
             self._policies_changed()
-        elif kind == "NetworkPolicy":
+            return True
+        self._objects.pop(key)
+        self._last_applied.pop(key, None)
+        if kind == "NetworkPolicy":
             self._policies_changed()
         uid = obj["metadata"]["uid"]
         for k, child in list(self._objects.items()):
             if any(ref.get("uid") == uid for ref in child["metadata"].get("ownerReferences") or []):
                 self._delete(k)
         return True
+
+    def _reap(self) -> None:
+        """Remove the namespaces whose termination is over."""
+        now = self.clock()
+        for name, since in list(self._terminating.items()):
+            if now - since >= self.namespace_grace_s:
+                del self._terminating[name]
+                self._objects.pop(("v1", "Namespace", None, name), None)
+                self._last_applied.pop(("v1", "Namespace", None, name), None)
 
     # -- internals: workloads ----------------------------------------------
 
@@ -573,18 +688,18 @@ class FakeKube:
                                   "labels": {"component": "apiserver", "provider": "kubernetes"}},
                      "spec": {"clusterIP": "10.43.0.1",
                               "ports": [{"name": "https", "port": 443, "protocol": "TCP",
-                                         "targetPort": API_PORT}]}}, "default")
+                                         "targetPort": self.api_port}]}}, "default")
         self._apply({"apiVersion": "v1", "kind": "Endpoints",
                      "metadata": {"name": "kubernetes", "namespace": "default"},
                      "subsets": [{"addresses": [{"ip": API_ADDRESS}],
-                                  "ports": [{"name": "https", "port": API_PORT, "protocol": "TCP"}]}]},
+                                  "ports": [{"name": "https", "port": self.api_port, "protocol": "TCP"}]}]},
                     "default")
         self._apply({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
                      "metadata": {"name": "kubernetes", "namespace": "default",
                                   "labels": {"kubernetes.io/service-name": "kubernetes"}},
                      "addressType": "IPv4",
                      "endpoints": [{"addresses": [API_ADDRESS], "conditions": {"ready": True}}],
-                     "ports": [{"name": "https", "port": API_PORT, "protocol": "TCP"}]}, "default")
+                     "ports": [{"name": "https", "port": self.api_port, "protocol": "TCP"}]}, "default")
         self.calls.clear()
 
     # -- internals: the simulated network ------------------------------------
@@ -716,8 +831,8 @@ class FakeKube:
                 return "no-route", False
             if target == API_ADDRESS:
                 dst = Endpoint(key="external/kube-api", namespace=None, name="kube-api", kind="external",
-                               ports=(Port("https", API_PORT, "TCP"),), ip=API_ADDRESS)
-                listening = {(API_PORT, "TCP")}
+                               ports=(Port("https", self.api_port, "TCP"),), ip=API_ADDRESS)
+                listening = {(self.api_port, "TCP")}
                 is_dns = False
             else:
                 dst = self._pod_endpoint(target)

@@ -53,7 +53,8 @@ def probed(report: dict) -> set[tuple]:
 
 
 def test_prepare_deploys_standins_and_proves_enforcement(e2e_cluster):
-    proc = e2e_cluster.inv("prepare", "--context", e2e_cluster.context)
+    # The test cluster is not a local k3d one: prepare asks, --yes answers.
+    proc = e2e_cluster.inv("prepare", "--context", e2e_cluster.context, "--yes")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     from kubernetes import client
 
