@@ -43,7 +43,7 @@ from cluster.policy.profile import load_profile
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
-APISERVER = ROOT / "tests" / "e2e" / "k3s" / "apiserver.sh"
+APISERVER = ROOT / "tests" / "e2e" / "hostcluster" / "apiserver.sh"
 PROFILE = load_profile("environments")
 NAMESPACES = PROFILE.profile_namespaces
 SEED = int(os.environ.get("DASHI_E2E_SEED") or random.SystemRandom().randrange(2 ** 32))

@@ -225,7 +225,7 @@ def test_rollback_to_baseline_restores_exactly(e2e_cluster):
 def test_the_environments_rollout_verifies_every_step(e2e_cluster):
     """The training chapter's lab on the same cluster: its stand-ins deployed
     and proven, its three steps applied and verified live, then removed."""
-    prep = e2e_cluster.inv("prepare", "--context", e2e_cluster.context, "--profile", "environments")
+    prep = e2e_cluster.inv("prepare", "--context", e2e_cluster.context, "--profile", "environments", "--yes")
     assert prep.returncode == 0, prep.stdout + prep.stderr
     t0 = time.monotonic()
     up = e2e_cluster.inv("network-policies-up", "--profile", "environments", "--context", e2e_cluster.context,

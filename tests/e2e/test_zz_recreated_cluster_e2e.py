@@ -20,7 +20,7 @@ import yaml
 
 pytestmark = pytest.mark.e2e
 
-K3S = Path(__file__).resolve().parent / "k3s"
+K3S = Path(__file__).resolve().parent / "hostcluster"
 
 
 def uid(cluster) -> str:
@@ -43,7 +43,7 @@ def test_a_recreated_cluster_starts_a_fresh_record(e2e_cluster):
     assert [s["name"] for s in yaml.safe_load(old_record.read_text())["steps"]] == ["default-deny"]
 
     subprocess.run([str(K3S / "down.sh")], check=True, timeout=600)
-    up = subprocess.run([str(K3S / "up.sh")], check=True, timeout=900, capture_output=True, text=True)
+    up = subprocess.run([str(K3S / "up.sh"), e2e_cluster.lane], check=True, timeout=900, capture_output=True, text=True)
     assert up.stdout.strip() == e2e_cluster.kubeconfig  # same kubeconfig, same context name
     new = uid(e2e_cluster)
     assert new != old

@@ -23,8 +23,8 @@ case "${1:-}" in
     p=$(pid_of kube-apiserver)
     cp "/proc/$p/cmdline" "$ARGV"   # NUL-separated: arguments with spaces survive
     kill -TERM "$p"
-    for ((i = 0; i < 120; i++)); do kill -0 "$p" 2>/dev/null || break; sleep 0.25; done
-    if kill -0 "$p" 2>/dev/null; then log "kube-apiserver ($p) did not stop on TERM, killing"; kill -KILL "$p"; sleep 0.5; fi
+    for ((i = 0; i < 120; i++)); do alive kube-apiserver || break; sleep 0.25; done
+    if alive kube-apiserver; then log "kube-apiserver ($p) did not stop on TERM, killing"; kill -KILL "$p"; sleep 0.5; fi
     log "kube-apiserver stopped"
     ;;
   start)

@@ -12,9 +12,9 @@ need_root
 stop_pid() {  # stop_pid NAME : TERM, then KILL after a grace period
   local name=$1 p i
   p=$(pid_of "$name"); [ -n "$p" ] || return 0
-  kill -0 "$p" 2>/dev/null || return 0
+  alive "$name" || return 0
   kill -TERM "$p" 2>/dev/null
-  for ((i = 0; i < 40; i++)); do kill -0 "$p" 2>/dev/null || return 0; sleep 0.25; done
+  for ((i = 0; i < 40; i++)); do alive "$name" || return 0; sleep 0.25; done
   log "$name ($p) did not stop on TERM, killing"
   kill -KILL "$p" 2>/dev/null; sleep 0.5
 }

@@ -50,4 +50,9 @@ ctr_k8s() { "$CTRD_BIN/ctr" --address "$CONTAINERD_SOCK" -n k8s.io "$@"; }
 # exactly those pids (never by name).
 PIDS="$STATE/pids"
 pid_of() { cat "$PIDS/$1.pid" 2>/dev/null || true; }
-alive() { local p; p=$(pid_of "$1"); [ -n "$p" ] && kill -0 "$p" 2>/dev/null; }
+# A daemon that exited stays a zombie until reaped, and no init reaps it in
+# these sandboxes: kill -0 still succeeds on it, so look at its state too.
+alive() {
+  local p; p=$(pid_of "$1")
+  [ -n "$p" ] && kill -0 "$p" 2>/dev/null && ! grep -qE '^State:[[:space:]]+Z' "/proc/$p/status" 2>/dev/null
+}
