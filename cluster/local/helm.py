@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import re
 
-from cluster.errors import DashiError, ToolMissing
-from cluster.local.runner import Runner
+from cluster.errors import DashiError
+from cluster.local.runner import Runner, tool_version
 
 _VERSION_RE = re.compile(r"v(\d+)\.(\d+)\.(\d+)")
 
@@ -22,11 +22,7 @@ def parse_version(out: str) -> tuple[int, int, int] | None:
 
 
 def version(runner: Runner) -> tuple[int, int, int]:
-    out = runner.run(VERSION_ARGV).stdout
-    v = parse_version(out)
-    if v is None:
-        raise ToolMissing(f"helm: cannot read its version from {out.strip()[:80]!r}")
-    return v
+    return tool_version(runner, VERSION_ARGV, parse_version)
 
 
 def list_argv(context: str, namespace: str, release: str) -> list[str]:

@@ -17,10 +17,10 @@ from pathlib import Path
 import yaml
 
 from cluster import versions
-from cluster.errors import DashiError, ToolMissing
+from cluster.errors import DashiError
 from cluster.live.kube import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 from cluster.local.docker_engine import DockerAPI, NodeContainer
-from cluster.local.runner import Runner
+from cluster.local.runner import Runner, tool_version
 from cluster.paths import dashi_home
 
 # Docker labels on our node containers: who made the cluster and with which
@@ -269,11 +269,7 @@ def parse_version(out: str) -> tuple[int, int, int] | None:
 
 
 def version(runner: Runner) -> tuple[int, int, int]:
-    out = runner.run(VERSION_ARGV).stdout
-    v = parse_version(out)
-    if v is None:
-        raise ToolMissing(f"k3d: cannot read its version from {out.strip()[:80]!r} — run `inv tools`")
-    return v
+    return tool_version(runner, VERSION_ARGV, parse_version, hint="run `inv tools`")
 
 
 def differences(info: ClusterInfo, cni: str, agents: int, k3s_version: str) -> list[str]:

@@ -17,7 +17,7 @@ from cluster import versions
 from cluster.errors import CommandFailed, DashiError, ToolMissing
 from cluster.local import helm, k3d
 from cluster.local.docker_engine import DockerAPI, SDKDocker
-from cluster.local.runner import INSTALL_HINTS, Runner
+from cluster.local.runner import INSTALL_HINTS, Runner, tool_version
 from cluster.versions import fmt_version
 
 
@@ -43,11 +43,7 @@ def parse_kubectl_version(out: str) -> tuple[int, int, int] | None:
 
 
 def kubectl_version(runner: Runner) -> tuple[int, int, int]:
-    out = runner.run(KUBECTL_VERSION_ARGV).stdout
-    v = parse_kubectl_version(out)
-    if v is None:
-        raise ToolMissing(f"kubectl: cannot read its version from {out.strip()[:80]!r}")
-    return v
+    return tool_version(runner, KUBECTL_VERSION_ARGV, parse_kubectl_version)
 
 
 @dataclass

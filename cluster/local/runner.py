@@ -42,6 +42,18 @@ class Result:
 
 
 
+def tool_version(runner: "Runner", argv: list[str], parse: Callable[[str], tuple[int, int, int] | None],
+                 hint: str = "") -> tuple[int, int, int]:
+    """Run a tool's version command and parse what it prints; a ToolMissing
+    naming the tool (and how to fix it, ``hint``) when it cannot be read."""
+    out = runner.run(argv).stdout
+    v = parse(out)
+    if v is None:
+        raise ToolMissing(f"{argv[0]}: cannot read its version from {out.strip()[:80]!r}"
+                          + (f" — {hint}" if hint else ""))
+    return v
+
+
 class Runner:
     """Runs external programs. ``bin_dir`` is searched before $PATH."""
 
