@@ -41,6 +41,15 @@ writable_copy() {  # writable_copy MODULE@VERSION DEST
   fi
 }
 
+# A piece that is one static binary `go install`ed from its own module.
+go_install_piece() {  # go_install_piece NAME VERSION PACKAGE
+  local out; out=$(piece_dir "$1" "$2")
+  piece_ok "$1" "$2" && { log "$1 $2: cached"; return; }
+  mkdir -p "$out"
+  GOBIN="$out" CGO_ENABLED=0 go install -p "$JOBS" -trimpath -ldflags "-s -w" "$3@$2"
+  touch "$out/.ok"
+}
+
 # ---------------------------------------------------------------- deps --
 build_deps() {
   # Runtime tools the node needs on the host (what k3s-root / the kubelet
@@ -218,14 +227,7 @@ build_cilium() {
 }
 
 # ------------------------------------------------------------- coredns --
-build_coredns() {
-  local v=$COREDNS_VERSION out; out=$(piece_dir coredns "$v")
-  piece_ok coredns "$v" && { log "coredns $v: cached"; return; }
-  mkdir -p "$out"
-  GOBIN="$out" CGO_ENABLED=0 go install -p "$JOBS" -trimpath -ldflags "-s -w" \
-    "github.com/coredns/coredns@$v"
-  touch "$out/.ok"
-}
+build_coredns() { go_install_piece coredns "$COREDNS_VERSION" github.com/coredns/coredns; }
 
 # --------------------------------------------------------- kube-router --
 # The kube-router lane's enforcer: the NetworkPolicy controller k3s embeds
@@ -233,12 +235,7 @@ build_coredns() {
 # module proxy serves. Advisories are reported against v2.1.0; it is a
 # local test dataplane here and never shipped.
 build_kube_router() {
-  local v=$KUBE_ROUTER_VERSION out; out=$(piece_dir kube-router "$v")
-  piece_ok kube-router "$v" && { log "kube-router $v: cached"; return; }
-  mkdir -p "$out"
-  GOBIN="$out" CGO_ENABLED=0 go install -p "$JOBS" -trimpath -ldflags "-s -w" \
-    "github.com/cloudnativelabs/kube-router/v2/cmd/kube-router@$v"
-  touch "$out/.ok"
+  go_install_piece kube-router "$KUBE_ROUTER_VERSION" github.com/cloudnativelabs/kube-router/v2/cmd/kube-router
 }
 
 # -------------------------------------------------------------- images --
