@@ -22,7 +22,7 @@ STEPS = ["default-deny", "allow-dns", "allow-from-ingress-controller"]
 class World:
     """A deployed profile on a fake cluster, a fake clock and a state dir."""
 
-    def __init__(self, tmp_path, profile="environments", **kube_kw):
+    def __init__(self, tmp_path, profile="environments", measured: str | None = "drop", **kube_kw):
         self.clock = FakeClock()
         self.kube = FakeKube(clock=self.clock, **kube_kw)
         self.profile = load_profile(profile) if isinstance(profile, str) else profile
@@ -31,6 +31,9 @@ class World:
         self.kube.calls.clear()
         self.root = tmp_path / "state"
         self.buf = io.StringIO()
+        if measured:
+            # What inv prepare's canary keeps: the fake cluster drops denied packets.
+            self.cluster().save_cni(name="fake", deny_behaviour=measured)
 
     def rollout(self, profile=None, **kw) -> Rollout:
         self.buf = io.StringIO()

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from cluster.errors import VerificationFailed
+from cluster.live.canary import NotEnforced
 from cluster.live.kube import ExecResult
 from cluster.live.probe import classify
 from cluster.live.settings import Settings
@@ -60,14 +61,48 @@ def test_under_a_rejecting_cni_the_same_refusal_is_blocked(tmp_path):
     assert w.ours() == w.through(1)
 
 
-def test_a_refusal_on_a_cluster_never_measured_cannot_be_read(tmp_path):
-    """k3s's kube-router REJECTs every denied packet: without the canary's
-    measurement a refusal is not taken for a block, and the evidence says
-    how to measure it."""
-    w = World(tmp_path, reject=True)
-    with pytest.raises(VerificationFailed, match="error"):
+def test_a_cluster_never_measured_is_measured_before_anything_is_verified(tmp_path):
+    """k3s's kube-router REJECTs denied packets, and past the kernel's ICMP
+    rate limit some denied probes time out instead: on a cluster this machine
+    never measured, the rollout runs the canary first, keeps what it found,
+    and reads the refusals as blocks."""
+    w = World(tmp_path, measured=None, reject=True)
+    assert w.cluster().deny_behaviour == "unknown"
+    w.rollout().up(until="default-deny")
+    out = w.out
+    assert "first: the enforcement canary" in out and "never measured from this machine" in out
+    assert "NetworkPolicy enforced by this cluster's CNI: reachable → rejected by deny" in out
+    assert w.cluster().deny_behaviour == "reject"
+    assert w.ours() == w.through(1)
+    # The canary ran before the first policy of ours and left nothing behind.
+    applied = [f"{c.namespace}/{c.name}" for c in w.kube.calls_of("apply", "NetworkPolicy")]
+    assert applied[:2] == [n for n in applied if n.startswith("dashi-canary-")] and len(applied) == 2 + 3
+    assert not [n for n in w.kube.objects("Namespace") if n["metadata"]["name"].startswith("dashi-canary-")]
+    # Measured once: the next command does not run it again.
+    w.rollout().up(until="allow-dns")
+    assert "enforcement canary" not in w.out
+
+
+def test_a_cluster_that_does_not_enforce_stops_before_any_policy_of_ours(tmp_path):
+    w = World(tmp_path, measured=None, enforce=False)
+    with pytest.raises(NotEnforced, match="NETWORK POLICIES ARE NOT ENFORCED"):
         w.rollout().up(until="default-deny")
+    assert w.ours() == {} and w.cluster().deny_behaviour == "unknown"
+    assert not [n for n in w.kube.objects("Namespace") if n["metadata"]["name"].startswith("dashi-canary-")]
+
+
+def test_smoke_changes_nothing_and_says_a_refusal_cannot_be_read(tmp_path):
+    """smoke is read-only: it runs no canary, and a refusal there says how to
+    measure the deny behaviour."""
+    w = World(tmp_path, measured=None, reject=True)
+    for step in w.profile.steps[:1]:
+        for obj in step.objects:
+            w.kube.apply(mark_ours(obj, step.name))
+    report = w.rollout().smoke()
+    assert not report.ok
     assert "never measured (inv prepare, or inv cluster-up, runs the canary that measures it)" in w.out
+    assert w.cluster().deny_behaviour == "unknown"
+    assert not [c for c in w.kube.calls_of("apply") if c.namespace.startswith("dashi-canary-")]
 
 
 # -- the port of an external endpoint --------------------------------------------------------

@@ -101,6 +101,12 @@ def detect_cni(kube: Kube) -> str:
     return "none"
 
 
+def cni_label(cni: str | None) -> str:
+    """How messages name the policy engine; a dataplane that leaves no object
+    in the API (kube-router run on the hosts, say) is detected as "none"."""
+    return "this cluster's CNI" if cni in (None, "none") else cni
+
+
 def cni_health(kube: Kube, cni: str) -> tuple[bool, str]:
     if cni == "calico":
         return calico_health(kube)

@@ -25,7 +25,7 @@ from rich.console import Console
 
 from cluster.errors import DashiError
 from cluster.live import canary, guard, readiness, standins
-from cluster.live.cni import detect_cni
+from cluster.live.cni import cni_label, detect_cni
 from cluster.live.kube import Kube
 from cluster.live.lease import Hold
 from cluster.live.state import ClusterState
@@ -146,7 +146,7 @@ def prepare(context: str, *, profile: str, console: Console, kube_factory: Calla
              actions=lambda s: [Note("read the API server address, detect the CNI, check nodes Ready")],
              run=connect_step, verify=True),
         standins_step(profile, adopt=adopt),
-        canary_step(lambda s: s.state.get("cni", "this cluster's CNI"), connect=connect),
+        canary_step(lambda s: cni_label(s.state.get("cni")), connect=connect),
     ]
     if dry_run:
         console.print(f"[bold]Dry run[/bold] — prepare context '{context}' with profile {profile}. Nothing is changed.")

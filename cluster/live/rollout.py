@@ -28,6 +28,14 @@ never touches anyone else's) and verifies the matrix. ``smoke`` probes the
 whole matrix now and reports it. State lives on disk (see
 ``cluster.live.state``), per cluster identity.
 
+A probe that is refused is read by the CNI's deny behaviour (see
+``cluster.live.probe``). On a cluster this machine has never measured (no
+``inv prepare`` from here), a command that changes policies runs the
+enforcement canary first, after the locks are taken, and keeps what it
+measured: without it a refusal could not be read, and a CNI that rejects
+(kube-router) answers some denied probes with a refusal and others, past
+the kernel's ICMP rate limit, with silence.
+
 A run that is cut off (Ctrl-C, a crash, kill -9, the API server going away)
 leaves ``in_progress`` in the step record; the next run says what it finds
 and resolves it: a step cut off while being verified is verified again; one
@@ -48,7 +56,8 @@ from typing import Callable
 from rich.console import Console
 
 from cluster.errors import DashiError, GuardError, KubeError, KubeUnreachable, SnapshotError, VerificationFailed
-from cluster.live import guard
+from cluster.live import canary, guard
+from cluster.live.cni import cni_label, detect_cni
 from cluster.live.discovery import discover
 from cluster.live.drift import drift, infer_applied, state_label
 from cluster.live.history import History
@@ -117,6 +126,11 @@ class Rollout:
         shown = self._plan(desired)
         for line in shown.lines(where):
             self.say(line)
+        if self.settings.deny_behaviour == "unknown":
+            self.say("first: the enforcement canary (namespace dashi-canary-<random>, two agnhost pods, deleted "
+                     "after) measures whether this cluster's CNI drops or rejects a denied packet, before anything is "
+                     "verified; it was never "
+                     "measured from this machine, and the probes are read by it")
         if refuse_blocked and shown.blocked:
             raise DashiError(f"{', '.join(shown.blocked)}: a NetworkPolicy that is not ours already has the name; "
                              "nothing was changed. Rename one of them (ours are in the profile's policy files)")
@@ -141,6 +155,22 @@ class Rollout:
             raise
         self.hold = hold
         return hold
+
+    def _measure_deny_behaviour(self) -> None:
+        """Run the canary when this machine never measured the cluster's deny
+        behaviour; keep what it found. Raises NotEnforced on a CNI that lets
+        a denied packet through: no rollout is verifiable there."""
+        if self.settings.deny_behaviour != "unknown":
+            return
+        cni = detect_cni(self.kube)
+        label = cni_label(cni)
+        self.say("Measuring this cluster's deny behaviour (the enforcement canary)...")
+        result = canary.run(self.kube, sleep=self.settings.sleep, clock=self.settings.clock)
+        line = canary.verdict(result, label)  # raises loudly when not enforced
+        self.cluster.save_cni(name=cni, deny_behaviour=result.deny_behaviour or "unknown",
+                              evidence=result.summary())
+        self.settings = replace(self.settings, deny_behaviour=self.cluster.deny_behaviour)
+        self.say(f"  {line}")
 
     def _unreachable(self, e: KubeUnreachable, command: str) -> KubeUnreachable:
         """The one line for an API server that went away in the middle."""
@@ -353,7 +383,10 @@ class Rollout:
     def _up(self, target: int, until: str | None) -> StepRecord:
         profile = self.profile
         n = len(profile.steps)
-        record = self._resolve_interrupted(self._record())
+        record = self._record()
+        if record.in_progress or not record.fully_verified or len(record.steps) < target:
+            self._measure_deny_behaviour()  # before anything is verified
+        record = self._resolve_interrupted(record)
         k = self._check_record(record)
         ours = [p for p in live_policies(self.kube, profile.profile_namespaces) if is_ours(p)]
         diff = drift(profile, k, ours)
@@ -466,6 +499,7 @@ class Rollout:
 
     def _rollback(self, snap: Snapshot | None, target: int) -> StepRecord:
         profile = self.profile
+        self._measure_deny_behaviour()  # before anything is verified
         record = self._record()
         ip = record.in_progress
         if ip:
