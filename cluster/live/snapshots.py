@@ -45,8 +45,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import yaml
-
+from cluster import yamlio
 from cluster.errors import ManifestError, SnapshotError
 from cluster.live.kube import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 from cluster.live.state import atomic_write, dump_yaml, now_iso, sha256_hex, whoami
@@ -219,11 +218,11 @@ class SnapshotStore:
         if not self.index_path.exists():
             return []
         try:
-            data = yaml.safe_load(self.index_path.read_text())
+            data = yamlio.load(self.index_path.read_text())
             if not isinstance(data, dict) or not isinstance(data.get("snapshots"), list):
                 raise ValueError("not a mapping with a 'snapshots' list")
             return [SnapshotInfo(**entry) for entry in data["snapshots"]]
-        except (OSError, yaml.YAMLError, TypeError, ValueError) as e:
+        except (OSError, yamlio.YAMLError, TypeError, ValueError) as e:
             raise SnapshotError(f"snapshot index {self.index_path} is corrupt ({str(e).splitlines()[0]}); "
                                 "nothing was changed. Repair it from the snapshot files beside it, "
                                 "or move the directory away to start over") from None
@@ -299,8 +298,8 @@ class SnapshotStore:
                                 f"(index {info.sha256[:12]}…, file {actual[:12]}…): it was changed or "
                                 "damaged after it was taken; refusing to restore from it")
         try:
-            doc = yaml.safe_load(data)
-        except yaml.YAMLError:
+            doc = yamlio.load(data)
+        except yamlio.YAMLError:
             doc = None
         problem = _check_doc(doc, info)
         if problem:

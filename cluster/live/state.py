@@ -51,8 +51,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import yaml
-
+from cluster import yamlio
 from cluster.errors import StateError
 
 STATE_ENV = "DASHI_STATE_DIR"
@@ -139,7 +138,7 @@ def fsync_dir(directory: Path) -> None:
 
 
 def dump_yaml(data, header: str = "") -> bytes:
-    body = yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True)
+    body = yamlio.dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True)
     head = "".join(f"# {line}\n" if line else "#\n" for line in header.splitlines())
     return (head + body).encode()
 
@@ -216,14 +215,14 @@ class RecordStore:
         if not self.path.exists():
             return StepRecord(profile, context)
         try:
-            data = yaml.safe_load(self.path.read_text())
+            data = yamlio.load(self.path.read_text())
             if not isinstance(data, dict) or not isinstance(data.get("steps", []), list):
                 raise ValueError("not a mapping with a 'steps' list")
             steps = [StepEntry(**s) for s in data.get("steps") or []]
             progress = data.get("in_progress")
             if progress is not None and not (isinstance(progress, dict) and progress.get("phase")):
                 raise ValueError("in_progress must be a mapping with a phase")
-        except (OSError, yaml.YAMLError, TypeError, ValueError) as e:
+        except (OSError, yamlio.YAMLError, TypeError, ValueError) as e:
             raise StateError(f"step record {self.path} is unreadable ({str(e).splitlines()[0]}); "
                                 "fix it or move it away (the snapshots next to it are intact)") from None
         return StepRecord(data.get("profile", profile), data.get("context", context), steps, progress,
@@ -270,8 +269,8 @@ def known_cluster_dir(context: str, root: Path | None = None) -> Path | None:
     root = root or state_root()
     index_path = root / "contexts.yaml"
     try:
-        index = yaml.safe_load(index_path.read_text()) if index_path.exists() else {}
-    except (OSError, yaml.YAMLError):
+        index = yamlio.load(index_path.read_text()) if index_path.exists() else {}
+    except (OSError, yamlio.YAMLError):
         return None
     entry = index.get(context) if isinstance(index, dict) else None
     uid = entry.get("uid") if isinstance(entry, dict) else None
@@ -307,10 +306,10 @@ class ClusterState:
         if not self.path.exists():
             return {}
         try:
-            data = yaml.safe_load(self.path.read_text()) or {}
+            data = yamlio.load(self.path.read_text()) or {}
             if not isinstance(data, dict):
                 raise ValueError("not a mapping")
-        except (OSError, yaml.YAMLError, ValueError) as e:
+        except (OSError, yamlio.YAMLError, ValueError) as e:
             raise StateError(f"cluster record {self.path} is unreadable ({str(e).splitlines()[0]}); "
                              "move it away (it only caches what the canary measured)") from None
         return data
@@ -343,8 +342,8 @@ class ClusterState:
         ident = self.identity
         index_path = self.root / "contexts.yaml"
         try:
-            index = yaml.safe_load(index_path.read_text()) if index_path.exists() else {}
-        except (OSError, yaml.YAMLError):
+            index = yamlio.load(index_path.read_text()) if index_path.exists() else {}
+        except (OSError, yamlio.YAMLError):
             index = {}  # only a cache of what was seen; rebuilt from here on
         index = index if isinstance(index, dict) else {}
         before = index.get(ident.context) if isinstance(index.get(ident.context), dict) else {}

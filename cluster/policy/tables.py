@@ -4,8 +4,13 @@ live reports."""
 
 from __future__ import annotations
 
-from rich.console import Console
+from rich.console import Console, ConsoleOptions, RenderResult
+from rich.measure import Measurement
 from rich.table import Table
+from rich.text import Text
+
+FIRST_MAX = 28  # the source column's widest; longer names end in "…"
+CELL_MIN = 3
 
 
 def columns(edges) -> list[tuple[str, int, str]]:
@@ -17,22 +22,83 @@ def _col_name(dst: str, port: int, proto: str) -> str:
     return f"{dst} {port}/{proto}"
 
 
-def matrix_table(edges, title: str, cell) -> Table:
+def matrix_table(edges, title: str, cell):
     """Sources as rows, destination ports as numbered columns; ``cell(edge)``
-    renders one edge (None where a source has no such edge)."""
+    renders one edge (None where a source has no such edge).
+
+    Destinations are numbered (the key is printed once below the tables):
+    full names as headers would make a 14 x 18 matrix too wide to read."""
     edges = list(edges)
     cols = columns(edges)
     by = {(e.src, e.dst, e.port, e.protocol): e for e in edges}
-    table = Table(title=title, title_justify="left", show_lines=False, pad_edge=False, box=None, header_style="bold",
-                  padding=(0, 0), collapse_padding=True, min_width=len(title))
-    table.add_column("from \\ to", no_wrap=True, max_width=28, overflow="ellipsis")
-    # Destinations are numbered (the key is printed once below the tables):
-    # full names as headers would make a 14 x 18 matrix too wide to read.
-    for i, _ in enumerate(cols, 1):
-        table.add_column(str(i), justify="center", no_wrap=True, min_width=3)
-    for src in dict.fromkeys(e.src for e in edges):
-        table.add_row(src, *[cell(by.get((src, dst, port, proto))) for dst, port, proto in cols])
-    return table
+    srcs = list(dict.fromkeys(e.src for e in edges))
+    rows = [(src, [cell(by.get((src, dst, port, proto))) for dst, port, proto in cols]) for src in srcs]
+    return Grid(title, len(cols), rows)
+
+
+class Grid:
+    """A matrix drawn the way a borderless rich Table with no padding draws
+    it (left title, bold header, centred cells at least three wide), but
+    laid out here: a Table measures every cell through the console, about
+    30 ms for one 14 x 18 matrix, and a rollout prints two per step. Where
+    the layout would need what only the Table does (a title wider than the
+    matrix, a console narrower than it) the Table draws it."""
+
+    def __init__(self, title: str, ncols: int, rows: list[tuple[str, list]]):
+        self.title, self.ncols = title, ncols
+        self.rows = [(src, [c if isinstance(c, Text) else Text(str(c or "")) for c in cells]) for src, cells in rows]
+        self.headers = [str(i) for i in range(1, ncols + 1)]
+        self.first = min(FIRST_MAX, max([len("from \\ to")] + [len(src) for src, _ in self.rows]))
+        self.widths = [max([CELL_MIN, len(h)] + [cells[j].cell_len for _, cells in self.rows])
+                       for j, h in enumerate(self.headers)]
+        self.width = self.first + sum(self.widths)
+
+    def table(self) -> Table:
+        table = Table(title=self.title, title_justify="left", show_lines=False, pad_edge=False, box=None,
+                      header_style="bold", padding=(0, 0), collapse_padding=True, min_width=len(self.title))
+        table.add_column("from \\ to", no_wrap=True, max_width=FIRST_MAX, overflow="ellipsis")
+        for h in self.headers:
+            table.add_column(h, justify="center", no_wrap=True, min_width=CELL_MIN)
+        for src, cells in self.rows:
+            table.add_row(src, *cells)
+        return table
+
+    def _fits(self, options: ConsoleOptions) -> bool:
+        return len(self.title) <= self.width <= options.max_width
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        if not self._fits(options):
+            return Measurement.get(console, options, self.table())
+        return Measurement(self.width, self.width)
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        if not self._fits(options):
+            yield self.table()
+            return
+        out = Text(no_wrap=True, overflow="ignore")
+        out.append(self.title.ljust(self.width), style="table.title")
+        out.append("\n")
+
+        def first(label: str) -> str:
+            return (label if len(label) <= self.first else label[:self.first - 1] + "…").ljust(self.first)
+
+        out.append(first("from \\ to"), style="bold")
+        for h, w in zip(self.headers, self.widths):
+            out.append(_centre(h, w), style="bold")
+        for src, cells in self.rows:
+            out.append("\n")
+            out.append(first(src))
+            for c, w in zip(cells, self.widths):
+                left = (w - c.cell_len) // 2  # a cell's style covers its padding, as in a Table
+                out.append(" " * left, style=c.style)
+                out.append_text(c)
+                out.append(" " * (w - c.cell_len - left), style=c.style)
+        yield out
+
+
+def _centre(text: str, width: int) -> str:
+    left = (width - len(text)) // 2
+    return " " * left + text + " " * (width - len(text) - left)
 
 
 def print_column_key(edges, console: Console) -> None:
