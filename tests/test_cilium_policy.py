@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 import yaml
 
-from cluster.errors import KubeError, ManifestError, VerificationFailed
+from cluster.errors import DashiError, KubeError, ManifestError, VerificationFailed
 from cluster.live.cni import detect_cni
 from cluster.live.restore import live_policies
 from cluster.policy.engine import Endpoint, Engine, Port, compile_policy, predict
@@ -221,7 +221,7 @@ def test_the_rollout_applies_the_cilium_variant_and_verifies_every_step(tmp_path
     w = World(tmp_path, "dashi", cni="cilium")
     w.rollout().up()
     assert "[9/9] allow-kube-api (seed, 09-allow-kube-api.cilium.yaml, the cilium form)" in w.out
-    assert "applied 1 policies: CiliumNetworkPolicy dashi-data/allow-kube-api" in w.out
+    assert "applied 1 policy: CiliumNetworkPolicy dashi-data/allow-kube-api" in w.out
     assert "[9/9] allow-kube-api: verified" in w.out
     (live,) = w.kube.objects("CiliumNetworkPolicy")
     assert live["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "dashi-cluster"
@@ -281,3 +281,21 @@ def test_a_snapshot_holding_a_cnp_loads_back(tmp_path):
     doc = yaml.safe_load(snaps[-1].read_text())
     assert [p["kind"] for p in doc["policies"]].count("CiliumNetworkPolicy") == 1
     assert doc["applied"][-1] == "allow-kube-api"
+
+
+# -- offline commands: the plain form unless told a CNI -----------------------------
+
+
+def test_offline_explain_reads_the_form_for_a_cni(capsys):
+    from cluster.cli import policy
+
+    args = ("dashi", "dashi-data/prefect-worker", "external/kube-api", "6443", None)
+    assert policy.explain(*args) == 0
+    assert "allowed by dashi-data/allow-kube-api egress rule 1" in capsys.readouterr().out
+    assert policy.explain(*args, cni="cilium") == 0
+    assert "allowed by CiliumNetworkPolicy dashi-data/allow-kube-api egress rule 1" in capsys.readouterr().out
+    assert policy.explain("dashi", "dashi-data/debug", "external/kube-api", "6443", None,
+                          cni="cilium") == policy.BLOCKED_EXIT
+    with pytest.raises(DashiError, match=r"--cni: unknown value 'cilum' \(calico, cilium, k3s\)"):
+        policy.explain(*args, cni="cilum")
+    assert policy.policies_check("dashi", [], quiet=True, cni="cilium") == 0

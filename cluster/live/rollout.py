@@ -76,7 +76,10 @@ from cluster.ui import make_console
 
 
 def _kinds(objs) -> str:
-    return "NetworkPolicies" if all(o["kind"] == "NetworkPolicy" for o in objs) else "policies"
+    """How the apply line names a step's objects: NetworkPolicies, or policies when kinds are mixed."""
+    if all(o["kind"] == "NetworkPolicy" for o in objs):
+        return "NetworkPolicies"
+    return "policy" if len(objs) == 1 else "policies"
 
 
 class Rollout:
