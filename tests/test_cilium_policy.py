@@ -299,3 +299,15 @@ def test_offline_explain_reads_the_form_for_a_cni(capsys):
     with pytest.raises(DashiError, match=r"--cni: unknown value 'cilum' \(calico, cilium, k3s\)"):
         policy.explain(*args, cni="cilum")
     assert policy.policies_check("dashi", [], quiet=True, cni="cilium") == 0
+
+
+def test_a_variant_may_reuse_its_steps_names_but_no_other_steps(copy_dashi):
+    assert load_profile(copy_dashi)  # 09's variant reuses allow-kube-api: its own step's name
+    # A variant of step 1 holding step 9's policy: the later step collides with it.
+    shutil.copy(copy_dashi / "policies" / "09-allow-kube-api.yaml", copy_dashi / "policies" / "01.k3s.yaml")
+    meta = copy_dashi / "profile.yaml"
+    meta.write_text(meta.read_text().replace("file: policies/01-default-deny.yaml,",
+                                             "file: policies/01-default-deny.yaml, variants: {k3s: policies/01.k3s.yaml},"))
+    with pytest.raises(ManifestError, match=r"09-allow-kube-api.yaml: NetworkPolicy dashi-data/allow-kube-api: "
+                                            r"duplicate NetworkPolicy \(also in .*01.k3s.yaml\)"):
+        load_profile(copy_dashi)

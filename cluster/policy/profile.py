@@ -340,13 +340,17 @@ def load_profile(name_or_dir: str | os.PathLike = "dashi") -> Profile:
         if any(s.name == st["name"] for s in steps) or st["name"] == BASELINE:
             raise ManifestError(f"{what}: duplicate or reserved step name {st['name']!r}", path=str(meta_path))
         spath = root / st["file"]
+        before = dict(seen_policies)
         objs = _step_objects(spath, rs, spec.get("name", root.name), seen_policies, cni=None)
         variants = {}
         for cni, rel in (st.get("variants") or {}).items():
             vpath = root / rel
-            # A variant stands in for its step: its names may repeat the plain form's.
-            seen = {k: v for k, v in seen_policies.items() if v != str(spath)}
+            # A variant stands in for its step: its names may repeat the plain
+            # form's (and another variant's), not those of any other step.
+            seen = dict(before)
             variants[cni] = StepVariant(vpath, _step_objects(vpath, rs, spec.get("name", root.name), seen, cni=cni))
+            for key in seen.keys() - before.keys():
+                seen_policies.setdefault(key, str(vpath))
         steps.append(PolicyStep(st["name"], spath, st.get("origin", "added"), objs, st.get("note", ""), variants))
 
     matrix_path = root / spec.get("matrix", "matrix.yaml")
