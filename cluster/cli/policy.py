@@ -20,15 +20,23 @@ from cluster.errors import DashiError
 BLOCKED_EXIT = 3
 
 
+def _load(profile: str, cni: str | None):
+    """A profile by name, its steps in their form for ``cni`` (None: the plain form)."""
+    from cluster.policy.profile import VARIANT_CNIS, load_profile
+
+    if cni is not None and cni not in VARIANT_CNIS:
+        raise DashiError(f"--cni: unknown value {cni!r} ({', '.join(VARIANT_CNIS)})")
+    return load_profile(profile).for_cni(cni)
+
+
 def policies_check(profile: str, skip: list[str], as_json: bool = False, quiet: bool = False,
-                   strict: bool = False) -> int:
+                   strict: bool = False, cni: str | None = None) -> int:
     """Print the check; 1 when a step or the final matrix differs from the intent
     (or, with ``strict``, when a rule serves no intended edge), else 0."""
     from cluster.cli.common import make_console
     from cluster.policy import analysis, render
-    from cluster.policy.profile import load_profile
 
-    prof = load_profile(profile).without(skip)
+    prof = _load(profile, cni).without(skip)
     report = analysis.check(prof)
     if as_json:
         print(json.dumps(render.check_to_dict(report), indent=2))
@@ -38,15 +46,15 @@ def policies_check(profile: str, skip: list[str], as_json: bool = False, quiet: 
     return 1 if failed else 0
 
 
-def explain(profile: str, src: str, dst: str, port: str, step: str | None, as_json: bool = False) -> int:
+def explain(profile: str, src: str, dst: str, port: str, step: str | None, as_json: bool = False,
+            cni: str | None = None) -> int:
     """The verdict for one edge: exit 0 when allowed, BLOCKED_EXIT when blocked."""
     from dataclasses import asdict
 
     from cluster.cli.common import make_console
     from cluster.policy import analysis
-    from cluster.policy.profile import load_profile
 
-    verdict = analysis.explain(load_profile(profile), src, dst, port, step)
+    verdict = analysis.explain(_load(profile, cni), src, dst, port, step)
     if as_json:
         print(json.dumps({"src": verdict.src, "dst": verdict.dst, "port": verdict.port,
                           "protocol": verdict.protocol, "allowed": verdict.allowed,

@@ -137,6 +137,10 @@ _PROFILE_HELP = "profile name (a directory under manifests/) or a profile direct
 _JSON_HELP = "print the result as one JSON document on stdout (errors too: {\"error\": ..., \"exit_code\": ...})"
 
 
+_CNI_HELP = ("read each step in the form a live rollout uses on this CNI (calico, cilium, k3s): a step's "
+             "variant for it, where the profile has one; default: the plain form")
+
+
 @dashi_task(
     help={
         "profile": _PROFILE_HELP,
@@ -144,15 +148,16 @@ _JSON_HELP = "print the result as one JSON document on stdout (errors too: {\"er
         "json": _JSON_HELP,
         "quiet": "no per-step matrices, only the findings",
         "strict": "also fail when the least-privilege audit finds over-permissive rules",
+        "cni": _CNI_HELP,
     },
     iterable=["skip"],
 )
 @_friendly
-def policies_check(c, profile="dashi", skip=None, json=False, quiet=False, strict=False):
+def policies_check(c, profile="dashi", skip=None, json=False, quiet=False, strict=False, cni=None):
     """Offline: predict each step's matrix and compare the result with the intended matrix."""
     from cluster.cli import policy
 
-    return policy.policies_check(profile, skip or [], as_json=json, quiet=quiet, strict=strict)
+    return policy.policies_check(profile, skip or [], as_json=json, quiet=quiet, strict=strict, cni=cni)
 
 
 @dashi_task(
@@ -163,14 +168,15 @@ def policies_check(c, profile="dashi", skip=None, json=False, quiet=False, stric
         "profile": _PROFILE_HELP,
         "step": "evaluate after this step instead of after all steps",
         "json": _JSON_HELP,
+        "cni": _CNI_HELP,
     },
 )
 @_friendly
-def explain(c, src, dst, port, profile="dashi", step=None, json=False):
+def explain(c, src, dst, port, profile="dashi", step=None, json=False, cni=None):
     """Why is SRC -> DST PORT allowed or blocked? Exit 0 allowed, 3 blocked, 1 bad input."""
     from cluster.cli import policy
 
-    return policy.explain(profile, src, dst, port, step, as_json=json)
+    return policy.explain(profile, src, dst, port, step, as_json=json, cni=cni)
 
 
 @dashi_task(

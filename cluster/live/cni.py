@@ -2,7 +2,8 @@
 
 Read from the objects each CNI leaves behind, so it works on any cluster
 (ours from k3d, or one the user names): Calico's tigera operator
-Installation and calico-node DaemonSet, Cilium's agent DaemonSet, and
+Installation and calico-node DaemonSet, Cilium's agent DaemonSet or its
+CiliumNodes, and
 flannel's node annotation for k3s (whose embedded kube-router policy
 controller has no object of its own; k3s records its arguments on the node).
 Installing a CNI is the local layer's business (cluster.local.calico,
@@ -66,7 +67,11 @@ def cilium_operator_rolled_out(kube: Kube) -> tuple[bool, str]:
 
 
 def cilium_present(kube: Kube) -> bool:
-    return kube.get("apps/v1", "DaemonSet", "cilium", CILIUM_NAMESPACE) is not None
+    """Cilium's agent DaemonSet, or the CiliumNode each agent registers for its
+    node (an agent run on the hosts, outside any DaemonSet, registers one too;
+    a cluster without Cilium's CRDs lists none)."""
+    return kube.get("apps/v1", "DaemonSet", "cilium", CILIUM_NAMESPACE) is not None or \
+        bool(kube.list("cilium.io/v2", "CiliumNode"))
 
 
 def cilium_health(kube: Kube) -> tuple[bool, str]:

@@ -3,7 +3,7 @@ prefix they amount to, and how they differ from one."""
 
 from __future__ import annotations
 
-from cluster.live.snapshots import canonical_spec, policy_key, steps_held
+from cluster.live.snapshots import canonical, key_ref, policy_key, steps_held
 from cluster.policy.profile import Profile
 
 
@@ -17,10 +17,9 @@ def drift(profile: Profile, k: int, ours: list[dict]) -> list[str]:
     """How the live policies of ours differ from the first k steps."""
     live = {policy_key(p): p for p in ours}
     want = {policy_key(p): p for p in profile.policies_through(k)}
-    out = [f"{ns}/{n} missing" for (ns, n) in want if (ns, n) not in live]
-    out += [f"{ns}/{n} changed" for (ns, n), p in want.items()
-            if (ns, n) in live and canonical_spec(live[(ns, n)].get("spec") or {}) != canonical_spec(p.get("spec") or {})]
-    out += [f"{ns}/{n} not part of these steps" for (ns, n) in live if (ns, n) not in want]
+    out = [f"{key_ref(k)} missing" for k in want if k not in live]
+    out += [f"{key_ref(k)} changed" for k, p in want.items() if k in live and canonical(live[k]) != canonical(p)]
+    out += [f"{key_ref(k)} not part of these steps" for k in live if k not in want]
     return sorted(out)
 
 

@@ -5,7 +5,9 @@ Everything in the package that talks to a cluster depends on the narrow
 implements it with the official ``kubernetes`` client; tests use the fake in
 ``cluster.testing.fakekube``. Objects are plain dicts (as in YAML), addressed
 by apiVersion and kind, so one adapter serves core, apps, networking,
-coordination and custom resources (TigeraStatus) alike.
+coordination and custom resources (TigeraStatus, CiliumNetworkPolicy) alike:
+the dynamic client discovers a CRD's kind like a built-in one, and a kind
+the server does not serve (no Cilium CRDs) lists as nothing.
 
 Every failure crosses the seam as a ``KubeError``: ``KubeUnreachable`` when
 the API server did not answer (refused, reset, timed out, a dropped

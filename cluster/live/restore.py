@@ -1,7 +1,8 @@
-"""The restore algorithm: make our NetworkPolicies in some namespaces exactly
-a given set (a snapshot, or the policies of some steps), never touching
-anyone else's; and the plan of what that changes, printed before anything
-is confirmed or changed."""
+"""The restore algorithm: make our NetworkPolicies (and CiliumNetworkPolicies,
+where the cluster serves them) in some namespaces exactly a given set (a
+snapshot, or the policies of some steps), never touching anyone else's; and
+the plan of what that changes, printed before anything is confirmed or
+changed."""
 
 from __future__ import annotations
 
@@ -9,16 +10,15 @@ from dataclasses import dataclass, field
 
 from cluster.errors import KubeError
 from cluster.live.kube import Kube
-from cluster.live.snapshots import NP_API, clean_policy, is_ours, policy_key, same_policy
+from cluster.live.snapshots import POLICY_KINDS, clean_policy, is_ours, key_ref, policy_key, same_policy
 
-
-def _ref(key: tuple[str, str]) -> str:
-    return f"{key[0]}/{key[1]}"
+_ref = key_ref
 
 
 @dataclass(frozen=True)
 class Plan:
-    """What making our policies ``desired`` changes, by name (``ns/name``)."""
+    """What making our policies ``desired`` changes, by name (``ns/name``;
+    ``CiliumNetworkPolicy ns/name`` for that kind)."""
 
     create: tuple[str, ...] = ()
     update: tuple[str, ...] = ()
@@ -82,12 +82,14 @@ class RestoreResult:
 
 
 def live_policies(kube: Kube, namespaces: list[str]) -> list[dict]:
-    """The NetworkPolicies of some namespaces, as complete objects (the API's
-    list carries apiVersion and kind on the list, not on each item)."""
+    """The NetworkPolicies and CiliumNetworkPolicies of some namespaces, as
+    complete objects (the API's list carries apiVersion and kind on the list,
+    not on each item). A cluster without the Cilium CRD lists none of those."""
     out = []
-    for ns in namespaces:
-        for item in kube.list(NP_API, "NetworkPolicy", ns):
-            out.append({"apiVersion": NP_API, "kind": "NetworkPolicy", **item})
+    for kind, api in POLICY_KINDS.items():
+        for ns in namespaces:
+            for item in kube.list(api, kind, ns):
+                out.append({**item, "apiVersion": api, "kind": kind})
     return out
 
 
@@ -100,16 +102,17 @@ def restore(kube: Kube, policies: list[dict], namespaces: list[str]) -> RestoreR
     """
     result = RestoreResult()
     desired = {policy_key(p): p for p in policies}
-    todo = plan_changes(live_policies(kube, namespaces), policies)
+    live = live_policies(kube, namespaces)
+    keys = {_ref(k): k for k in list(desired) + [policy_key(p) for p in live]}
+    todo = plan_changes(live, policies)
     result.unchanged = todo.unchanged
     result.notes = [f"{ref}: a policy that is not ours now has this name; left alone" for ref in todo.blocked]
     for ref in todo.create + todo.update:
-        ns, name = ref.split("/", 1)
-        kube.apply(clean_policy(desired[(ns, name)]))
+        kube.apply(clean_policy(desired[keys[ref]]))
         (result.created if ref in todo.create else result.updated).append(ref)
     for ref in todo.delete:
-        ns, name = ref.split("/", 1)
-        kube.delete(NP_API, "NetworkPolicy", name, ns)
+        ns, name, kind = keys[ref]
+        kube.delete(POLICY_KINDS[kind], kind, name, ns)
         result.deleted.append(ref)
     after = {policy_key(p): p for p in live_policies(kube, namespaces) if is_ours(p)}
     wrong = [_ref(k) for k, want in desired.items() if k in after and not same_policy(after[k], want)]

@@ -75,6 +75,13 @@ from cluster.policy.profile import BASELINE, Profile
 from cluster.ui import make_console
 
 
+def _kinds(objs) -> str:
+    """How the apply line names a step's objects: NetworkPolicies, or policies when kinds are mixed."""
+    if all(o["kind"] == "NetworkPolicy" for o in objs):
+        return "NetworkPolicies"
+    return "policy" if len(objs) == 1 else "policies"
+
+
 class Rollout:
     """One command's worth of work on one cluster for one profile."""
 
@@ -83,7 +90,10 @@ class Rollout:
                  explicit_context: str | None = None, yes: bool = False,
                  confirm: guard.Confirm | None = None, lease: dict | None = None):
         self.kube = kube
-        self.profile = profile
+        # A step may have a form for the CNI this cluster runs (the kube-api
+        # step on Cilium is a CiliumNetworkPolicy): the rollout applies,
+        # predicts, snapshots and compares with that form.
+        self.profile = profile.for_cni(detect_cni(kube)) if profile.has_variants else profile
         self.out = out or make_console()
         self.context = kube.context()
         self.server = kube.server()
@@ -422,7 +432,8 @@ class Rollout:
     def _run_step(self, record: StepRecord, i: int) -> None:
         step = self.profile.steps[i]
         n = len(self.profile.steps)
-        self.say(f"[{i + 1}/{n}] {step.name} ({step.origin}, {step.path.name})")
+        variant = f", the {step.cni} form" if step.cni else ""
+        self.say(f"[{i + 1}/{n}] {step.name} ({step.origin}, {step.path.name}{variant})")
         info = self._snapshot(step.name)
         if info.applied != record.applied:
             raise SnapshotError(f"snapshot {info.id} holds {info.label}, but {len(record.applied)} step(s) are "
@@ -445,8 +456,8 @@ class Rollout:
             self._event("step-failed", step=step.name, snapshot=info.id, ok=False, message=f"apply failed: {e}")
             restored = self._verify_restore(record, i, "the restore is verified live")
             raise KubeError(f"applying step {step.name} failed ({e}); restored snapshot {info.id}: {restored}") from e
-        self.say(f"  applied {len(step.objects)} NetworkPolicies: "
-                 f"{', '.join(obj_ref(o, kind=False) for o in step.objects)}")
+        self.say(f"  applied {len(step.objects)} {_kinds(step.objects)}: "
+                 f"{', '.join(obj_ref(o, kind=o['kind'] != 'NetworkPolicy') for o in step.objects)}")
         self._verify_step(record, i, info.id, applied_at)
 
     # -- rollback -----------------------------------------------------------

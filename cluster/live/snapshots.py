@@ -1,4 +1,6 @@
-"""Snapshots of the NetworkPolicies of a profile's namespaces.
+"""Snapshots of the NetworkPolicies of a profile's namespaces (and the
+CiliumNetworkPolicies, where the cluster serves them: a cilium variant of a
+step applies one; see ``POLICY_KINDS``).
 
 A snapshot is taken before every step and before every rollback. It records
 every NetworkPolicy in the profile's namespaces: ours (label
@@ -49,9 +51,15 @@ from cluster import yamlio
 from cluster.errors import ManifestError, SnapshotError
 from cluster.live.kube import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 from cluster.live.state import atomic_write, dump_yaml, now_iso, sha256_hex, whoami
+from cluster.policy.cilium import CNP_API, CNP_KIND
 from cluster.policy.engine import compile_policy
 
 NP_API = "networking.k8s.io/v1"
+NP_KIND = "NetworkPolicy"
+# The policy kinds that are ours to apply, snapshot and restore: the
+# NetworkPolicies, and the CiliumNetworkPolicies of a cilium step variant
+# (listed only where the CRD is served).
+POLICY_KINDS = {NP_KIND: NP_API, CNP_KIND: CNP_API}
 STEP_ANNOTATION = "dashi.io/step"
 # kubectl's client-side-apply copy of the object: noise in a snapshot, and it
 # would resurrect stale fields if restored.
@@ -64,8 +72,9 @@ def is_ours(obj: dict) -> bool:
 
 
 def clean_policy(obj: dict) -> dict:
-    """A live NetworkPolicy without what the server adds (uid, resourceVersion,
-    managedFields, status): what can be stored and applied again."""
+    """A live policy (NetworkPolicy or CiliumNetworkPolicy) without what the
+    server adds (uid, resourceVersion, managedFields, status): what can be
+    stored and applied again."""
     meta = obj.get("metadata") or {}
     out_meta = {"name": meta.get("name"), "namespace": meta.get("namespace")}
     labels = dict(meta.get("labels") or {})
@@ -74,8 +83,9 @@ def clean_policy(obj: dict) -> dict:
         out_meta["labels"] = labels
     if annotations:
         out_meta["annotations"] = annotations
-    return {"apiVersion": obj.get("apiVersion", NP_API), "kind": "NetworkPolicy", "metadata": out_meta,
-            "spec": copy.deepcopy(obj.get("spec") or {})}
+    kind = obj.get("kind") or NP_KIND
+    return {"apiVersion": obj.get("apiVersion") or POLICY_KINDS.get(kind, NP_API), "kind": kind,
+            "metadata": out_meta, "spec": copy.deepcopy(obj.get("spec") or {})}
 
 
 def mark_ours(obj: dict, step: str) -> dict:
@@ -128,11 +138,22 @@ def _canon_rules(rules, peer_key) -> list:
     return out
 
 
-def canonical_spec(spec: dict) -> dict:
+def _canon_cnp(spec: dict) -> dict:
+    """A CiliumNetworkPolicy spec: the CRD defaults nothing we read, so only
+    the selector's and the lists' empty parts are normalised."""
+    out = {k: copy.deepcopy(v) for k, v in spec.items() if v not in (None, [], {}) and k != "endpointSelector"}
+    out["endpointSelector"] = _canon_selector(spec.get("endpointSelector") or {})
+    return out
+
+
+def canonical_spec(spec: dict, kind: str = NP_KIND) -> dict:
     """A NetworkPolicy spec with the API server's defaults filled in and empty
     fields dropped, so a live object compares equal to the manifest it was
-    applied from (the server defaults protocol to TCP and fills policyTypes)."""
+    applied from (the server defaults protocol to TCP and fills policyTypes);
+    for a CiliumNetworkPolicy, see ``_canon_cnp``."""
     spec = spec or {}
+    if kind == CNP_KIND:
+        return _canon_cnp(spec)
     types = spec.get("policyTypes") or (["Ingress"] + (["Egress"] if spec.get("egress") else []))
     out = {"podSelector": _canon_selector(spec.get("podSelector") or {}), "policyTypes": sorted(types)}
     if "Ingress" in types:
@@ -142,15 +163,28 @@ def canonical_spec(spec: dict) -> dict:
     return out
 
 
-def policy_key(obj: dict) -> tuple[str, str]:
+def canonical(obj: dict) -> dict:
+    """A policy object's canonical spec (by its kind)."""
+    return canonical_spec(obj.get("spec") or {}, obj.get("kind") or NP_KIND)
+
+
+def policy_key(obj: dict) -> tuple[str, str, str]:
+    """(namespace, name, kind): a NetworkPolicy and a CiliumNetworkPolicy may share a name."""
     meta = obj.get("metadata") or {}
-    return meta.get("namespace"), meta.get("name")
+    return meta.get("namespace"), meta.get("name"), obj.get("kind") or NP_KIND
+
+
+def key_ref(key: tuple[str, str, str]) -> str:
+    """How messages name a policy by its key: ``ns/name`` for a NetworkPolicy,
+    ``CiliumNetworkPolicy ns/name`` for the other kind."""
+    ns, name, kind = key
+    return f"{ns}/{name}" if kind == NP_KIND else f"{kind} {ns}/{name}"
 
 
 def same_policy(a: dict, b: dict) -> bool:
     """Equal as far as a restore cares: spec (canonical), labels, annotations."""
     ca, cb = clean_policy(a), clean_policy(b)
-    return (canonical_spec(ca["spec"]) == canonical_spec(cb["spec"])
+    return (ca["kind"] == cb["kind"] and canonical(ca) == canonical(cb)
             and ca["metadata"].get("labels", {}) == cb["metadata"].get("labels", {})
             and ca["metadata"].get("annotations", {}) == cb["metadata"].get("annotations", {}))
 
@@ -162,9 +196,9 @@ def same_policy(a: dict, b: dict) -> bool:
 def steps_held(profile, ours: list[dict]) -> int | None:
     """How many leading steps of ``profile`` the policies ``ours`` amount to
     (names and canonical specs), or None when they match no step prefix."""
-    live = {policy_key(p): canonical_spec(p.get("spec") or {}) for p in ours}
+    live = {policy_key(p): canonical(p) for p in ours}
     for k in range(len(profile.steps), -1, -1):
-        want = {policy_key(p): canonical_spec(p.get("spec") or {}) for p in profile.policies_through(k)}
+        want = {policy_key(p): canonical(p) for p in profile.policies_through(k)}
         if want == live:
             return k
     return None
@@ -322,8 +356,8 @@ def _check_doc(doc, info: SnapshotInfo) -> str | None:
         return f"holds the label {doc['applied']!r}, the index says {info.applied!r}"
     for i, p in enumerate(doc["policies"]):
         meta = (p or {}).get("metadata") if isinstance(p, dict) else None
-        if not isinstance(meta, dict) or p.get("kind") != "NetworkPolicy" or not meta.get("name"):
-            return f"policies[{i}] is not a NetworkPolicy with a name"
+        if not isinstance(meta, dict) or p.get("kind") not in POLICY_KINDS or not meta.get("name"):
+            return f"policies[{i}] is not a NetworkPolicy (or CiliumNetworkPolicy) with a name"
         if meta.get("namespace") not in doc["namespaces"]:
             return f"policies[{i}] ({meta.get('name')}) is outside the snapshot's namespaces"
         if not is_ours(p):
@@ -331,5 +365,5 @@ def _check_doc(doc, info: SnapshotInfo) -> str | None:
         try:
             compile_policy(p)
         except ManifestError as e:
-            return f"policies[{i}] is not a valid NetworkPolicy ({e})"
+            return f"policies[{i}] is not a valid {p['kind']} ({e})"
     return None

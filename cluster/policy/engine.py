@@ -38,6 +38,13 @@ e2e network policy tests are the reference):
   probes, ``kubectl port-forward``, which enters through the pod's own
   loopback) is always allowed; NetworkPolicy does not apply to it.
 
+A subset of Cilium's CiliumNetworkPolicy (cilium.io/v2) compiles into the
+same model (``cluster.policy.cilium``): egress to the ``kube-apiserver``
+entity, which is the external endpoint found as the backends of the
+default/kubernetes Service (``Endpoint.is_kube_apiserver``). Cilium adds up
+the allows of its own policies and of NetworkPolicies alike, so they are
+simply more policies here.
+
 Invalid input raises ``ManifestError`` naming the policy; nothing panics.
 """
 
@@ -53,6 +60,8 @@ from cluster.policy import apivalidation
 
 PROTOCOLS = ("TCP", "UDP", "SCTP")
 NS_NAME_LABEL = "kubernetes.io/metadata.name"
+KUBE_API_SERVICE = "default/kubernetes"
+KUBE_APISERVER_ENTITY = "kube-apiserver"
 
 
 # --------------------------------------------------------------------------
@@ -101,6 +110,12 @@ class Endpoint:
     @property
     def probe_source(self) -> bool:
         return self.kind in ("workload", "debug")
+
+    @property
+    def is_kube_apiserver(self) -> bool:
+        """Cilium's entity kube-apiserver: the backends of Service
+        default/kubernetes (pkg/ipcache/cell/apiserver_watcher.go)."""
+        return self.kind == "external" and self.address_service == KUBE_API_SERVICE
 
     def __hash__(self) -> int:  # labels is a dict; the key identifies an endpoint
         return hash(self.key)
@@ -166,8 +181,16 @@ class Peer:
     namespace_selector: Selector | None = None
     cidr: ipaddress.IPv4Network | ipaddress.IPv6Network | None = None
     excepts: tuple = ()
+    entity: str | None = None  # a Cilium entity (only kube-apiserver is modelled)
+
+    @property
+    def by_address(self) -> bool:
+        """Matched endpoint by endpoint (an address or an entity), not by selectors."""
+        return self.cidr is not None or self.entity is not None
 
     def __str__(self) -> str:
+        if self.entity is not None:
+            return f"entity {self.entity}"
         if self.cidr is not None:
             ex = f" except {', '.join(map(str, self.excepts))}" if self.excepts else ""
             return f"ipBlock {self.cidr}{ex}"
@@ -226,10 +249,12 @@ class Policy:
     ingress: tuple[Rule, ...] | None  # None: not an Ingress policy
     egress: tuple[Rule, ...] | None  # None: not an Egress policy
     source: str = ""  # file the policy came from, for messages
+    kind: str = "NetworkPolicy"
 
     @property
     def ref(self) -> str:
-        return f"{self.namespace}/{self.name}"
+        ref = f"{self.namespace}/{self.name}"
+        return ref if self.kind == "NetworkPolicy" else f"{self.kind} {ref}"
 
 
 def _where(policy: Mapping, source: str) -> tuple[str, str]:
@@ -365,7 +390,12 @@ def _parse_rules(rules, peer_key, path, obj, direction) -> tuple[Rule, ...]:
 
 
 def compile_policy(policy: Mapping, source: str = "") -> Policy:
-    """Validate one NetworkPolicy dict and compile it. Raises ManifestError."""
+    """Validate one NetworkPolicy (or the CiliumNetworkPolicy subset of
+    ``cluster.policy.cilium``) dict and compile it. Raises ManifestError."""
+    if isinstance(policy, Mapping) and policy.get("kind") == "CiliumNetworkPolicy":
+        from cluster.policy.cilium import compile_cnp  # it builds on this module
+
+        return compile_cnp(policy, source)
     path, obj = _where(policy, source)
     if policy.get("kind") != "NetworkPolicy":
         raise ManifestError(f"expected kind NetworkPolicy, got {policy.get('kind')!r}", path=path, obj=obj)
@@ -472,6 +502,8 @@ class Engine:
         return self.namespaces.get(namespace, {NS_NAME_LABEL: namespace})
 
     def peer_matches(self, peer: Peer, policy_ns: str, ep: Endpoint) -> bool:
+        if peer.entity is not None:
+            return peer.entity == KUBE_APISERVER_ENTITY and ep.is_kube_apiserver
         if peer.cidr is not None:
             if ep.ip is None:
                 return False
@@ -782,7 +814,7 @@ class _Bitsets:
             ck = (peer, policy_ns)
             b = self._peer.get(ck)
             if b is None:
-                if peer.cidr is not None:
+                if peer.by_address:
                     b = 0
                     for i, ep in enumerate(self.endpoints):
                         if self.engine.peer_matches(peer, policy_ns, ep):

@@ -8,7 +8,10 @@ Layout of a profile directory (all plain YAML a user can edit):
                       outside the pod network (the Kubernetes API)
     namespaces.yaml   Namespace objects
     workloads/*.yaml  stand-ins: Deployments/StatefulSets/Pods (+ Services)
-    policies/*.yaml   one file per step, NetworkPolicy objects
+    policies/*.yaml   one file per step, NetworkPolicy objects; a step may
+                      name a variant file per CNI (``variants: {cilium:
+                      file}``) that a live rollout on that CNI applies
+                      instead (it may hold CiliumNetworkPolicies)
     matrix.yaml       the intended matrix: every edge that must be allowed,
                       with the step that opens it and why
 
@@ -20,12 +23,13 @@ from __future__ import annotations
 import fnmatch
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from cluster.errors import ManifestError
 from cluster.paths import REPO_ROOT
-from cluster.policy.engine import NS_NAME_LABEL, PROTOCOLS, Edge, Endpoint, Port
+from cluster.policy.engine import NS_NAME_LABEL, PROTOCOLS, Edge, Endpoint, Port, compile_policy
 from cluster.policy import apivalidation as av
 from cluster.policy import schema
 from cluster.policy.manifests import ResourceSet, check_known, check_object, load_documents, obj_ref, read_yaml
@@ -45,6 +49,17 @@ MANIFESTS_DIR = _manifests_dir()
 BASELINE = "baseline"
 
 
+# The CNIs a step may have a variant for (the names cluster.live.cni's
+# detect_cni gives).
+VARIANT_CNIS = ("calico", "cilium", "k3s")
+
+
+@dataclass(frozen=True)
+class StepVariant:
+    path: Path
+    objects: tuple[dict, ...]
+
+
 @dataclass(frozen=True)
 class PolicyStep:
     name: str
@@ -52,6 +67,13 @@ class PolicyStep:
     origin: str
     objects: tuple[dict, ...]
     note: str = ""
+    # Per CNI, the form of this step that works there (see Profile.for_cni).
+    variants: Mapping[str, StepVariant] = field(default_factory=dict)
+    cni: str | None = None  # the variant this step is, None: the plain form
+
+    def for_cni(self, cni: str | None) -> "PolicyStep":
+        v = self.variants.get(cni or "")
+        return self if v is None else replace(self, path=v.path, objects=v.objects, cni=cni)
 
 
 @dataclass(frozen=True)
@@ -80,6 +102,7 @@ class Profile:
     intended: list[IntendedEdge]
     host_access: list[HostAccess] = field(default_factory=list)
     skipped_steps: tuple[str, ...] = ()
+    cni: str | None = None  # the CNI whose step variants are in use (None: the plain forms)
 
     # -- lookups ------------------------------------------------------------
 
@@ -161,6 +184,18 @@ class Profile:
 
     def with_endpoints(self, endpoints) -> "Profile":
         return replace(self, endpoints=list(endpoints))
+
+    @property
+    def has_variants(self) -> bool:
+        return any(s.variants for s in self.steps)
+
+    def for_cni(self, cni: str | None) -> "Profile":
+        """The profile as a cluster running ``cni`` gets it: each step with a
+        variant for that CNI takes the variant's policies; the others (and
+        every step, for a CNI no variant names) keep their plain form."""
+        if not self.has_variants:
+            return self
+        return replace(self, steps=[s.for_cni(cni) for s in self.steps], cni=cni)
 
 
 # --------------------------------------------------------------------------
@@ -305,22 +340,18 @@ def load_profile(name_or_dir: str | os.PathLike = "dashi") -> Profile:
         if any(s.name == st["name"] for s in steps) or st["name"] == BASELINE:
             raise ManifestError(f"{what}: duplicate or reserved step name {st['name']!r}", path=str(meta_path))
         spath = root / st["file"]
-        objs = load_documents(spath)
-        for obj in objs:
-            if obj["kind"] != "NetworkPolicy":
-                raise ManifestError(f"a policy step holds NetworkPolicies only, not {obj['kind']}",
-                                    path=str(spath), obj=obj_ref(obj))
-            ns = obj["metadata"].get("namespace")
-            if ns not in rs.namespaces:
-                raise ManifestError(f"namespace {ns!r} does not exist in profile {spec.get('name', root.name)}",
-                                    path=str(spath), obj=obj_ref(obj))
-            key = (ns, obj["metadata"]["name"])
-            if key in seen_policies:
-                raise ManifestError(f"duplicate NetworkPolicy (also in {seen_policies[key]})",
-                                    path=str(spath), obj=obj_ref(obj))
-            seen_policies[key] = str(spath)
-            check_object(obj, str(spath))
-        steps.append(PolicyStep(st["name"], spath, st.get("origin", "added"), tuple(objs), st.get("note", "")))
+        before = dict(seen_policies)
+        objs = _step_objects(spath, rs, spec.get("name", root.name), seen_policies, cni=None)
+        variants = {}
+        for cni, rel in (st.get("variants") or {}).items():
+            vpath = root / rel
+            # A variant stands in for its step: its names may repeat the plain
+            # form's (and another variant's), not those of any other step.
+            seen = dict(before)
+            variants[cni] = StepVariant(vpath, _step_objects(vpath, rs, spec.get("name", root.name), seen, cni=cni))
+            for key in seen.keys() - before.keys():
+                seen_policies.setdefault(key, str(vpath))
+        steps.append(PolicyStep(st["name"], spath, st.get("origin", "added"), objs, st.get("note", ""), variants))
 
     matrix_path = root / spec.get("matrix", "matrix.yaml")
     intended, host = _parse_matrix(load_documents_plain(matrix_path, "matrix"), str(matrix_path), endpoints,
@@ -329,6 +360,36 @@ def load_profile(name_or_dir: str | os.PathLike = "dashi") -> Profile:
                    namespaces=namespaces, namespace_objects=rs.namespace_objects,
                    workload_objects=rs.objects, endpoints=endpoints, steps=steps,
                    intended=intended, host_access=host)
+
+
+def _step_objects(spath: Path, rs: ResourceSet, profile_name: str, seen_policies: dict[tuple, str],
+                  cni: str | None) -> tuple[dict, ...]:
+    """The policies of a step file, checked; ``cni``: a variant for that CNI,
+    which may hold what only that CNI reads (CiliumNetworkPolicies on cilium)."""
+    kinds = ("NetworkPolicy", "CiliumNetworkPolicy") if cni == "cilium" else ("NetworkPolicy",)
+    objs = load_documents(spath)
+    for obj in objs:
+        if obj["kind"] not in kinds:
+            what = "a policy step" if cni is None else f"a {cni} variant of a step"
+            raise ManifestError(f"{what} holds {' or '.join(k.replace('Policy', 'Policies') for k in kinds)} "
+                                f"only, not {obj['kind']}"
+                                + (" (a CiliumNetworkPolicy belongs in a cilium variant)"
+                                   if obj["kind"] == "CiliumNetworkPolicy" else ""),
+                                path=str(spath), obj=obj_ref(obj))
+        ns = obj["metadata"].get("namespace")
+        if ns not in rs.namespaces:
+            raise ManifestError(f"namespace {ns!r} does not exist in profile {profile_name}",
+                                path=str(spath), obj=obj_ref(obj))
+        key = (obj["kind"], ns, obj["metadata"]["name"])
+        if key in seen_policies:
+            raise ManifestError(f"duplicate {obj['kind']} (also in {seen_policies[key]})",
+                                path=str(spath), obj=obj_ref(obj))
+        seen_policies[key] = str(spath)
+        if obj["kind"] == "CiliumNetworkPolicy":
+            compile_policy(obj, str(spath))
+        else:
+            check_object(obj, str(spath))
+    return tuple(objs)
 
 
 def load_documents_plain(path: Path, kind: str) -> dict:

@@ -41,7 +41,18 @@
   connection is made, exit 1 and ``TIMEOUT`` when a policy drops it,
   ``REFUSED`` when it gets through but nothing listens, ``DNS`` when a name
   does not resolve. Whether a policy drops it is decided by the project's
-  engine over the NetworkPolicies the simulated CNI has programmed.
+  engine over the NetworkPolicies the simulated CNI has programmed;
+* ``cni="cilium"``: a Cilium cluster as far as policies go: a CiliumNode
+  per node (so the CNI is detected), the cilium.io/v2 CiliumNetworkPolicy
+  kind served (elsewhere applying one fails, as on a cluster without the
+  CRD), and Cilium's identities: the API server is the entity
+  kube-apiserver, which no ipBlock selects. The CiliumNetworkPolicies are
+  enforced by this module's own small model (``_cnp_allows``), not by the
+  engine: an endpoint selected by one with egress rules is default-deny for
+  egress, and the allows of CiliumNetworkPolicies and NetworkPolicies add
+  up. Only the fields it models are accepted (endpointSelector,
+  egress[].toEntities, egress[].toPorts[].ports); others are refused, so a
+  test never runs against a model that ignores part of its policy.
 
 Knobs for the failure modes a rollout must survive:
 
@@ -94,8 +105,14 @@ CLUSTER_SCOPED = frozenset({
     "Namespace", "Node", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition",
     "PersistentVolume", "StorageClass", "PriorityClass", "APIService", "IPPool",
     "ValidatingWebhookConfiguration", "MutatingWebhookConfiguration", "Installation",
-    "TigeraStatus", "APIServer",
+    "TigeraStatus", "APIServer", "CiliumNode",
 })
+CILIUM_API = "cilium.io/v2"
+CNP_KIND = "CiliumNetworkPolicy"
+POLICY_KINDS = ("NetworkPolicy", CNP_KIND)
+# The entities the CRD accepts (its enum); the fake enforces kube-apiserver.
+_CILIUM_ENTITIES = frozenset({"all", "world", "cluster", "cluster-mesh", "host", "init", "ingress", "unmanaged",
+                              "remote-node", "health", "none", "kube-apiserver"})
 # The alphabet Kubernetes uses for generated name suffixes (no vowels, no
 # look-alike characters), so fake names look like real ones.
 _SAFE = "bcdfghjklmnpqrstvwxz2456789"
@@ -139,7 +156,8 @@ def _now() -> str:
 def _resource_name(kind: str) -> str:
     """How the API server names a kind in its messages: ``leases.coordination.k8s.io``."""
     return {"Lease": "leases.coordination.k8s.io", "NetworkPolicy": "networkpolicies.networking.k8s.io",
-            "Namespace": "namespaces", "Pod": "pods", "ConfigMap": "configmaps"}.get(kind, kind.lower() + "s")
+            "Namespace": "namespaces", "Pod": "pods", "ConfigMap": "configmaps",
+            CNP_KIND: "ciliumnetworkpolicies.cilium.io"}.get(kind, kind.lower() + "s")
 
 
 # --------------------------------------------------------------------------
@@ -184,6 +202,57 @@ def _validate_lease(obj: dict) -> None:
         raise _err(422, f'Lease.coordination.k8s.io "{name}" is invalid: spec.leaseTransitions: must be >= 0')
 
 
+def _validate_cnp(obj: dict) -> None:
+    """What the CRD's schema refuses (ciliumnetworkpolicies.yaml: port is a
+    string, entities an enum), and what this fake does not model."""
+    name = obj["metadata"]["name"]
+
+    def invalid(msg: str) -> KubeError:
+        return _err(422, f'{CNP_KIND}.cilium.io "{name}" is invalid: {msg}')
+
+    spec = obj.get("spec")
+    if not isinstance(spec, dict) or set(obj) - {"apiVersion", "kind", "metadata", "spec", "status"}:
+        raise invalid("fake cluster: only spec is modelled")
+    if set(spec) - {"endpointSelector", "egress", "description"}:
+        raise invalid(f"fake cluster: spec fields not modelled: {sorted(set(spec) - {'endpointSelector', 'egress', 'description'})}")
+    for i, rule in enumerate(spec.get("egress") or []):
+        if not isinstance(rule, dict) or set(rule) - {"toEntities", "toPorts"} or not rule.get("toEntities"):
+            raise invalid(f"spec.egress[{i}]: fake cluster: only toEntities and toPorts are modelled")
+        for ent in rule["toEntities"]:
+            if ent not in _CILIUM_ENTITIES:
+                raise invalid(f"spec.egress[{i}].toEntities: Unsupported value: {ent!r}")
+        for pr in rule.get("toPorts") or []:
+            for p in (pr or {}).get("ports") or []:
+                if not isinstance(p.get("port"), str) or not p["port"].isdigit():
+                    raise invalid(f"spec.egress[{i}].toPorts.ports.port: Invalid value: {p.get('port')!r}: "
+                                  "fake cluster: a port number as a string")
+
+
+def _cnp_selects(cnp: dict, pod: dict) -> bool:
+    """Does a CiliumNetworkPolicy with egress rules select this pod?"""
+    spec = cnp.get("spec") or {}
+    return bool(spec.get("egress")) and cnp["metadata"].get("namespace") == pod["metadata"]["namespace"] \
+        and selector_matches(spec.get("endpointSelector") or {}, pod["metadata"].get("labels") or {})
+
+
+def _cnp_allows(cnp: dict, to_api: bool, port: int, proto: str) -> bool:
+    """Does one of its egress rules let this packet out? Only the entity
+    kube-apiserver names a destination here; absent toPorts is every port,
+    absent or ANY protocol is TCP, UDP and SCTP."""
+    for rule in (cnp.get("spec") or {}).get("egress") or []:
+        if not (to_api and "kube-apiserver" in rule["toEntities"]):
+            continue
+        if "toPorts" not in rule:
+            return True
+        for pr in rule["toPorts"] or []:
+            for p in pr.get("ports") or []:
+                lo = int(p["port"])
+                hi = p.get("endPort") or lo
+                if lo <= port <= hi and (p.get("protocol") or "ANY") in ("ANY", proto):
+                    return True
+    return False
+
+
 def _err(status: int, message: str, cls=KubeError) -> KubeError:
     e = cls(message)
     e.status = status
@@ -211,8 +280,12 @@ class FakeKube:
                  enforce: bool = True, reject: bool = False, lag_probes: int = 0, lag_seconds: float = 0.0,
                  clock: Callable[[], float] = time.monotonic, exec_latency: float = 0.0,
                  time_scale: float = 0.0, sleep: Callable[[float], None] = time.sleep,
-                 seed: bool = True, shell: bool = True, api_port: int = API_PORT, namespace_grace_s: float = 0.0):
+                 seed: bool = True, shell: bool = True, api_port: int = API_PORT, namespace_grace_s: float = 0.0,
+                 cni: str | None = None):
         self._context = context
+        # cni="cilium": CiliumNodes, the CiliumNetworkPolicy CRD and Cilium's
+        # identities (see the module docstring).
+        self.cni = cni
         self._server = server
         self.enforce = enforce
         # reject=True: denied packets are answered with ICMP port-unreachable
@@ -272,9 +345,14 @@ class FakeKube:
         return (obj["apiVersion"], kind, ns, obj["metadata"]["name"]), Call(verb, obj["apiVersion"], kind, ns,
                                                                            obj["metadata"]["name"])
 
+    def _check_served(self, key: tuple, verb: str) -> None:
+        if key[0] == CILIUM_API and self.cni != "cilium":
+            raise _err(404, f"{verb} {key[1]}/{key[3]}: the server does not serve {CILIUM_API} {key[1]}")
+
     def apply(self, obj: dict) -> dict:
         key, call = self._key_of(obj, "apply")
         self._record(call)
+        self._check_served(key, "apply")
         with self._lock:
             self._reap()
             old = self._objects.get(key)
@@ -289,6 +367,7 @@ class FakeKube:
     def create(self, obj: dict) -> dict:
         key, call = self._key_of(obj, "create")
         self._record(call)
+        self._check_served(key, "create")
         with self._lock:
             self._reap()
             if key in self._objects:
@@ -301,6 +380,7 @@ class FakeKube:
     def update(self, obj: dict) -> dict:
         key, call = self._key_of(obj, "update")
         self._record(call)
+        self._check_served(key, "update")
         with self._lock:
             self._reap()
             old = self._objects.get(key)
@@ -464,6 +544,8 @@ class FakeKube:
                 compile_policy(obj)
             except ManifestError as e:
                 raise KubeError(f"NetworkPolicy.networking.k8s.io \"{meta['name']}\" is invalid: {e}") from None
+        if kind == CNP_KIND:
+            _validate_cnp(obj)
         if kind == "Namespace":
             meta.setdefault("labels", {})[NS_NAME_LABEL] = meta["name"]
             obj.setdefault("status", {"phase": "Active"})
@@ -489,7 +571,7 @@ class FakeKube:
                                   "apiVersion": obj["apiVersion"], "time": _now()}]
         self._bump(obj)
         self._objects[key] = obj
-        if kind == "NetworkPolicy":
+        if kind in POLICY_KINDS:
             self._policies_changed()
         if WORKLOAD_KINDS.get(kind) == obj["apiVersion"]:
             self._reconcile(obj)
@@ -517,7 +599,7 @@ class FakeKube:
             return True
         self._objects.pop(key)
         self._last_applied.pop(key, None)
-        if kind == "NetworkPolicy":
+        if kind in POLICY_KINDS:
             self._policies_changed()
         uid = obj["metadata"]["uid"]
         for k, child in list(self._objects.items()):
@@ -700,6 +782,9 @@ class FakeKube:
                      "addressType": "IPv4",
                      "endpoints": [{"addresses": [API_ADDRESS], "conditions": {"ready": True}}],
                      "ports": [{"name": "https", "port": self.api_port, "protocol": "TCP"}]}, "default")
+        if self.cni == "cilium":
+            self._apply({"apiVersion": CILIUM_API, "kind": "CiliumNode", "metadata": {"name": node},
+                         "spec": {"addresses": [{"type": "InternalIP", "ip": "172.18.0.2"}]}}, None)
         self.calls.clear()
 
     # -- internals: the simulated network ------------------------------------
@@ -721,7 +806,7 @@ class FakeKube:
         if due:
             self._enforced = [copy.deepcopy(o) for k, o in sorted(self._objects.items(),
                                                                    key=lambda kv: tuple(str(x) for x in kv[0]))
-                              if k[1] == "NetworkPolicy"]
+                              if k[1] in POLICY_KINDS]
             self._dirty = False
 
     @staticmethod
@@ -754,7 +839,8 @@ class FakeKube:
                       if k[1] == "Namespace"}
         key = (id(self._enforced), tuple(sorted((n, tuple(sorted(lb.items()))) for n, lb in namespaces.items())))
         if self._engine_cache is None or self._engine_cache[0] != key:
-            self._engine_cache = (key, Engine(namespaces, self._enforced))
+            self._engine_cache = (key, Engine(namespaces, [o for o in self._enforced
+                                                           if o["kind"] == "NetworkPolicy"]))
         return self._engine_cache[1]
 
     def _resolve(self, host: str) -> dict | str | None:
@@ -830,15 +916,31 @@ class FakeKube:
             if target is None:
                 return "no-route", False
             if target == API_ADDRESS:
+                # Cilium gives the API server the kube-apiserver identity
+                # (the node's address: host), which no ipBlock selects
+                # (measured on the e2e cilium lane): for NetworkPolicies it
+                # has no address there.
                 dst = Endpoint(key="external/kube-api", namespace=None, name="kube-api", kind="external",
-                               ports=(Port("https", self.api_port, "TCP"),), ip=API_ADDRESS)
+                               ports=(Port("https", self.api_port, "TCP"),),
+                               ip=None if self.cni == "cilium" else API_ADDRESS)
                 listening = {(self.api_port, "TCP")}
                 is_dns = False
             else:
                 dst = self._pod_endpoint(target)
                 listening = self._listening(target)
                 is_dns = (target["metadata"].get("labels") or {}).get("k8s-app") == "kube-dns" and port == 53
-            allowed = (not self.enforce) or self._engine().evaluate(src, dst, port, proto).allowed
+            allowed = True
+            if self.enforce:
+                verdict = self._engine().evaluate(src, dst, port, proto)
+                allowed = verdict.allowed
+                src_pod = self._objects[("v1", "Pod", namespace, pod_name)]
+                cnps = [o for o in self._enforced if o["kind"] == CNP_KIND and _cnp_selects(o, src_pod)]
+                if cnps:
+                    # Cilium: selected for egress, so default-deny; the allows
+                    # of both kinds add up.
+                    egress = (verdict.egress.isolated and verdict.egress.allowed) or \
+                        any(_cnp_allows(c, target == API_ADDRESS, port, proto) for c in cnps)
+                    allowed = egress and verdict.ingress.allowed
         if not allowed:
             return ("rejected" if self.reject else "dropped"), is_dns
         if (port, proto) not in listening:

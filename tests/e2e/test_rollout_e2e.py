@@ -21,25 +21,41 @@ from cluster.policy.profile import MANIFESTS_DIR, load_profile
 pytestmark = pytest.mark.e2e
 
 DASHI_NS = ["dashi-platform", "dashi-catalog", "dashi-data", "dashi-serving", "dashi-monitoring"]
-# Filled by the first test: every NetworkPolicy in the profile's namespaces
-# before the rollout touched anything, spec by spec.
+# Filled by the first test: every NetworkPolicy (and CiliumNetworkPolicy) in
+# the profile's namespaces before the rollout touched anything, spec by spec.
 BEFORE: dict = {}
 
 
-def live_policies(cluster) -> dict[tuple[str, str], dict]:
+def live_policies(cluster) -> dict[tuple[str, str, str], dict]:
+    """(namespace, name, kind) -> spec; CiliumNetworkPolicies where the CRD is served."""
     from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
 
     api = cluster.api()
     net = client.NetworkingV1Api(api)
+    custom = client.CustomObjectsApi(api)
     out = {}
     for ns in DASHI_NS:
         for p in net.list_namespaced_network_policy(ns).items:
-            out[(ns, p.metadata.name)] = api.sanitize_for_serialization(p.spec)
+            out[(ns, p.metadata.name, "NetworkPolicy")] = api.sanitize_for_serialization(p.spec)
+        try:
+            cnps = custom.list_namespaced_custom_object("cilium.io", "v2", ns, "ciliumnetworkpolicies")["items"]
+        except ApiException as e:
+            if e.status != 404:  # 404: no Cilium CRDs on this lane
+                raise
+            cnps = []
+        for p in cnps:
+            out[(ns, p["metadata"]["name"], "CiliumNetworkPolicy")] = p.get("spec")
     return out
 
 
-def step_names(profile, k: int) -> set[tuple[str, str]]:
-    return {(o["metadata"]["namespace"], o["metadata"]["name"]) for o in profile.policies_through(k)}
+def dashi(cluster):
+    """The dashi profile in the form the rollout uses on this lane's CNI."""
+    return load_profile("dashi").for_cni("cilium" if cluster.lane == "cilium" else None)
+
+
+def step_names(profile, k: int) -> set[tuple[str, str, str]]:
+    return {(o["metadata"]["namespace"], o["metadata"]["name"], o["kind"]) for o in profile.policies_through(k)}
 
 
 def observed_allowed(report: dict) -> set[tuple]:
@@ -70,7 +86,7 @@ def test_prepare_deploys_standins_and_proves_enforcement(e2e_cluster):
     assert not [n.metadata.name for n in core.list_namespace().items
                 if "canary" in n.metadata.name and n.metadata.deletion_timestamp is None]
     BEFORE.update(live_policies(e2e_cluster))
-    assert not any(k[1] in step_names(load_profile("dashi"), 9) for k in BEFORE), \
+    assert not any(k in step_names(dashi(e2e_cluster), 9) for k in BEFORE), \
         "the cluster already holds dashi policies; start from a clean cluster"
 
 
@@ -116,7 +132,7 @@ def test_all_steps_apply_and_verify(e2e_cluster):
                            "--context", e2e_cluster.context, "--yes")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     print(f"network-policies-up, 8 steps verified live: {time.monotonic() - t0:.1f} s")
-    profile = load_profile("dashi")
+    profile = dashi(e2e_cluster)
     assert {k for k in live_policies(e2e_cluster) if k not in BEFORE} == step_names(profile, 8)
     history = e2e_cluster.inv("history", "--context", e2e_cluster.context)
     assert history.returncode == 0
@@ -127,32 +143,30 @@ def test_all_steps_apply_and_verify(e2e_cluster):
 APPLIED: list[int] = []  # how many steps the cluster holds after the kube-api step
 
 
-def test_kube_api_step_verifies_where_ipblock_selects_the_api_server(e2e_cluster):
-    """allow-kube-api opens the worker's egress to the API server by ipBlock.
-    Whether an ipBlock selects the API server depends on the CNI. Cilium
-    gives a node's own address the host identity, which ipBlock does not
-    select (measured here even with policy-cidr-match-mode=nodes): the
-    rollout must catch exactly that edge and roll the step back. kube-router
-    matches ipBlocks on addresses, node addresses included: the step
-    verifies."""
-    profile = load_profile("dashi")
+def test_kube_api_step_verifies_in_the_form_for_the_cni(e2e_cluster):
+    """allow-kube-api opens the worker's egress to the API server. An ipBlock
+    selects it where policies match addresses (kube-router); Cilium gives
+    the API server's address (the node's own) the host and kube-apiserver
+    identities, which no ipBlock selects (measured here even with
+    policy-cidr-match-mode=nodes), so on Cilium the rollout applies the
+    step's cilium variant, a CiliumNetworkPolicy to the entity
+    kube-apiserver, and it verifies too."""
+    profile = dashi(e2e_cluster)
+    t0 = time.monotonic()
     proc = e2e_cluster.inv("network-policies-up", "--context", e2e_cluster.context, "--yes")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "[9/9] allow-kube-api: verified" in proc.stdout
     ours = {k for k in live_policies(e2e_cluster) if k not in BEFORE}
-    if e2e_cluster.lane != "cilium":
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-        assert ours == step_names(profile, 9)
-        APPLIED.append(9)
-        print(f"{e2e_cluster.lane}: allow-kube-api verified live (ipBlock selects the API server)")
-        return
-    assert proc.returncode == 1
-    out = proc.stdout + proc.stderr
-    assert "[9/9] allow-kube-api: verification FAILED" in out
-    assert "dashi-data/prefect-worker -> external/kube-api 6443/TCP: mismatch" in out
-    assert "1 edge(s) differ (mismatch)" in out
-    assert "the restore is verified" in out
-    assert ours == step_names(profile, 8)
-    APPLIED.append(8)
-    print("cilium: allow-kube-api's ipBlock does not reach the API server; caught and rolled back")
+    assert ours == step_names(profile, 9)
+    APPLIED.append(9)
+    if e2e_cluster.lane == "cilium":
+        assert "09-allow-kube-api.cilium.yaml, the cilium form" in proc.stdout
+        assert ("dashi-data", "allow-kube-api", "CiliumNetworkPolicy") in ours
+        form = "CiliumNetworkPolicy toEntities kube-apiserver"
+    else:
+        assert ("dashi-data", "allow-kube-api", "NetworkPolicy") in ours
+        form = "NetworkPolicy ipBlock"
+    print(f"{e2e_cluster.lane}: allow-kube-api verified live as {form} in {time.monotonic() - t0:.1f} s")
 
 
 def test_smoke_passes_and_writes_its_report(e2e_cluster, tmp_path):
