@@ -10,7 +10,7 @@ import pytest
 from cluster.errors import DashiError
 from cluster.live.discovery import Target, discover
 from cluster.live.kube import ExecResult
-from cluster.live.probe import (BATCH_SCRIPT, MatrixProber, NoShell, ProbeResult, classify, classify_dns, connect,
+from cluster.live.probe import (agrees, BATCH_SCRIPT, MatrixProber, NoShell, ProbeResult, classify, classify_dns, connect,
                                 connect_argv, go_duration, parse_batch)
 from cluster.live.snapshots import mark_ours
 from cluster.policy.engine import Edge
@@ -188,10 +188,30 @@ def test_disagreeing_probes_are_re_polled_until_the_cni_catches_up(dashi):
     for o in run.observations.values():
         attempts.setdefault((o.result.kind, o.attempts), 0)
         attempts[(o.result.kind, o.attempts)] += 1
-    # TCP edges saw the old, open network three times, then the drop; UDP to DNS
-    # is unprobed and never re-polled.
+    # TCP edges saw the old, open network three times, then the drop (each
+    # re-poll a whole pass: nothing to confirm); UDP to DNS is unprobed and
+    # never re-polled.
     assert attempts == {("timeout", 4): 226, ("unprobed", 1): 14}
     assert clock.slept == [1.0, 1.0, 1.0]
+
+
+def test_an_edge_that_agreed_before_the_cni_caught_up_is_probed_again(dashi):
+    """Right after an apply, the old rules answer: an edge the new policies
+    block but the engine says is open (a dataplane departure) agrees with
+    the prediction in that first pass. It must be probed again once the CNI
+    has caught up, not taken from the stale pass."""
+    kube, profile = dashi
+    clock = FakeClock()
+    kube.clock, kube.lag_seconds = clock, 3.0
+    apply_steps(kube, profile, 1)
+    live = discover(kube, profile)
+    tcp = [e for e, t in live.targets.items() if e.protocol == "TCP"]
+    stale = tcp[0]  # the engine is wrong about this one: say it is open
+    expected = {e: e == stale for e in live.targets}
+    run = MatrixProber(kube, clock=clock, sleep=clock.sleep).run(live.targets, expected)
+    assert run.observations[stale].allowed is False  # what the CNI does once caught up
+    assert not agrees(run.observations[stale], expected[stale])
+    assert all(agrees(run.observations[e], expected[e]) for e in tcp[1:])
 
 
 def test_re_polling_is_bounded(dashi):

@@ -40,7 +40,11 @@ report says which was used.
 only the probes that disagree with the prediction, every ``poll_interval``
 up to ``poll_timeout`` (1 s and 10 s, upstream e2e's numbers): CNIs program
 policies asynchronously, and a probe right after an apply may see the old
-rules. The run records when the matrix first matched (time to enforce).
+rules. An edge that agreed in such a pass may have agreed by the old rules
+(an allow the new policy takes away), so once the re-polled edges agree the
+whole matrix is probed once more, and the run ends only on a whole pass that
+agrees, as upstream e2e's full-matrix polling does. The run records when
+the matrix first matched (time to enforce).
 """
 
 from __future__ import annotations
@@ -436,19 +440,35 @@ class MatrixProber:
             first_pass = self.clock() - start
             pending = {e for e in probable if not agrees(obs[e], predicted.get(e))}
             rounds = 0
+            # Set when a re-poll ran: then the edges that agreed early were
+            # seen before the CNI caught up (a stale allow can match the
+            # prediction), so agreement counts only once one whole pass
+            # agrees, as upstream e2e's full-matrix polling has it.
+            unconfirmed = bool(pending)
+            confirmable = {e for e in probable if obs[e].result.kind != "unprobed"}
+
+            def probe(edges) -> None:
+                nonlocal probes
+                again = self._round(pool, {e: probable[e] for e in sorted(edges, key=str)})
+                probes += len(again)
+                now = self.clock()
+                for edge, res in again.items():
+                    prev = obs[edge]
+                    obs[edge] = Observation(edge, res, prev.attempts + 1, prev.target, now - start)
 
             def settled() -> tuple[bool, str]:
                 # The first call only looks at the first pass; each later one
-                # re-probes what still disagrees.
-                nonlocal pending, probes, rounds, matched_at
+                # re-probes what still disagrees, and once nothing does, every
+                # edge once more in the same call.
+                nonlocal pending, rounds, matched_at, unconfirmed
                 if rounds:
-                    again = self._round(pool, {e: probable[e] for e in sorted(pending, key=str)})
-                    probes += len(again)
-                    now = self.clock()
-                    for edge, res in again.items():
-                        prev = obs[edge]
-                        obs[edge] = Observation(edge, res, prev.attempts + 1, prev.target, now - start)
+                    probe(pending)
+                    whole = pending >= confirmable  # this re-poll was itself a whole pass
                     pending = {e for e in pending if not agrees(obs[e], predicted.get(e))}
+                    if not pending and unconfirmed and not whole:
+                        probe(confirmable)
+                        pending = {e for e in probable if not agrees(obs[e], predicted.get(e))}
+                    unconfirmed = bool(pending)
                 rounds += 1
                 if not pending and matched_at is None:
                     matched_at = self.clock() - start
