@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import ipaddress
 import random
-from fnmatch import fnmatchcase
 
 import pytest
 
 from cluster.errors import ManifestError
 from cluster.policy.engine import HOST, Endpoint, Engine, Port, compile_policy, source_ranges
+from conformance import pairs  # the same universe: x, y, z with pods a, b, c
 
 # --------------------------------------------------------------------------
 # The universe
@@ -149,14 +149,6 @@ def port(p, protocol: str | None = None, end: int | None = None) -> dict:
 
 # --------------------------------------------------------------------------
 # Truth tables
-
-
-def pairs(srcs="*", dsts="*") -> frozenset:
-    """(src, dst) keys matching the glob(s), self excluded: pairs("*", "x/*")."""
-    srcs = [srcs] if isinstance(srcs, str) else list(srcs)
-    dsts = [dsts] if isinstance(dsts, str) else list(dsts)
-    return frozenset((s, d) for s in KEYS for d in KEYS if s != d
-                     and any(fnmatchcase(s, p) for p in srcs) and any(fnmatchcase(d, p) for p in dsts))
 
 
 def render(table: dict) -> str:

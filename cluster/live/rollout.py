@@ -93,7 +93,9 @@ class Rollout:
         # A step may have a form for the CNI this cluster runs (the kube-api
         # step on Cilium is a CiliumNetworkPolicy): the rollout applies,
         # predicts, snapshots and compares with that form.
-        self.profile = profile.for_cni(detect_cni(kube)) if profile.has_variants else profile
+        # The CNI also says which of its departures from the API's wording
+        # the engine predicts (cluster.policy.engine.DATAPLANES).
+        self.profile = profile.for_cni(detect_cni(kube))
         self.out = out or make_console()
         self.context = kube.context()
         self.server = kube.server()

@@ -480,6 +480,24 @@ class Verdict:
 # The engine
 
 
+# Where a dataplane departs from the NetworkPolicy API's wording, as the live
+# conformance suite (tests/e2e/test_conformance_e2e.py) measured it on each
+# test lane; the engine predicts that dataplane's behaviour when told it
+# (None: the API's wording, which kube-router, k3s's policy controller, met
+# on every case).
+DATAPLANES: dict[str | None, str] = {
+    None: "the NetworkPolicy API as written",
+    "k3s": "the NetworkPolicy API as written (kube-router: every conformance case agreed)",
+    "calico": "the NetworkPolicy API as written (not measured here: Calico cannot be built on the test machines)",
+    # Cilium v1.20.2 pkg/policy/types/selector.go, CIDRSelector.Matches: a
+    # CIDR selector (an ipBlock) matches the world identity, node identities
+    # under policy-cidr-match-mode=nodes, and pods only under
+    # policy-cidr-match-mode=pods, which is not the default. Conformance
+    # cases ipblock-ingress, ipblock-egress and ipblock-egress-except.
+    "cilium": "an ipBlock selects no pod, whatever its address (policy-cidr-match-mode without pods)",
+}
+
+
 class Engine:
     """Evaluate traffic against a set of policies.
 
@@ -487,7 +505,13 @@ class Engine:
     ``kubernetes.io/metadata.name`` label is added as the API server does.
     """
 
-    def __init__(self, namespaces: Mapping[str, Mapping[str, str]], policies: Iterable[Mapping | Policy]):
+    def __init__(self, namespaces: Mapping[str, Mapping[str, str]], policies: Iterable[Mapping | Policy], *,
+                 dataplane: str | None = None):
+        if dataplane not in DATAPLANES:
+            raise ValueError(f"unknown dataplane {dataplane!r}: one of {', '.join(map(str, DATAPLANES))}")
+        self.dataplane = dataplane
+        # Cilium's CIDR selectors reach no pod (see DATAPLANES).
+        self.ipblock_selects_pods = dataplane != "cilium"
         self.namespaces = {n: {**(labels or {}), NS_NAME_LABEL: n} for n, labels in namespaces.items()}
         self.policies: list[Policy] = [p if isinstance(p, Policy) else compile_policy(p) for p in policies]
         self._by_ns: dict[str, list[Policy]] = {}
@@ -505,7 +529,7 @@ class Engine:
         if peer.entity is not None:
             return peer.entity == KUBE_APISERVER_ENTITY and ep.is_kube_apiserver
         if peer.cidr is not None:
-            if ep.ip is None:
+            if ep.ip is None or (ep.is_pod and not self.ipblock_selects_pods):
                 return False
             addr = ipaddress.ip_address(ep.ip)
             return addr in peer.cidr and not any(addr in ex for ex in peer.excepts)
@@ -842,12 +866,14 @@ def predict(profile, policies: Iterable[Mapping] | None = None,
 
     ``policies`` defaults to all the profile's steps; ``endpoints`` replaces
     the profile's endpoints (e.g. with live pod and API server addresses,
-    which ipBlock rules depend on).
+    which ipBlock rules depend on). The profile's CNI (``Profile.for_cni``)
+    is the dataplane whose departures from the API apply (``DATAPLANES``).
     """
     if policies is None:
         policies = profile.policies_through(len(profile.steps))
     eps = list(endpoints) if endpoints is not None else profile.endpoints
     by_key = {ep.key: ep for ep in eps}
-    engine = Engine(profile.namespaces, policies)
+    cni = getattr(profile, "cni", None)
+    engine = Engine(profile.namespaces, policies, dataplane=cni if cni in DATAPLANES else None)
     return {e: engine.evaluate(by_key[e.src], by_key[e.dst], e.port, e.protocol)
             for e in profile.with_endpoints(eps).edges()}

@@ -1,0 +1,210 @@
+"""The conformance cases: the upstream e2e network policy scenarios
+(kubernetes test/e2e/network/netpol/network_policy.go) as data, on the
+universe the engine's truth-table tests use: namespaces x, y, z labelled
+ns=<name>, pods a, b, c in each labelled pod=<name>, every pod serving TCP 80
+(serve-80-tcp) and 81 (serve-81-tcp).
+
+Each case states its expected truth table per port the way the upstream
+tests do, "allowed (or blocked) everywhere except these pairs", and builds
+its policies from the pods' addresses (the ipBlock cases name a pod's IP).
+``tests/test_conformance_cases.py`` holds the engine to every table offline;
+``tests/e2e/test_conformance_e2e.py`` applies every case to real pods on a
+test cluster lane, probes the 9 x 9 matrix on both ports and counts the cases
+whose live matrix is the engine's prediction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from typing import Callable, Mapping
+
+from cluster.policy.engine import Endpoint, Engine, Port
+
+NAMESPACES = ("x", "y", "z")
+POD_NAMES = ("a", "b", "c")
+KEYS = tuple(f"{ns}/{p}" for ns in NAMESPACES for p in POD_NAMES)
+PORTS = (80, 81)
+CONTAINER_PORTS = tuple(Port(f"serve-{n}-tcp", n, "TCP") for n in PORTS)
+NS_NAME = "kubernetes.io/metadata.name"
+ALLOWED, BLOCKED = True, False
+
+
+def namespace_labels() -> dict[str, dict[str, str]]:
+    return {ns: {"ns": ns} for ns in NAMESPACES}
+
+
+def endpoints(ips: Mapping[str, str]) -> list[Endpoint]:
+    """The nine pods as the engine sees them, at the given addresses."""
+    out = []
+    for key in KEYS:
+        ns, name = key.split("/")
+        out.append(Endpoint(key=key, namespace=ns, name=name, labels={"pod": name}, ports=CONTAINER_PORTS,
+                            ip=ips[key]))
+    return out
+
+
+def pairs(srcs="*", dsts="*") -> frozenset:
+    """(src, dst) keys matching the glob(s), self excluded."""
+    srcs = [srcs] if isinstance(srcs, str) else list(srcs)
+    dsts = [dsts] if isinstance(dsts, str) else list(dsts)
+    return frozenset((s, d) for s in KEYS for d in KEYS if s != d
+                     and any(fnmatchcase(s, p) for p in srcs) and any(fnmatchcase(d, p) for p in dsts))
+
+
+# -- policy builders (plain dicts, as read from YAML) --------------------------------
+
+def netpol(ns: str, name: str, selector: dict | None = None, *, ingress=None, egress=None) -> dict:
+    spec: dict = {"podSelector": selector or {}, "policyTypes": []}
+    if ingress is not None:
+        spec["ingress"] = ingress
+        spec["policyTypes"].append("Ingress")
+    if egress is not None:
+        spec["egress"] = egress
+        spec["policyTypes"].append("Egress")
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"namespace": ns, "name": name}, "spec": spec}
+
+
+def labels(**kv) -> dict:
+    return {"matchLabels": dict(kv)}
+
+
+def ns_named(name: str) -> dict:
+    return {"matchLabels": {NS_NAME: name}}
+
+
+def exprs(key: str, op: str, *values: str) -> dict:
+    r: dict = {"key": key, "operator": op}
+    if values:
+        r["values"] = list(values)
+    return {"matchExpressions": [r]}
+
+
+def tcp(port, end: int | None = None) -> dict:
+    out = {"protocol": "TCP", "port": port}
+    if end is not None:
+        out["endPort"] = end
+    return out
+
+
+def cidr(ip: str) -> str:
+    return f"{ip}/32" if ":" not in ip else f"{ip}/128"
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    upstream: str  # the upstream e2e test it follows
+    policies: Callable[[Mapping[str, str]], list[dict]]  # pod key -> IP, to policies
+    expect: Mapping[int, tuple[bool, frozenset]]  # port -> (default, exceptions)
+
+
+def both(default: bool, exceptions=frozenset()) -> dict:
+    return {p: (default, frozenset(exceptions)) for p in PORTS}
+
+
+CASES: tuple[Case, ...] = (
+    Case("default-deny-ingress", "should support a 'default-deny-ingress' policy",
+         lambda ip: [netpol("x", "deny-ingress", ingress=[])],
+         both(ALLOWED, pairs("*", "x/*"))),
+    Case("default-deny-all", "should support a 'default-deny-all' policy",
+         lambda ip: [netpol("x", "deny-all", ingress=[], egress=[])],
+         both(ALLOWED, pairs("*", "x/*") | pairs("x/*", "*"))),
+    Case("allow-all", "should support allow-all policy",
+         lambda ip: [netpol("x", "deny-ingress", ingress=[]), netpol("x", "allow-all", ingress=[{}])],
+         both(ALLOWED)),
+    Case("pod-selector-same-namespace",
+         "should enforce policy to allow traffic from pods within server namespace based on PodSelector",
+         lambda ip: [netpol("x", "x-a-from-x-b", labels(pod="a"), ingress=[{"from": [{"podSelector": labels(pod="b")}]}])],
+         both(ALLOWED, pairs("*", "x/a") - {("x/b", "x/a")})),
+    Case("allow-ingress-for-a-target", "should enforce policy to allow ingress traffic for a target",
+         lambda ip: [netpol("x", "deny-ingress", ingress=[]),
+                     netpol("x", "allow-all-to-a", labels(pod="a"),
+                            ingress=[{"from": [{"namespaceSelector": {}, "podSelector": {}}]}])],
+         both(ALLOWED, pairs("*", ["x/b", "x/c"]))),
+    Case("namespace-selector", "should enforce policy to allow traffic only from a different namespace, "
+                               "based on NamespaceSelector",
+         lambda ip: [netpol("x", "a-from-y", labels(pod="a"), ingress=[{"from": [{"namespaceSelector": ns_named("y")}]}])],
+         both(ALLOWED, pairs(["x/*", "z/*"], "x/a"))),
+    Case("namespace-selector-not-in", "should enforce policy based on NamespaceSelector with MatchExpressions",
+         lambda ip: [netpol("x", "a-not-from-x", labels(pod="a"),
+                            ingress=[{"from": [{"namespaceSelector": exprs("ns", "NotIn", "x")}]}])],
+         both(ALLOWED, pairs("x/*", "x/a"))),
+    Case("pod-selector-expressions", "should enforce policy based on PodSelector with MatchExpressions",
+         lambda ip: [netpol("x", "a-from-b", labels(pod="a"),
+                            ingress=[{"from": [{"podSelector": exprs("pod", "In", "b")}]}])],
+         both(ALLOWED, pairs("*", "x/a") - {("x/b", "x/a")})),
+    Case("namespace-and-pod-selector", "should enforce policy based on PodSelector and NamespaceSelector",
+         lambda ip: [netpol("x", "a-from-y-b", labels(pod="a"),
+                            ingress=[{"from": [{"namespaceSelector": ns_named("y"), "podSelector": labels(pod="b")}]}])],
+         both(ALLOWED, pairs("*", "x/a") - {("y/b", "x/a")})),
+    Case("namespace-or-pod-selector", "should enforce policy based on PodSelector or NamespaceSelector",
+         lambda ip: [netpol("x", "a-from-y-or-c", labels(pod="a"),
+                            ingress=[{"from": [{"namespaceSelector": ns_named("y")}, {"podSelector": labels(pod="c")}]}])],
+         both(ALLOWED, pairs("*", "x/a") - pairs("y/*", "x/a") - {("x/c", "x/a")})),
+    Case("pod-selector-all-namespaces", "should enforce policy based on any PodSelectors",
+         lambda ip: [netpol("x", "a-from-b-anywhere", labels(pod="a"),
+                            ingress=[{"from": [{"namespaceSelector": {}, "podSelector": labels(pod="b")}]}])],
+         both(ALLOWED, pairs("*", "x/a") - pairs("*/b", "x/a"))),
+    Case("multiple-policies-union", "should enforce multiple ingress policies with ingress allow-all policy "
+                                    "taking precedence (allows add up)",
+         lambda ip: [netpol("x", "a-from-y", labels(pod="a"), ingress=[{"from": [{"namespaceSelector": ns_named("y")}]}]),
+                     netpol("x", "a-from-z", labels(pod="a"), ingress=[{"from": [{"namespaceSelector": ns_named("z")}]}])],
+         both(ALLOWED, pairs("x/*", "x/a"))),
+    Case("port-number", "should enforce policy to allow traffic only from a pod in a different namespace "
+                        "based on PodSelector and NamespaceSelector, on one port",
+         lambda ip: [netpol("x", "a-on-80", labels(pod="a"), ingress=[{"ports": [tcp(80)]}])],
+         {80: (ALLOWED, frozenset()), 81: (ALLOWED, pairs("*", "x/a"))}),
+    Case("port-named", "should allow ingress access on one named port",
+         lambda ip: [netpol("x", "a-on-serve-81", labels(pod="a"), ingress=[{"ports": [tcp("serve-81-tcp")]}])],
+         {80: (ALLOWED, pairs("*", "x/a")), 81: (ALLOWED, frozenset())}),
+    Case("port-range", "should support a 'port range' (endPort)",
+         lambda ip: [netpol("x", "a-on-81-90", labels(pod="a"), ingress=[{"ports": [tcp(81, 90)]}])],
+         {80: (ALLOWED, pairs("*", "x/a")), 81: (ALLOWED, frozenset())}),
+    Case("default-deny-egress", "should support a 'default-deny-egress' policy",
+         lambda ip: [netpol("x", "deny-egress", egress=[])],
+         both(ALLOWED, pairs("x/*", "*"))),
+    Case("egress-to-namespace", "should enforce egress policy allowing traffic to a server in a different "
+                                "namespace based on PodSelector and NamespaceSelector",
+         lambda ip: [netpol("x", "a-to-y", labels(pod="a"), egress=[{"to": [{"namespaceSelector": ns_named("y")}]}])],
+         both(ALLOWED, pairs("x/a", "*") - pairs("x/a", "y/*"))),
+    Case("egress-to-pod-on-port", "should allow egress access on one named port",
+         lambda ip: [netpol("x", "a-to-y-b-80", labels(pod="a"),
+                            egress=[{"to": [{"namespaceSelector": ns_named("y"), "podSelector": labels(pod="b")}],
+                                     "ports": [tcp(80)]}])],
+         {80: (ALLOWED, pairs("x/a", "*") - {("x/a", "y/b")}), 81: (ALLOWED, pairs("x/a", "*"))}),
+    Case("ingress-and-egress", "should enforce ingress and egress policies together",
+         lambda ip: [netpol("x", "a-deny-ingress", labels(pod="a"), ingress=[]),
+                     netpol("y", "b-deny-egress", labels(pod="b"), egress=[])],
+         both(ALLOWED, pairs("*", "x/a") | pairs("y/b", "*"))),
+    Case("ipblock-ingress", "should allow ingress access from a pod by its IP (ipBlock)",
+         lambda ip: [netpol("x", "a-from-y-b-ip", labels(pod="a"),
+                            ingress=[{"from": [{"ipBlock": {"cidr": cidr(ip["y/b"])}}]}])],
+         both(ALLOWED, pairs("*", "x/a") - {("y/b", "x/a")})),
+    Case("ipblock-egress", "should enforce policies to check ingress and egress policies can be controlled "
+                           "independently based on CIDR (egress to a pod's IP)",
+         lambda ip: [netpol("x", "a-to-z-c-ip", labels(pod="a"), egress=[{"to": [{"ipBlock": {"cidr": cidr(ip["z/c"])}}]}])],
+         both(ALLOWED, pairs("x/a", "*") - {("x/a", "z/c")})),
+    Case("ipblock-egress-except", "should enforce except clause while egress access to server in CIDR block",
+         lambda ip: [netpol("x", "a-to-all-but-z-c", labels(pod="a"),
+                            egress=[{"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": [cidr(ip["z/c"])]}}]}])],
+         both(ALLOWED, {("x/a", "z/c")})),
+)
+
+
+# The dataplane each test lane runs, as the engine names it (DATAPLANES).
+LANE_DATAPLANES = {"cilium": "cilium", "kube-router": "k3s"}
+
+
+def predicted_table(case: Case, ips: Mapping[str, str], dataplane: str | None = None) -> dict[tuple[str, str, int], bool]:
+    """The engine's verdict for every pair and port of one case."""
+    eps = endpoints(ips)
+    engine = Engine(namespace_labels(), case.policies(ips), dataplane=dataplane)
+    return {(s.key, d.key, p): engine.evaluate(s, d, p, "TCP").allowed
+            for s in eps for d in eps if s is not d for p in PORTS}
+
+
+def expected_table(case: Case) -> dict[tuple[str, str, int], bool]:
+    return {(s, d, p): (not default) if (s, d) in exceptions else default
+            for p, (default, exceptions) in case.expect.items() for s in KEYS for d in KEYS if s != d}
