@@ -344,6 +344,31 @@ def test_kill_minus_9_at_random_moments_then_the_same_command_finishes_exact(e2e
 # The API server goes away mid-step
 
 
+def _wait_stable_ready(cluster, stable_s: float = 15.0, timeout_s: float = 240.0) -> None:
+    """After an outage the controller manager finds the node's heartbeat
+    stale and marks the node, and with it every pod, not Ready until the
+    kubelet reports again, which can come some seconds after the API server
+    answers. The tool rightly refuses to probe from pods that are not Ready;
+    the test waits until the profile's pods have been Ready for ``stable_s``
+    without a break."""
+    _, _, core = api_objects(cluster)
+    t0, since = time.monotonic(), None
+    while time.monotonic() - t0 < timeout_s:
+        try:
+            pods = [p for ns in NAMESPACES for p in core.list_namespaced_pod(ns, _request_timeout=5).items]
+            ready = bool(pods) and all(any(c.type == "Ready" and c.status == "True"
+                                           for c in (p.status.conditions or [])) for p in pods)
+        except Exception:  # noqa: BLE001 - the API server may still be coming up
+            ready = False
+        now = time.monotonic()
+        since = (since or now) if ready else None
+        if since is not None and now - since >= stable_s:
+            return
+        time.sleep(1.0)
+    raise AssertionError(f"the profile's pods were not Ready for {stable_s:.0f} s in a row within {timeout_s:.0f} s "
+                         "after the API server came back")
+
+
 def test_the_api_server_stopped_mid_step_gives_one_line_and_the_next_run_ends_exact(e2e_cluster, prepared, say):
     if os.geteuid() != 0:
         pytest.skip("stopping the test cluster's API server needs root (tests/e2e/hostcluster/apiserver.sh)")
@@ -369,6 +394,7 @@ def test_the_api_server_stopped_mid_step_gives_one_line_and_the_next_run_ends_ex
         finally:
             proc.kill()
             subprocess.run([str(APISERVER), "start"], check=True, timeout=200)
+            _wait_stable_ready(e2e_cluster)
         say(f"\nAPI server stopped while {moment}: exit {code}; stderr: {err.strip()}")
         assert code != 0
         assert "Traceback" not in out + err
