@@ -6,7 +6,7 @@ classes otherwise. Manifests people wrote are read by
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any
 
 import yaml
 
@@ -22,7 +22,3 @@ def load(text: str) -> Any:
 
 def dump(data: Any, **kw) -> str:
     return yaml.dump(data, Dumper=_Dumper, **kw)
-
-
-def dump_all(docs: Iterable[Any], **kw) -> str:
-    return yaml.dump_all(docs, Dumper=_Dumper, **kw)

@@ -206,6 +206,17 @@ def run(kube: Kube, *, sleep: Callable[[float], None], clock: Callable[[], float
             pass  # reported by the caller's summary; a leftover namespace is labelled ours
 
 
+def measure(kube: Kube, state, cni: str, *, sleep: Callable[[float], None], clock: Callable[[], float],
+            progress: Callable[[str], None] = lambda d: None, connect=None) -> CanaryResult:
+    """Run the canary and keep the deny behaviour it measured, if any, in
+    ``state`` (the cluster's ``ClusterState``) under the CNI name ``cni``.
+    The caller reads the result with ``verdict``."""
+    result = run(kube, sleep=sleep, clock=clock, progress=progress, connect=connect)
+    if result.deny_behaviour:
+        state.save_cni(name=cni, deny_behaviour=result.deny_behaviour, evidence=result.summary())
+    return result
+
+
 def verdict(result: CanaryResult, cni: str) -> str:
     """One line for a passing canary; raises with the evidence otherwise."""
     if result.ok:

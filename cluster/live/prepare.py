@@ -90,11 +90,9 @@ def canary_step(cni_label: Callable[[Session], str], connect=None) -> PipelineSt
 
     def run(s: Session) -> str:
         with held(s, "run the enforcement canary"):
-            result = canary.run(s.kube, sleep=s.sleep, clock=s.clock, progress=s.progress, connect=connect)
+            result = canary.measure(s.kube, ClusterState.open(s.kube), cni_label(s), sleep=s.sleep, clock=s.clock,
+                                    progress=s.progress, connect=connect)
         s.state["canary"] = result
-        if result.deny_behaviour:
-            ClusterState.open(s.kube).save_cni(name=cni_label(s), deny_behaviour=result.deny_behaviour,
-                                               evidence=result.summary())
         line = canary.verdict(result, cni_label(s))  # raises loudly when not enforced
         s.state["canary_line"] = line
         return line

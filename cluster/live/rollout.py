@@ -174,13 +174,10 @@ class Rollout:
         a denied packet through: no rollout is verifiable there."""
         if self.settings.deny_behaviour != "unknown":
             return
-        cni = detect_cni(self.kube)
-        label = cni_label(cni)
+        cni = self.profile.cni  # what __init__ detected
         self.say("Measuring this cluster's deny behaviour (the enforcement canary)...")
-        result = canary.run(self.kube, sleep=self.settings.sleep, clock=self.settings.clock)
-        line = canary.verdict(result, label)  # raises loudly when not enforced
-        self.cluster.save_cni(name=cni, deny_behaviour=result.deny_behaviour or "unknown",
-                              evidence=result.summary())
+        result = canary.measure(self.kube, self.cluster, cni, sleep=self.settings.sleep, clock=self.settings.clock)
+        line = canary.verdict(result, cni_label(cni))  # raises loudly when not enforced
         self.settings = replace(self.settings, deny_behaviour=self.cluster.deny_behaviour)
         self.say(f"  {line}")
 

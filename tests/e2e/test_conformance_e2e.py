@@ -23,6 +23,7 @@ from cluster.live.discovery import Target
 from cluster.live.kube import MANAGED_BY_LABEL, MANAGED_BY_VALUE, ClientKube
 from cluster.live.poll import wait_until
 from cluster.live.probe import MatrixProber
+from cluster.live.readiness import workload_ready
 from cluster.policy.engine import Edge
 from conformance import CASES, KEYS, LANE_DATAPLANES, NAMESPACES, PORTS, namespace_labels, predicted_table
 
@@ -50,12 +51,6 @@ def _pod(key: str) -> dict:
                 "resources": {"requests": {"cpu": "5m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}}}]}}
 
 
-def _ready(pod: dict | None) -> bool:
-    status = (pod or {}).get("status") or {}
-    return bool(status.get("podIP")) and any(c.get("type") == "Ready" and c.get("status") == "True"
-                                              for c in status.get("conditions") or [])
-
-
 @pytest.fixture(scope="module")
 def universe(e2e_cluster):
     kube = ClientKube(context=e2e_cluster.context, kubeconfig=e2e_cluster.kubeconfig)
@@ -67,7 +62,7 @@ def universe(e2e_cluster):
 
     def all_ready() -> tuple[bool, str]:
         pods.update({k: kube.get("v1", "Pod", k.split("/")[1], k.split("/")[0]) for k in KEYS})
-        waiting = [k for k, p in pods.items() if not _ready(p)]
+        waiting = [k for k, p in pods.items() if not workload_ready(p, k)[0]]
         return not waiting, f"not Ready: {', '.join(waiting)}"
 
     wait_until("the conformance pods are Ready", all_ready, timeout_s=READY_TIMEOUT_S, interval_s=2.0,

@@ -351,22 +351,24 @@ def _wait_stable_ready(cluster, stable_s: float = 15.0, timeout_s: float = 240.0
     answers. The tool rightly refuses to probe from pods that are not Ready;
     the test waits until the profile's pods have been Ready for ``stable_s``
     without a break."""
-    _, _, core = api_objects(cluster)
-    t0, since = time.monotonic(), None
-    while time.monotonic() - t0 < timeout_s:
-        try:
-            pods = [p for ns in NAMESPACES for p in core.list_namespaced_pod(ns, _request_timeout=5).items]
-            ready = bool(pods) and all(any(c.type == "Ready" and c.status == "True"
-                                           for c in (p.status.conditions or [])) for p in pods)
-        except Exception:  # noqa: BLE001 - the API server may still be coming up
-            ready = False
-        now = time.monotonic()
-        since = (since or now) if ready else None
-        if since is not None and now - since >= stable_s:
-            return
-        time.sleep(1.0)
-    raise AssertionError(f"the profile's pods were not Ready for {stable_s:.0f} s in a row within {timeout_s:.0f} s "
-                         "after the API server came back")
+    from cluster.live.kube import ClientKube
+    from cluster.live.poll import wait_until
+    from cluster.live.readiness import workload_ready
+
+    kube = ClientKube(context=cluster.context, kubeconfig=cluster.kubeconfig)
+    since: list[float] = []  # when the current unbroken Ready stretch began
+
+    def stable() -> tuple[bool, str]:
+        pods = [p for ns in NAMESPACES for p in kube.list("v1", "Pod", ns)]
+        waiting = [d for ok, d in (workload_ready(p) for p in pods) if not ok]
+        if waiting or not pods:
+            since.clear()
+            return False, f"not Ready: {', '.join(waiting) or 'no pods'}"
+        since[:] = since or [time.monotonic()]
+        return time.monotonic() - since[0] >= stable_s, f"Ready for {time.monotonic() - since[0]:.0f} s"
+
+    wait_until(f"the profile's pods Ready for {stable_s:.0f} s in a row after the API server came back", stable,
+               timeout_s=timeout_s, interval_s=1.0, clock=time.monotonic, sleep=time.sleep, retry_api_errors=True)
 
 
 def test_the_api_server_stopped_mid_step_gives_one_line_and_the_next_run_ends_exact(e2e_cluster, prepared, say):
