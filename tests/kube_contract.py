@@ -52,6 +52,11 @@ def scenario(kube, ns: str, *, sleep: Callable[[float], None] = time.sleep,
                           "metadata": {"name": ns, "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE}}})
     out.append(("the namespace carries its name label",
                 (live_ns["metadata"].get("labels") or {}).get("kubernetes.io/metadata.name") == ns))
+    deadline = clock() + 60.0
+    while kube.get("v1", "ServiceAccount", "default", ns) is None and clock() < deadline:
+        sleep(0.5)
+    out.append(("the controller manager gives it a default ServiceAccount (Pods need it)",
+                kube.get("v1", "ServiceAccount", "default", ns) is not None))
     a = kube.apply(_policy(ns, "a", {"app": "x", "tier": "t1"}, [80]))
     kube.apply(_policy(ns, "b", {"app": "y"}, [81]))
     out.append(("apply returns the live object", {k: k in a["metadata"] for k in ("uid", "resourceVersion",
@@ -106,6 +111,7 @@ def scenario(kube, ns: str, *, sleep: Callable[[float], None] = time.sleep,
 
 EXPECTED: list[tuple[str, object]] = [
     ("the namespace carries its name label", True),
+    ("the controller manager gives it a default ServiceAccount (Pods need it)", True),
     ("apply returns the live object", {"uid": True, "resourceVersion": True, "generation": True}),
     ("a no-op apply keeps resourceVersion", True),
     ("a changed spec moves resourceVersion and generation", (True, True)),

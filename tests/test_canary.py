@@ -111,3 +111,30 @@ def test_pods_that_never_start_fail_with_cleanup():
 def test_random_namespace_names():
     a, b = canary.namespace_name(), canary.namespace_name()
     assert a.startswith("dashi-canary-") and a != b
+
+
+def test_pods_wait_for_the_namespaces_default_service_account():
+    # A fresh namespace has no "default" ServiceAccount for a moment; a Pod
+    # created then is refused (403). The canary waits for it first.
+    clock = FakeClock()
+    kube = FakeKube(clock=clock, sleep=clock.sleep, service_account_delay_s=3.0)
+    t0 = clock()
+    result = _run(kube, clock)
+    assert result.ok
+    pod_applies = [c for c in kube.calls_of("apply") if c.kind == "Pod"]
+    assert [c.name for c in pod_applies] == ["canary-server", "canary-client"]
+    sa_gets = [c for c in kube.calls_of("get") if c.kind == "ServiceAccount"]
+    assert [(c.namespace, c.name) for c in sa_gets] == [("dashi-canary-test", "default")] * 7
+    assert clock() - t0 >= 3.0
+
+
+def test_no_service_account_controller_is_one_clear_error_and_cleans_up():
+    clock = FakeClock()
+    kube = FakeKube(clock=clock, sleep=clock.sleep, service_account_delay_s=None)
+    with pytest.raises(DashiError) as e:
+        _run(kube, clock)
+    assert str(e.value) == ("namespace(s) dashi-canary-test still have no 'default' ServiceAccount after 60s, "
+                            "so no Pod can be created there: is kube-controller-manager running (its "
+                            "serviceaccount controller creates them)?")
+    assert not [c for c in kube.calls_of("apply") if c.kind == "Pod"]
+    assert kube.get("v1", "Namespace", "dashi-canary-test") is None

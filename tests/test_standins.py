@@ -109,3 +109,37 @@ def test_debug_pods_stay_unlabelled_and_are_marked_by_annotation():
     for pod in debug:
         assert "labels" not in pod["metadata"]
         assert pod["metadata"]["annotations"] == {"dashi.io/role": "debug", MANAGED_BY_LABEL: MANAGED_BY_VALUE}
+
+
+def test_workloads_wait_for_every_new_namespaces_default_service_account():
+    clock = FakeClock()
+    kube = FakeKube(clock=clock, sleep=clock.sleep, service_account_delay_s=2.0)
+    profile = load_profile("environments")
+    _deploy(kube, profile, clock)
+    names = [ns["metadata"]["name"] for ns in profile.namespace_objects]
+    calls = [c for c in kube.calls if c.verb in ("apply", "get")]
+    first_workload = next(i for i, c in enumerate(calls) if c.verb == "apply" and c.kind != "Namespace")
+    sa_gets = [c for c in calls[:first_workload] if c.kind == "ServiceAccount"]
+    # Polled every 0.5 s until all are there (2 s after their namespace), each namespace asked each round.
+    assert [c.namespace for c in sa_gets] == names * 5
+    assert all(kube.get("v1", "ServiceAccount", "default", n) is not None for n in names)
+
+
+def test_a_pod_in_a_namespace_without_its_service_account_is_refused_by_the_fake_as_by_the_api():
+    kube = FakeKube(service_account_delay_s=None)
+    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "fresh"}})
+    with pytest.raises(DashiError) as e:
+        kube.apply({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "fresh"},
+                    "spec": {"containers": [{"name": "c", "image": "x"}]}})
+    assert str(e.value) == ('pods "p" is forbidden: error looking up service account fresh/default: '
+                            'serviceaccount "default" not found')
+
+
+def test_no_service_account_controller_fails_before_any_workload_is_applied():
+    clock = FakeClock()
+    kube = FakeKube(clock=clock, sleep=clock.sleep, service_account_delay_s=None)
+    profile = load_profile("environments")
+    with pytest.raises(DashiError, match=r"^namespace\(s\) develop, staging, production, ingress-nginx still have "
+                                         r"no 'default' ServiceAccount after 60s"):
+        _deploy(kube, profile, clock)
+    assert {c.kind for c in kube.calls_of("apply")} == {"Namespace"}

@@ -24,7 +24,7 @@ from typing import Callable
 
 from cluster import versions
 from cluster.errors import DashiError
-from cluster.live import probe, readiness
+from cluster.live import probe, readiness, standins
 from cluster.live.kube import MANAGED_BY_LABEL, MANAGED_BY_VALUE, Kube
 from cluster.live.poll import poll_until, wait_until
 
@@ -172,7 +172,10 @@ def run(kube: Kube, *, sleep: Callable[[float], None], clock: Callable[[], float
     ns = namespace or namespace_name()
     result = CanaryResult(ns)
     try:
-        for obj in workload_manifests(ns):
+        namespace, *pod_objects = workload_manifests(ns)
+        kube.apply(namespace)
+        standins.wait_service_accounts(kube, [ns], sleep=sleep, clock=clock, progress=progress)
+        for obj in pod_objects:
             kube.apply(obj)
         pods: dict[str, dict | None] = {}
 

@@ -22,6 +22,14 @@ from cluster.policy.manifests import DEBUG_ANNOTATION, obj_ref
 # Stand-ins are agnhost pods with 5m CPU requests; the first start pulls the
 # agnhost image (~50 MB) once per node. 5 minutes covers a slow connection.
 READY_TIMEOUT_S = 300
+# A new namespace is usable for Pods only once kube-controller-manager's
+# serviceaccount controller has created its "default" ServiceAccount: until
+# then the ServiceAccount admission plugin refuses every Pod with 403
+# 'error looking up service account NS/default'
+# (k8s.io/kubernetes plugin/pkg/admission/serviceaccount/admission.go).
+# It takes milliseconds on a healthy cluster; a minute means the controller
+# manager is not running.
+SERVICE_ACCOUNT_TIMEOUT_S = 60
 
 
 def labelled(obj: dict) -> dict:
@@ -81,6 +89,25 @@ def apply_all(kube: Kube, objs: list[dict]) -> tuple[int, int]:
     return changed, unchanged
 
 
+def wait_service_accounts(kube: Kube, namespaces: list[str], *, sleep: Callable[[float], None],
+                          clock: Callable[[], float], progress: Callable[[str], None] = lambda d: None,
+                          timeout_s: float = SERVICE_ACCOUNT_TIMEOUT_S) -> None:
+    """Wait until every namespace has its ``default`` ServiceAccount, so the
+    Pods that follow are not refused (see SERVICE_ACCOUNT_TIMEOUT_S)."""
+    missing: list[str] = []
+
+    def all_there() -> tuple[bool, str]:
+        missing[:] = [ns for ns in namespaces if kube.get("v1", "ServiceAccount", "default", ns) is None]
+        return not missing, ("waiting for the default ServiceAccount in " + ", ".join(missing)) if missing \
+            else "default ServiceAccounts present"
+
+    wait_until("the default ServiceAccounts exist", all_there, timeout_s=timeout_s, interval_s=0.5, clock=clock,
+               sleep=sleep, progress=progress,
+               timed_out=lambda _: f"namespace(s) {', '.join(missing)} still have no 'default' ServiceAccount after "
+                                   f"{int(timeout_s)}s, so no Pod can be created there: is kube-controller-manager "
+                                   "running (its serviceaccount controller creates them)?")
+
+
 @dataclass
 class WorkloadState:
     ref: str
@@ -129,6 +156,8 @@ def deploy(kube: Kube, profile, *, adopt: bool = False, sleep, clock,
     check_ownership(kube, namespaces, adopt)
     progress(f"applying {len(namespaces) + len(workloads)} objects")
     c1, u1 = apply_all(kube, namespaces)
+    wait_service_accounts(kube, [ns["metadata"]["name"] for ns in namespaces], sleep=sleep, clock=clock,
+                          progress=progress)
     c2, u2 = apply_all(kube, workloads)
     n = wait_ready(kube, workloads, timeout_s=timeout_s, sleep=sleep, clock=clock, progress=progress)
     changed = c1 + c2

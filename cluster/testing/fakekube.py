@@ -18,6 +18,12 @@
   ``deletionTimestamp``) until ``namespace_grace_s`` has passed on ``clock``,
   then it is gone; nothing new may be created in it meanwhile (403), as the
   namespace lifecycle admission plugin refuses;
+* a new namespace gets its ``default`` ServiceAccount, as
+  kube-controller-manager's serviceaccount controller creates it:
+  ``service_account_delay_s`` later on ``clock`` (0: at once). Until then
+  a Pod in it is refused with the ServiceAccount admission plugin's 403
+  (plugin/pkg/admission/serviceaccount/admission.go); ``service_account_delay_s
+  =None`` is a cluster whose controller manager is down: never;
 * label selectors arrive as LabelSelector structures and are matched with
   the engine's selector semantics (never a selector string parsed again);
 * Leases (coordination.k8s.io/v1) are validated as the API server does:
@@ -281,7 +287,7 @@ class FakeKube:
                  clock: Callable[[], float] = time.monotonic, exec_latency: float = 0.0,
                  time_scale: float = 0.0, sleep: Callable[[float], None] = time.sleep,
                  seed: bool = True, shell: bool = True, api_port: int = API_PORT, namespace_grace_s: float = 0.0,
-                 cni: str | None = None):
+                 cni: str | None = None, service_account_delay_s: float | None = 0.0):
         self._context = context
         # cni="cilium": CiliumNodes, the CiliumNetworkPolicy CRD and Cilium's
         # identities (see the module docstring).
@@ -304,6 +310,7 @@ class FakeKube:
         # (6443 on k3s, 443 on most managed clusters).
         self.api_port = api_port
         self.namespace_grace_s = namespace_grace_s
+        self.service_account_delay_s = service_account_delay_s
         self.api_down = False
         self.calls: list[Call] = []
         self._objects: dict[tuple[str, str, str | None, str], dict] = {}
@@ -323,6 +330,9 @@ class FakeKube:
         # managedFields remember), and namespaces being terminated (by clock).
         self._last_applied: dict[tuple, dict] = {}
         self._terminating: dict[str, float] = {}
+        # Namespaces whose default ServiceAccount the simulated controller
+        # manager has not created yet, with when each namespace was created.
+        self._sa_pending: dict[str, float] = {}
         if seed:
             self._seed()
 
@@ -535,6 +545,10 @@ class FakeKube:
             if ns in self._terminating and (obj["apiVersion"], kind, ns, meta["name"]) not in self._objects:
                 raise _err(403, f'{_resource_name(kind)} "{meta["name"]}" is forbidden: unable to create new '
                                 f"content in namespace {ns} because it is being terminated")
+            if kind == "Pod" and ("v1", kind, ns, meta["name"]) not in self._objects \
+                    and ("v1", "ServiceAccount", ns, "default") not in self._objects:
+                raise _err(403, f'pods "{meta["name"]}" is forbidden: error looking up service account '
+                                f'{ns}/default: serviceaccount "default" not found')
         else:
             meta.pop("namespace", None)
         if kind == "Lease":
@@ -577,6 +591,9 @@ class FakeKube:
             self._reconcile(obj)
         if kind == "Pod":
             self._start_pod(obj, node=self._node_name())
+        if kind == "Namespace" and old is None:
+            self._sa_pending[meta["name"]] = self.clock()
+            self._create_service_accounts()
         return obj
 
     def _delete(self, key) -> bool:
@@ -607,8 +624,26 @@ class FakeKube:
                 self._delete(k)
         return True
 
+    def _create_service_accounts(self) -> None:
+        """The serviceaccount controller: a namespace's ``default`` one, once
+        ``service_account_delay_s`` has passed (never when it is None)."""
+        if self.service_account_delay_s is None:
+            return
+        now = self.clock()
+        for ns, since in list(self._sa_pending.items()):
+            if now - since >= self.service_account_delay_s:
+                del self._sa_pending[ns]
+                if ("v1", "Namespace", None, ns) in self._objects and ns not in self._terminating:
+                    sa = {"apiVersion": "v1", "kind": "ServiceAccount",
+                          "metadata": {"name": "default", "namespace": ns, "uid": str(uuid.uuid4()),
+                                       "creationTimestamp": _now()}}
+                    self._bump(sa)
+                    self._objects[("v1", "ServiceAccount", ns, "default")] = sa
+
     def _reap(self) -> None:
-        """Remove the namespaces whose termination is over."""
+        """Remove the namespaces whose termination is over; create the
+        ServiceAccounts that are due."""
+        self._create_service_accounts()
         now = self.clock()
         for name, since in list(self._terminating.items()):
             if now - since >= self.namespace_grace_s:

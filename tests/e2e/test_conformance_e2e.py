@@ -18,7 +18,7 @@ from fnmatch import fnmatchcase
 import pytest
 
 from cluster import versions
-from cluster.live import canary
+from cluster.live import canary, standins
 from cluster.live.discovery import Target
 from cluster.live.kube import MANAGED_BY_LABEL, MANAGED_BY_VALUE, ClientKube
 from cluster.live.poll import wait_until
@@ -56,6 +56,7 @@ def universe(e2e_cluster):
     kube = ClientKube(context=e2e_cluster.context, kubeconfig=e2e_cluster.kubeconfig)
     for ns, labels in namespace_labels().items():
         kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": _labels(labels)}})
+    standins.wait_service_accounts(kube, list(namespace_labels()), sleep=time.sleep, clock=time.monotonic)
     for key in KEYS:
         kube.apply(_pod(key))
     pods: dict[str, dict | None] = {}
