@@ -143,3 +143,21 @@ def test_no_service_account_controller_fails_before_any_workload_is_applied():
                                          r"no 'default' ServiceAccount after 60s"):
         _deploy(kube, profile, clock)
     assert {c.kind for c in kube.calls_of("apply")} == {"Namespace"}
+
+
+def test_every_workload_kind_the_manifests_know_is_waited_for():
+    from cluster.live import readiness
+    from cluster.policy.manifests import WORKLOAD_KINDS
+
+    assert set(readiness.WORKLOAD_READY) == {*WORKLOAD_KINDS, "Pod"}
+    rs = {"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "r", "namespace": "n", "generation": 2},
+          "spec": {"replicas": 2}, "status": {"observedGeneration": 2, "availableReplicas": 1}}
+    assert readiness.workload_ready(rs) == (False, "ReplicaSet n/r 1/2 available")
+    rs["status"]["availableReplicas"] = 2
+    assert readiness.workload_ready(rs) == (True, "ReplicaSet n/r 2/2 available")
+    job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j", "namespace": "n"},
+           "spec": {"parallelism": 2}, "status": {"ready": 1}}
+    assert readiness.workload_ready(job) == (False, "Job n/j 1/2 ready")
+    job["status"]["ready"] = 2
+    assert readiness.workload_ready(job) == (True, "Job n/j 2/2 ready")
+    assert readiness.workload_ready({**job, "status": {"succeeded": 1}}) == (True, "Job n/j complete")

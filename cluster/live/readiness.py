@@ -34,6 +34,23 @@ def deployment_ready(obj: dict) -> tuple[bool, str]:
     return ok, f"{obj_ref(obj)} {avail}/{want} available"
 
 
+def replicaset_ready(obj: dict) -> tuple[bool, str]:
+    st = obj.get("status") or {}
+    want = (obj.get("spec") or {}).get("replicas", 1)
+    avail = st.get("availableReplicas", 0)
+    return _observed(obj) and avail >= want, f"{obj_ref(obj)} {avail}/{want} available"
+
+
+def job_ready(obj: dict) -> tuple[bool, str]:
+    """A Job stands in for running pods: ready when as many of its pods are
+    Ready as it runs at once (``status.ready``, GA since 1.29), or when it
+    has already completed."""
+    spec, st = obj.get("spec") or {}, obj.get("status") or {}
+    want = min(spec.get("parallelism", 1), spec.get("completions") or spec.get("parallelism", 1))
+    ready, done = st.get("ready", 0), st.get("succeeded", 0) >= (spec.get("completions") or 1)
+    return done or ready >= want, f"{obj_ref(obj)} {'complete' if done else f'{ready}/{want} ready'}"
+
+
 def statefulset_ready(obj: dict) -> tuple[bool, str]:
     st = obj.get("status") or {}
     want = (obj.get("spec") or {}).get("replicas", 1)
@@ -63,10 +80,14 @@ def node_ready(obj: dict) -> tuple[bool, str]:
     return ok, f"node {obj.get('metadata', {}).get('name', '?')} {'Ready' if ok else 'NotReady'}"
 
 
+# One readiness check per kind the manifests call a workload (WORKLOAD_KINDS),
+# and bare Pods.
 WORKLOAD_READY = {
     "Deployment": deployment_ready,
     "StatefulSet": statefulset_ready,
     "DaemonSet": daemonset_ready,
+    "ReplicaSet": replicaset_ready,
+    "Job": job_ready,
     "Pod": pod_ready,
 }
 

@@ -769,7 +769,7 @@ class FakeKube:
                              "currentNumberScheduled": n, "numberReady": n, "numberAvailable": n,
                              "updatedNumberScheduled": n, "numberMisscheduled": 0}
         else:
-            obj["status"] = {"active": 1, "ready": 1, "startTime": _now()}
+            obj["status"] = {"active": n, "ready": n, "startTime": _now()}
 
     # -- internals: seed ----------------------------------------------------
 
