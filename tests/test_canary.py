@@ -133,7 +133,7 @@ def test_no_service_account_controller_is_one_clear_error_and_cleans_up():
     kube = FakeKube(clock=clock, sleep=clock.sleep, service_account_delay_s=None)
     with pytest.raises(DashiError) as e:
         _run(kube, clock)
-    assert str(e.value) == ("namespace(s) dashi-canary-test still have no 'default' ServiceAccount after 60s, "
+    assert str(e.value) == ("namespace(s) dashi-canary-test still have no 'default' ServiceAccount after 120s, "
                             "so no Pod can be created there: is kube-controller-manager running (its "
                             "serviceaccount controller creates them)?")
     assert not [c for c in kube.calls_of("apply") if c.kind == "Pod"]

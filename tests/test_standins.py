@@ -140,7 +140,7 @@ def test_no_service_account_controller_fails_before_any_workload_is_applied():
     kube = FakeKube(clock=clock, sleep=clock.sleep, service_account_delay_s=None)
     profile = load_profile("environments")
     with pytest.raises(DashiError, match=r"^namespace\(s\) develop, staging, production, ingress-nginx still have "
-                                         r"no 'default' ServiceAccount after 60s"):
+                                         r"no 'default' ServiceAccount after 120s"):
         _deploy(kube, profile, clock)
     assert {c.kind for c in kube.calls_of("apply")} == {"Namespace"}
 

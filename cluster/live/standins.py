@@ -27,9 +27,11 @@ READY_TIMEOUT_S = 300
 # then the ServiceAccount admission plugin refuses every Pod with 403
 # 'error looking up service account NS/default'
 # (k8s.io/kubernetes plugin/pkg/admission/serviceaccount/admission.go).
-# It takes milliseconds on a healthy cluster; a minute means the controller
-# manager is not running.
-SERVICE_ACCOUNT_TIMEOUT_S = 60
+# It takes milliseconds on a healthy cluster, but right after the API server
+# restarts, the controller manager's watches come back only after client-go's
+# reflector backoff (up to 30 s, jittered to 60 s): measured 47 s on the test
+# cluster. Two minutes without one means the controller manager is not running.
+SERVICE_ACCOUNT_TIMEOUT_S = 120
 
 
 def labelled(obj: dict) -> dict:

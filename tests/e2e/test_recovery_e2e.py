@@ -353,12 +353,21 @@ def _wait_stable_ready(cluster, stable_s: float = 15.0, timeout_s: float = 240.0
     without a break."""
     from cluster.live.kube import ClientKube
     from cluster.live.poll import wait_until
-    from cluster.live.readiness import workload_ready
+    from cluster.live.readiness import node_ready, workload_ready
 
     kube = ClientKube(context=cluster.context, kubeconfig=cluster.kubeconfig)
     since: list[float] = []  # when the current unbroken Ready stretch began
+    # The controller manager's watches come back after client-go's reflector
+    # backoff (about a minute measured here): until then a new namespace gets
+    # no default ServiceAccount, and the next test's canary could not start.
+    probe_ns = f"dashi-e2e-recovered-{os.getpid()}"
+    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": probe_ns}})
 
     def stable() -> tuple[bool, str]:
+        nodes = [d for ok, d in (node_ready(n) for n in kube.list("v1", "Node")) if not ok]
+        if nodes or kube.get("v1", "ServiceAccount", "default", probe_ns) is None:
+            since.clear()
+            return False, f"control plane: {', '.join(nodes) or f'no default ServiceAccount in {probe_ns} yet'}"
         pods = [p for ns in NAMESPACES for p in kube.list("v1", "Pod", ns)]
         waiting = [d for ok, d in (workload_ready(p) for p in pods) if not ok]
         if waiting or not pods:
@@ -367,8 +376,12 @@ def _wait_stable_ready(cluster, stable_s: float = 15.0, timeout_s: float = 240.0
         since[:] = since or [time.monotonic()]
         return time.monotonic() - since[0] >= stable_s, f"Ready for {time.monotonic() - since[0]:.0f} s"
 
-    wait_until(f"the profile's pods Ready for {stable_s:.0f} s in a row after the API server came back", stable,
-               timeout_s=timeout_s, interval_s=1.0, clock=time.monotonic, sleep=time.sleep, retry_api_errors=True)
+    try:
+        wait_until(f"the node, the controller manager and the profile's pods Ready for {stable_s:.0f} s in a row "
+                   "after the API server came back", stable,
+                   timeout_s=timeout_s, interval_s=1.0, clock=time.monotonic, sleep=time.sleep, retry_api_errors=True)
+    finally:
+        kube.delete("v1", "Namespace", probe_ns)
 
 
 def test_the_api_server_stopped_mid_step_gives_one_line_and_the_next_run_ends_exact(e2e_cluster, prepared, say):
