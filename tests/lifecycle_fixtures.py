@@ -254,6 +254,15 @@ def add_flannel_annotation(kube: FakeKube, disable_policy: bool = False) -> None
         kube.apply(node)
 
 
+def k3d_info(seconds: int, message: str) -> str:
+    """One INFO line as k3d v5.9.0 writes it: on stdout (cmd/root.go hooks
+    info, debug and trace to os.Stdout), through logrus's TextFormatter with
+    ForceColors (logrus text_formatter.go printColored: the level's first
+    four letters in ANSI blue, seconds since start, the message padded to
+    44 columns and a space)."""
+    return f"\x1b[36mINFO\x1b[0m[{seconds:04d}] {message:<44} \n"
+
+
 class World:
     """A FakeRunner whose k3d/kubectl/helm act on a FakeKube, and a FakeDocker
     holding k3d's node containers, like a laptop would."""
@@ -315,18 +324,34 @@ class World:
             self.kube.apply({"apiVersion": "v1", "kind": "Node",
                              "metadata": {"name": f"k3d-{name}-agent-{i}"},
                              "status": {"conditions": [{"type": "Ready", "status": "True"}]}})
-        return Result(call.argv, 0, f"INFO[0010] Cluster '{name}' created successfully!\n")
+        # k3d v5.9.0 cmd/cluster/clusterCreate.go: l.Log().Infof("Cluster '%s' created successfully!", ...)
+        return Result(call.argv, 0, k3d_info(10, f"Cluster '{name}' created successfully!"))
 
     def _deleted(self, call):
         name = call.argv[3]
         self.docker.containers = [c for c in self.docker.containers if c.labels.get("k3d.cluster") != name]
-        return Result(call.argv, 0, f"INFO[0001] Successfully deleted cluster {name}!\n")
+        # k3d v5.9.0 cmd/cluster/clusterDelete.go: l.Log().Infof("Successfully deleted cluster %s!", c.Name)
+        return Result(call.argv, 0, k3d_info(1, f"Successfully deleted cluster {name}!"))
 
     def _helm_installed(self, call):
+        """``helm upgrade --install``, worded as helm v3.19.2 prints it:
+        cmd/helm/upgrade.go ('Release %q does not exist. Installing it now.'
+        on a first install, 'Release %q has been upgraded. Happy Helming!'
+        after), then the statusPrinter table (cmd/helm/status.go WriteTable:
+        NAME, LAST DEPLOYED in time.ANSIC, NAMESPACE, STATUS, REVISION, TEST
+        SUITE). The chart's NOTES that follow are left out: nothing reads them.
+        ``helm list -o json`` entries are cmd/helm/list.go's releaseElement
+        (revision a string; updated is Go's time.Time String())."""
         seed_cilium(self.kube)
-        self.helm_releases = [{"name": "cilium", "namespace": "kube-system", "status": "deployed",
+        revision = int(self.helm_releases[0]["revision"]) + 1 if self.helm_releases else 1
+        self.helm_releases = [{"name": "cilium", "namespace": "kube-system", "revision": str(revision),
+                               "updated": "2026-12-01 10:00:00.123456789 +0000 UTC", "status": "deployed",
                                "chart": f"cilium-{versions.CILIUM_VERSION}", "app_version": versions.CILIUM_VERSION}]
-        return Result(call.argv, 0, "Release \"cilium\" has been upgraded.\n")
+        head = ('Release "cilium" does not exist. Installing it now.\n' if revision == 1
+                else 'Release "cilium" has been upgraded. Happy Helming!\n')
+        return Result(call.argv, 0, head + "NAME: cilium\nLAST DEPLOYED: Tue Dec  1 10:00:00 2026\n"
+                                           f"NAMESPACE: kube-system\nSTATUS: deployed\nREVISION: {revision}\n"
+                                           "TEST SUITE: None\n")
 
     def kube_factory(self, context):
         return self.kube

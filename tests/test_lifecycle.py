@@ -1,6 +1,9 @@
 """The step engine, and cluster-up / cluster-down / status / prepare end to end
 against the runner fake and the in-memory cluster."""
 
+import dataclasses
+import json
+
 import pytest
 
 from cluster import versions
@@ -184,6 +187,39 @@ def test_rerun_on_a_healthy_cluster_changes_nothing():
     assert not any(a[:1] == ("kubectl",) and "apply" in a for a in new)
     assert not summary["changed"]
     assert "Cluster 'dashi' was already healthy: nothing changed." in out
+
+
+def test_a_rerun_reads_the_image_name_not_its_id_and_warns_of_nothing():
+    # k3d's listing reports the node image as its sha256 ID; read from the
+    # container's config, the name matches what was asked for.
+    w = _calico_world()
+    up(w)
+    listing = json.loads(w.runner.run(["k3d", "cluster", "list", "-o", "json"]).stdout)
+    assert all(n["image"].startswith("sha256:") for n in listing[0]["nodes"])
+    _, out = up(w)
+    assert "sha256" not in out and "asked for" not in out
+    assert "Cluster 'dashi' was already healthy: nothing changed." in out
+
+
+def test_enforcement_lost_after_a_k3d_restart_is_caught_on_the_next_cluster_up():
+    # k3d-io/k3d #1513: after `k3d cluster stop/start`, k3s's kube-router was
+    # seen to stop enforcing. cluster-up starts the stopped cluster, runs the
+    # canary again and fails with exit 3 and what to do.
+    from cluster.testing.fakekube import FakeClock
+    from lifecycle_fixtures import SSAKube
+
+    clock = FakeClock()
+    w = World(kube=SSAKube(clock=clock, sleep=clock.sleep))
+    w.clock = clock
+    add_flannel_annotation(w.kube)
+    up(w, cni="k3s")
+    w.docker.containers = [dataclasses.replace(c, running=False) for c in w.docker.containers]
+    w.kube.enforce = False  # what the restarted cluster does
+    with pytest.raises(StepFailed) as ei:
+        up(w, cni="k3s")
+    assert ("k3d", "cluster", "start", "dashi") in w.runner.argvs
+    assert isinstance(ei.value.cause, NotEnforced) and ei.value.exit_code == 3
+    assert "NETWORK POLICIES ARE NOT ENFORCED on this cluster (CNI k3s)" in str(ei.value)
 
 
 def test_existing_cluster_with_another_cni_is_not_recreated():
