@@ -311,3 +311,27 @@ def test_a_variant_may_reuse_its_steps_names_but_no_other_steps(copy_dashi):
     with pytest.raises(ManifestError, match=r"09-allow-kube-api.yaml: NetworkPolicy dashi-data/allow-kube-api: "
                                             r"duplicate NetworkPolicy \(also in .*01.k3s.yaml\)"):
         load_profile(copy_dashi)
+
+
+def test_a_profile_without_variants_is_still_predicted_as_cilium_behaves():
+    # The environments profile has no step variant; on Cilium an ipBlock
+    # selects no pod all the same, so an ipBlock allowing a pod's address
+    # must be predicted closed there and open elsewhere.
+    profile = load_profile("environments")
+    assert not profile.has_variants
+    src = next(ep for ep in profile.endpoints if ep.key == "develop/frontend")
+    dst = next(ep for ep in profile.endpoints if ep.key == "develop/backend")
+    dst = replace(dst, ip="10.42.0.77")
+    allow = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+             "metadata": {"name": "to-backend-by-address", "namespace": "develop"},
+             "spec": {"podSelector": {"matchLabels": dict(src.labels)}, "policyTypes": ["Egress"],
+                      "egress": [{"to": [{"ipBlock": {"cidr": "10.42.0.77/32"}}]}]}}
+    deny = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": "deny", "namespace": "develop"},
+            "spec": {"podSelector": {}, "policyTypes": ["Egress"]}}
+    endpoints = [dst if ep.key == dst.key else ep for ep in profile.endpoints]
+    edge = next(e for e in profile.with_endpoints(endpoints).edges()
+                if e.src == src.key and e.dst == dst.key)
+    assert profile.for_cni("cilium").cni == "cilium"
+    assert predict(profile.for_cni("cilium"), [deny, allow], endpoints)[edge].allowed is False
+    assert predict(profile.for_cni("k3s"), [deny, allow], endpoints)[edge].allowed is True

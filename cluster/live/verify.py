@@ -10,7 +10,7 @@ from cluster.live.report import EdgeRow, MatrixReport
 from cluster.live.restore import live_policies
 from cluster.live.settings import Settings
 from cluster.live.snapshots import is_ours
-from cluster.policy.engine import Edge, Engine, predict
+from cluster.policy.engine import Edge, engine_for, predict
 from cluster.policy.manifests import obj_ref
 from cluster.policy.profile import Profile
 
@@ -35,7 +35,7 @@ def verify_live(kube: Kube, profile: Profile, k: int | None, settings: Settings,
     # different traffic.
     moved = {e: t.port for e, t in live.targets.items() if isinstance(t, Target) and t.port != e.port}
     if moved:
-        engine, by_key = Engine(profile.namespaces, policies), {ep.key: ep for ep in live.endpoints}
+        engine, by_key = engine_for(profile, policies), {ep.key: ep for ep in live.endpoints}
         for e, port in moved.items():
             verdicts[e] = engine.evaluate(by_key[e.src], by_key[e.dst], port, e.protocol)
     intended = profile.intended_after(k) if k is not None else {}

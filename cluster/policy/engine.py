@@ -860,6 +860,13 @@ def _indices(bits: int):
         bits ^= low
 
 
+def engine_for(profile, policies: Iterable[Mapping]) -> Engine:
+    """An engine over ``policies`` in the profile's namespaces, predicting
+    the dataplane of the profile's CNI (``Profile.for_cni``; DATAPLANES)."""
+    cni = getattr(profile, "cni", None)
+    return Engine(profile.namespaces, policies, dataplane=cni if cni in DATAPLANES else None)
+
+
 def predict(profile, policies: Iterable[Mapping] | None = None,
             endpoints: Sequence[Endpoint] | None = None) -> dict[Edge, Verdict]:
     """The engine's verdict for every edge of a profile's matrix.
@@ -873,7 +880,6 @@ def predict(profile, policies: Iterable[Mapping] | None = None,
         policies = profile.policies_through(len(profile.steps))
     eps = list(endpoints) if endpoints is not None else profile.endpoints
     by_key = {ep.key: ep for ep in eps}
-    cni = getattr(profile, "cni", None)
-    engine = Engine(profile.namespaces, policies, dataplane=cni if cni in DATAPLANES else None)
+    engine = engine_for(profile, policies)
     return {e: engine.evaluate(by_key[e.src], by_key[e.dst], e.port, e.protocol)
             for e in profile.with_endpoints(eps).edges()}

@@ -192,10 +192,11 @@ class Profile:
     def for_cni(self, cni: str | None) -> "Profile":
         """The profile as a cluster running ``cni`` gets it: each step with a
         variant for that CNI takes the variant's policies; the others (and
-        every step, for a CNI no variant names) keep their plain form."""
-        if not self.has_variants:
-            return self
-        return replace(self, steps=[s.for_cni(cni) for s in self.steps], cni=cni)
+        every step, for a CNI no variant names) keep their plain form. The
+        engine predicts that CNI's dataplane for every profile, variants or
+        not (engine.DATAPLANES)."""
+        steps = [s.for_cni(cni) for s in self.steps] if self.has_variants else self.steps
+        return replace(self, steps=steps, cni=cni)
 
 
 # --------------------------------------------------------------------------
