@@ -24,6 +24,7 @@ import uuid
 
 import pytest
 
+from availability import unavailable
 from cluster.errors import DashiError
 from cluster.local.docker_engine import NodeContainer, SDKDocker
 
@@ -77,8 +78,8 @@ def dockerd(tmp_path_factory):
         if _answers(shared):
             url = shared or ""
         else:
-            pytest.skip(f"no Docker engine: {why}; and none answers at "
-                        f"{shared or 'the default socket'}")
+            unavailable("docker", f"no Docker engine: {why}; and none answers at "
+                                  f"{shared or 'the default socket'}")
     yield url or None
     if owned:
         proc, log = owned
@@ -101,7 +102,7 @@ def busybox_rootfs() -> bytes:
     """A tar of a root filesystem with the static busybox and the applets the containers run."""
     exe = shutil.which("busybox")
     if exe is None:
-        pytest.skip("busybox is not installed (apt-get install busybox-static)")
+        unavailable("docker", "busybox is not installed (apt-get install busybox-static)")
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         data = open(exe, "rb").read()

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from availability import unavailable
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -54,9 +56,10 @@ class E2ECluster:
 def e2e_cluster(tmp_path_factory) -> E2ECluster:
     kubeconfig = os.environ.get("DASHI_E2E_KUBECONFIG")
     if not kubeconfig:
-        pytest.skip("no real cluster: set DASHI_E2E_KUBECONFIG (tests/e2e/hostcluster/up.sh starts one and prints it)")
+        unavailable("e2e", "no real cluster: set DASHI_E2E_KUBECONFIG (tests/e2e/hostcluster/up.sh starts one and "
+                           "prints it)")
     if not Path(kubeconfig).is_file():
-        pytest.skip(f"no real cluster: DASHI_E2E_KUBECONFIG={kubeconfig} does not exist")
+        unavailable("e2e", f"no real cluster: DASHI_E2E_KUBECONFIG={kubeconfig} does not exist")
     from kubernetes import client, config
 
     try:
@@ -64,7 +67,7 @@ def e2e_cluster(tmp_path_factory) -> E2ECluster:
         api = config.new_client_from_config(config_file=kubeconfig)
         client.VersionApi(api).get_code(_request_timeout=5)
     except Exception as e:  # any failure to reach it means: no cluster for these tests
-        pytest.skip(f"no real cluster: {kubeconfig} does not answer ({type(e).__name__}: {e})")
+        unavailable("e2e", f"no real cluster: {kubeconfig} does not answer ({type(e).__name__}: {e})")
     state = tmp_path_factory.mktemp("dashi-state")
     env = {**os.environ, "KUBECONFIG": kubeconfig, "DASHI_STATE_DIR": str(state), "COLUMNS": "160"}
     return E2ECluster(kubeconfig, current["name"], env, state, lane=os.environ.get("DASHI_E2E_LANE", "cilium"))

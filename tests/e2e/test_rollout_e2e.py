@@ -182,7 +182,8 @@ def test_smoke_passes_and_writes_its_report(e2e_cluster, tmp_path):
     k = APPLIED[-1] if APPLIED else 8
     intended = {(e.src, e.dst, e.port, e.protocol) for e, ok in profile.intended_after(k).items() if ok}
     assert observed_allowed(report) == intended & probed(report)
-    assert len(probed(report)) >= 200  # all TCP edges (UDP DNS is unprobed)
+    assert len(probed(report)) == len(report["edges"])  # every edge, UDP DNS included
+    assert set(_udp_dns(report).values()) == {(True, "connected")}
     assert md_path.read_text().startswith("#")
     print(f"full-matrix smoke: {len(report['edges'])} edges, first probe pass "
           f"{report['first_pass_seconds']} s with {report['workers']} workers, task wall time {wall:.1f} s")
@@ -228,6 +229,35 @@ def test_port_forward_is_not_subject_to_network_policy(e2e_cluster):
     assert b"prometheus" in data, data[:200]
     print(f"{e2e_cluster.lane}: port-forward to dashi-monitoring/prometheus:9090 under default deny: reachable "
           f"(NetworkPolicy does not apply); pod-to-pod to the same port: {blocked.kind}")
+
+
+def _udp_dns(report: dict) -> dict[str, tuple]:
+    """Each source's UDP 53 edge to cluster DNS: (observed, probe kind)."""
+    return {e["src"]: (e["observed"], e["kind"]) for e in report["edges"]
+            if e["dst"] == "kube-system/kube-dns" and e["protocol"] == "UDP" and e["port"] == 53}
+
+
+def test_udp_dns_is_probed_for_real_blocked_then_allowed(e2e_cluster, tmp_path):
+    """DNS over UDP is a real query from every stand-in: under default deny
+    alone it is blocked (no answer; on kube-router the reject may come back
+    as a refusal), and once allow-dns is in place every pod gets its answer."""
+    profile = dashi(e2e_cluster)
+    sources = {ep.key for ep in profile.endpoints if ep.kind in ("workload", "debug")}  # not DNS itself
+    verdicts = {}
+    for step in ("default-deny", "allow-dns"):
+        proc = e2e_cluster.inv("rollback", "--to", step, "--context", e2e_cluster.context, "--yes")
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        path = tmp_path / f"{step}.json"
+        smoke = e2e_cluster.inv("smoke", "--context", e2e_cluster.context, "--json", str(path))
+        assert smoke.returncode == 0, smoke.stdout + smoke.stderr
+        verdicts[step] = _udp_dns(json.loads(path.read_text()))
+        assert set(verdicts[step]) == sources, f"{step}: UDP DNS edges {sorted(verdicts[step])}"
+    blocked_kinds = {"timeout", e2e_cluster.denied_kind}
+    assert all(obs is False and kind in blocked_kinds for obs, kind in verdicts["default-deny"].values()), \
+        verdicts["default-deny"]
+    assert all(v == (True, "connected") for v in verdicts["allow-dns"].values()), verdicts["allow-dns"]
+    print(f"{e2e_cluster.lane}: UDP DNS probed from {len(sources)} pods: default-deny "
+          f"{sorted({k for _, k in verdicts['default-deny'].values()})}, allow-dns all answered")
 
 
 def test_rollback_to_baseline_restores_exactly(e2e_cluster):
