@@ -24,6 +24,7 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -32,7 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from rich.console import Console  # noqa: E402
 
 import synthetic  # noqa: E402
-from cluster.live import standins  # noqa: E402
+from cluster.live import canary, standins  # noqa: E402
+from cluster.live.cni import detect_cni  # noqa: E402
+from cluster.live.state import ClusterState  # noqa: E402
 from cluster.errors import VerificationFailed  # noqa: E402
 from cluster.live.kube import ClientKube  # noqa: E402
 from cluster.live.rollout import Rollout  # noqa: E402
@@ -63,9 +66,17 @@ def main() -> int:
     if not a.kubeconfig:
         ap.error("--kubeconfig (or DASHI_E2E_KUBECONFIG) is required")
     kube = ClientKube(context=a.context, kubeconfig=a.kubeconfig)
-    settings = Settings.from_env()
     state = tempfile.mkdtemp(prefix="dashi-bench-state-")
-    profile = load_profile("dashi")
+    # The profile in the form the rollout uses on this CNI, and the deny
+    # behaviour measured once up front (as cluster-up or prepare would have),
+    # so no timed step includes the canary and every probe reads as it would.
+    cni = detect_cni(kube)
+    profile = load_profile("dashi").for_cni(cni)
+    cluster = ClusterState.open(kube, Path(state))
+    measured, t = timed(lambda: canary.measure(kube, cluster, cni, sleep=time.sleep, clock=time.monotonic))
+    canary.verdict(measured, cni)
+    settings = replace(Settings.from_env(), deny_behaviour=cluster.deny_behaviour)
+    print(f"CNI {cni}: denied packets {cluster.deny_behaviour} (canary, {t:.1f} s, not counted below)")
     results: dict[str, float] = {}
 
     def rollout(p=profile):
@@ -117,7 +128,7 @@ def main() -> int:
         # Namespaces named for the size: a deleted one takes a while to go.
         d = synthetic.write(Path(tempfile.mkdtemp(prefix="dashi-bench-")) / f"bench-{n}", 10, max(1, n // 10), 2,
                             prefix=f"bench{n}")
-        prof = load_profile(d)
+        prof = load_profile(d).for_cni(cni)
         standins.deploy(kube, prof, adopt=False, sleep=time.sleep, clock=time.monotonic)
         try:
             rollout(prof).up(until="default-deny")
