@@ -133,10 +133,22 @@ def main() -> int:
                             max(1, n // 10), ports, prefix=f"bench{n}p{ports}")
         prof = load_profile(d).for_cni(cni)
         standins.deploy(kube, prof, adopt=False, sleep=time.sleep, clock=time.monotonic)
+        pods = sum(1 for e in prof.endpoints if e.probe_source)
         try:
-            rollout(prof).up(until="default-deny")
+            # New pods first: a CNI programs a fresh endpoint asynchronously
+            # (Cilium regenerates it), so the open matrix is probed until it
+            # matches before any policy, as the conformance suite does.
+            warm, t = timed(lambda: verify_live(kube, prof, 0, settings))
+            print(f"synthetic: {pods} pods, {ports} ports, open: {len(warm.rows)} edges, {t:.2f} s until it matched; "
+                  f"ok={warm.ok}")
+            try:
+                rollout(prof).up(until="default-deny")
+            except VerificationFailed as e:
+                print(f"synthetic: {pods} pods, {ports} ports: default-deny did not verify: {str(e)[:300]}")
+                if pods >= 60:
+                    results["synthetic-60"] = float("inf")
+                continue
             rep, t = timed(lambda: verify_live(kube, prof, 1, settings))
-            pods = sum(1 for e in prof.endpoints if e.probe_source)
             print(f"synthetic: {pods} pods in 10 namespaces, {ports} ports: {len(rep.rows)} edges, {rep.execs} execs, "
                   f"{t:.2f} s ({t / max(pods, 1) * 1000:.0f} ms per source pod); ok={rep.ok}")
             if pods >= 60:  # the target: every matrix of at least 60 pods in at most 15 s
