@@ -17,6 +17,7 @@ from typing import Callable
 
 from cluster.errors import KubeConflict, KubeError
 from cluster.live.kube import MANAGED_BY_LABEL, MANAGED_BY_VALUE
+from cluster.live.poll import poll_until
 
 NP = "networking.k8s.io/v1"
 LEASE = "coordination.k8s.io/v1"
@@ -52,11 +53,12 @@ def scenario(kube, ns: str, *, sleep: Callable[[float], None] = time.sleep,
                           "metadata": {"name": ns, "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE}}})
     out.append(("the namespace carries its name label",
                 (live_ns["metadata"].get("labels") or {}).get("kubernetes.io/metadata.name") == ns))
-    deadline = clock() + 60.0
-    while kube.get("v1", "ServiceAccount", "default", ns) is None and clock() < deadline:
-        sleep(0.5)
+    def eventually(check: Callable[[], bool], within_s: float, interval_s: float) -> bool:
+        return poll_until(lambda: (check(), ""), timeout_s=within_s, interval_s=interval_s, clock=clock,
+                          sleep=sleep).done
+
     out.append(("the controller manager gives it a default ServiceAccount (Pods need it)",
-                kube.get("v1", "ServiceAccount", "default", ns) is not None))
+                eventually(lambda: kube.get("v1", "ServiceAccount", "default", ns) is not None, 60.0, 0.5)))
     a = kube.apply(_policy(ns, "a", {"app": "x", "tier": "t1"}, [80]))
     kube.apply(_policy(ns, "b", {"app": "y"}, [81]))
     out.append(("apply returns the live object", {k: k in a["metadata"] for k in ("uid", "resourceVersion",
@@ -102,10 +104,7 @@ def scenario(kube, ns: str, *, sleep: Callable[[float], None] = time.sleep,
     after = kube.get("v1", "Namespace", ns)
     out.append(("right after: terminating or gone",
                 after is None or bool((after.get("metadata") or {}).get("deletionTimestamp"))))
-    deadline = clock() + gone_within_s
-    while kube.get("v1", "Namespace", ns) is not None and clock() < deadline:
-        sleep(1.0)
-    out.append(("then gone", kube.get("v1", "Namespace", ns) is None))
+    out.append(("then gone", eventually(lambda: kube.get("v1", "Namespace", ns) is None, gone_within_s, 1.0)))
     return out
 
 
