@@ -387,12 +387,6 @@ def _wait_stable_ready(cluster, stable_s: float = 15.0, timeout_s: float = 240.0
 def test_the_api_server_stopped_mid_step_gives_one_line_and_the_next_run_ends_exact(e2e_cluster, prepared, say):
     if os.geteuid() != 0:
         pytest.skip("stopping the test cluster's API server needs root (tests/e2e/hostcluster/apiserver.sh)")
-    if e2e_cluster.lane == "kube-router":
-        # Measured: on this lane the stand-ins were left not Ready after the
-        # API server came back (kube-router's firewall did not recover), so
-        # every later probe failed. A defect of the lane, open; the tool's
-        # handling of the outage is proven on the cilium lane.
-        pytest.xfail("kube-router lane: the pods stay not Ready after the API server restarts (open)")
     foreign, uid = prepared
     ctx = ["--profile", "environments", "--context", e2e_cluster.context, "--yes"]
     env, state = e2e_cluster.env, e2e_cluster.state_dir
