@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Iterable
 
@@ -32,30 +33,22 @@ except AttributeError:  # PyYAML built without libyaml
     _Base = yaml.SafeLoader
 
 
+# The safe loader's resolver, asked for the tag of a node by its kind, text
+# and implicitness alone (the safe loader has no path resolvers).
+_RESOLVER = yaml.resolver.Resolver()
+
+
 class _Loader(_Base):
-    """The safe loader, resolving each distinct plain scalar once: the parser
-    asks for the tag of every scalar, and manifests repeat the same few
-    thousand keys and values (the tag depends on the text alone)."""
+    """The safe loader, with what libyaml's composer calls around every node
+    done in C: the parser asks for the tag of every scalar, and manifests
+    repeat the same few thousand keys and values (the tag depends on the
+    arguments alone), so a cache answers without a Python frame; the path
+    resolver hooks, which the safe loader has none of, are C no-ops (the
+    composer ignores what they return)."""
 
-    _tags: dict[str, str] = {}
-
-    def resolve(self, kind, value, implicit):
-        if kind is yaml.ScalarNode and implicit[0]:
-            tag = self._tags.get(value)
-            if tag is None:
-                tag = super().resolve(kind, value, implicit)
-                if len(self._tags) < 200_000:
-                    self._tags[value] = tag
-            return tag
-        return super().resolve(kind, value, implicit)
-
-    # The parser calls these around every node for path resolvers, which
-    # the safe loader has none of.
-    def descend_resolver(self, current_node, current_index):
-        return None
-
-    def ascend_resolver(self):
-        return None
+    resolve = staticmethod(lru_cache(maxsize=1 << 16)(partial(yaml.resolver.Resolver.resolve, _RESOLVER)))
+    descend_resolver = staticmethod({}.get)  # (parent, index) -> ignored
+    ascend_resolver = staticmethod(tuple)  # () -> ignored
 
 
 _STR, _INT, _MAP, _SEQ, _MERGE = (f"tag:yaml.org,2002:{t}" for t in ("str", "int", "map", "seq", "merge"))
