@@ -176,6 +176,15 @@ rm -f "$KUBECONFIG_OUT"
 # 8. Report anything that survived.
 left=()
 pgrep -f "$CONTAINERD_SOCK" >/dev/null 2>&1 && left+=("processes using $CONTAINERD_SOCK")
+# Any process still running one of the built binaries (the agents, the
+# control plane, containerd, runc).
+for p in $(pgrep -f "^$BIN/" 2>/dev/null); do
+  left+=("process $p ($(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | cut -c1-80))")
+done
+ipset list -n 2>/dev/null | grep -qE '^(cilium_|KUBE-|kube-router-)' && left+=("ipsets")
+for be in "" -legacy; do ip6tables$be-save 2>/dev/null | grep -qE 'KUBE-|CILIUM_' && left+=("ip6tables$be rules"); done
+compgen -G "/run/netns/cni-*" >/dev/null && left+=("network namespaces /run/netns/cni-*")
+[ -d "$STATE" ] && left+=("$STATE")
 grep -qE " ($(echo "$STATE|$RUN_DIR|/run/netns/cni-|$CILIUM_CGROUP_ROOT" | sed 's#/#\\/#g')) " /proc/self/mountinfo && left+=("mounts")
 ip link show "$NODE_IFACE" >/dev/null 2>&1 && left+=("$NODE_IFACE")
 ip -o link show | grep -qE ': (cilium_|lxc)' && left+=("cilium interfaces")
