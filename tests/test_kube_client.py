@@ -11,6 +11,7 @@ import base64
 import hashlib
 import json
 import threading
+from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
@@ -292,5 +293,22 @@ def test_selector_rendering_is_apimachinerys():
 
 
 def test_unknown_context_is_a_kube_error(tmp_path):
-    with pytest.raises(KubeError, match="cannot load context 'nope' from kubeconfig"):
-        ClientKube(context="nope", kubeconfig=kubeconfig(tmp_path, "http://127.0.0.1:1"))
+    path = kubeconfig(tmp_path, "http://127.0.0.1:1")
+    names = ", ".join(sorted(c["name"] for c in yaml.safe_load(Path(path).read_text())["contexts"]))
+    with pytest.raises(KubeError) as e:
+        ClientKube(context="nope", kubeconfig=path)
+    assert str(e.value) == f"cannot load context 'nope' from kubeconfig {path}: it has no such context " \
+                           f"(its contexts: {names})"
+
+
+def test_a_kubeconfig_without_contexts_or_missing_says_so(tmp_path):
+    empty = tmp_path / "empty"
+    empty.write_text("apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n")
+    with pytest.raises(KubeError) as e:
+        ClientKube(context="k3d-x", kubeconfig=str(empty))
+    assert str(e.value) == f"cannot load context 'k3d-x' from kubeconfig {empty}: it has no such context " \
+                           "(its contexts: none)"
+    missing = tmp_path / "missing"
+    with pytest.raises(KubeError) as e:
+        ClientKube(context="k3d-x", kubeconfig=str(missing))
+    assert str(e.value) == f"cannot load context 'k3d-x' from kubeconfig {missing}: no such file"

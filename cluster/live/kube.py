@@ -166,6 +166,26 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
     return (urllib3.exceptions.HTTPError, OSError, http.client.HTTPException, websocket.WebSocketException)
 
 
+def _context_names(kubeconfig: str | None) -> list[str] | None:
+    """The context names a single kubeconfig file lists, or None when that
+    cannot be said (several files in KUBECONFIG, unreadable, not a map)."""
+    import yaml
+
+    paths = [kubeconfig] if kubeconfig else \
+        [p for p in os.environ.get("KUBECONFIG", "").split(os.pathsep) if p] or [os.path.expanduser("~/.kube/config")]
+    if len(paths) != 1:
+        return None
+    try:
+        with open(paths[0], encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except (OSError, ValueError, yaml.YAMLError):
+        return None
+    contexts = data.get("contexts") if isinstance(data, dict) else None
+    if not isinstance(contexts, list):
+        return None if contexts is not None else []
+    return sorted(str(c["name"]) for c in contexts if isinstance(c, dict) and "name" in c)
+
+
 class ClientKube:
     """``Kube`` over the official client: DynamicClient for objects, stream for exec.
 
@@ -216,6 +236,12 @@ class ClientKube:
                 why = "invalid YAML: " + " ".join(str(e).split())[:160]
             elif isinstance(e, (ConfigException, OSError)):
                 why = " ".join(str(e).split())[:200]
+                names = _context_names(kubeconfig) if isinstance(e, ConfigException) and context else None
+                single = [x for x in str(source).split(os.pathsep) if x]
+                if len(single) == 1 and not os.path.exists(os.path.expanduser(single[0])):
+                    why = "no such file"
+                elif names is not None and context not in names:
+                    why = f"it has no such context (its contexts: {', '.join(names) or 'none'})"
             else:
                 why = f"not a kubeconfig ({type(e).__name__}: {e})"
             raise KubeError(f"cannot load {where} from kubeconfig {source}: {why}") from None
