@@ -117,10 +117,22 @@ class MatrixReport:
     def ok(self) -> bool:
         return not self.problem_rows and self.intent_checked
 
+    def _counts(self) -> dict[str, int]:
+        """``count`` of every status, each row's problems worked out once."""
+        counts = {"ok": 0, "mismatch": 0, "unintended": 0, "error": 0, "unprobed": 0}
+        for r in self.rows:
+            probs = r.problems
+            for p in set(probs):
+                counts[p] = counts.get(p, 0) + 1
+            if not probs:
+                counts["unprobed" if r.kind == "unprobed" else "ok"] += 1
+        return counts
+
     def summary(self) -> dict:
-        return {"edges": len(self.rows), "ok": self.count("ok"), "mismatch": self.count("mismatch"),
-                "unintended": self.count("unintended"), "error": self.count("error"),
-                "unprobed": self.count("unprobed"),
+        counts = self._counts()
+        return {"edges": len(self.rows), "ok": counts["ok"], "mismatch": counts["mismatch"],
+                "unintended": counts["unintended"], "error": counts["error"],
+                "unprobed": counts["unprobed"],
                 "predicted_allowed": sum(1 for r in self.rows if r.predicted),
                 "observed_allowed": sum(1 for r in self.rows if r.observed),
                 "probe_seconds": round(self.seconds, 2), "probes": self.probes, "execs": self.execs,

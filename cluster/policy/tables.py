@@ -5,7 +5,10 @@ live reports."""
 from __future__ import annotations
 
 from rich.console import Console, ConsoleOptions, RenderResult
+from rich.control import strip_control_codes
 from rich.measure import Measurement
+from rich.segment import Segment
+from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
@@ -71,10 +74,22 @@ class Grid:
             return Measurement.get(console, options, self.table())
         return Measurement(self.width, self.width)
 
-    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        if not self._fits(options):
-            yield self.table()
-            return
+    def _lines(self) -> list[list[tuple[str, object]]]:
+        """The matrix as lines of (text, style) pieces, style "" for none."""
+        def first(label: str) -> str:
+            return (label if len(label) <= self.first else label[:self.first - 1] + "…").ljust(self.first)
+
+        lines = [[(self.title.ljust(self.width), "table.title")],
+                 [(first("from \\ to"), "bold")] + [(_centre(h, w), "bold") for h, w in zip(self.headers, self.widths)]]
+        for src, cells in self.rows:
+            line = [(first(src), "")]
+            for c, w in zip(cells, self.widths):
+                left = (w - c.cell_len) // 2  # a cell's style covers its padding, as in a Table
+                line += [(" " * left, c.style), (c.plain, c.style), (" " * (w - c.cell_len - left), c.style)]
+            lines.append(line)
+        return lines
+
+    def _text(self) -> Text:
         out = Text(no_wrap=True, overflow="ignore")
         out.append(self.title.ljust(self.width), style="table.title")
         out.append("\n")
@@ -93,7 +108,54 @@ class Grid:
                 out.append(" " * left, style=c.style)
                 out.append_text(c)
                 out.append(" " * (w - c.cell_len - left), style=c.style)
-        yield out
+        return out
+
+    def _segments(self, console: Console, lines):
+        """What rendering ``_text(lines)`` yields, split at the same places
+        once cut into lines, without rich's general text layout: each styled
+        piece a segment, each run of unstyled ones one (rich.text.Text.render)."""
+        get_style = console.get_style
+        null = Style.null()
+        styles: dict = {}
+        for i, line in enumerate(lines):
+            if i:
+                yield Segment("\n")
+            plain = ""
+            for text, style in line:
+                if not text:
+                    continue
+                if not style:
+                    plain += text
+                    continue
+                if plain:
+                    yield Segment(plain, null)
+                    plain = ""
+                st = styles.get(style)
+                if st is None:
+                    st = styles[style] = Style.combine((null, get_style(style, default=null)))
+                yield Segment(text, st)
+            if plain:
+                yield Segment(plain, null)
+        yield Segment("\n")
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        if not self._fits(options):
+            yield self.table()
+            return
+        lines = self._lines()
+        # The segments are those of the Text, where its layout leaves the
+        # lines as they are (the Text is drawn no_wrap, overflow "ignore").
+        if (options.justify in (None, "default") or self.width == options.max_width) \
+                and not any(c.spans for _, cells in self.rows for c in cells) \
+                and _plain_line("".join(text for line in lines for text, _ in line)):
+            yield from self._segments(console, lines)
+        else:
+            yield self._text()
+
+
+def _plain_line(text: str) -> bool:
+    """No tab to expand and no control code to strip (what rich.text.Text does to them)."""
+    return "\t" not in text and strip_control_codes(text) == text
 
 
 def _centre(text: str, width: int) -> str:

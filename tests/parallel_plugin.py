@@ -1,0 +1,75 @@
+"""`python -m pytest` spreads the unit tests over the machine's cores.
+
+Loaded by ``-p parallel_plugin`` (pyproject.toml, ``addopts``), before the
+command line is parsed: where pytest-xdist is installed and the machine has
+more than one core, it adds ``-n auto --dist loadscope``, unless
+
+- ``DASHI_E2E_KUBECONFIG`` is set: the real-cluster tests (tests/e2e) run in
+  one process, in file order, with their output as they print it;
+- the command line already says how to distribute (``-n``, ``--dist``,
+  ``-p no:xdist``) or asks for a debugger;
+- this is one of xdist's workers.
+
+Each test then goes to whichever worker is free, except those that share
+something: ``SCOPES`` keeps the tests of a file, or of several files, on one
+worker, largest first.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+# Test files whose tests run on one worker, under a name of their own.
+SCOPES = {
+    # One Docker engine: the session's private dockerd is started once.
+    "test_docker_engine.py": "docker",
+    "test_k3d_contract.py": "docker",
+    "test_preflight.py": "docker",
+    # The DNS responders bound on 127.0.0.9-11:53.
+    "test_probe_script.py": "loopback-53",
+    # Module-scoped fixtures, computed once.
+    "test_bad_input.py": "test_bad_input.py",
+    "test_profile.py": "test_profile.py",
+}
+
+# The options by which a command line chooses its own distribution.
+_CHOSEN = ("-n", "--numprocesses", "--dist", "-d", "--tx", "--looponfail", "-f", "--pdb", "--trace")
+
+_added = False
+
+
+def _chosen(args: list[str]) -> bool:
+    for arg in args:
+        name = arg.split("=", 1)[0]
+        if name in _CHOSEN or (arg.startswith("-n") and not arg.startswith("--")):
+            return True
+    return False
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config, parser, args):
+    global _added
+    if os.environ.get("DASHI_E2E_KUBECONFIG") or os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    if not early_config.pluginmanager.has_plugin("xdist") or (os.cpu_count() or 1) < 2:
+        return
+    if _chosen(args):
+        return
+    args[:0] = ["-n", "auto", "--dist", "loadscope"]
+    _added = True
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    if not _added or config.getoption("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class Scheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return SCOPES.get(path.rsplit("/", 1)[-1], nodeid)
+
+    return Scheduling(config, log)
