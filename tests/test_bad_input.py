@@ -330,6 +330,24 @@ CASES = [
          files=GARBAGE_KUBECONFIG, env={"KUBECONFIG": "{d}/kubeconfig"}, json=True, exec_only=True),
     Case("explain-json-error", ["explain", "x/y", "dashi-platform/rustfs", "9000", "--json"],
          "no endpoint 'x/y' in profile dashi", json=True),
+    # cluster-down and prepare: their flags and the cluster they name.
+    Case("cluster-down-name-invalid", ["cluster-down", "--name", "Bad_Name"],
+         "error: invalid cluster name 'Bad_Name': use lowercase letters, digits and '-', at most 32 characters"),
+    Case("cluster-down-name-empty", ["cluster-down", "--name", ""], "error: invalid cluster name ''"),
+    Case("cluster-down-name-too-long", ["cluster-down", "--name", "a" * 40],
+         f"error: invalid cluster name '{'a' * 40}': use lowercase letters, digits and '-', at most 32 characters"),
+    Case("cluster-down-name-without-value", ["cluster-down", "--name"], "Flag '--name' needed value and was not given one!"),
+    Case("prepare-without-context", ["prepare"],
+         "error: prepare needs --context: name the kubeconfig context of the cluster to prepare"),
+    Case("prepare-unknown-profile", ["prepare", "-c", "k3d-x", "-p", "nosuch"],
+         "error: unknown profile 'nosuch': choose one of dashi, environments"),
+    Case("prepare-context-not-in-kubeconfig", ["prepare", "-c", "k3d-x", "-p", "environments"],
+         "error: cannot load context 'k3d-x' from kubeconfig {d}/kubeconfig: it has no such context "
+         "(its contexts: none)",
+         files={"kubeconfig": "apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n"},
+         env={"KUBECONFIG": "{d}/kubeconfig"}, exec_only=True),
+    Case("prepare-garbage-kubeconfig", ["prepare", "-c", "k3d-x"], "from kubeconfig {d}/kubeconfig: invalid YAML",
+         files={"kubeconfig": "clusters: [\n"}, env={"KUBECONFIG": "{d}/kubeconfig"}, exec_only=True),
 ]
 
 
