@@ -74,8 +74,9 @@ class Grid:
             return Measurement.get(console, options, self.table())
         return Measurement(self.width, self.width)
 
-    def _lines(self) -> list[list[tuple[str, object]]]:
-        """The matrix as lines of (text, style) pieces, style "" for none."""
+    def _lines(self) -> list[list]:
+        """The matrix as lines of pieces: (text, style) with style "" for
+        none, or a cell's own Text (its style, and any spans it has)."""
         def first(label: str) -> str:
             return (label if len(label) <= self.first else label[:self.first - 1] + "…").ljust(self.first)
 
@@ -85,29 +86,21 @@ class Grid:
             line = [(first(src), "")]
             for c, w in zip(cells, self.widths):
                 left = (w - c.cell_len) // 2  # a cell's style covers its padding, as in a Table
-                line += [(" " * left, c.style), (c.plain, c.style), (" " * (w - c.cell_len - left), c.style)]
+                line += [(" " * left, c.style), c, (" " * (w - c.cell_len - left), c.style)]
             lines.append(line)
         return lines
 
-    def _text(self) -> Text:
+    @staticmethod
+    def _text(lines) -> Text:
         out = Text(no_wrap=True, overflow="ignore")
-        out.append(self.title.ljust(self.width), style="table.title")
-        out.append("\n")
-
-        def first(label: str) -> str:
-            return (label if len(label) <= self.first else label[:self.first - 1] + "…").ljust(self.first)
-
-        out.append(first("from \\ to"), style="bold")
-        for h, w in zip(self.headers, self.widths):
-            out.append(_centre(h, w), style="bold")
-        for src, cells in self.rows:
-            out.append("\n")
-            out.append(first(src))
-            for c, w in zip(cells, self.widths):
-                left = (w - c.cell_len) // 2  # a cell's style covers its padding, as in a Table
-                out.append(" " * left, style=c.style)
-                out.append_text(c)
-                out.append(" " * (w - c.cell_len - left), style=c.style)
+        for i, line in enumerate(lines):
+            if i:
+                out.append("\n")
+            for piece in line:
+                if isinstance(piece, Text):
+                    out.append_text(piece)
+                else:
+                    out.append(*piece)
         return out
 
     def _segments(self, console: Console, lines):
@@ -121,7 +114,7 @@ class Grid:
             if i:
                 yield Segment("\n")
             plain = ""
-            for text, style in line:
+            for text, style in map(_pair, line):
                 if not text:
                     continue
                 if not style:
@@ -147,10 +140,15 @@ class Grid:
         # lines as they are (the Text is drawn no_wrap, overflow "ignore").
         if (options.justify in (None, "default") or self.width == options.max_width) \
                 and not any(c.spans for _, cells in self.rows for c in cells) \
-                and _plain_line("".join(text for line in lines for text, _ in line)):
+                and _plain_line("".join(text for line in lines for text, _ in map(_pair, line))):
             yield from self._segments(console, lines)
         else:
-            yield self._text()
+            yield self._text(lines)
+
+
+def _pair(piece) -> tuple[str, object]:
+    """A piece of ``Grid._lines`` as (text, style); only cells without spans get here."""
+    return (piece.plain, piece.style) if isinstance(piece, Text) else piece
 
 
 def _plain_line(text: str) -> bool:
