@@ -105,10 +105,6 @@ class MatrixReport:
     # prediction (right after an apply: the time the CNI took to enforce).
     matched_seconds: float | None = None
 
-    def count(self, status: str) -> int:
-        return sum(1 for r in self.rows if status in r.problems or (status in ("ok", "unprobed")
-                                                                    and r.status == status))
-
     @property
     def problem_rows(self) -> list[EdgeRow]:
         return [r for r in self.rows if r.problems]
@@ -118,7 +114,9 @@ class MatrixReport:
         return not self.problem_rows and self.intent_checked
 
     def _counts(self) -> dict[str, int]:
-        """``count`` of every status, each row's problems worked out once."""
+        """How many rows have each status: a row counts once under each of
+        its problems, or, with none, as ok or unprobed (``EdgeRow.status``);
+        each row's problems worked out once."""
         counts = {"ok": 0, "mismatch": 0, "unintended": 0, "error": 0, "unprobed": 0}
         for r in self.rows:
             probs = r.problems
