@@ -166,17 +166,13 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
     return (urllib3.exceptions.HTTPError, OSError, http.client.HTTPException, websocket.WebSocketException)
 
 
-def _context_names(kubeconfig: str | None) -> list[str] | None:
-    """The context names a single kubeconfig file lists, or None when that
-    cannot be said (several files in KUBECONFIG, unreadable, not a map)."""
+def _context_names(path: str) -> list[str] | None:
+    """The context names a kubeconfig file lists, or None when it cannot
+    say (unreadable, not YAML, no list of contexts)."""
     import yaml
 
-    paths = [kubeconfig] if kubeconfig else \
-        [p for p in os.environ.get("KUBECONFIG", "").split(os.pathsep) if p] or [os.path.expanduser("~/.kube/config")]
-    if len(paths) != 1:
-        return None
     try:
-        with open(paths[0], encoding="utf-8") as f:
+        with open(path, encoding="utf-8") as f:
             data = yaml.safe_load(f)
     except (OSError, ValueError, yaml.YAMLError):
         return None
@@ -236,12 +232,15 @@ class ClientKube:
                 why = "invalid YAML: " + " ".join(str(e).split())[:160]
             elif isinstance(e, (ConfigException, OSError)):
                 why = " ".join(str(e).split())[:200]
-                names = _context_names(kubeconfig) if isinstance(e, ConfigException) and context else None
-                single = [x for x in str(source).split(os.pathsep) if x]
-                if len(single) == 1 and not os.path.exists(os.path.expanduser(single[0])):
+                # One file (not a KUBECONFIG list): say what is wrong with it.
+                paths = [x for x in str(source).split(os.pathsep) if x]
+                path = os.path.expanduser(paths[0]) if len(paths) == 1 else None
+                if path is not None and not os.path.exists(path):
                     why = "no such file"
-                elif names is not None and context not in names:
-                    why = f"it has no such context (its contexts: {', '.join(names) or 'none'})"
+                elif path is not None and isinstance(e, ConfigException) and context:
+                    names = _context_names(path)
+                    if names is not None and context not in names:
+                        why = f"it has no such context (its contexts: {', '.join(names) or 'none'})"
             else:
                 why = f"not a kubeconfig ({type(e).__name__}: {e})"
             raise KubeError(f"cannot load {where} from kubeconfig {source}: {why}") from None
