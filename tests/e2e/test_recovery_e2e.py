@@ -208,10 +208,10 @@ def kill_at(args: list[str], env: dict, state_dir: Path, uid: str, trigger: str,
             break
         time.sleep(0.005)
     killed = proc.poll() is None
-    at = phase(state_dir, uid)
     proc.kill()
     _, out, err = proc.finish(timeout=60)
-    return killed, at, time.monotonic() - t0, out + err
+    # Read once the run is dead: the record as the killed run left it.
+    return killed, phase(state_dir, uid), time.monotonic() - t0, out + err
 
 
 # --------------------------------------------------------------------------
@@ -269,10 +269,17 @@ def test_kill_minus_9_at_random_moments_then_the_same_command_finishes_exact(e2e
     def tried(command: str) -> int:
         return sum(1 for k in kills if k.killed and k.command.startswith(command))
 
+    def missing() -> list[str]:
+        """The moments no kill has landed in yet."""
+        seen = {k.phase_at_kill for k in kills if k.killed} | {
+            "snapshot" for k in kills if k.killed and k.trigger == "snapshot"}
+        return [m for m in ("applying", "verifying", "snapshot", "restoring") if m not in seen]
+
     rounds = 0
-    # A run can finish before its moment comes: go on until each command was
-    # really killed KILLS times (at most 2 x KILLS rounds).
-    while (tried("network") < KILLS or tried("rollback") < KILLS) and rounds < 2 * KILLS:
+    # A run can finish before its moment comes, and a step applies in a few
+    # tens of milliseconds: go on until each command was really killed KILLS
+    # times and every moment was hit (at most 3 x KILLS rounds).
+    while (tried("network") < KILLS or tried("rollback") < KILLS or missing()) and rounds < 3 * KILLS:
         rounds += 1
         # network-policies-up from the baseline, mostly --until allow-dns.
         until = rng.choice(["allow-dns"] * 3 + ["allow-from-ingress-controller"])
@@ -280,10 +287,14 @@ def test_kill_minus_9_at_random_moments_then_the_same_command_finishes_exact(e2e
         # The first rounds try each kind of moment once, so that every phase is
         # covered with few kills too (DASHI_E2E_KILLS=6 on the other lanes);
         # then at random.
+        gap = [m for m in missing() if m in UP_TRIGGERS]
         trigger = (UP_TRIGGERS[rounds - 1] if rounds <= len(UP_TRIGGERS)
+                   else gap[0] if gap and tried("network") >= KILLS
                    else rng.choice(["snapshot", "applying", "applying", "verifying", "verifying", "time"]))
-        delay = {"snapshot": rng.uniform(0, 0.05), "applying": rng.uniform(0, 0.08),
-                 "verifying": rng.uniform(0, 3.0), "time": rng.uniform(0, 6.0)}[trigger]
+        # At once on the first try of a moment, and when it is still missing.
+        delay = 0.0 if rounds <= len(UP_TRIGGERS) and trigger != "time" or trigger in gap else {
+            "snapshot": rng.uniform(0, 0.05), "applying": rng.uniform(0, 0.08),
+            "verifying": rng.uniform(0, 3.0), "time": rng.uniform(0, 6.0)}[trigger]
         up = ["network-policies-up", "--until", until, *ctx]
         kill = Kill(len(kills) + 1, f"network-policies-up --until {until}", trigger, delay)
         kill.killed, kill.phase_at_kill, kill.seconds, _ = kill_at(up, env, state, uid, trigger, delay)
@@ -296,10 +307,13 @@ def test_kill_minus_9_at_random_moments_then_the_same_command_finishes_exact(e2e
         # rollback from there: to the baseline, to default-deny, or one step back.
         to = rng.choice(["baseline", "baseline", "default-deny", None])
         k_back = 0 if to == "baseline" else 1 if to == "default-deny" else k_up - 1
+        gap = [m for m in missing() if m in BACK_TRIGGERS]
         trigger = (BACK_TRIGGERS[rounds - 1] if rounds <= len(BACK_TRIGGERS)
+                   else gap[0] if gap and tried("rollback") >= KILLS
                    else rng.choice(["snapshot", "restoring", "restoring", "verifying the restore", "time"]))
-        delay = {"snapshot": rng.uniform(0, 0.05), "restoring": rng.uniform(0, 0.1),
-                 "verifying the restore": rng.uniform(0, 3.0), "time": rng.uniform(0, 3.0)}[trigger]
+        delay = 0.0 if rounds <= len(BACK_TRIGGERS) and trigger != "time" or trigger in gap else {
+            "snapshot": rng.uniform(0, 0.05), "restoring": rng.uniform(0, 0.1),
+            "verifying the restore": rng.uniform(0, 3.0), "time": rng.uniform(0, 3.0)}[trigger]
         back = ["rollback", *(["--to", to] if to else []), *ctx]
         kill = Kill(len(kills) + 1, f"rollback{' --to ' + to if to else ''}", trigger, delay)
         kill.killed, kill.phase_at_kill, kill.seconds, _ = kill_at(back, env, state, uid, trigger, delay)
