@@ -32,6 +32,7 @@ pytestmark = pytest.mark.skipif(BUSYBOX is None, reason="busybox is not installe
 FAKE_AGNHOST = """#!/bin/sh
 # agnhost connect HOST:PORT --timeout=T --protocol=P: exit 0, or 1 with REFUSED
 hp=$2; h=${hp%:*}; p=${hp##*:}
+case $4 in --protocol=sctp) printf 'OTHER: no route\nto host\n' >&2; exit 1;; esac
 busybox nc -w 1 "$h" "$p" -e true </dev/null 2>/dev/null && exit 0
 echo REFUSED >&2; exit 1
 """
@@ -117,3 +118,13 @@ def test_silence_is_a_timeout(loopback, monkeypatch):
         assert result.kind == "timeout" and 0.9 < seconds < 4.0
     finally:
         mute.close()
+
+
+def test_an_output_that_is_not_one_word_is_folded_to_one_line(loopback):
+    # SCTP goes through agnhost whatever the TCP tool; this one prints two lines.
+    targets = [Target("ns", "pod", "127.0.0.1", loopback["open"], "SCTP"),
+               Target("ns", "pod", "127.0.0.1", loopback["closed"])]
+    res, _ = run(batch_argv(targets, 1.0, agnhost=loopback["agnhost"]), loopback["path"])
+    lines = sorted(line for line in res.stdout.splitlines() if line.startswith(("@@ 0 ", "@@ 1 ")))
+    assert lines == ["@@ 0 1 OTHER: no route to host", "@@ 1 1 REFUSED"]
+    assert [(r.kind, r.detail) for r in parse_batch(targets, res)][0] == ("other", "OTHER: no route to host")

@@ -102,7 +102,7 @@ trap 'log "up.sh failed after $(elapsed); logs in $LOGS; run down.sh to clean up
 
 # Record what we change on the host so down.sh can put it back.
 # Kernel tunables kubelet/kube-proxy/cilium set:
-sysctl -a 2>/dev/null | grep -E '^(kernel\.(panic|panic_on_oops|unprivileged_bpf_disabled)|vm\.(overcommit_memory|panic_on_oom)|net\.ipv4\.(ip_forward|conf\.(all|default)\.(forwarding|rp_filter|accept_local|send_redirects))|net\.bridge\.bridge-nf-call-(iptables|ip6tables)|net\.core\.bpf_jit_enable|net\.netfilter\.nf_conntrack_(max|tcp_timeout_established|tcp_timeout_close_wait)) ' \
+sysctl -a 2>/dev/null | grep -E '^(kernel\.(panic|panic_on_oops|unprivileged_bpf_disabled)|vm\.(overcommit_memory|panic_on_oom)|net\.ipv4\.(ip_forward|conf\.(all|default)\.(forwarding|rp_filter|accept_local|send_redirects))|net\.bridge\.bridge-nf-call-(iptables|ip6tables)|net\.core\.bpf_jit_enable|net\.netfilter\.nf_conntrack_(max|tcp_timeout_established|tcp_timeout_close_wait)|net\.ipv4\.neigh\.default\.gc_thresh[123]) ' \
   > "$STATE/sysctl.before" || true
 mountpoint -q "$BPFFS" && touch "$STATE/bpffs.preexisting" || true
 # Host paths some component creates at a fixed location (kubelet's
@@ -123,6 +123,14 @@ ip link set "${NODE_IFACE}p" up
 ip link set "$NODE_IFACE" up
 # Pod traffic is routed by the host (cilium native routing): forwarding on.
 sysctl -qw net.ipv4.ip_forward=1
+# The ARP table is one for every network namespace, and the kernel's limit
+# is 1,024 entries. On a bridge (the kube-router lane) every pod learns the
+# address of every pod it dials: a matrix of 60 pods needs about 60 x 60
+# entries, and past the limit new ones fail ("neighbor table overflow!" in
+# the kernel log) and most probes time out. Nodes that run many pods raise
+# these; so does this one, and down.sh puts them back.
+sysctl -qw net.ipv4.neigh.default.gc_thresh1=4096 net.ipv4.neigh.default.gc_thresh2=16384 \
+  net.ipv4.neigh.default.gc_thresh3=32768
 
 # ------------------------------------------------------------------ PKI --
 # kubeadm only as a certificate/kubeconfig generator: same files, names and
