@@ -12,8 +12,10 @@ and the whole rollout, a rollback of one step with its verification, and a
 smoke run; then for generated profiles of growing size, one full matrix
 each, with pods, ports, edges and seconds, to show how the time grows.
 Targets (2-core test cluster): matrix <= 2.0 s, rollout <= 30 s, rollback +
-verify <= 4 s, smoke <= 3 s, 60-pod synthetic matrix <= 15 s; --check
-exits 1 when one is missed.
+verify <= 4 s, smoke <= 3 s; a generated profile of 60 pods in 10
+namespaces with 2 ports each, both its matrices (all open, and after
+default-deny) <= 15 s. Larger port counts are printed to show the growth,
+not held to that target. --check exits 1 when a target is missed.
 """
 
 from __future__ import annotations
@@ -91,7 +93,7 @@ def main() -> int:
     open_report, t = timed(lambda: verify_live(kube, profile, 0, settings))
     print(f"dashi full matrix, all open: {len(open_report.rows)} edges, {open_report.execs} execs "
           f"({open_report.mode}), {t:.2f} s; ok={open_report.ok}")
-    results["matrix"] = t
+    results["matrix"] = t if open_report.ok else float("inf")  # a matrix that never matched misses
 
     steps: list[tuple[str, float, str]] = []
     t_all = time.monotonic()
@@ -111,18 +113,20 @@ def main() -> int:
     for name, t, outcome in steps:
         print(f"  step {name}: {t:.2f} s, {outcome}")
     print(f"dashi rollout, {len(steps)} steps tried, {done} verified: {results['rollout']:.2f} s")
+    if done < len(profile.steps):
+        results["rollout"] = float("inf")  # a step that did not verify misses the target
 
     blocked, t = timed(lambda: verify_live(kube, profile, done, settings))
     print(f"dashi full matrix after every step: {len(blocked.rows)} edges, "
           f"{sum(1 for r in blocked.rows if not r.predicted)} blocked, {t:.2f} s; ok={blocked.ok}")
-    results["matrix"] = max(results["matrix"], t)
+    results["matrix"] = max(results["matrix"], t if blocked.ok else float("inf"))
 
     _, t = timed(lambda: rollout().rollback())
     print(f"rollback of one step + verify: {t:.2f} s")
     results["rollback"] = t
     report, t = timed(lambda: rollout().smoke())
     print(f"smoke: {t:.2f} s; ok={report.ok}")
-    results["smoke"] = t
+    results["smoke"] = t if report.ok else float("inf")
     rollout().rollback("baseline")
 
     sizes = [(n, ports) for n in [int(x) for x in a.synthetic.split(",") if x.strip()]
@@ -141,18 +145,21 @@ def main() -> int:
             warm, t = timed(lambda: verify_live(kube, prof, 0, settings))
             print(f"synthetic: {pods} pods, {ports} ports, open: {len(warm.rows)} edges, {t:.2f} s until it matched; "
                   f"ok={warm.ok}")
+            targeted = pods >= 60 and ports <= 2  # the 15 s target: see the docstring
+            if targeted:
+                results["synthetic-60"] = max(t if warm.ok else float("inf"), results.get("synthetic-60", 0.0))
             try:
                 rollout(prof).up(until="default-deny")
             except VerificationFailed as e:
                 print(f"synthetic: {pods} pods, {ports} ports: default-deny did not verify: {str(e)[:300]}")
-                if pods >= 60:
+                if targeted:
                     results["synthetic-60"] = float("inf")
                 continue
             rep, t = timed(lambda: verify_live(kube, prof, 1, settings))
             print(f"synthetic: {pods} pods in 10 namespaces, {ports} ports: {len(rep.rows)} edges, {rep.execs} execs, "
                   f"{t:.2f} s ({t / max(pods, 1) * 1000:.0f} ms per source pod); ok={rep.ok}")
-            if pods >= 60:  # the target: every matrix of at least 60 pods in at most 15 s
-                results["synthetic-60"] = max(t, results.get("synthetic-60", 0.0))
+            if targeted:
+                results["synthetic-60"] = max(t if rep.ok else float("inf"), results.get("synthetic-60", 0.0))
         finally:
             for ns in prof.profile_namespaces:
                 kube.delete("v1", "Namespace", ns)
