@@ -252,8 +252,12 @@ def say(request):
 # kill -9 at random moments
 
 
-UP_TRIGGERS = ("snapshot", "applying", "verifying", "time")
-BACK_TRIGGERS = ("snapshot", "restoring", "verifying the restore", "time")
+# The moments a kill waits for, each with the longest random delay after it,
+# and the draw of moments once each was tried (the short phases weighed up).
+UP_MOMENTS = {"snapshot": 0.05, "applying": 0.08, "verifying": 3.0, "time": 6.0}
+UP_DRAW = ["snapshot", "applying", "applying", "verifying", "verifying", "time"]
+BACK_MOMENTS = {"snapshot": 0.05, "restoring": 0.1, "verifying the restore": 3.0, "time": 3.0}
+BACK_DRAW = ["snapshot", "restoring", "restoring", "verifying the restore", "time"]
 
 
 def test_kill_minus_9_at_random_moments_then_the_same_command_finishes_exact(e2e_cluster, prepared, say):
@@ -275,6 +279,19 @@ def test_kill_minus_9_at_random_moments_then_the_same_command_finishes_exact(e2e
             "snapshot" for k in kills if k.killed and k.trigger == "snapshot"}
         return [m for m in ("applying", "verifying", "snapshot", "restoring") if m not in seen]
 
+    def moment(moments: dict[str, float], draw: list[str], command: str) -> tuple[str, float]:
+        """This round's trigger and delay. The first rounds try each kind of
+        moment once, at once, so that every phase is covered with few kills
+        too (DASHI_E2E_KILLS=6 on the other lanes); once the command has its
+        KILLS, a moment still missing, at once; else one at random."""
+        kinds = tuple(moments)
+        gap = [m for m in missing() if m in moments]
+        trigger = (kinds[rounds - 1] if rounds <= len(kinds)
+                   else gap[0] if gap and tried(command) >= KILLS else rng.choice(draw))
+        if rounds <= len(kinds) and trigger != "time" or trigger in gap:
+            return trigger, 0.0
+        return trigger, {m: rng.uniform(0, most) for m, most in moments.items()}[trigger]
+
     rounds = 0
     # A run can finish before its moment comes, and a step applies in a few
     # tens of milliseconds: go on until each command was really killed KILLS
@@ -284,17 +301,7 @@ def test_kill_minus_9_at_random_moments_then_the_same_command_finishes_exact(e2e
         # network-policies-up from the baseline, mostly --until allow-dns.
         until = rng.choice(["allow-dns"] * 3 + ["allow-from-ingress-controller"])
         k_up = PROFILE.step_index(until)
-        # The first rounds try each kind of moment once, so that every phase is
-        # covered with few kills too (DASHI_E2E_KILLS=6 on the other lanes);
-        # then at random.
-        gap = [m for m in missing() if m in UP_TRIGGERS]
-        trigger = (UP_TRIGGERS[rounds - 1] if rounds <= len(UP_TRIGGERS)
-                   else gap[0] if gap and tried("network") >= KILLS
-                   else rng.choice(["snapshot", "applying", "applying", "verifying", "verifying", "time"]))
-        # At once on the first try of a moment, and when it is still missing.
-        delay = 0.0 if rounds <= len(UP_TRIGGERS) and trigger != "time" or trigger in gap else {
-            "snapshot": rng.uniform(0, 0.05), "applying": rng.uniform(0, 0.08),
-            "verifying": rng.uniform(0, 3.0), "time": rng.uniform(0, 6.0)}[trigger]
+        trigger, delay = moment(UP_MOMENTS, UP_DRAW, "network")
         up = ["network-policies-up", "--until", until, *ctx]
         kill = Kill(len(kills) + 1, f"network-policies-up --until {until}", trigger, delay)
         kill.killed, kill.phase_at_kill, kill.seconds, _ = kill_at(up, env, state, uid, trigger, delay)
@@ -307,13 +314,7 @@ def test_kill_minus_9_at_random_moments_then_the_same_command_finishes_exact(e2e
         # rollback from there: to the baseline, to default-deny, or one step back.
         to = rng.choice(["baseline", "baseline", "default-deny", None])
         k_back = 0 if to == "baseline" else 1 if to == "default-deny" else k_up - 1
-        gap = [m for m in missing() if m in BACK_TRIGGERS]
-        trigger = (BACK_TRIGGERS[rounds - 1] if rounds <= len(BACK_TRIGGERS)
-                   else gap[0] if gap and tried("rollback") >= KILLS
-                   else rng.choice(["snapshot", "restoring", "restoring", "verifying the restore", "time"]))
-        delay = 0.0 if rounds <= len(BACK_TRIGGERS) and trigger != "time" or trigger in gap else {
-            "snapshot": rng.uniform(0, 0.05), "restoring": rng.uniform(0, 0.1),
-            "verifying the restore": rng.uniform(0, 3.0), "time": rng.uniform(0, 3.0)}[trigger]
+        trigger, delay = moment(BACK_MOMENTS, BACK_DRAW, "rollback")
         back = ["rollback", *(["--to", to] if to else []), *ctx]
         kill = Kill(len(kills) + 1, f"rollback{' --to ' + to if to else ''}", trigger, delay)
         kill.killed, kill.phase_at_kill, kill.seconds, _ = kill_at(back, env, state, uid, trigger, delay)
