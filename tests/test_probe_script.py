@@ -8,7 +8,7 @@ concurrency and the ``@@ INDEX RC OUTPUT`` lines are checked as they really
 are, and ``nslookup``'s answer, refusal and silence are classified from
 busybox's own output. agnhost itself is stood in by a two-line script
 around busybox ``nc`` (agnhost is not on this machine); it prints what
-agnhost prints.
+agnhost prints, except for SCTP (see ``FAKE_AGNHOST``).
 """
 
 from __future__ import annotations
@@ -32,6 +32,9 @@ pytestmark = pytest.mark.skipif(BUSYBOX is None, reason="busybox is not installe
 FAKE_AGNHOST = """#!/bin/sh
 # agnhost connect HOST:PORT --timeout=T --protocol=P: exit 0, or 1 with REFUSED
 hp=$2; h=${hp%:*}; p=${hp##*:}
+# Not agnhost's: its connect prints one line (test/images/agnhost/connect/
+# connect.go, "OTHER: %v"). Two lines stand for whatever else a probe may
+# print (a shell's or a runtime's message), which the script must fold.
 case $4 in --protocol=sctp) printf 'OTHER: no route\nto host\n' >&2; exit 1;; esac
 busybox nc -w 1 "$h" "$p" -e true </dev/null 2>/dev/null && exit 0
 echo REFUSED >&2; exit 1
@@ -121,7 +124,7 @@ def test_silence_is_a_timeout(loopback, monkeypatch):
 
 
 def test_an_output_that_is_not_one_word_is_folded_to_one_line(loopback):
-    # SCTP goes through agnhost whatever the TCP tool; this one prints two lines.
+    # SCTP goes through agnhost whatever the TCP tool; the fake prints two lines for it.
     targets = [Target("ns", "pod", "127.0.0.1", loopback["open"], "SCTP"),
                Target("ns", "pod", "127.0.0.1", loopback["closed"])]
     res, _ = run(batch_argv(targets, 1.0, agnhost=loopback["agnhost"]), loopback["path"])
