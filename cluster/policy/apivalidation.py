@@ -20,6 +20,10 @@ _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _PORT_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 PROTOCOLS = ("TCP", "UDP", "SCTP")
+# Keys and label values already found valid: manifests repeat the same few
+# (app, tier, app.kubernetes.io/name, ...) on every object.
+_VALID_KEYS: set[str] = set()
+_VALID_VALUES: set[str] = set()
 
 
 class Invalid(ValueError):
@@ -31,6 +35,8 @@ class Invalid(ValueError):
 
 def qualified_name(value) -> None:
     """A label or annotation key: [prefix/]name, prefix a DNS subdomain."""
+    if value.__class__ is str and value in _VALID_KEYS:
+        return
     if not isinstance(value, str):
         raise Invalid(f"key {value!r} must be a string")
     prefix, slash, name = value.rpartition("/")
@@ -43,14 +49,18 @@ def qualified_name(value) -> None:
     if not name or len(name) > 63 or not _NAME_PART.match(name):
         raise Invalid(f"key {value!r}: name part must be 1-63 characters of letters, digits, '-', '_' "
                       "or '.', starting and ending with a letter or digit")
+    _VALID_KEYS.add(value)
 
 
 def label_value(value) -> None:
+    if value.__class__ is str and value in _VALID_VALUES:
+        return
     if not isinstance(value, str):
         raise Invalid(f"value {value!r} must be a string (quote it in YAML)")
     if value and (len(value) > 63 or not _NAME_PART.match(value)):
         raise Invalid(f"value {value!r} must be at most 63 characters of letters, digits, '-', '_' or '.', "
                       "starting and ending with a letter or digit")
+    _VALID_VALUES.add(value)
 
 
 def _string_map(mapping, field: str, path, obj, check_value) -> None:
