@@ -51,9 +51,6 @@ class Case:
     setup: Callable[[Path], None] | None = None
     json: bool = False  # the error is a JSON object on stdout
     unreadable: bool = False  # needs permission bits to bite: a real subprocess with dropped capabilities
-    # The kubernetes client reads $KUBECONFIG when it is imported, so a
-    # forked child would see this process's: such cases run as subprocesses.
-    exec_only: bool = False
     cli: list[str] = field(default_factory=lambda: list(INV))
 
 
@@ -318,16 +315,16 @@ CASES = [
          env={"DASHI_TOOLS_BASE_URL": "ht!tp://x"}),
     # -- garbage KUBECONFIG ------------------------------------------------------------------------------------
     Case("kubeconfig-binary", ["history"], "cannot load the current context from kubeconfig {d}/kubeconfig: not UTF-8 text",
-         files=GARBAGE_KUBECONFIG, env={"KUBECONFIG": "{d}/kubeconfig"}, exec_only=True),
+         files=GARBAGE_KUBECONFIG, env={"KUBECONFIG": "{d}/kubeconfig"}),
     Case("kubeconfig-yaml", ["smoke", "-p", "environments"], "from kubeconfig {d}/kubeconfig: invalid YAML",
-         files={"kubeconfig": "clusters: [\n"}, env={"KUBECONFIG": "{d}/kubeconfig"}, exec_only=True),
+         files={"kubeconfig": "clusters: [\n"}, env={"KUBECONFIG": "{d}/kubeconfig"}),
     Case("kubeconfig-a-list", ["network-policies-up", "-p", "environments", "-c", "k3d-x"],
          "cannot load context 'k3d-x' from kubeconfig {d}/kubeconfig: not a kubeconfig",
-         files={"kubeconfig": "[1, 2]\n"}, env={"KUBECONFIG": "{d}/kubeconfig"}, exec_only=True),
+         files={"kubeconfig": "[1, 2]\n"}, env={"KUBECONFIG": "{d}/kubeconfig"}),
     Case("kubeconfig-a-directory", ["rollback", "-c", "k3d-x"], "from kubeconfig {d}: ",
-         env={"KUBECONFIG": "{d}"}, exec_only=True),
+         env={"KUBECONFIG": "{d}"}),
     Case("kubeconfig-json-error", ["status", "-c", "k3d-x", "--json"], "from kubeconfig {d}/kubeconfig: not UTF-8 text",
-         files=GARBAGE_KUBECONFIG, env={"KUBECONFIG": "{d}/kubeconfig"}, json=True, exec_only=True),
+         files=GARBAGE_KUBECONFIG, env={"KUBECONFIG": "{d}/kubeconfig"}, json=True),
     Case("explain-json-error", ["explain", "x/y", "dashi-platform/rustfs", "9000", "--json"],
          "no endpoint 'x/y' in profile dashi", json=True),
     # cluster-down and prepare: their flags and the cluster they name.
@@ -345,9 +342,9 @@ CASES = [
          "error: cannot load context 'k3d-x' from kubeconfig {d}/kubeconfig: it has no such context "
          "(its contexts: none)",
          files={"kubeconfig": "apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n"},
-         env={"KUBECONFIG": "{d}/kubeconfig"}, exec_only=True),
+         env={"KUBECONFIG": "{d}/kubeconfig"}),
     Case("prepare-garbage-kubeconfig", ["prepare", "-c", "k3d-x"], "from kubeconfig {d}/kubeconfig: invalid YAML",
-         files={"kubeconfig": "clusters: [\n"}, env={"KUBECONFIG": "{d}/kubeconfig"}, exec_only=True),
+         files={"kubeconfig": "clusters: [\n"}, env={"KUBECONFIG": "{d}/kubeconfig"}),
 ]
 
 
@@ -462,7 +459,7 @@ def _run_forked(base: Path, cache: Path) -> dict:
 
     dirs, before, results, running = {}, {}, {}, {}
     for case in CASES:
-        if not (case.unreadable or case.exec_only):
+        if not case.unreadable:
             d = dirs[case.id] = base / case.id
             d.mkdir()
             _prepare(case, d)
@@ -480,7 +477,7 @@ def _run_forked(base: Path, cache: Path) -> dict:
     sys.stdout.flush()
     sys.stderr.flush()
     for case in CASES:
-        if case.unreadable or case.exec_only:
+        if case.unreadable:
             continue
         while len(running) >= limit:
             reap()
@@ -499,7 +496,7 @@ def _run_exec(base: Path, cache: Path) -> dict:
         code, out, err = _exec(case, d, cache)
         return case.id, _result(case, d, code, out, err, start)
 
-    sample = [c for c in CASES if c.id in EXEC or c.unreadable or c.exec_only]
+    sample = [c for c in CASES if c.id in EXEC or c.unreadable]
     with ThreadPoolExecutor(max_workers=max(2, (os.cpu_count() or 2) * 2)) as pool:
         return dict(pool.map(one, sample))
 
@@ -557,9 +554,6 @@ def test_bad_input_is_one_line_and_a_non_zero_exit(case, results):
     if case.unreadable:
         if os.geteuid() == 0 and not shutil.which("setpriv"):
             pytest.skip("as root without setpriv, permission bits do not stop reads")
-        _check(case, execd[case.id])
-        return
-    if case.exec_only:
         _check(case, execd[case.id])
         return
     _check(case, forked[case.id])

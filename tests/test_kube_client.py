@@ -301,6 +301,24 @@ def test_unknown_context_is_a_kube_error(tmp_path):
                            f"(its contexts: {names})"
 
 
+def test_kubeconfig_is_read_as_it_is_when_the_client_is_made(tmp_path, monkeypatch):
+    """KUBECONFIG set after the kubernetes package was imported (a test, a
+    forked process, a program that sets it) is the one read; empty is unset."""
+    import kubernetes.config  # noqa: F401  (imported before KUBECONFIG changes)
+
+    first, second = kubeconfig(tmp_path, "http://127.0.0.1:1", "k3d-first"), tmp_path / "second"
+    second.write_text(Path(first).read_text().replace("k3d-first", "k3d-second"))
+    monkeypatch.setenv("KUBECONFIG", first)
+    assert ClientKube().context() == "k3d-first"
+    monkeypatch.setenv("KUBECONFIG", str(second))
+    assert ClientKube().context() == "k3d-second"
+    monkeypatch.setenv("KUBECONFIG", "")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    with pytest.raises(KubeError) as e:
+        ClientKube()
+    assert str(e.value) == "cannot load the current context from kubeconfig ~/.kube/config: no such file"
+
+
 def test_a_kubeconfig_without_contexts_or_missing_says_so(tmp_path):
     empty = tmp_path / "empty"
     empty.write_text("apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n")

@@ -200,9 +200,12 @@ class ClientKube:
         import yaml
         from kubernetes import client
 
+        # KUBECONFIG as it is now, as kubectl reads it (empty means unset):
+        # the client's own default is the value it had when it was imported.
+        source = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
         try:
             cfg = client.Configuration()
-            kconfig.load_kube_config(config_file=kubeconfig, context=context, client_configuration=cfg,
+            kconfig.load_kube_config(config_file=source, context=context, client_configuration=cfg,
                                      persist_config=False)
             # No retries inside urllib3: it would log each one as a warning on
             # stderr (there is no other handler), and this seam retries reads
@@ -218,14 +221,13 @@ class ClientKube:
                 warnings.filterwarnings("once", category=urllib3.exceptions.InsecureRequestWarning)
             self._api = client.ApiClient(configuration=cfg)
             if context is None:
-                _, active = kconfig.list_kube_config_contexts(config_file=kubeconfig)
+                _, active = kconfig.list_kube_config_contexts(config_file=source)
                 context = active["name"]
         except (ConfigException, OSError, TypeError, KeyError, ValueError, AttributeError, IndexError,
                 yaml.YAMLError) as e:
             # The client reads whatever KUBECONFIG names and fails with
             # whatever the bytes provoke; say which file and what, in one line.
             where = f"context {context!r}" if context else "the current context"
-            source = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
             if isinstance(e, UnicodeDecodeError):
                 why = "not UTF-8 text"
             elif isinstance(e, yaml.YAMLError):
