@@ -20,5 +20,10 @@ def load(text: str) -> Any:
     return yaml.load(text, Loader=_Loader)
 
 
+def load_all(text: str) -> list:
+    """Every document of a multi-document text (None for an empty one)."""
+    return list(yaml.load_all(text, Loader=_Loader))
+
+
 def dump(data: Any, **kw) -> str:
     return yaml.dump(data, Dumper=_Dumper, **kw)

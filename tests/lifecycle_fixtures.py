@@ -16,10 +16,11 @@ import hashlib
 import io
 import json
 import socket
+from pathlib import Path
 
 from rich.console import Console
 
-from cluster import versions
+from cluster import versions, yamlio
 from cluster.local.docker_engine import FakeDocker, NodeContainer
 from cluster.local.runner import FakeRunner, Result
 from cluster.testing.fakekube import FakeClock, FakeKube
@@ -299,11 +300,9 @@ class World:
         return Result(call.argv, 0, k3d_list_json(self._clusters()) + "\n")
 
     def _created(self, call):
-        import yaml
-
         from cluster.local.k3d import reserved_label_key
 
-        cfg = yaml.safe_load(open(call.argv[call.argv.index("--config") + 1]))
+        cfg = yamlio.load(Path(call.argv[call.argv.index("--config") + 1]).read_text())
         name, agents = cfg["metadata"]["name"], cfg.get("agents", 0)
         labels = {}
         for item in cfg["options"]["runtime"]["labels"]:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import io
 
-import yaml
 from rich.console import Console
 
+from cluster import yamlio
 from cluster.live.history import History
 from cluster.live.rollout import Rollout
 from cluster.live.settings import Settings
@@ -65,7 +65,7 @@ class World:
                 for step in self.profile.steps[:k] for o in step.objects}
 
     def record(self) -> dict:
-        return yaml.safe_load((self.pdir / "state.yaml").read_text())
+        return yamlio.load((self.pdir / "state.yaml").read_text())
 
     def history(self) -> list[tuple]:
         entries, _ = History.at(self.pdir).read()
@@ -73,7 +73,7 @@ class World:
 
     def snapshot_ids(self) -> list[str]:
         index = self.pdir / "snapshots" / "index.yaml"
-        return [s["id"] for s in yaml.safe_load(index.read_text())["snapshots"]] if index.exists() else []
+        return [s["id"] for s in yamlio.load(index.read_text())["snapshots"]] if index.exists() else []
 
     def applied_names(self) -> list[str]:
         return [f"{c.namespace}/{c.name}" for c in self.kube.calls_of("apply", "NetworkPolicy")]

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from cluster import yamlio
 from cluster.cli import gitops
 from cluster.errors import ManifestError, VerificationFailed
 from cluster.live.state import RecordStore, StepEntry, StepRecord
@@ -30,7 +31,7 @@ def run_export(tmp_path: Path, profile: str = "environments", **kw) -> tuple[int
 
 
 def docs(path: Path) -> list[dict]:
-    return [d for d in yaml.safe_load_all(path.read_text()) if d]
+    return [d for d in yamlio.load_all(path.read_text()) if d]
 
 
 def test_environments_get_one_overlay_per_namespace_dashi_one_for_all():

@@ -18,8 +18,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
 
+from cluster import yamlio
 from cluster.cli import gitops
 from cluster.policy import fluxtree
 from cluster.policy.diff import allowed_edges
@@ -36,7 +36,7 @@ needs_kubectl = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not insta
 def kubectl_kustomize(directory: Path) -> list[dict]:
     proc = subprocess.run([KUBECTL, "kustomize", str(directory)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    return [d for d in yaml.safe_load_all(proc.stdout) if d]
+    return [d for d in yamlio.load_all(proc.stdout) if d]
 
 
 def key(obj: dict) -> tuple:

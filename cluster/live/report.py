@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from rich.columns import Columns
 from rich.console import Console
@@ -61,8 +62,10 @@ class EdgeRow:
     def kind(self) -> str | None:
         return None if self.observation is None else self.observation.result.kind
 
-    @property
+    @cached_property
     def problems(self) -> list[str]:
+        # Worked out once: a row is not changed after it is made, and a
+        # report asks for each row's problems in every cell it draws.
         out = []
         if self.observation is not None:
             # A probe that cannot tell (DNS, exec failure, a refusal under a

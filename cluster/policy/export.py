@@ -52,8 +52,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
+from cluster import yamlio
 from cluster.errors import ManifestError, VerificationFailed
 from cluster.policy import analysis, fluxtree
 from cluster.policy.diff import STEP_ANNOTATION, allowed_edges
@@ -284,7 +283,7 @@ def _first_line(profile: Profile) -> str:
 
 
 def _dump(objs: list[dict]) -> str:
-    return "---\n".join(yaml.safe_dump(o, sort_keys=False, default_flow_style=False, allow_unicode=True)
+    return "---\n".join(yamlio.dump(o, sort_keys=False, default_flow_style=False, allow_unicode=True)
                         for o in objs)
 
 

@@ -37,8 +37,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import yaml
-
+from cluster import yamlio
 from cluster.errors import ManifestError
 from cluster.policy.manifests import load_documents, obj_ref, read_yaml
 
@@ -141,8 +140,8 @@ def _delete_patch(entry, base: Path, kfile: str, i: int):
         docs = read_yaml(base / str(entry["path"]))
     else:
         try:
-            docs = [d for d in yaml.safe_load_all(str(entry.get("patch") or "")) if d is not None]
-        except yaml.YAMLError:
+            docs = [d for d in yamlio.load_all(str(entry.get("patch") or "")) if d is not None]
+        except yamlio.YAMLError:
             raise ManifestError(f"{what}: the patch is not valid YAML", path=kfile) from None
     if len(docs) != 1 or not isinstance(docs[0], dict) or docs[0].get("$patch") != "delete":
         raise ManifestError(f"{what}: a patch that does not delete {_NOT_MODELLED}", path=kfile)
