@@ -3,11 +3,11 @@ from the repository root (or the `dashi` entry point) in its own process and
 must end in exactly one line that names the file, the object and the field,
 a non-zero exit, no traceback, and nothing changed on disk.
 
-A fresh interpreter costs a third of a second of imports, times a hundred
+A fresh interpreter costs a fifth of a second of imports, times a hundred
 cases: so each case runs in a process forked from this one once the modules
-are imported, with its own stdout, stderr, environment, working directory and
-exit status, through the same Program.run(argv) as the `inv` and `dashi`
-binaries. A sample of the cases (``EXEC``, and every case that needs
+are imported (tests/cli_process.py), with its own stdout, stderr, environment,
+working directory and exit status, through the same Program.run(argv) as the
+`inv` and `dashi` binaries. A sample of the cases (``EXEC``, and every case that needs
 dropped capabilities) also runs as a real `inv`/`dashi` subprocess, and must
 give the same result.
 """
@@ -20,7 +20,6 @@ import os
 import shutil
 import subprocess
 import sys
-import traceback
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Callable
 
 import pytest
 
+import cli_process
 from cluster.policy import schema
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -397,40 +397,9 @@ def _exec(case: Case, d: Path, cache: Path) -> tuple[int, str, str]:
 
 
 def _fork(case: Case, d: Path, cache: Path, out: Path, err: Path) -> int:
-    """Start the case in a child process; returns its pid."""
-    from invoke.main import program as inv_program
-
-    from cluster.cli.main import program as dashi_program
-
-    argv = (["dashi"] if case.cli == DASHI else ["inv"]) + _argv(case, d)
-    env = _env(case, d, cache)
-    pid = os.fork()
-    if pid:
-        return pid
-    code = 99
-    try:
-        for fd, path in ((1, out), (2, err)):
-            f = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            os.dup2(f, fd)
-            os.close(f)
-        sys.stdout = open(1, "w", closefd=False)
-        sys.stderr = open(2, "w", closefd=False)
-        os.chdir(ROOT)
-        os.environ.clear()
-        os.environ.update(env)
-        sys.argv = argv
-        (dashi_program if case.cli == DASHI else inv_program).run(argv)
-        code = 0
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    except BaseException:  # a traceback is what the tests look for
-        traceback.print_exc()
-    finally:
-        try:
-            sys.stdout.flush()
-            sys.stderr.flush()
-        finally:
-            os._exit(code)
+    """Start the case in a forked child; returns its pid."""
+    return cli_process.start(_argv(case, d), out, err, cli="dashi" if case.cli == DASHI else "inv",
+                             env=_env(case, d, cache))
 
 
 def _result(case: Case, d: Path, code: int, out: str, err: str, before: str) -> dict:

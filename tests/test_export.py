@@ -5,13 +5,12 @@ from __future__ import annotations
 import io
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+import cli_process
 from cluster import yamlio
 from cluster.cli import gitops
 from cluster.errors import ManifestError, VerificationFailed
@@ -365,8 +364,7 @@ def test_context_exports_only_the_steps_verified_there(tmp_path):
 
 
 def test_export_task_errors_are_one_line(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "invoke", "export", "--profile", "environments", "--out",
-                           str(tmp_path), "--until", "qa=allow-dns"], cwd=ROOT, capture_output=True, text=True)
+    proc = cli_process.run("export", "--profile", "environments", "--out", str(tmp_path), "--until", "qa=allow-dns")
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "no overlay 'qa'" in lines[0] and "Traceback" not in proc.stderr

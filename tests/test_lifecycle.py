@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+import cli_process
 from cluster import versions
 from cluster.errors import CommandFailed, DashiError, GuardError, ToolMissing
 from cluster.live import prepare as live_prepare
@@ -419,12 +420,9 @@ def test_dry_run_without_any_tools_prints_the_plan_and_touches_nothing(tmp_path)
 
 def test_dry_run_via_invoke_exits_zero():
     import os
-    import subprocess
-    import sys
 
     env = dict(os.environ, DOCKER_HOST="unix:///nonexistent/docker.sock", PATH="/usr/bin:/bin")
-    p = subprocess.run([sys.executable, "-m", "invoke", "cluster-up", "--dry-run", "--cni", "calico"],
-                       cwd=os.path.dirname(os.path.dirname(__file__)), env=env, capture_output=True, text=True)
+    p = cli_process.run("cluster-up", "--dry-run", "--cni", "calico", env=env)
     assert p.returncode == 0, p.stderr
     assert "Install Calico v3.31.4" in p.stdout and "operator-crds.yaml" in p.stdout
 
@@ -499,12 +497,10 @@ def test_status_without_k3d_is_an_error():
 
 def test_status_task_without_k3d_exits_non_zero(tmp_path):
     import os
-    import subprocess
     import sys
 
     env = dict(os.environ, DASHI_HOME=str(tmp_path), PATH=os.path.dirname(sys.executable))
-    p = subprocess.run([sys.executable, "-m", "invoke", "status"], cwd=os.path.dirname(os.path.dirname(__file__)),
-                       env=env, capture_output=True, text=True)
+    p = cli_process.run("status", env=env)
     assert p.returncode == 1, p.stdout
     assert p.stderr.strip().startswith("error: k3d: not found") and len(p.stderr.strip().splitlines()) == 1
     assert "Traceback" not in p.stderr

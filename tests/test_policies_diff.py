@@ -5,13 +5,12 @@ from __future__ import annotations
 import io
 import json
 import shutil
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
+import cli_process
 from cluster.cli import gitops
 from cluster.errors import ManifestError
 from cluster.policy import diff as pdiff
@@ -287,8 +286,7 @@ def test_policies_diff_task_exit_codes(tmp_path):
     old, new = _open_serving_to_catalog(tmp_path)
 
     def inv(*args):
-        return subprocess.run([sys.executable, "-m", "invoke", "policies-diff", *args], cwd=ROOT,
-                              capture_output=True, text=True)
+        return cli_process.run("policies-diff", *args)
 
     assert inv(str(old), str(old)).returncode == 0
     unintended = inv(str(old), str(new), "--format", "markdown")

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
+import cli_process
 from cluster.errors import ManifestError
 from cluster.policy.reachability import reachability
 
@@ -80,7 +80,7 @@ def write(tmp: Path, files: dict[str, str]) -> Path:
 
 
 def inv(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, capture_output=True, text=True)
+    return cli_process.run(*args)
 
 
 ALL = [[1, 65535]]

@@ -8,13 +8,13 @@ import http.server
 import io
 import os
 import subprocess
-import sys
 import tarfile
 import threading
 from pathlib import Path
 
 import pytest
 
+import cli_process
 from cluster import versions
 from cluster.errors import DashiError
 from cluster.local import tools
@@ -245,8 +245,7 @@ def test_task_takes_no_checksum_from_the_mirror_and_fails_in_one_line(server, tm
     env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
     env.update(DASHI_HOME=str(tmp_path), DASHI_TOOLS_BASE_URL=server["mirror_url"],
                https_proxy=f"http://127.0.0.1:{free_port()}", HTTPS_PROXY=f"http://127.0.0.1:{free_port()}")
-    bad = subprocess.run([sys.executable, "-m", "invoke", "tools", "--only", "k3d"], cwd=REPO, env=env,
-                         capture_output=True, text=True)
+    bad = cli_process.run("tools", "--only", "k3d", env=env, cwd=REPO)
     assert bad.returncode == 1
     assert "Traceback" not in bad.stderr
     err = bad.stderr.strip()
