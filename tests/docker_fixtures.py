@@ -81,6 +81,9 @@ def dockerd(tmp_path_factory):
             unavailable("docker", f"no Docker engine: {why}; and none answers at "
                                   f"{shared or 'the default socket'}")
     yield url or None
+    if (url or None) in _imported:  # the base image stays in no engine, the user's included
+        remove_image(url or None, _BASE_REF)
+        _imported.discard(url or None)
     if owned:
         proc, log = owned
         proc.terminate()
@@ -116,12 +119,22 @@ def busybox_rootfs() -> bytes:
     return buf.getvalue()
 
 
+# The image every test's references name: imported once per engine, then tagged.
+_BASE_REF = "dashi-test/busybox-rootfs:base"
+_imported: set[str | None] = set()
+
+
 def import_image(url: str | None, ref: str) -> str:
-    """`docker import` of the busybox root filesystem as ``ref``; returns the image ID."""
+    """The busybox root filesystem (`docker import`ed once per engine) tagged
+    as ``ref``; returns the image ID."""
     repo, _, tag = ref.rpartition(":")
     c = client(url)
     try:
-        c.api.import_image_from_data(busybox_rootfs(), repository=repo, tag=tag)
+        if url not in _imported:
+            base_repo, _, base_tag = _BASE_REF.rpartition(":")
+            c.api.import_image_from_data(busybox_rootfs(), repository=base_repo, tag=base_tag)
+            _imported.add(url)
+        c.api.tag(_BASE_REF, repo, tag)
         return c.images.get(ref).id
     finally:
         c.close()

@@ -2,7 +2,7 @@
 
 Loaded by ``-p parallel_plugin`` (pyproject.toml, ``addopts``), before the
 command line is parsed: where pytest-xdist is installed and the machine has
-more than one core, it adds ``-n auto --dist loadscope``, unless
+more than one core, it adds ``-n <cores + 1> --dist loadscope``, unless
 
 - ``DASHI_E2E_KUBECONFIG`` is set: the real-cluster tests (tests/e2e) run in
   one process, in file order, with their output as they print it;
@@ -13,13 +13,24 @@ more than one core, it adds ``-n auto --dist loadscope``, unless
 Each test then goes to whichever worker is free, except those that share
 something: ``SCOPES`` keeps the tests of a file, or of several files, on one
 worker, largest first.
+
+It also keeps Python's bytecode cache on for the run where the environment
+turns it off (``PYTHONDONTWRITEBYTECODE``, set in many container images):
+otherwise every worker, and every ``inv`` a test starts, compiles the
+package and the tests again, about 4 s of CPU per run. The ``.pyc`` files go
+where Python puts them by default, in ``__pycache__`` (ignored by git).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
+
+if sys.dont_write_bytecode:
+    sys.dont_write_bytecode = False
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)  # for the workers and the processes the tests start
 
 # Test files whose tests run on one worker, under a name of their own.
 SCOPES = {
@@ -57,7 +68,9 @@ def pytest_load_initial_conftests(early_config, parser, args):
         return
     if _chosen(args):
         return
-    args[:0] = ["-n", "auto", "--dist", "loadscope"]
+    # One worker more than the cores: about a fifth of the suite waits (real
+    # probe timeouts, dockerd, kubectl), and the extra worker fills it.
+    args[:0] = ["-n", str(os.cpu_count() + 1), "--dist", "loadscope"]
     _added = True
 
 
