@@ -91,6 +91,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Callable, Mapping
 
 from cluster.errors import KubeConflict, KubeError, KubeUnreachable, ManifestError
@@ -106,6 +107,15 @@ API_ADDRESS = "192.0.2.20"
 API_PORT = 6443
 POD_NETWORK = ipaddress.ip_network("10.42.0.0/16")  # k3s's default cluster CIDR
 FIRST_POD_IP = ipaddress.ip_address("10.42.0.10")
+
+
+@lru_cache(maxsize=4096)
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 CLUSTER_SCOPED = frozenset({
     "Namespace", "Node", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition",
@@ -349,6 +359,9 @@ class FakeKube:
         self._changed_at = 0.0
         self._probes_since_change = 0
         self._engine_cache: tuple | None = None
+        # What probes derive from the objects (pods by IP, endpoints,
+        # namespaces), worked out once per state of the store: see _derived.
+        self._derived_cache: tuple | None = None
         # Our last applied configuration per object (what server-side apply's
         # managedFields remember), and namespaces being terminated (by clock).
         self._last_applied: dict[tuple, dict] = {}
@@ -881,7 +894,38 @@ class FakeKube:
                         out.add((int(m.group(1)), "TCP"))
         return out
 
+    def _derived(self) -> dict:
+        """A memo for what probes derive from the objects, valid while the
+        store is unchanged: every write bumps the resource version and every
+        removal shrinks the store."""
+        key = (self._rv, len(self._objects))
+        if self._derived_cache is None or self._derived_cache[0] != key:
+            self._derived_cache = (key, {})
+        return self._derived_cache[1]
+
+    def _pod_by_ip(self, ip: str) -> dict | None:
+        memo = self._derived()
+        if "pods_by_ip" not in memo:
+            by_ip: dict[str, dict] = {}
+            for k, o in self._objects.items():
+                pod_ip = (o.get("status") or {}).get("podIP") if k[1] == "Pod" else None
+                if pod_ip is not None:
+                    by_ip.setdefault(pod_ip, o)
+            memo["pods_by_ip"] = by_ip
+        return memo["pods_by_ip"].get(ip)
+
+    def _per_pod(self, what: str, pod: dict, build: Callable[[dict], object]):
+        memo = self._derived().setdefault(what, {})
+        got = memo.get(id(pod))
+        if got is None or got[0] is not pod:
+            got = memo[id(pod)] = (pod, build(pod))
+        return got[1]
+
     def _pod_endpoint(self, pod: dict) -> Endpoint:
+        return self._per_pod("endpoint", pod, self._endpoint_of)
+
+    @staticmethod
+    def _endpoint_of(pod: dict) -> Endpoint:
         meta = pod["metadata"]
         ports = tuple(Port(p.get("name"), p["containerPort"], p.get("protocol") or "TCP")
                       for c in (pod.get("spec") or {}).get("containers") or [] for p in c.get("ports") or [])
@@ -892,9 +936,14 @@ class FakeKube:
     def _engine(self) -> Engine:
         # Compiling every policy per probe would serialise a 240-probe matrix
         # on the store lock; the enforced set only changes when the CNI catches up.
-        namespaces = {k[3]: (o["metadata"].get("labels") or {}) for k, o in self._objects.items()
-                      if k[1] == "Namespace"}
-        key = (id(self._enforced), tuple(sorted((n, tuple(sorted(lb.items()))) for n, lb in namespaces.items())))
+        memo = self._derived()
+        if "namespaces" not in memo:
+            namespaces = {k[3]: (o["metadata"].get("labels") or {}) for k, o in self._objects.items()
+                          if k[1] == "Namespace"}
+            memo["namespaces"] = (namespaces, tuple(sorted((n, tuple(sorted(lb.items())))
+                                                           for n, lb in namespaces.items())))
+        namespaces, labels = memo["namespaces"]
+        key = (id(self._enforced), labels)
         if self._engine_cache is None or self._engine_cache[0] != key:
             self._engine_cache = (key, Engine(namespaces, [o for o in self._enforced
                                                            if o["kind"] == "NetworkPolicy"]))
@@ -902,9 +951,7 @@ class FakeKube:
 
     def _resolve(self, host: str) -> dict | str | None:
         """A pod (by IP, or by Service DNS name), the API address, or None."""
-        try:
-            ipaddress.ip_address(host)
-        except ValueError:
+        if not _is_ip(host):
             parts = host.split(".")
             if len(parts) >= 2 and (len(parts) == 2 or parts[2] == "svc"):
                 svc = self._objects.get(("v1", "Service", parts[1], parts[0]))
@@ -919,10 +966,7 @@ class FakeKube:
             return "nxdomain"
         if host == API_ADDRESS:
             return API_ADDRESS
-        for k, o in self._objects.items():
-            if k[1] == "Pod" and (o.get("status") or {}).get("podIP") == host:
-                return o
-        return None
+        return self._pod_by_ip(host)
 
     def _probe_batch(self, namespace: str, pod_name: str, args: list[str]) -> tuple[ExecResult, float]:
         """cluster.live.probe.BATCH_SCRIPT's behaviour: its probes run at once,
@@ -984,7 +1028,7 @@ class FakeKube:
                 is_dns = False
             else:
                 dst = self._pod_endpoint(target)
-                listening = self._listening(target)
+                listening = self._per_pod("listening", target, self._listening)
                 is_dns = (target["metadata"].get("labels") or {}).get("k8s-app") == "kube-dns" and port == 53
             allowed = True
             if self.enforce:
