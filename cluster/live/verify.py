@@ -12,11 +12,10 @@ from cluster.live.settings import Settings
 from cluster.live.snapshots import is_ours
 from cluster.policy.engine import Edge, engine_for, predict
 from cluster.policy.manifests import obj_ref
-from cluster.policy.profile import Profile
+from cluster.policy.profile import IntendedEdge, Profile
 
 
-def _intent(profile: Profile, edge: Edge) -> str:
-    ie = profile.intent_of(edge)
+def _intent(ie: IntendedEdge | None) -> str:
     if ie is None:
         return "not in the intended matrix"
     return f"the matrix opens it at {ie.step}" + (f": {ie.reason}" if ie.reason else "")
@@ -40,8 +39,9 @@ def verify_live(kube: Kube, profile: Profile, k: int | None, settings: Settings,
             verdicts[e] = engine.evaluate(by_key[e.src], by_key[e.dst], port, e.protocol)
     intended = profile.intended_after(k) if k is not None else {}
     run = settings.prober(kube).run(live.targets, {e: v.allowed for e, v in verdicts.items()})
+    intents = profile.intents()
     rows = [EdgeRow(edge=e, predicted=v.allowed, verdict=v, intended=intended.get(e),
-                    intent=_intent(profile, e), observation=run.observations.get(e))
+                    intent=_intent(intents.get(e)), observation=run.observations.get(e))
             for e, v in verdicts.items()]
     notes = list(live.notes)
     foreign = sorted(obj_ref(p, kind=False) for p in policies if not is_ours(p))
@@ -63,6 +63,7 @@ def _matched(run, since: float | None) -> float | None:
 def predicted(profile: Profile, k: int) -> MatrixReport:
     verdicts = predict(profile, profile.policies_through(k))
     intended = profile.intended_after(k)
-    rows = [EdgeRow(edge=e, predicted=v.allowed, verdict=v, intended=intended.get(e), intent=_intent(profile, e))
-            for e, v in verdicts.items()]
+    intents = profile.intents()
+    rows = [EdgeRow(edge=e, predicted=v.allowed, verdict=v, intended=intended.get(e),
+                    intent=_intent(intents.get(e))) for e, v in verdicts.items()]
     return MatrixReport(profile.name, None, state_label(profile, k), rows, False)

@@ -174,6 +174,13 @@ class Profile:
                 return ie
         return None
 
+    def intents(self) -> dict[Edge, IntendedEdge]:
+        """``intent_of`` for every intended edge at once (a report asks for each edge's)."""
+        out: dict[Edge, IntendedEdge] = {}
+        for ie in self.intended:
+            out.setdefault(ie.edge, ie)
+        return out
+
     def without(self, names) -> "Profile":
         """The profile with some steps left out (to see what they were for)."""
         names = tuple(names)

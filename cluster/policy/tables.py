@@ -104,31 +104,30 @@ class Grid:
         return out
 
     def _segments(self, console: Console, lines):
-        """What rendering ``_text(lines)`` yields, split at the same places
-        once cut into lines, without rich's general text layout: each styled
-        piece a segment, each run of unstyled ones one (rich.text.Text.render)."""
+        """What rendering ``_text(lines)`` draws, without rich's general text
+        layout: one segment per run of pieces in the same style (a cell and
+        its padding, neighbouring cells alike), so the console has a third
+        as many to measure and write."""
         get_style = console.get_style
         null = Style.null()
-        styles: dict = {}
+        styles: dict = {"": null}
         for i, line in enumerate(lines):
             if i:
                 yield Segment("\n")
-            plain = ""
+            run, run_style = "", null
             for text, style in map(_pair, line):
                 if not text:
                     continue
-                if not style:
-                    plain += text
-                    continue
-                if plain:
-                    yield Segment(plain, null)
-                    plain = ""
                 st = styles.get(style)
                 if st is None:
                     st = styles[style] = Style.combine((null, get_style(style, default=null)))
-                yield Segment(text, st)
-            if plain:
-                yield Segment(plain, null)
+                if st != run_style:
+                    if run:
+                        yield Segment(run, run_style)
+                    run, run_style = "", st
+                run += text
+            if run:
+                yield Segment(run, run_style)
         yield Segment("\n")
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
