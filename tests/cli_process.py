@@ -13,6 +13,7 @@ the sample in tests/test_bad_input.py.
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
@@ -35,8 +36,13 @@ def start(argv: list[str], out: Path, err: Path, *, cli: str = "inv", env: dict 
     env = dict(os.environ if env is None else env)
     sys.stdout.flush()
     sys.stderr.flush()
+    # Objects the child inherits are left out of its garbage collections:
+    # a collection that visits them writes to every page they are on, and
+    # each such page is then copied for the child.
+    gc.freeze()
     pid = os.fork()
     if pid:
+        gc.unfreeze()
         return pid
     code = 99
     try:
