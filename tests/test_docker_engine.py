@@ -110,7 +110,7 @@ class _Registry:
 
     def __init__(self):
         rootfs = busybox_rootfs()
-        self.layer = gzip.compress(rootfs)
+        self.layer = gzip.compress(rootfs, compresslevel=1)  # any level is a valid layer; 9 costs ~0.2 s a registry
         self.config = json.dumps({"architecture": "amd64", "os": "linux", "config": {},
                                   "rootfs": {"type": "layers", "diff_ids": [_digest(rootfs)]}}).encode()
         self.manifest = json.dumps({
