@@ -52,6 +52,7 @@ class _Loader(_Base):
 
 
 _STR, _INT, _MAP, _SEQ, _MERGE = (f"tag:yaml.org,2002:{t}" for t in ("str", "int", "map", "seq", "merge"))
+_SCALAR = yaml.ScalarNode
 
 
 def _construct(node, loader):
@@ -61,17 +62,28 @@ def _construct(node, loader):
     handed to SafeConstructor node by node. Documents with aliases never get
     here (see read_yaml), so every node is visited once."""
     cls = node.__class__
-    if cls is yaml.ScalarNode:
+    if cls is _SCALAR:
         if node.tag == _STR:
             return node.value
         v = node.value
         if node.tag == _INT and v.isdigit() and (v[0] != "0" or v == "0"):  # "012" is octal in YAML 1.1
             return int(v)
     elif cls is yaml.MappingNode:
-        if node.tag == _MAP and not any(k.tag == _MERGE for k, _ in node.value):
-            return {_construct(k, loader): _construct(v, loader) for k, v in node.value}
+        if node.tag == _MAP:
+            # String keys and values (most of a manifest) are taken here
+            # rather than in a call each.
+            out = {}
+            for k, v in node.value:
+                if k.__class__ is _SCALAR and k.tag == _STR:
+                    key = k.value
+                elif k.tag == _MERGE:
+                    return loader.construct_object(node, deep=True)
+                else:
+                    key = _construct(k, loader)
+                out[key] = v.value if v.__class__ is _SCALAR and v.tag == _STR else _construct(v, loader)
+            return out
     elif cls is yaml.SequenceNode and node.tag == _SEQ:
-        return [_construct(x, loader) for x in node.value]
+        return [x.value if x.__class__ is _SCALAR and x.tag == _STR else _construct(x, loader) for x in node.value]
     return loader.construct_object(node, deep=True)
 
 
