@@ -36,13 +36,17 @@ def start(argv: list[str], out: Path, err: Path, *, cli: str = "inv", env: dict 
     env = dict(os.environ if env is None else env)
     sys.stdout.flush()
     sys.stderr.flush()
+    parent = os.getpid()
     # Objects the child inherits are left out of its garbage collections:
     # a collection that visits them writes to every page they are on, and
     # each such page is then copied for the child.
     gc.freeze()
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    finally:
+        if os.getpid() == parent:
+            gc.unfreeze()
     if pid:
-        gc.unfreeze()
         return pid
     code = 99
     try:

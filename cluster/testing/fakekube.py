@@ -117,6 +117,7 @@ def _is_ip(host: str) -> bool:
         return False
     return True
 
+
 CLUSTER_SCOPED = frozenset({
     "Namespace", "Node", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition",
     "PersistentVolume", "StorageClass", "PriorityClass", "APIService", "IPPool",
