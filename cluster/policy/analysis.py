@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from cluster.errors import ManifestError
-from cluster.policy.engine import HOST, Edge, Engine, Verdict, predict
+from cluster.policy.engine import HOST, Edge, Engine, Verdict, compile_policy, predict
 from cluster.policy.profile import BASELINE, Profile
 
 
@@ -103,8 +103,10 @@ def check(profile: Profile) -> CheckReport:
     """Predict every cumulative step and compare with the intent."""
     results = []
     verdicts: dict[Edge, Verdict] = {}
+    compiled: list = []  # each step's policies compiled once, not once per later step
     for k, step in enumerate(profile.steps, 1):
-        verdicts = predict(profile, profile.policies_through(k))
+        compiled += [compile_policy(o) for o in step.objects]
+        verdicts = predict(profile, list(compiled))
         diffs = _diff(profile, profile.intended_after(k), verdicts)
         results.append(StepResult(k, step.name, verdicts, diffs))
     if not profile.steps:
