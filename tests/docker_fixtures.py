@@ -80,10 +80,11 @@ def dockerd(tmp_path_factory):
         else:
             unavailable("docker", f"no Docker engine: {why}; and none answers at "
                                   f"{shared or 'the default socket'}")
-    yield url or None
-    if (url or None) in _imported:  # the base image stays in no engine, the user's included
-        remove_image(url or None, _BASE_REF)
-        _imported.discard(url or None)
+    engine = url or None  # None: the default socket
+    yield engine
+    if engine in _imported:  # the base image stays in no engine, the user's included
+        remove_image(engine, _BASE_REF)
+        _imported.discard(engine)
     if owned:
         proc, log = owned
         proc.terminate()

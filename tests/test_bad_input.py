@@ -443,8 +443,6 @@ def _run_forked(base: Path, cache: Path) -> dict:
                                    (base / f"{case.id}.out").read_text(), (base / f"{case.id}.err").read_text(),
                                    before[case.id])
 
-    sys.stdout.flush()
-    sys.stderr.flush()
     for case in CASES:
         if case.unreadable:
             continue
