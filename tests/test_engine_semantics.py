@@ -24,7 +24,9 @@ import random
 import pytest
 
 from cluster.errors import ManifestError
-from cluster.policy.engine import HOST, Endpoint, Engine, Port, compile_policy, source_ranges
+from cluster.policy.engine import (HOST, Edge, Endpoint, Engine, Port, Predictions, compile_policy, predict,
+                                  predict_matrix, source_ranges)
+from cluster.policy.profile import load_profile
 from conformance import pairs  # the same universe: x, y, z with pods a, b, c
 
 # --------------------------------------------------------------------------
@@ -1237,6 +1239,37 @@ def test_random_clusters_bitset_path_agrees_with_evaluate(seed):
     engine = Engine(namespaces, policies)
     assert_paths_agree(engine, endpoints)
     assert_ranges_agree(engine, endpoints)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_predictions_give_each_edge_the_verdict_evaluate_gives(seed):
+    """Predictions (what policies-check uses): the allowed bit from the
+    bitset matrix and, when asked, the Verdict itself, for every edge,
+    ports shared by number and protocol included."""
+    namespaces, endpoints, policies = random_cluster(seed)
+    engine = Engine(namespaces, policies)
+    edges = [Edge(s.key, d.key, p.port, p.protocol) for s in endpoints for d in endpoints for p in d.ports]
+    got = Predictions(engine, endpoints, edges)
+    by_key = {ep.key: ep for ep in endpoints}
+    assert list(got) == list(dict.fromkeys(edges)) and len(got) == len(set(edges))
+    for e in edges:
+        want = engine.evaluate(by_key[e.src], by_key[e.dst], e.port, e.protocol)
+        assert (got.allowed(e), got[e]) == (want.allowed, want), e
+    assert Edge("nowhere/x", "x/a", 80) not in got
+    with pytest.raises(KeyError):
+        got[Edge("nowhere/x", "x/a", 80)]
+
+
+@pytest.mark.parametrize("cni", [None, "k3s", "cilium"])
+@pytest.mark.parametrize("name", ["dashi", "environments"])
+def test_predictions_of_every_step_equal_predict(name, cni):
+    profile = load_profile(name).for_cni(cni)
+    for k in range(len(profile.steps) + 1):
+        policies = profile.policies_through(k)
+        want, got = predict(profile, policies), predict_matrix(profile, policies)
+        assert list(got) == list(want)
+        assert {e: got.allowed(e) for e in got} == {e: v.allowed for e, v in want.items()}
+        assert dict(got.items()) == want
 
 
 def test_port_ranges_are_exact_for_ranges_named_ports_and_protocols():

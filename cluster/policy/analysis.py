@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from cluster.errors import ManifestError
-from cluster.policy.engine import HOST, Edge, Engine, Verdict, compile_policy, predict
+from cluster.policy.engine import HOST, Edge, Engine, Predictions, Verdict, compile_policy, predict_matrix
 from cluster.policy.profile import BASELINE, Profile
 
 
@@ -25,12 +25,12 @@ class Difference:
 class StepResult:
     index: int  # 1-based
     name: str
-    verdicts: dict[Edge, Verdict]  # the predicted matrix after this step
+    verdicts: Predictions  # the predicted matrix after this step
     differences: list[Difference]  # vs the step-intended state
 
     @property
     def allowed(self) -> int:
-        return sum(v.allowed for v in self.verdicts.values())
+        return sum(map(self.verdicts.allowed, self.verdicts))
 
 
 @dataclass
@@ -39,7 +39,7 @@ class CheckReport:
     steps: list[StepResult]
     final: list[Difference]  # vs the full intended matrix
     over_permissive: list[str] = field(default_factory=list)
-    verdicts: dict[Edge, Verdict] = field(default_factory=dict)
+    verdicts: Predictions | None = None  # the final predicted matrix
 
     @property
     def ok(self) -> bool:
@@ -71,21 +71,22 @@ def _extra_detail(verdict: Verdict) -> str:
     return "not intended, but " + "; ".join(parts)
 
 
-def _diff(profile: Profile, want: dict[Edge, bool], verdicts: dict[Edge, Verdict]) -> list[Difference]:
+def _diff(profile: Profile, want: dict[Edge, bool], verdicts: Predictions) -> list[Difference]:
     out = []
     for edge, intended in want.items():
-        v = verdicts[edge]
-        if v.allowed != intended:
+        if verdicts.allowed(edge) != intended:
+            v = verdicts[edge]
             detail = _missing_detail(profile, edge, v) if intended else _extra_detail(v)
             out.append(Difference(edge, intended, v.allowed, detail))
     return out
 
 
-def audit(profile: Profile, verdicts: dict[Edge, Verdict], intended: dict[Edge, bool]) -> list[str]:
+def audit(profile: Profile, verdicts: Predictions, intended: dict[Edge, bool]) -> list[str]:
     """Rules that allow no intended edge: over-permissive (or dead) rules."""
     used: set[str] = set()
-    for edge, v in verdicts.items():
-        if intended.get(edge) and v.allowed:
+    for edge in verdicts:
+        if intended.get(edge) and verdicts.allowed(edge):
+            v = verdicts[edge]
             used.update(v.egress.allowing)
             used.update(v.ingress.allowing)
     findings = []
@@ -102,15 +103,15 @@ def audit(profile: Profile, verdicts: dict[Edge, Verdict], intended: dict[Edge, 
 def check(profile: Profile) -> CheckReport:
     """Predict every cumulative step and compare with the intent."""
     results = []
-    verdicts: dict[Edge, Verdict] = {}
+    verdicts = None
     compiled: list = []  # each step's policies compiled once, not once per later step
     for k, step in enumerate(profile.steps, 1):
         compiled += [compile_policy(o) for o in step.objects]
-        verdicts = predict(profile, list(compiled))
+        verdicts = predict_matrix(profile, list(compiled))
         diffs = _diff(profile, profile.intended_after(k), verdicts)
         results.append(StepResult(k, step.name, verdicts, diffs))
-    if not profile.steps:
-        verdicts = predict(profile, [])
+    if verdicts is None:  # no steps: the open baseline
+        verdicts = predict_matrix(profile, [])
     final_want = profile.intended_final()
     final = _diff(profile, final_want, verdicts)
     return CheckReport(profile, results, final, audit(profile, verdicts, final_want), verdicts)

@@ -40,7 +40,7 @@ from rich.console import Console
 
 from cluster.errors import DashiError, ManifestError
 from cluster.policy import fluxtree
-from cluster.policy.engine import NS_NAME_LABEL, Edge, Engine, Verdict, compile_policy
+from cluster.policy.engine import NS_NAME_LABEL, Edge, Engine, Predictions, Verdict, compile_policy
 from cluster.policy.manifests import read_dir
 from cluster.policy.profile import Profile, load_profile
 
@@ -63,22 +63,8 @@ class NotComparable(DashiError):
 def allowed_edges(profile: Profile, policies) -> set[Edge]:
     """The edges of ``profile.edges()`` the policies allow, computed with the
     engine's bitset matrix (one pass per destination port, not per edge)."""
-    endpoints = profile.endpoints
-    engine = Engine(profile.namespaces, policies)
-    matrix = engine.allowed_matrix(endpoints)
-    index = {ep.key: i for i, ep in enumerate(endpoints)}
-    column: dict[tuple[int, int, str], int] = {}
-    for d, ep in enumerate(endpoints):
-        for q, p in enumerate(ep.ports):
-            # Two container ports may share a number and protocol (different
-            # names): the first decides, as the API server's port lookup does.
-            column.setdefault((d, p.port, p.protocol), q)
-    out = set()
-    for e in profile.edges():
-        d = index[e.dst]
-        if matrix[(d, column[(d, e.port, e.protocol)])] >> index[e.src] & 1:
-            out.add(e)
-    return out
+    predicted = Predictions(Engine(profile.namespaces, policies), profile.endpoints, profile.edges())
+    return {e for e in predicted if predicted.allowed(e)}
 
 
 # --------------------------------------------------------------------------

@@ -517,6 +517,11 @@ class Engine:
         self._by_ns: dict[str, list[Policy]] = {}
         for p in self.policies:
             self._by_ns.setdefault(p.namespace, []).append(p)
+        # What evaluate works out once per endpoint, not once per edge: the
+        # policies selecting it (_side), and whether a rule's peers include
+        # it (_rule_allows). An engine's policies never change.
+        self._sides: dict[tuple[str, Endpoint], object] = {}
+        self._peers_of: dict[tuple[int, str, Endpoint], bool] = {}
 
     # -- peers --------------------------------------------------------------
 
@@ -542,13 +547,18 @@ class Engine:
             return False
         return peer.pod_selector is None or peer.pod_selector.matches(ep.labels)
 
-    def _rule_allows(self, rule: Rule, policy: Policy, peer: Endpoint, dst: Endpoint,
+    def _rule_allows(self, rule: Rule, policy_ns: str, peer: Endpoint, dst: Endpoint,
                      port: int, protocol: str) -> bool:
         if rule.ports is not None and not any(pr.matches(dst, port, protocol) for pr in rule.ports):
             return False
         if rule.peers is None:
             return True
-        return any(self.peer_matches(p, policy.namespace, peer) for p in rule.peers)
+        # The rule lives as long as the engine's policies, so its id is a key.
+        key = (id(rule), policy_ns, peer)
+        hit = self._peers_of.get(key)
+        if hit is None:
+            hit = self._peers_of[key] = any(self.peer_matches(p, policy_ns, peer) for p in rule.peers)
+        return hit
 
     def selecting(self, ep: Endpoint, direction: str) -> list[Policy]:
         if not ep.is_pod:
@@ -560,28 +570,56 @@ class Engine:
                 out.append(p)
         return out
 
+    def _side(self, direction: str, ep: Endpoint):
+        """What decides ``direction`` for ``ep``, worked out once per endpoint:
+        a fixed verdict where no policy can apply, else the refs of the
+        policies selecting it, their rules as (rule, policy namespace,
+        "ns/policy direction rule N"), and the verdicts made so far by the
+        rules that allowed (verdicts are immutable, so equal ones are shared)."""
+        key = (direction, ep)
+        side = self._sides.get(key)
+        if side is None:
+            if ep.kind == "host":
+                side = DirectionVerdict(direction, ep.key, True, False,
+                                        note="the node's own traffic is not subject to NetworkPolicy")
+            elif not ep.is_pod:
+                side = DirectionVerdict(direction, ep.key, True, False,
+                                        note="outside the pod network: no policy applies here")
+            else:
+                policies = self.selecting(ep, direction)
+                if not policies:
+                    side = DirectionVerdict(direction, ep.key, True, False)
+                else:
+                    rules = [(rule, p.namespace, f"{p.ref} {direction} rule {rule.index}")
+                             for p in policies for rule in (p.ingress if direction == "ingress" else p.egress) or ()]
+                    side = (tuple(p.ref for p in policies), rules, {})
+            self._sides[key] = side
+        return side
+
     def _direction(self, direction: str, subject: Endpoint, peer: Endpoint, dst: Endpoint,
                    port: int, protocol: str) -> DirectionVerdict:
-        if subject.kind == "host":
-            return DirectionVerdict(direction, subject.key, True, False,
-                                    note="the node's own traffic is not subject to NetworkPolicy")
-        if not subject.is_pod:
-            return DirectionVerdict(direction, subject.key, True, False,
-                                    note="outside the pod network: no policy applies here")
+        side = self._side(direction, subject)
+        if isinstance(side, DirectionVerdict) and side.note:  # the node itself, or outside the pod network
+            return side
         if direction == "ingress" and peer.kind == "host":
-            return DirectionVerdict(direction, subject.key, True, False,
-                                    note="allowed: traffic from the node to its local pods "
-                                         "(kubelet probes, port-forward) is always allowed")
-        policies = self.selecting(subject, direction)
-        if not policies:
-            return DirectionVerdict(direction, subject.key, True, False)
-        allowing = []
-        for p in policies:
-            for rule in (p.ingress if direction == "ingress" else p.egress) or ():
-                if self._rule_allows(rule, p, peer, dst, port, protocol):
-                    allowing.append(f"{p.ref} {direction} rule {rule.index}")
-        return DirectionVerdict(direction, subject.key, bool(allowing), True,
-                                tuple(p.ref for p in policies), tuple(allowing))
+            key = ("from-host", subject)
+            host = self._sides.get(key)
+            if host is None:
+                host = self._sides[key] = DirectionVerdict(
+                    direction, subject.key, True, False,
+                    note="allowed: traffic from the node to its local pods (kubelet probes, port-forward) "
+                         "is always allowed")
+            return host
+        if isinstance(side, DirectionVerdict):  # no policy selects it
+            return side
+        selecting, rules, made = side
+        allowing = tuple(label for rule, ns, label in rules
+                         if self._rule_allows(rule, ns, peer, dst, port, protocol))
+        verdict = made.get(allowing)
+        if verdict is None:
+            verdict = made[allowing] = DirectionVerdict(direction, subject.key, bool(allowing), True,
+                                                        selecting, allowing)
+        return verdict
 
     def evaluate(self, src: Endpoint, dst: Endpoint, port: int, protocol: str = "TCP") -> Verdict:
         """Decide src -> dst on port/protocol, naming the policies on each side."""
@@ -881,5 +919,58 @@ def predict(profile, policies: Iterable[Mapping] | None = None,
     eps = list(endpoints) if endpoints is not None else profile.endpoints
     by_key = {ep.key: ep for ep in eps}
     engine = engine_for(profile, policies)
-    return {e: engine.evaluate(by_key[e.src], by_key[e.dst], e.port, e.protocol)
-            for e in profile.with_endpoints(eps).edges()}
+    edges = profile.edges() if endpoints is None else profile.with_endpoints(eps).edges()
+    return {e: engine.evaluate(by_key[e.src], by_key[e.dst], e.port, e.protocol) for e in edges}
+
+
+class Predictions(Mapping):
+    """The engine's verdict for every edge of a matrix, as a mapping
+    Edge -> Verdict in the matrix's order.
+
+    Whether each edge is allowed (``allowed(edge)``) comes from the bitset
+    matrix, one pass per destination port; the full Verdict, which names
+    the policies and rules on each side, is worked out when an edge's is
+    asked for, once. A check that explains only the edges that differ from
+    the intent then costs a pass per port, not an evaluation per edge."""
+
+    def __init__(self, engine: Engine, endpoints: Sequence[Endpoint], edges: Iterable[Edge]):
+        self._engine = engine
+        self._by_key = {ep.key: ep for ep in endpoints}
+        index = {ep.key: i for i, ep in enumerate(endpoints)}
+        matrix = engine.allowed_matrix(endpoints)
+        column: dict[tuple[int, int, str], int] = {}
+        for d, ep in enumerate(endpoints):
+            for q, p in enumerate(ep.ports):
+                # Ports sharing a number and protocol (different names) are one column.
+                column.setdefault((d, p.port, p.protocol), q)
+        self._allowed: dict[Edge, bool] = {}
+        for e in edges:
+            d = index[e.dst]
+            self._allowed[e] = bool(matrix[(d, column[(d, e.port, e.protocol)])] >> index[e.src] & 1)
+        self._verdicts: dict[Edge, Verdict] = {}
+
+    def allowed(self, edge: Edge) -> bool:
+        return self._allowed[edge]
+
+    def __getitem__(self, edge: Edge) -> Verdict:
+        v = self._verdicts.get(edge)
+        if v is None:
+            self._allowed[edge]  # noqa: B018  (an edge outside the matrix is a KeyError, as in a dict)
+            v = self._verdicts[edge] = self._engine.evaluate(self._by_key[edge.src], self._by_key[edge.dst],
+                                                             edge.port, edge.protocol)
+        return v
+
+    def __iter__(self):
+        return iter(self._allowed)
+
+    def __len__(self) -> int:
+        return len(self._allowed)
+
+    def __contains__(self, edge) -> bool:
+        return edge in self._allowed
+
+
+def predict_matrix(profile, policies: Iterable[Mapping]) -> Predictions:
+    """``predict`` over the profile's own endpoints, as a ``Predictions``:
+    the allowed bit of every edge at once, each Verdict when asked for."""
+    return Predictions(engine_for(profile, policies), profile.endpoints, profile.edges())

@@ -135,16 +135,22 @@ class Profile:
         A workload's connection to itself is left out unless it has more
         than one replica (then it is pod-to-pod, e.g. RustFS nodes).
         """
-        out = []
-        for src in self.endpoints:
-            if not src.probe_source:
-                continue
-            for dst in self.endpoints:
-                if dst.kind == "host" or (dst.key == src.key and dst.replicas <= 1):
+        endpoints = tuple(self.endpoints)
+        # Worked out once per list of endpoints (they are immutable): reports,
+        # checks and verifications ask for the edges many times over.
+        cached = self.__dict__.get("_edges")
+        if cached is None or cached[0] != endpoints:
+            out = []
+            for src in endpoints:
+                if not src.probe_source:
                     continue
-                for p in dst.ports:
-                    out.append(Edge(src.key, dst.key, p.port, p.protocol))
-        return out
+                for dst in endpoints:
+                    if dst.kind == "host" or (dst.key == src.key and dst.replicas <= 1):
+                        continue
+                    for p in dst.ports:
+                        out.append(Edge(src.key, dst.key, p.port, p.protocol))
+            cached = self.__dict__["_edges"] = (endpoints, out)
+        return list(cached[1])
 
     def policies_through(self, k: int) -> list[dict]:
         """The cumulative policy objects of the first k steps."""

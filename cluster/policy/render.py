@@ -31,15 +31,15 @@ def print_check(report: CheckReport, console: Console, show_matrices: bool = Tru
             def cell(e: Edge | None, v=verdicts, w=want) -> str:
                 if e is None:
                     return ""
-                ok = v[e].allowed
+                ok = v.allowed(e)
                 mark = "[green]✓[/green]" if ok else "[dim]·[/dim]"
                 return mark if ok == w[e] else ("[bold red]✗[/bold red]" if ok else "[bold red]![/bold red]")
             console.print(matrix_table(verdicts, f"after step {k} {res.name}: ✓ allowed  · blocked  "
                                        "✗ allowed but not intended  ! intended but blocked", cell))
         opened = closed = 0
         if prev is not None:
-            opened = sum(1 for e, v in verdicts.items() if v.allowed and not prev[e].allowed)
-            closed = sum(1 for e, v in verdicts.items() if not v.allowed and prev[e].allowed)
+            opened = sum(1 for e in verdicts if verdicts.allowed(e) and not prev.allowed(e))
+            closed = sum(1 for e in verdicts if not verdicts.allowed(e) and prev.allowed(e))
         status = "[green]as intended[/green]" if not res.differences else \
             f"[red]{len(res.differences)} difference(s) from the step's intent[/red]"
         delta = f" (+{opened} / -{closed})" if prev is not None else ""
@@ -77,7 +77,7 @@ def check_to_dict(report: CheckReport) -> dict:
     for res in report.steps:
         steps.append({
             "step": res.name,
-            "allowed": [_edge_dict(e) for e, v in res.verdicts.items() if v.allowed],
+            "allowed": [_edge_dict(e) for e in res.verdicts if res.verdicts.allowed(e)],
             "differences": [{**_edge_dict(d.edge), "intended": d.intended, "predicted": d.predicted,
                              "detail": d.detail} for d in res.differences],
         })
