@@ -16,75 +16,18 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from functools import lru_cache, partial
 from pathlib import Path
 from typing import Iterable
 
 import yaml
 
+from cluster import yamlio
 from cluster.errors import ManifestError
 from cluster.policy import apivalidation as av
 from cluster.policy import schema
 from cluster.policy.engine import NS_NAME_LABEL, Endpoint, Port, compile_policy, parse_selector
 
-try:  # libyaml's parser is about ten times faster than the pure-Python one
-    _Base = yaml.CSafeLoader
-except AttributeError:  # PyYAML built without libyaml
-    _Base = yaml.SafeLoader
-
-
-# The safe loader's resolver, asked for the tag of a node by its kind, text
-# and implicitness alone (the safe loader has no path resolvers).
-_RESOLVER = yaml.resolver.Resolver()
-
-
-class _Loader(_Base):
-    """The safe loader, with what libyaml's composer calls around every node
-    done in C: the parser asks for the tag of every scalar, and manifests
-    repeat the same few thousand keys and values (the tag depends on the
-    arguments alone), so a cache answers without a Python frame; the path
-    resolver hooks, which the safe loader has none of, are C no-ops (the
-    composer ignores what they return)."""
-
-    resolve = staticmethod(lru_cache(maxsize=1 << 16)(partial(yaml.resolver.Resolver.resolve, _RESOLVER)))
-    descend_resolver = staticmethod({}.get)  # (parent, index) -> ignored
-    ascend_resolver = staticmethod(tuple)  # () -> ignored
-
-
-_STR, _INT, _MAP, _SEQ, _MERGE = (f"tag:yaml.org,2002:{t}" for t in ("str", "int", "map", "seq", "merge"))
-_SCALAR = yaml.ScalarNode
-
-
-def _construct(node, loader):
-    """A node as Python data, as SafeConstructor builds it, for the shapes
-    manifests have (maps, lists, strings, decimal ints) at a third of its
-    cost; anything else (bools, floats, timestamps, merge keys, tags) is
-    handed to SafeConstructor node by node. Documents with aliases never get
-    here (see read_yaml), so every node is visited once."""
-    cls = node.__class__
-    if cls is _SCALAR:
-        if node.tag == _STR:
-            return node.value
-        v = node.value
-        if node.tag == _INT and v.isdigit() and (v[0] != "0" or v == "0"):  # "012" is octal in YAML 1.1
-            return int(v)
-    elif cls is yaml.MappingNode:
-        if node.tag == _MAP:
-            # String keys and values (most of a manifest) are taken here
-            # rather than in a call each.
-            out = {}
-            for k, v in node.value:
-                if k.__class__ is _SCALAR and k.tag == _STR:
-                    key = k.value
-                elif k.tag == _MERGE:
-                    return loader.construct_object(node, deep=True)
-                else:
-                    key = _construct(k, loader)
-                out[key] = v.value if v.__class__ is _SCALAR and v.tag == _STR else _construct(v, loader)
-            return out
-    elif cls is yaml.SequenceNode and node.tag == _SEQ:
-        return [x.value if x.__class__ is _SCALAR and x.tag == _STR else _construct(x, loader) for x in node.value]
-    return loader.construct_object(node, deep=True)
+_STR = "tag:yaml.org,2002:str"
 
 
 def _kind_of(node) -> str | None:
@@ -149,7 +92,7 @@ def _check_aliases(text: str, path: Path) -> None:
     sizes: dict[str, int] = {}  # anchor -> nodes it stands for
     stack: list[list] = []  # open collections: [anchor, nodes so far]
     expanded = 0
-    for ev in yaml.parse(text, Loader=_Base):
+    for ev in yaml.parse(text, Loader=yamlio.Loader):
         if isinstance(ev, (yaml.ScalarEvent, yaml.AliasEvent)):
             if isinstance(ev, yaml.AliasEvent):
                 if any(anchor == ev.anchor for anchor, _ in stack):
@@ -200,7 +143,7 @@ def read_yaml(path: Path, keep=None) -> list:
     try:
         if aliases:
             _check_aliases(text, path)
-        loader = _Loader(text)
+        loader = yamlio.Loader(text)
         try:
             docs = []
             while loader.check_node():
@@ -209,14 +152,7 @@ def read_yaml(path: Path, keep=None) -> list:
                 if kind is not None and kind not in keep and not kind.endswith("List"):
                     docs.append({"kind": kind})
                     continue
-                if aliases:
-                    doc = loader.construct_document(node)
-                else:
-                    try:
-                        doc = _construct(node, loader)
-                    except TypeError:  # an unhashable key: SafeConstructor says it properly
-                        doc = loader.construct_document(node)
-                    loader.constructed_objects = {}
+                doc = yamlio.document(node, loader, aliases)
                 if doc is not None:
                     docs.append(doc)
             return docs
