@@ -9,7 +9,8 @@ import pytest
 
 from cluster.policy.profile import load_profile
 from cluster.testing.fakekube import FakeKube
-from docker_fixtures import dockerd  # noqa: F401  (one real Docker engine per test run, for -m docker)
+import docker_fixtures
+from docker_fixtures import dockerd  # noqa: F401  (one real Docker engine per test process, for -m docker)
 
 # Where the tests' temporary directories go when TMPDIR does not say: a
 # memory file system of at least this much room. The tool fsyncs every state
@@ -28,6 +29,16 @@ def pytest_configure(config):
         return
     if st.f_bavail * st.f_frsize >= MEMORY_TMP_MIN_FREE and os.access(MEMORY_TMP, os.W_OK | os.X_OK):
         tempfile.tempdir = MEMORY_TMP  # pytest's tmp_path_factory asks tempfile.gettempdir()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    yield  # the test's own fixtures first (they remove what they put in the engine)
+    docker_fixtures.stop_after(item)
+
+
+def pytest_sessionfinish(session):
+    docker_fixtures.stop()
 
 
 @pytest.fixture(autouse=True)

@@ -1,11 +1,13 @@
 """A real Docker engine for the tests marked ``docker``, and what they put in it.
 
-``dockerd`` (one per test run) is, in this order: a private dockerd the
-test run starts (Debian's docker.io, root only) on a socket under a temporary
-directory, isolated from any other engine on the machine and stopped by its
-pid at the end; else an engine that already answers (DOCKER_HOST or the
-default socket, e.g. the one .ci/run starts); else the tests skip and say
-why. Images are only made locally: ``import_image`` imports a root
+``dockerd`` (one engine per test process, started by the first test that
+asks for it) is, in this order: a private dockerd the test run starts
+(Debian's docker.io, root only) on a socket under a temporary directory,
+isolated from any other engine on the machine and stopped by its pid once
+the process's last Docker test is done (``stop_after``), so that its
+shutdown (a second or more) overlaps the tests that follow; else an engine
+that already answers (DOCKER_HOST or the default socket, e.g. the one
+.ci/run starts); else the tests skip and say why. Images are only made locally: ``import_image`` imports a root
 filesystem with the static busybox (Debian's busybox-static) under a name
 of the test's choosing. Node containers are created with exactly the labels
 k3d puts on its nodes (lifecycle_fixtures.k3d_nodes), under cluster names
@@ -19,6 +21,7 @@ import os
 import shutil
 import subprocess
 import tarfile
+import threading
 import time
 import uuid
 
@@ -69,31 +72,82 @@ def _start_private(tmp_path_factory):
     return None, None, f"dockerd did not answer within {START_TIMEOUT_S}s; see {base / 'dockerd.log'}"
 
 
-@pytest.fixture(scope="session")
+# The engine of this process: None until a test asks for it, then
+# (url, (proc, log) if we started it, why not when there is none).
+_engine: tuple | None = None
+
+
+def _ensure(tmp_path_factory) -> str | None:
+    global _engine
+    if _engine is None:
+        url, owned, why = _start_private(tmp_path_factory)
+        if url is None:
+            shared = os.environ.get("DOCKER_HOST")
+            if _answers(shared):
+                url = shared or ""
+            else:
+                why = f"no Docker engine: {why}; and none answers at {shared or 'the default socket'}"
+        _engine = (url, owned, why)
+    url, _, why = _engine
+    if url is None:
+        unavailable("docker", why)  # remembered: a missing engine is not looked for again
+    return url or None  # None: the default socket
+
+
+@pytest.fixture
 def dockerd(tmp_path_factory):
     """The base URL of a Docker engine the tests may use."""
-    url, owned, why = _start_private(tmp_path_factory)
-    if url is None:
-        shared = os.environ.get("DOCKER_HOST")
-        if _answers(shared):
-            url = shared or ""
-        else:
-            unavailable("docker", f"no Docker engine: {why}; and none answers at "
-                                  f"{shared or 'the default socket'}")
-    engine = url or None  # None: the default socket
-    yield engine
-    if engine in _imported:  # the base image stays in no engine, the user's included
-        remove_image(engine, _BASE_REF)
-        _imported.discard(engine)
-    if owned:
-        proc, log = owned
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=30)
-        log.close()
+    return _ensure(tmp_path_factory)
+
+
+def uses_docker(item) -> bool:
+    return "dockerd" in item.fixturenames or item.get_closest_marker("docker") is not None
+
+
+_stopping: list[threading.Thread] = []
+
+
+def _end(proc, log) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=30)
+    log.close()
+
+
+def stop(wait: bool = True) -> None:
+    """Remove the base image and stop the engine if we started it (a later
+    test that asks for one starts another). With ``wait`` False the engine
+    is stopped in the background; ``stop()`` waits for that too."""
+    global _engine
+    if _engine is not None:
+        url, owned, _ = _engine
+        _engine = None
+        engine = url or None
+        if url is not None and engine in _imported:  # the base image stays in no engine, the user's included
+            remove_image(engine, _BASE_REF)
+            _imported.discard(engine)
+        if owned:
+            t = threading.Thread(target=_end, args=owned, name="dockerd-stop")
+            t.start()
+            _stopping.append(t)
+    if wait:
+        while _stopping:
+            _stopping.pop().join()
+
+
+def stop_after(item) -> None:
+    """Stop the engine once ``item`` is the last test of the run's items
+    that may use it (the Docker tests run one after another: one xdist
+    scope, tests/parallel_plugin.py)."""
+    if _engine is None or not uses_docker(item):
+        return
+    items = item.session.items
+    later = items[items.index(item) + 1:] if item in items else []
+    if not any(uses_docker(i) for i in later):
+        stop(wait=False)
 
 
 def client(url: str | None):
