@@ -4,7 +4,7 @@ subset, through libyaml when PyYAML was built with it (about nine times
 faster to parse than the pure-Python parser) and the pure-Python classes
 otherwise. Manifests people wrote are read by ``cluster.policy.manifests``,
 which keeps positions for its messages and uses ``Loader`` and
-``construct`` from here.
+``document`` from here.
 
 libyaml parses and emits in C, but asks Python for the tag of every
 scalar (twice per scalar when emitting) and PyYAML builds and represents
@@ -53,7 +53,7 @@ def construct(node, loader):
     floats, timestamps, merge keys, tags) is handed to SafeConstructor node
     by node. Only for a document without aliases (every node is visited
     once); a key that cannot be hashed raises TypeError (SafeConstructor
-    says it properly: see ``_document``)."""
+    says it properly: see ``document``)."""
     cls = node.__class__
     if cls is _SCALAR:
         if node.tag == _STR:

@@ -7,11 +7,12 @@ isolated from any other engine on the machine and stopped by its pid once
 the process's last Docker test is done (``stop_after``), so that its
 shutdown (a second or more) overlaps the tests that follow; else an engine
 that already answers (DOCKER_HOST or the default socket, e.g. the one
-.ci/run starts); else the tests skip and say why. Images are only made locally: ``import_image`` imports a root
-filesystem with the static busybox (Debian's busybox-static) under a name
-of the test's choosing. Node containers are created with exactly the labels
-k3d puts on its nodes (lifecycle_fixtures.k3d_nodes), under cluster names
-unique to the test, and removed afterwards.
+.ci/run starts); else the tests skip and say why. Images are only made
+locally: ``import_image`` imports a root filesystem with the static busybox
+(Debian's busybox-static) under a name of the test's choosing. Node
+containers are created with exactly the labels k3d puts on its nodes
+(lifecycle_fixtures.k3d_nodes), under cluster names unique to the test, and
+removed afterwards.
 """
 
 from __future__ import annotations

@@ -941,7 +941,8 @@ class Predictions(Mapping):
         column: dict[tuple[int, int, str], int] = {}
         for d, ep in enumerate(endpoints):
             for q, p in enumerate(ep.ports):
-                # Ports sharing a number and protocol (different names) are one column.
+                # Two container ports may share a number and protocol (different
+                # names): the first decides, as the API server's port lookup does.
                 column.setdefault((d, p.port, p.protocol), q)
         self._allowed: dict[Edge, bool] = {}
         for e in edges:
