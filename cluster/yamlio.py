@@ -93,7 +93,7 @@ def document(node, loader, aliases: bool):
     return loader.construct_document(node)
 
 
-def _aliases(text: str | bytes) -> bool:
+def may_alias(text: str | bytes) -> bool:
     """Whether the text may hold an alias: there is none without a '*'."""
     return ("*" if isinstance(text, str) else b"*") in text
 
@@ -103,7 +103,7 @@ def load(text: str | bytes) -> Any:
     loader = Loader(text)
     try:
         node = loader.get_single_node()
-        return None if node is None else document(node, loader, _aliases(text))
+        return None if node is None else document(node, loader, may_alias(text))
     finally:
         loader.dispose()
 
@@ -112,7 +112,7 @@ def load_all(text: str | bytes) -> list:
     """Every document of a multi-document text (None for an empty one)."""
     loader = Loader(text)
     try:
-        aliases = _aliases(text)
+        aliases = may_alias(text)
         docs = []
         while loader.check_node():
             docs.append(document(loader.get_node(), loader, aliases))

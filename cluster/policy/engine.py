@@ -602,14 +602,9 @@ class Engine:
         if isinstance(side, DirectionVerdict) and side.note:  # the node itself, or outside the pod network
             return side
         if direction == "ingress" and peer.kind == "host":
-            key = ("from-host", subject)
-            host = self._sides.get(key)
-            if host is None:
-                host = self._sides[key] = DirectionVerdict(
-                    direction, subject.key, True, False,
-                    note="allowed: traffic from the node to its local pods (kubelet probes, port-forward) "
-                         "is always allowed")
-            return host
+            return DirectionVerdict(direction, subject.key, True, False,
+                                    note="allowed: traffic from the node to its local pods "
+                                         "(kubelet probes, port-forward) is always allowed")
         if isinstance(side, DirectionVerdict):  # no policy selects it
             return side
         selecting, rules, made = side

@@ -139,7 +139,7 @@ def read_yaml(path: Path, keep=None) -> list:
             where = f"line {e.lineno} column {e.colno}: {e.msg}" if isinstance(e, json.JSONDecodeError) else str(e)
             raise ManifestError(f"invalid JSON: {where}", path=str(path)) from None
         return [] if doc is None else [doc]
-    aliases = "*" in text  # no alias without a '*': the common case pays nothing
+    aliases = yamlio.may_alias(text)  # the common case pays nothing
     try:
         if aliases:
             _check_aliases(text, path)
