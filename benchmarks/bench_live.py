@@ -32,18 +32,18 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import synthetic  # noqa: E402
 from rich.console import Console  # noqa: E402
 
-import synthetic  # noqa: E402
-from cluster.live import canary, standins  # noqa: E402
-from cluster.live.cni import detect_cni  # noqa: E402
-from cluster.live.state import ClusterState  # noqa: E402
 from cluster.errors import VerificationFailed  # noqa: E402
-from cluster.live.kube import ClientKube  # noqa: E402
-from cluster.live.rollout import Rollout  # noqa: E402
-from cluster.live.settings import Settings  # noqa: E402
-from cluster.live.verify import verify_live  # noqa: E402
+from cluster.live.observe.cni import detect_cni  # noqa: E402
+from cluster.live.observe.settings import ProbeSettings  # noqa: E402
+from cluster.live.observe.verify import verify_live  # noqa: E402
+from cluster.live.record.identity import ClusterState  # noqa: E402
+from cluster.live.rollout.rollout import Rollout  # noqa: E402
+from cluster.live.setup import canary, standins  # noqa: E402
 from cluster.policy.profile import load_profile  # noqa: E402
+from cluster.seams.kube import ClientKube  # noqa: E402
 
 TARGETS = {"matrix": 2.0, "rollout": 30.0, "rollback": 4.0, "smoke": 3.0, "synthetic-60": 15.0}
 
@@ -78,7 +78,7 @@ def main() -> int:
     cluster = ClusterState.open(kube, Path(state))
     measured, t = timed(lambda: canary.measure(kube, cluster, cni, sleep=time.sleep, clock=time.monotonic))
     canary.verdict(measured, cni)
-    settings = replace(Settings.from_env(), deny_behaviour=cluster.deny_behaviour)
+    settings = replace(ProbeSettings.from_env(), deny_behaviour=cluster.deny_behaviour)
     print(f"CNI {cni}: denied packets {cluster.deny_behaviour} (canary, {t:.1f} s, not counted below)")
     results: dict[str, float] = {}
 
@@ -169,8 +169,7 @@ def main() -> int:
 
 
 def _ours(kube, profile) -> bool:
-    from cluster.live.restore import live_policies
-    from cluster.live.snapshots import is_ours
+    from cluster.live.record.policies import is_ours, live_policies
 
     return any(is_ours(p) for p in live_policies(kube, profile.profile_namespaces))
 

@@ -21,11 +21,11 @@ import argparse
 import math
 import time
 
-from cluster.testing.fakekube import FakeKube
-from cluster.live.discovery import discover
-from cluster.live.probe import MatrixProber
+from cluster.live.observe.discovery import discover
+from cluster.live.observe.probe import MatrixProber
+from cluster.live.record.policies import mark_ours
 from cluster.policy.profile import load_profile
-from cluster.live.snapshots import mark_ours
+from cluster.testing.fakekube import FakeKube
 
 EXEC_LATENCY_S = 0.05  # a kubectl exec round trip on a local k3d cluster, order of magnitude
 

@@ -30,7 +30,7 @@ import pytest
 
 from availability import unavailable
 from cluster.errors import DashiError
-from cluster.local.docker_engine import NodeContainer, SDKDocker
+from cluster.seams.docker_engine import NodeContainer, SDKDocker
 
 # dockerd initialises in seconds; 60s for a loaded CI machine.
 START_TIMEOUT_S = 60

@@ -16,8 +16,8 @@ import time
 from typing import Callable
 
 from cluster.errors import KubeConflict, KubeError
-from cluster.live.kube import MANAGED_BY_LABEL, MANAGED_BY_VALUE
-from cluster.live.poll import poll_until
+from cluster.seams.kube import MANAGED_BY_LABEL, MANAGED_BY_VALUE
+from cluster.live.observe.poll import poll_until
 
 NP = "networking.k8s.io/v1"
 LEASE = "coordination.k8s.io/v1"

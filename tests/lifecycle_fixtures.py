@@ -21,8 +21,8 @@ from pathlib import Path
 from rich.console import Console
 
 from cluster import versions, yamlio
-from cluster.local.docker_engine import FakeDocker, NodeContainer
-from cluster.local.runner import FakeRunner, Result
+from cluster.seams.docker_engine import FakeDocker, NodeContainer
+from cluster.seams.runner import FakeRunner, Result
 from cluster.testing.fakekube import FakeClock, FakeKube
 
 # k3d-io/k3d v5.9.0 cmd/root.go printVersion: "k3d version %s" and

@@ -7,11 +7,11 @@ import io
 from rich.console import Console
 
 from cluster import yamlio
-from cluster.live.history import History
-from cluster.live.rollout import Rollout
-from cluster.live.settings import Settings
-from cluster.live.snapshots import canonical_spec, is_ours
-from cluster.live.state import ClusterState, identify
+from cluster.live.record.history import History
+from cluster.live.rollout.rollout import Rollout
+from cluster.live.observe.settings import ProbeSettings
+from cluster.live.record.policies import canonical_spec, is_ours
+from cluster.live.record.identity import ClusterState, identify
 from cluster.policy.profile import load_profile
 from cluster.testing.fakekube import FakeClock, FakeKube
 
@@ -39,7 +39,7 @@ class World:
         self.buf = io.StringIO()
         return Rollout(self.kube, profile or self.profile, root=self.root,
                        out=Console(file=self.buf, width=200, color_system=None),
-                       settings=Settings(clock=self.clock, sleep=self.clock.sleep), **kw)
+                       settings=ProbeSettings(clock=self.clock, sleep=self.clock.sleep), **kw)
 
     @property
     def out(self) -> str:

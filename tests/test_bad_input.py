@@ -422,7 +422,7 @@ def _run_forked(base: Path, cache: Path) -> dict:
     # Import what the tasks import, once, so the forked children share it.
     import kubernetes.config  # noqa: F401
 
-    import cluster.cli.cluster  # noqa: F401
+    import cluster.cli.setup  # noqa: F401
     import cluster.cli.policy  # noqa: F401
     import cluster.cli.rollout  # noqa: F401
 

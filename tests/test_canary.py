@@ -3,8 +3,8 @@
 import pytest
 
 from cluster.errors import DashiError
-from cluster.live import canary
-from cluster.live.probe import ProbeResult
+from cluster.live.setup import canary
+from cluster.live.observe.probe import ProbeResult
 from cluster.testing.fakekube import FakeClock, FakeKube
 
 

@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from cluster.errors import DashiError, KubeError, ManifestError, VerificationFailed
-from cluster.live.cni import detect_cni
-from cluster.live.restore import live_policies
+from cluster.live.observe.cni import detect_cni
+from cluster.live.record.policies import live_policies
 from cluster.policy.engine import Endpoint, Engine, Port, compile_policy, predict
 from cluster.policy.profile import MANIFESTS_DIR, load_profile
 from cluster.testing.fakekube import FakeKube
@@ -247,8 +247,8 @@ def test_a_changed_cnp_is_drift(tmp_path):
     for key in ("uid", "resourceVersion", "managedFields", "creationTimestamp", "generation"):
         live["metadata"].pop(key)
     w.kube.apply(live)
-    from cluster.live.drift import drift
-    from cluster.live.snapshots import is_ours
+    from cluster.live.record.drift import drift
+    from cluster.live.record.policies import is_ours
 
     ours = [p for p in live_policies(w.kube, w.profile.profile_namespaces) if is_ours(p)]
     assert drift(w.profile.for_cni("cilium"), 9, ours) == ["CiliumNetworkPolicy dashi-data/allow-kube-api changed"]

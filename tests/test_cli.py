@@ -17,8 +17,8 @@ import tasks as root_tasks
 from cluster.cli import main as dashi_main
 from cluster.cli import policy, rollout
 from cluster.cli import tasks as cli_tasks
-from cluster.live.snapshots import mark_ours
-from cluster.live.state import STATE_ENV
+from cluster.live.record.policies import mark_ours
+from cluster.live.record.files import STATE_ENV
 from cluster.policy import profile as profile_mod
 from cluster.policy.profile import load_profile
 from cluster.testing.fakekube import FakeClock, FakeKube
@@ -161,7 +161,7 @@ def test_errors_with_json_are_a_json_object_on_stdout(cluster, capsys):
 
 
 def test_status_json(cluster, capsys, monkeypatch):
-    from cluster.cli import cluster as cli_cluster
+    from cluster.cli import setup as cli_cluster
 
     kube, _ = cluster
     monkeypatch.setattr(cli_cluster, "real_kube", lambda context: kube)

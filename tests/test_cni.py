@@ -4,10 +4,10 @@ import pytest
 import yaml
 
 from cluster import versions
-from cluster.live import cni
-from cluster.live.steps import Run, Session, Wait
+from cluster.live.observe import cni
+from cluster.live.setup.pipeline import Run, Session, Wait
 from cluster.local import calico, cilium
-from cluster.local.runner import FakeRunner, Result
+from cluster.seams.runner import FakeRunner, Result
 from cluster.testing.fakekube import FakeClock, FakeKube
 from lifecycle_fixtures import add_flannel_annotation, recording_console, seed_calico, seed_cilium
 

@@ -9,12 +9,12 @@ import pytest
 import yaml
 
 from cluster.errors import VerificationFailed
-from cluster.live.canary import NotEnforced
-from cluster.live.kube import ExecResult
-from cluster.live.probe import classify
-from cluster.live.settings import Settings
-from cluster.live.snapshots import mark_ours
-from cluster.live.verify import verify_live
+from cluster.live.setup.canary import NotEnforced
+from cluster.seams.kube import ExecResult
+from cluster.live.observe.probe import classify
+from cluster.live.observe.settings import ProbeSettings
+from cluster.live.record.policies import mark_ours
+from cluster.live.observe.verify import verify_live
 from cluster.policy.profile import load_profile
 from cluster.testing.fakekube import FakeClock, FakeKube
 from rollout_fixtures import World
@@ -125,7 +125,7 @@ def deployed(profile, api_port):
     for step in profile.steps:
         for obj in step.objects:
             kube.apply(mark_ours(obj, step.name))
-    return kube, Settings(poll_timeout=0, clock=clock, sleep=clock.sleep)
+    return kube, ProbeSettings(poll_timeout=0, clock=clock, sleep=clock.sleep)
 
 
 def kube_api_row(report):

@@ -19,7 +19,7 @@ import threading
 
 import pytest
 
-from cluster.local.docker_engine import FakeDocker, PullFailed, SDKDocker, _PullTally
+from cluster.seams.docker_engine import FakeDocker, PullFailed, SDKDocker, _PullTally
 from docker_fixtures import busybox_rootfs, create_nodes, import_image, remove_cluster, remove_image, unique
 from lifecycle_fixtures import k3d_nodes
 

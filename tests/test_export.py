@@ -14,7 +14,7 @@ import cli_process
 from cluster import yamlio
 from cluster.cli import gitops
 from cluster.errors import ManifestError, VerificationFailed
-from cluster.live.state import RecordStore, StepEntry, StepRecord
+from cluster.live.record.steprecord import RecordStore, StepEntry, StepRecord
 from cluster.policy import export as pexport
 from cluster.policy.profile import load_profile
 from cluster.ui import make_console

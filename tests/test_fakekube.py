@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cluster.errors import KubeConflict, KubeError
-from cluster.live.kube import FIELD_MANAGER
+from cluster.seams.kube import FIELD_MANAGER
 from cluster.testing.fakekube import API_ADDRESS, Call, FakeClock, FakeKube, selector_matches
 
 NP = "networking.k8s.io/v1"
@@ -372,7 +372,7 @@ def test_calls_are_recorded_in_order(dashi):
 
 
 def test_on_exec_answers_other_commands():
-    from cluster.live.kube import ExecResult
+    from cluster.seams.kube import ExecResult
 
     kube = FakeKube()
     (dns,) = kube.pods("kube-system")

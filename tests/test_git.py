@@ -13,8 +13,8 @@ import pytest
 
 from cluster.cli import gitops
 from cluster.errors import DashiError
-from cluster.local import git
-from cluster.local.runner import FakeRunner, Result, Runner
+from cluster.seams import git
+from cluster.seams.runner import FakeRunner, Result, Runner
 from cluster.ui import make_console
 
 GIT = shutil.which("git")

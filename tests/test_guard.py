@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cluster.errors import GuardError
-from cluster.live import guard
+from cluster.live.safety import guard
 
 
 LOCAL = "https://127.0.0.1:6550"
@@ -130,7 +130,7 @@ def test_a_foreign_policy_holding_one_of_our_names_is_refused_before_any_change(
 
 
 def test_prepare_is_guarded_like_the_rollout(tmp_path):
-    from cluster.live import prepare
+    from cluster.live.setup import prepare
     from lifecycle_fixtures import World as LWorld, recording_console, seed_calico
 
     w = LWorld(tools=())
@@ -154,8 +154,8 @@ def test_prepare_is_guarded_like_the_rollout(tmp_path):
 
 def test_prepare_holds_the_cluster_lease(tmp_path):
     from cluster.errors import LockError
-    from cluster.live import prepare
-    from cluster.live.lease import ClusterLease
+    from cluster.live.setup import prepare
+    from cluster.live.safety.lease import ClusterLease
     from lifecycle_fixtures import World as LWorld, recording_console, seed_calico
 
     w = LWorld(tools=())

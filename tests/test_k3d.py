@@ -8,8 +8,8 @@ import yaml
 from cluster import versions
 from cluster.errors import DashiError, ToolMissing
 from cluster.local import k3d
-from cluster.local.docker_engine import NodeContainer
-from cluster.local.runner import FakeRunner
+from cluster.seams.docker_engine import NodeContainer
+from cluster.seams.runner import FakeRunner
 from lifecycle_fixtures import K3D_VERSION_OUT, fake_docker, k3d_cluster_json, k3d_nodes
 
 SERVERS = ["server:*"]

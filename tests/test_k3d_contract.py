@@ -20,8 +20,8 @@ import pytest
 from cluster import versions
 from cluster.local import k3d
 from cluster.local import lifecycle as commands
-from cluster.local.docker_engine import SDKDocker
-from cluster.local.runner import Runner
+from cluster.seams.docker_engine import SDKDocker
+from cluster.seams.runner import Runner
 from docker_fixtures import create_nodes, import_image, remove_cluster, remove_image, unique
 from lifecycle_fixtures import k3d_list_json, k3d_nodes, recording_console
 

@@ -19,8 +19,8 @@ import pytest
 import yaml
 
 from cluster.errors import KubeConflict, KubeError, KubeUnreachable
-from cluster.live.kube import FIELD_MANAGER, ClientKube, equality_selector, render_selector
-from cluster.live.poll import poll_until
+from cluster.seams.kube import FIELD_MANAGER, ClientKube, equality_selector, render_selector
+from cluster.live.observe.poll import poll_until
 from cluster.testing.fakekube import FakeClock
 from lifecycle_fixtures import free_port
 

@@ -11,8 +11,8 @@ import time
 import pytest
 
 from cluster.errors import KubeError, LockError
-from cluster.live import lease as lease_mod
-from cluster.live.lease import (
+from cluster.live.safety import lease as lease_mod
+from cluster.live.safety.lease import (
     LEASE_API,
     ClusterLease,
     Hold,
@@ -22,7 +22,7 @@ from cluster.live.lease import (
     process_gone,
     this_process,
 )
-from cluster.live.state import ClusterState, identify
+from cluster.live.record.identity import ClusterState, identify
 from cluster.testing.fakekube import FakeKube
 from rollout_fixtures import World
 

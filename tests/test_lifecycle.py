@@ -9,22 +9,22 @@ import pytest
 import cli_process
 from cluster import versions
 from cluster.errors import CommandFailed, DashiError, GuardError, ToolMissing
-from cluster.live import prepare as live_prepare
-from cluster.live.canary import NotEnforced
-from cluster.live.steps import (
+from cluster.live.setup import prepare as live_prepare
+from cluster.live.setup.canary import NotEnforced
+from cluster.live.setup.pipeline import (
     Note,
-    PipelineStep,
+    Stage,
     Run,
     Session,
-    StepFailed,
+    StageFailed,
     Wait,
     nothing_changed,
     print_plan,
-    run_steps,
+    run_stages,
 )
 from cluster.local import k3d
 from cluster.local import lifecycle as commands
-from cluster.local.runner import FakeRunner, Result
+from cluster.seams.runner import FakeRunner, Result
 from lifecycle_fixtures import (
     World,
     add_flannel_annotation,
@@ -45,12 +45,12 @@ def _session(runner=None, **kw):
 def test_steps_run_in_order_with_status_lines():
     s, buf = _session()
     order = []
-    steps = [PipelineStep("a", "First", run=lambda s: order.append("a") or "did a"),
-             PipelineStep("b", "Second", check=lambda s: "was done", run=lambda s: order.append("b")),
-             PipelineStep("c", "Third", actions=lambda s: [Run(["k3d", "version"])]),
-             PipelineStep("d", "Fourth", run=lambda s: (False, "idempotent apply, nothing new")),
-             PipelineStep("e", "Check", run=lambda s: "ok", verify=True)]
-    outcomes = run_steps(steps, s)
+    steps = [Stage("a", "First", run=lambda s: order.append("a") or "did a"),
+             Stage("b", "Second", check=lambda s: "was done", run=lambda s: order.append("b")),
+             Stage("c", "Third", actions=lambda s: [Run(["k3d", "version"])]),
+             Stage("d", "Fourth", run=lambda s: (False, "idempotent apply, nothing new")),
+             Stage("e", "Check", run=lambda s: "ok", verify=True)]
+    outcomes = run_stages(steps, s)
     assert order == ["a"]
     assert [o.status for o in outcomes] == ["changed", "unchanged", "changed", "unchanged", "verified"]
     assert s.runner.argvs == [("k3d", "version")]
@@ -66,10 +66,10 @@ def test_failed_command_reports_argv_and_tail_and_keeps_everything():
     r = FakeRunner().on("kubectl", returncode=1, stderr="line1\nError: the server is on fire")
     s, buf = _session(r)
     undone = []
-    steps = [PipelineStep("create", "Create", run=lambda s: "made", undo=lambda s: undone.append("create")),
-             PipelineStep("cni", "Install", actions=lambda s: [Run(["kubectl", "apply", "-f", "x.yaml"])])]
-    with pytest.raises(StepFailed) as ei:
-        run_steps(steps, s, after_failure="left for inspection: run cluster-down")
+    steps = [Stage("create", "Create", run=lambda s: "made", undo=lambda s: undone.append("create")),
+             Stage("cni", "Install", actions=lambda s: [Run(["kubectl", "apply", "-f", "x.yaml"])])]
+    with pytest.raises(StageFailed) as ei:
+        run_stages(steps, s, after_failure="left for inspection: run cluster-down")
     assert undone == []
     assert "left for inspection" in str(ei.value)
     assert isinstance(ei.value.cause, CommandFailed)
@@ -86,11 +86,11 @@ def test_cleanup_on_failure_undoes_in_reverse():
     def boom(s):
         raise DashiError("nope")
 
-    steps = [PipelineStep("a", "A", run=lambda s: "", undo=lambda s: undone.append("a")),
-             PipelineStep("b", "B", run=lambda s: "", undo=lambda s: undone.append("b")),
-             PipelineStep("c", "C", run=boom, undo=lambda s: undone.append("c"))]
-    with pytest.raises(StepFailed) as ei:
-        run_steps(steps, s, after_failure="kept")
+    steps = [Stage("a", "A", run=lambda s: "", undo=lambda s: undone.append("a")),
+             Stage("b", "B", run=lambda s: "", undo=lambda s: undone.append("b")),
+             Stage("c", "C", run=boom, undo=lambda s: undone.append("c"))]
+    with pytest.raises(StageFailed) as ei:
+        run_stages(steps, s, after_failure="kept")
     assert undone == ["c", "b", "a"]
     assert "kept" not in str(ei.value)
 
@@ -106,11 +106,11 @@ def test_wait_times_out_with_the_last_detail():
 def test_titles_notes_plans_and_output_are_printed_as_text():
     r = FakeRunner().on("kubectl", returncode=1, stderr="error: [bold]x[/bold] rejected [nodes]")
     s, buf = _session(r)
-    steps = [PipelineStep("a", "Apply [green]values[/green]", run=lambda s: "kept [nodes] and [/]"),
-             PipelineStep("b", "Fail [x]", actions=lambda s: [Run(["kubectl", "apply", "-f", "[a].yaml"])])]
-    with pytest.raises(StepFailed):
-        run_steps(steps, s)
-    print_plan([PipelineStep("p", "Plan [p]", actions=lambda s: [Note("mode: [nodes]")])], s)
+    steps = [Stage("a", "Apply [green]values[/green]", run=lambda s: "kept [nodes] and [/]"),
+             Stage("b", "Fail [x]", actions=lambda s: [Run(["kubectl", "apply", "-f", "[a].yaml"])])]
+    with pytest.raises(StageFailed):
+        run_stages(steps, s)
+    print_plan([Stage("p", "Plan [p]", actions=lambda s: [Note("mode: [nodes]")])], s)
     out = buf.getvalue()
     for text in ["✓ [1/2] Apply [green]values[/green] — kept [nodes] and [/]", "✗ [2/2] Fail [x] — failed after",
                  "command: kubectl apply -f '[a].yaml'", "| error: [bold]x[/bold] rejected [nodes]",
@@ -120,9 +120,9 @@ def test_titles_notes_plans_and_output_are_printed_as_text():
 
 def test_plan_is_numbered_and_shows_commands():
     s, buf = _session()
-    print_plan([PipelineStep("x", "Do x", actions=lambda s: [Run(["k3d", "cluster", "list"], env={"A": "1"})],
+    print_plan([Stage("x", "Do x", actions=lambda s: [Run(["k3d", "cluster", "list"], env={"A": "1"})],
                      check=lambda s: None),
-                PipelineStep("y", "Do y", actions=lambda s: [Note("just a note")])], s)
+                Stage("y", "Do y", actions=lambda s: [Note("just a note")])], s)
     out = buf.getvalue()
     assert "1. Do x" in out and "$ A=1 k3d cluster list" in out and "2. Do y" in out and "just a note" in out
 
@@ -216,7 +216,7 @@ def test_enforcement_lost_after_a_k3d_restart_is_caught_on_the_next_cluster_up()
     up(w, cni="k3s")
     w.docker.containers = [dataclasses.replace(c, running=False) for c in w.docker.containers]
     w.kube.enforce = False  # what the restarted cluster does
-    with pytest.raises(StepFailed) as ei:
+    with pytest.raises(StageFailed) as ei:
         up(w, cni="k3s")
     assert ("k3d", "cluster", "start", "dashi") in w.runner.argvs
     assert isinstance(ei.value.cause, NotEnforced) and ei.value.exit_code == 3
@@ -226,7 +226,7 @@ def test_enforcement_lost_after_a_k3d_restart_is_caught_on_the_next_cluster_up()
 def test_existing_cluster_with_another_cni_is_not_recreated():
     w = World()
     w.add_cluster("dashi", "cilium")
-    with pytest.raises(StepFailed) as ei:
+    with pytest.raises(StageFailed) as ei:
         up(w, cni="calico")
     msg = str(ei.value)
     assert "exists with CNI cilium, not calico" in msg and "will not be recreated silently" in msg
@@ -239,7 +239,7 @@ def test_unlabelled_cluster_is_checked_live():
     w = World()
     w.add_cluster("dashi", None, ours=False)
     add_flannel_annotation(w.kube)  # a plain k3d cluster: flannel
-    with pytest.raises(StepFailed, match="runs k3s, not calico"):
+    with pytest.raises(StageFailed, match="runs k3s, not calico"):
         up(w, cni="calico")
 
 
@@ -264,7 +264,7 @@ def test_a_rate_limited_pull_says_what_to_do_and_creates_nothing():
     # What dockerd passes on from Docker Hub's 429 (TOOMANYREQUESTS, distribution error codes).
     w.docker.pull_error = ("toomanyrequests: You have reached your unauthenticated pull rate limit. "
                            "https://www.docker.com/increase-rate-limit")
-    with pytest.raises(StepFailed) as ei:
+    with pytest.raises(StageFailed) as ei:
         up(w)
     msg = str(ei.value)
     assert "step 'image' failed: docker could not pull rancher/k3s:v1.33.4-k3s1: toomanyrequests" in msg
@@ -275,7 +275,7 @@ def test_a_rate_limited_pull_says_what_to_do_and_creates_nothing():
 
 def test_no_docker_lists_the_problems_and_does_not_pretend_a_cluster_exists():
     w = World(docker=fake_docker(error="Cannot connect to the Docker daemon at unix:///var/run/docker.sock"))
-    with pytest.raises(StepFailed) as ei:
+    with pytest.raises(StageFailed) as ei:
         up(w)
     msg = str(ei.value)
     assert "docker: daemon not reachable (Cannot connect" in msg
@@ -318,7 +318,7 @@ def test_cilium_cluster_up_invocations():
 def test_cilium_nodes_ready_waits_for_the_agents(monkeypatch):
     w = World(start_agents=False)
     monkeypatch.setattr(commands, "NODES_TIMEOUT_S", 6)
-    with pytest.raises(StepFailed, match=r"timed out after 6s waiting until 2 node\(s\) are Ready \(last seen: 1/2"):
+    with pytest.raises(StageFailed, match=r"timed out after 6s waiting until 2 node\(s\) are Ready \(last seen: 1/2"):
         up(w, cni="cilium", agents=1)
 
 
@@ -338,7 +338,7 @@ def test_not_enforcing_cluster_fails_loudly_with_exit_3():
     w = World(kube=SSAKube(clock=clock, sleep=clock.sleep, enforce=False))
     w.clock = clock
     add_flannel_annotation(w.kube, disable_policy=True)
-    with pytest.raises(StepFailed) as ei:
+    with pytest.raises(StageFailed) as ei:
         up(w, cni="k3s")
     assert isinstance(ei.value.cause, NotEnforced)
     assert ei.value.exit_code == 3
@@ -348,7 +348,7 @@ def test_not_enforcing_cluster_fails_loudly_with_exit_3():
 def test_failure_leaves_the_cluster_unless_cleanup_requested():
     w = World()
     w.runner.on("kubectl", "--context", "k3d-dashi", "apply", returncode=1, stderr="error: no route to host")
-    with pytest.raises(StepFailed) as ei:
+    with pytest.raises(StageFailed) as ei:
         up(w)
     assert "The cluster is left as it is for inspection" in str(ei.value)
     assert "inv cluster-down --name dashi" in str(ei.value)
@@ -356,7 +356,7 @@ def test_failure_leaves_the_cluster_unless_cleanup_requested():
 
     w2 = World()
     w2.runner.on("kubectl", "--context", "k3d-dashi", "apply", returncode=1, stderr="error: no route to host")
-    with pytest.raises(StepFailed):
+    with pytest.raises(StageFailed):
         up(w2, cleanup_on_failure=True)
     assert w2.runner.argvs[-1] == ("k3d", "cluster", "delete", "dashi")
 
@@ -365,7 +365,7 @@ def test_cleanup_never_deletes_a_cluster_this_run_did_not_create():
     w = World()
     w.add_cluster("dashi", "calico")
     w.runner.on("kubectl", "--context", "k3d-dashi", "apply", returncode=1, stderr="boom")
-    with pytest.raises(StepFailed):
+    with pytest.raises(StageFailed):
         up(w, cleanup_on_failure=True)
     assert not any(a[:3] == ("k3d", "cluster", "delete") for a in w.runner.argvs)
 
@@ -377,7 +377,7 @@ def test_port_in_use_is_reported_before_creating():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         s.listen()
-        with pytest.raises(StepFailed, match=f"port 127.0.0.1:{s.getsockname()[1]} is in use"):
+        with pytest.raises(StageFailed, match=f"port 127.0.0.1:{s.getsockname()[1]} is in use"):
             up(w, api_port=s.getsockname()[1])
 
 
@@ -523,6 +523,6 @@ def test_prepare_requires_a_named_context_and_respects_foreign_namespaces():
         live_prepare.prepare(None, profile="dashi", console=console, kube_factory=lambda c: None)
     w = World()
     w.kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "staging"}})
-    with pytest.raises(StepFailed, match="staging already exist and are not managed"):
+    with pytest.raises(StageFailed, match="staging already exist and are not managed"):
         live_prepare.prepare("prod", profile="environments", console=console, kube_factory=w.kube_factory,
                          runner=w.runner, sleep=w.clock.sleep, clock=w.clock, yes=True)

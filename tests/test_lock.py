@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from cluster.errors import LockError
-from cluster.live.lock import ClusterLock
+from cluster.live.safety.lock import ClusterLock
 
 
 def test_acquire_writes_the_holder_and_release_clears_it(tmp_path):
@@ -41,7 +41,7 @@ def test_the_lock_is_free_again_after_release(tmp_path):
 
 
 def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
-    script = ("import sys, time; from pathlib import Path; from cluster.live.lock import ClusterLock; "
+    script = ("import sys, time; from pathlib import Path; from cluster.live.safety.lock import ClusterLock; "
               "l = ClusterLock(Path(sys.argv[1]), 'child'); l.acquire(); print('held', flush=True); time.sleep(60)")
     child = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE, text=True)
     try:

@@ -6,7 +6,7 @@ import socket
 import pytest
 
 from cluster.local import preflight
-from cluster.local.runner import FakeRunner
+from cluster.seams.runner import FakeRunner
 from lifecycle_fixtures import DOCKER_VERSION, HELM_VERSION_OUT, K3D_VERSION_OUT, KUBECTL_VERSION_OUT, fake_docker
 
 

@@ -8,11 +8,22 @@ import time
 import pytest
 
 from cluster.errors import DashiError
-from cluster.live.discovery import Target, discover
-from cluster.live.kube import ExecResult
-from cluster.live.probe import (agrees, BATCH_SCRIPT, MatrixProber, NoShell, ProbeResult, classify, classify_dns, connect,
-                                connect_argv, go_duration, parse_batch)
-from cluster.live.snapshots import mark_ours
+from cluster.live.observe.discovery import Target, discover
+from cluster.seams.kube import ExecResult
+from cluster.live.observe.probe import (
+    agrees,
+    BATCH_SCRIPT,
+    MatrixProber,
+    NoShell,
+    ProbeResult,
+    classify,
+    classify_dns,
+    connect,
+    connect_argv,
+    go_duration,
+    parse_batch,
+)
+from cluster.live.record.policies import mark_ours
 from cluster.policy.engine import Edge
 from cluster.testing.fakekube import API_ADDRESS, FakeClock, FakeKube
 

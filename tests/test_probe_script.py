@@ -1,6 +1,6 @@
 """The probe batch script, run for real by busybox sh on this machine.
 
-``cluster.live.probe.BATCH_SCRIPT`` runs inside the stand-in pods (the
+``cluster.live.observe.probe.BATCH_SCRIPT`` runs inside the stand-in pods (the
 agnhost image's busybox). Here the same argv runs under the host's busybox
 against loopback: a TCP listener this test opens, a closed port, and a DNS
 responder on 127.0.0.9:53 answering NXDOMAIN, so the script's quoting, its
@@ -22,9 +22,9 @@ import time
 
 import pytest
 
-from cluster.live.discovery import Target
-from cluster.live.kube import ExecResult
-from cluster.live.probe import batch_argv, batch_tool, parse_batch
+from cluster.live.observe.discovery import Target
+from cluster.seams.kube import ExecResult
+from cluster.live.observe.probe import batch_argv, batch_tool, parse_batch
 
 BUSYBOX = shutil.which("busybox")
 pytestmark = pytest.mark.skipif(BUSYBOX is None, reason="busybox is not installed (apt-get install busybox-static)")

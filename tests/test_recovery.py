@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from cluster.errors import KubeUnreachable, VerificationFailed
-from cluster.live.status import current_state
+from cluster.live.rollout.overview import current_state
 from rollout_fixtures import STEPS, World
 
 

@@ -7,9 +7,9 @@ import json
 
 from rich.console import Console
 
-from cluster.live.discovery import Target
-from cluster.live.probe import Observation, ProbeResult
-from cluster.live.report import EdgeRow, MatrixReport, diagnosis, evidence, render, to_json, to_markdown
+from cluster.live.observe.discovery import Target
+from cluster.live.observe.probe import Observation, ProbeResult
+from cluster.live.observe.report import EdgeRow, MatrixReport, diagnosis, evidence, render, to_json, to_markdown
 from cluster.policy.engine import Edge, Endpoint, Engine, Port
 
 SRC = Endpoint("team/client", "team", "client", labels={"app": "client"})

@@ -12,10 +12,10 @@ from rich.console import Console
 
 from cluster.cli.rollout import up as cli_up
 from cluster.errors import DashiError, GuardError, KubeError, LockError, SnapshotError, VerificationFailed
-from cluster.live.kube import MANAGED_BY_LABEL, MANAGED_BY_VALUE
-from cluster.live.lock import ClusterLock
-from cluster.live.settings import Settings
-from cluster.live.status import current_state
+from cluster.seams.kube import MANAGED_BY_LABEL, MANAGED_BY_VALUE
+from cluster.live.safety.lock import ClusterLock
+from cluster.live.observe.settings import ProbeSettings
+from cluster.live.rollout.overview import current_state
 from rollout_fixtures import NP, STEPS, World
 
 
@@ -357,8 +357,8 @@ def test_current_state_for_the_status_task(world):
 def test_probe_settings_from_the_environment(monkeypatch):
     monkeypatch.setenv("DASHI_PROBE_WORKERS", "8")
     monkeypatch.setenv("DASHI_POLL_TIMEOUT", "2.5")
-    s = Settings.from_env()
+    s = ProbeSettings.from_env()
     assert (s.workers, s.timeout_s, s.poll_interval, s.poll_timeout) == (8, 1.0, 1.0, 2.5)
     monkeypatch.setenv("DASHI_PROBE_WORKERS", "many")
     with pytest.raises(DashiError, match="DASHI_PROBE_WORKERS='many' is not a number"):
-        Settings.from_env()
+        ProbeSettings.from_env()

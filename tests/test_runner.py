@@ -6,7 +6,7 @@ import stat
 import pytest
 
 from cluster.errors import CommandFailed, ToolMissing
-from cluster.local.runner import FakeRunner, Result, Runner
+from cluster.seams.runner import FakeRunner, Result, Runner
 from cluster.ui import display
 
 

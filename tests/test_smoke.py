@@ -13,10 +13,11 @@ from rich.console import Console
 import tasks
 from cluster.cli import rollout
 from cluster.cli.rollout import smoke as cli_smoke
-from cluster.live.drift import infer_applied
-from cluster.live.lock import ClusterLock
-from cluster.live.snapshots import is_ours, mark_ours
-from cluster.live.state import STATE_ENV, ClusterState, identify
+from cluster.live.record.drift import infer_applied
+from cluster.live.safety.lock import ClusterLock
+from cluster.live.record.policies import is_ours, mark_ours
+from cluster.live.record.files import STATE_ENV
+from cluster.live.record.identity import ClusterState, identify
 from cluster.policy.profile import load_profile
 from cluster.testing.fakekube import FakeClock, FakeKube
 

@@ -8,25 +8,12 @@ import pytest
 import yaml
 
 from cluster.errors import SnapshotError, StateError
-from cluster.live.kube import MANAGED_BY_LABEL, MANAGED_BY_VALUE
-from cluster.live.snapshots import (
-    SnapshotStore,
-    canonical_spec,
-    clean_policy,
-    is_ours,
-    mark_ours,
-    same_policy,
-    steps_held,
-)
-from cluster.live.state import (
-    ClusterIdentity,
-    ClusterState,
-    RecordStore,
-    StepEntry,
-    StepRecord,
-    atomic_write,
-    context_slug,
-)
+from cluster.seams.kube import MANAGED_BY_LABEL, MANAGED_BY_VALUE
+from cluster.live.record.snapshots import SnapshotStore, steps_held
+from cluster.live.record.policies import canonical_spec, clean_policy, is_ours, mark_ours, same_policy
+from cluster.live.record.identity import ClusterIdentity, ClusterState
+from cluster.live.record.steprecord import RecordStore, StepEntry, StepRecord
+from cluster.live.record.files import atomic_write, context_slug
 
 OURS = {MANAGED_BY_LABEL: MANAGED_BY_VALUE}
 

@@ -4,8 +4,8 @@ import pytest
 
 from cluster import versions
 from cluster.errors import DashiError, GuardError
-from cluster.live import standins
-from cluster.live.kube import MANAGED_BY_LABEL, MANAGED_BY_VALUE
+from cluster.live.setup import standins
+from cluster.seams.kube import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 from cluster.policy.profile import load_profile
 from cluster.testing.fakekube import FakeClock, FakeKube
 from lifecycle_fixtures import SSAKube
@@ -146,7 +146,7 @@ def test_no_service_account_controller_fails_before_any_workload_is_applied():
 
 
 def test_every_workload_kind_the_manifests_know_is_waited_for():
-    from cluster.live import readiness
+    from cluster.live.observe import readiness
     from cluster.policy.manifests import WORKLOAD_KINDS
 
     assert set(readiness.WORKLOAD_READY) == {*WORKLOAD_KINDS, "Pod"}

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from cluster.errors import StateError
-from cluster.live.state import ClusterState, identify, state_root
+from cluster.live.record.identity import ClusterState, identify
+from cluster.live.record.files import state_root
 from cluster.testing.fakekube import FakeKube
 from rollout_fixtures import World
 
@@ -91,7 +92,7 @@ def test_the_deny_behaviour_is_kept_with_the_cluster(tmp_path):
 
 
 def test_prepare_keeps_what_its_canary_measured(tmp_path):
-    from cluster.live import prepare
+    from cluster.live.setup import prepare
     from lifecycle_fixtures import World as LWorld, recording_console, seed_calico
 
     for reject, expected in ((False, "drop"), (True, "reject")):

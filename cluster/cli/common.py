@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cluster.live.kube import ClientKube, Kube
+from cluster.seams.kube import ClientKube, Kube
 from cluster.ui import make_console
 
 __all__ = ["make_console", "real_kube"]

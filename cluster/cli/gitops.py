@@ -15,15 +15,16 @@ from rich.console import Console
 
 from cluster.cli.common import make_console
 from cluster.errors import DashiError
-from cluster.live.state import atomic_write, known_cluster_dir
-from cluster.live.status import current_state
-from cluster.local import git
-from cluster.local.runner import Runner
+from cluster.live.record.files import atomic_write
+from cluster.live.record.identity import known_cluster_dir
+from cluster.live.rollout.overview import current_state
 from cluster.paths import dashi_home
 from cluster.policy import diff as pdiff
 from cluster.policy import export as pexport
 from cluster.policy.fluxtree import WIRING
 from cluster.policy.profile import Profile, load_profile
+from cluster.seams import git
+from cluster.seams.runner import Runner
 
 
 def _verified_on(profile: Profile, context: str, state_root: Path | None) -> int:

@@ -15,12 +15,12 @@ from rich.table import Table
 
 from cluster.cli.common import make_console, real_kube
 from cluster.errors import DashiError
-from cluster.live import guard
-from cluster.live.dryrun import plan
-from cluster.live.report import to_json, write_json, write_markdown
-from cluster.live.rollout import Rollout
-from cluster.live.state import state_root
-from cluster.live.status import history_rows
+from cluster.live.observe.report import to_json, write_json, write_markdown
+from cluster.live.record.files import state_root
+from cluster.live.rollout.dryrun import plan
+from cluster.live.rollout.overview import history_rows
+from cluster.live.rollout.rollout import Rollout
+from cluster.live.safety import guard
 from cluster.policy import analysis, render
 from cluster.policy.profile import load_profile
 

@@ -216,7 +216,7 @@ def cluster_up(c, name="dashi", cni="calico", agents=0, k3s_version=None, profil
                dry_run=False, cleanup_on_failure=False):
     """Create a k3d cluster with a policy-enforcing CNI, the stand-ins, and prove enforcement."""
     from cluster import versions
-    from cluster.cli import cluster
+    from cluster.cli import setup as cluster
 
     return cluster.up(name=name, cni=cni, agents=_int(agents, "--agents"),
                       k3s_version=k3s_version or versions.K3S_VERSION,
@@ -228,7 +228,7 @@ def cluster_up(c, name="dashi", cni="calico", agents=0, k3s_version=None, profil
 @_friendly
 def cluster_down(c, name="dashi", force=False):
     """Delete the k3d cluster (nodes, volumes, kubeconfig entry)."""
-    from cluster.cli import cluster
+    from cluster.cli import setup as cluster
 
     return cluster.down(name, force=force)
 
@@ -244,7 +244,7 @@ def cluster_down(c, name="dashi", force=False):
 @_friendly
 def status(c, name="dashi", profile="dashi", context=None, json=False):
     """Cluster, CNI health, stand-ins, and which policy step the rollout has applied."""
-    from cluster.cli import cluster
+    from cluster.cli import setup as cluster
 
     return cluster.status(name, profile=profile, context=context, as_json=json)
 
@@ -259,7 +259,7 @@ def status(c, name="dashi", profile="dashi", context=None, json=False):
 @_friendly
 def tools(c, only=None, base_url=None):
     """Install pinned k3d, helm and kubectl into ./.dashi/bin, checksums verified."""
-    from cluster.cli import cluster
+    from cluster.cli import setup as cluster
 
     return cluster.install_tools(only=only or None, base_url=base_url)
 
@@ -276,7 +276,7 @@ def tools(c, only=None, base_url=None):
 @_friendly
 def prepare(c, context=None, profile="dashi", adopt=False, dry_run=False, yes=False):
     """Existing cluster: deploy the stand-ins and run the enforcement canary (no k3d, no CNI install)."""
-    from cluster.cli import cluster
+    from cluster.cli import setup as cluster
 
     return cluster.prepare(context, profile=profile, adopt=adopt, dry_run=dry_run, yes=yes)
 

@@ -13,10 +13,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from cluster import versions
-from cluster.live import cni
-from cluster.live.kube import FIELD_MANAGER, Kube
-from cluster.live.steps import Action, Run, Wait
+from cluster.live.observe import cni
+from cluster.live.setup.pipeline import Action, Run, Wait
 from cluster.paths import REPO_ROOT
+from cluster.seams.kube import FIELD_MANAGER, Kube
 
 CUSTOM_RESOURCES = REPO_ROOT / "cni" / "calico" / "custom-resources.yaml"
 OPERATOR_CRDS = ("installations.operator.tigera.io", "apiservers.operator.tigera.io",

@@ -10,12 +10,12 @@ Ready: DaemonSet cilium and Deployment cilium-operator rolled out.
 from __future__ import annotations
 
 from cluster import versions
-from cluster.live import cni
-from cluster.live.kube import Kube
-from cluster.live.steps import Action, Run, Session, Wait
+from cluster.live.observe import cni
+from cluster.live.setup.pipeline import Action, Run, Session, Wait
 from cluster.local import helm
-from cluster.local.runner import Runner
 from cluster.paths import REPO_ROOT
+from cluster.seams.kube import Kube
+from cluster.seams.runner import Runner
 
 VALUES = REPO_ROOT / "cni" / "cilium" / "values.yaml"
 NAMESPACE = cni.CILIUM_NAMESPACE

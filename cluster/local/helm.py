@@ -6,7 +6,7 @@ import json
 import re
 
 from cluster.errors import DashiError
-from cluster.local.runner import Runner, tool_version
+from cluster.seams.runner import Runner, tool_version
 
 _VERSION_RE = re.compile(r"v(\d+)\.(\d+)\.(\d+)")
 

@@ -18,15 +18,15 @@ import yaml
 
 from cluster import versions
 from cluster.errors import DashiError
-from cluster.live.kube import MANAGED_BY_LABEL, MANAGED_BY_VALUE
-from cluster.local.docker_engine import DockerAPI, NodeContainer
-from cluster.local.runner import Runner, tool_version
 from cluster.paths import dashi_home
+from cluster.seams.docker_engine import DockerAPI, NodeContainer
+from cluster.seams.kube import MANAGED_BY_LABEL, MANAGED_BY_VALUE
+from cluster.seams.runner import Runner, tool_version
 
 # Docker labels on our node containers: who made the cluster and with which
 # CNI, read back from the containers through Docker even while the cluster
 # is stopped. Not from `k3d cluster list -o json`: it reports only the labels
-# whose key starts with "k3d" (see cluster.local.docker_engine).
+# whose key starts with "k3d" (see cluster.seams.docker_engine).
 CNI_LABEL = "dashi.io/cni"
 
 

@@ -1,6 +1,6 @@
 """The local k3d cluster's lifecycle: cluster-up, cluster-down, status.
 
-``up_steps`` is the whole of ``inv cluster-up`` read top to bottom:
+``up_stages`` is the whole of ``inv cluster-up`` read top to bottom:
 
     preflight → find an existing cluster → pull the node image → create it
     from the generated k3d config → (Cilium: node mounts) → install the CNI
@@ -24,26 +24,26 @@ from rich.text import Text
 
 from cluster import versions
 from cluster.errors import DashiError, GuardError, ToolMissing
-from cluster.live import readiness
-from cluster.live import status as live_status
-from cluster.live.cni import detect_cni, k3s_policy_controller_disabled
-from cluster.live.kube import Kube
-from cluster.live.prepare import NODES_TIMEOUT_S, PROFILES, canary_step, nodes_ready, standins_step
-from cluster.live.steps import (
+from cluster.live.observe import readiness
+from cluster.live.observe.cni import detect_cni, k3s_policy_controller_disabled
+from cluster.live.rollout import overview as live_status
+from cluster.live.setup.pipeline import (
     Note,
-    PipelineStep,
+    Stage,
     Run,
     Session,
-    StepFailed,
+    StageFailed,
     Wait,
     WriteFile,
     nothing_changed,
     print_plan,
-    run_steps,
+    run_stages,
 )
+from cluster.live.setup.prepare import NODES_TIMEOUT_S, PROFILES, canary_stage, nodes_ready, standins_stage
 from cluster.local import calico, cilium, k3d, preflight
-from cluster.local.docker_engine import DockerAPI, PullFailed
-from cluster.local.runner import INSTALL_HINTS, Runner
+from cluster.seams.docker_engine import DockerAPI, PullFailed
+from cluster.seams.kube import Kube
+from cluster.seams.runner import INSTALL_HINTS, Runner
 
 CNIS = ("calico", "cilium", "k3s")
 DEFAULT_NAME = "dashi"
@@ -114,7 +114,7 @@ def _pull_hint(e: PullFailed) -> str:
     return f"check the network and the registry, or `docker pull {e.ref}` yourself, then re-run"
 
 
-def up_steps(o: UpOptions, docker: DockerAPI | None, connect=None) -> list[PipelineStep]:
+def up_stages(o: UpOptions, docker: DockerAPI | None, connect=None) -> list[Stage]:
     nodes = k3d.node_containers(o.name, o.agents)
     cfg_path = k3d.config_path(o.name)
     needs = preflight.needs_for(o.cni)
@@ -197,39 +197,39 @@ def up_steps(o: UpOptions, docker: DockerAPI | None, connect=None) -> list[Pipel
                              f"{_recreate_hint(o)}")
 
     steps = [
-        PipelineStep("preflight", "Preflight: " + ", ".join("docker CLI" if n == "docker-cli" else n for n in needs),
+        Stage("preflight", "Preflight: " + ", ".join("docker CLI" if n == "docker-cli" else n for n in needs),
              actions=lambda s: [Note("docker engine reachable and >= "
                                      f"{versions.fmt_version(versions.DOCKER_MIN_VERSION)} (docker SDK); "
                                      "tool versions: `k3d version`, `kubectl version --client -o json`"
                                      + (", `helm version --short`" if "helm" in needs else "")
                                      + " (./.dashi/bin first on PATH)")],
              run=do_preflight, verify=True),
-        PipelineStep("inspect", f"Look for an existing k3d cluster '{o.name}'",
+        Stage("inspect", f"Look for an existing k3d cluster '{o.name}'",
              actions=lambda s: [Run(k3d.LIST_ARGV), Note(f"if absent: 127.0.0.1:{o.api_port} must be free")],
              run=inspect, verify=True),
-        PipelineStep("image", f"Pull the node image {o.image}",
+        Stage("image", f"Pull the node image {o.image}",
              actions=lambda s: [Note(f"pull {o.image} through the Docker engine, with progress, unless it is "
                                      "already there: k3d would pull it inside its create timeout "
                                      f"({k3d.K3D_WAIT_TIMEOUT}) and roll the cluster back if the pull outlasted it")],
              check=image_check, run=pull),
-        PipelineStep("cluster", f"Create k3d cluster '{o.name}' ({versions.k3s_image(o.k3s_version)}, "
+        Stage("cluster", f"Create k3d cluster '{o.name}' ({versions.k3s_image(o.k3s_version)}, "
                         f"1 server + {o.agents} agent(s))",
              actions=create_actions, check=cluster_exists, run=create, undo=delete_if_created),
     ]
     if o.cni == "cilium":
-        steps.append(PipelineStep("mounts", "Prepare bpffs and cgroup2 mounts in the node containers",
+        steps.append(Stage("mounts", "Prepare bpffs and cgroup2 mounts in the node containers",
                           actions=lambda s: cilium.mount_actions(nodes), run=_mounts_run(nodes)))
     if o.cni == "calico":
         def calico_check(s: Session) -> str | None:
             cni_mismatch(s)
             return calico.installed(s.kube)
-        steps.append(PipelineStep("cni", f"Install Calico {versions.CALICO_VERSION} (tigera operator)",
+        steps.append(Stage("cni", f"Install Calico {versions.CALICO_VERSION} (tigera operator)",
                           actions=lambda s: calico.install_actions(o.context), check=calico_check))
     elif o.cni == "cilium":
         def cilium_check(s: Session) -> str | None:
             cni_mismatch(s)
             return cilium.installed(s.runner, s.kube, o.context)
-        steps.append(PipelineStep("cni", f"Install Cilium {versions.CILIUM_VERSION} (Helm chart)",
+        steps.append(Stage("cni", f"Install Cilium {versions.CILIUM_VERSION} (Helm chart)",
                           actions=lambda s: cilium.install_actions(o.context), check=cilium_check))
     else:
         def k3s_cni(s: Session) -> str:
@@ -238,16 +238,16 @@ def up_steps(o: UpOptions, docker: DockerAPI | None, connect=None) -> list[Pipel
                 _warn(s.console, "k3s runs with --disable-network-policy: expect the canary to fail")
                 return "flannel; k3s network policy controller DISABLED"
             return "flannel + k3s' embedded network policy controller (kube-router)"
-        steps.append(PipelineStep("cni", "Use k3s' flannel and built-in network policy controller",
+        steps.append(Stage("cni", "Use k3s' flannel and built-in network policy controller",
                           actions=lambda s: [Note("nothing to install: k3s enforces NetworkPolicy with its "
                                                   "embedded kube-router controller (k3s-io/k3s #913)")],
                           run=k3s_cni, verify=True))
     steps += [
-        PipelineStep("nodes", f"Wait until all {1 + o.agents} node(s) are Ready",
+        Stage("nodes", f"Wait until all {1 + o.agents} node(s) are Ready",
              actions=lambda s: [Wait(f"{1 + o.agents} node(s) are Ready", nodes_ready(1 + o.agents),
                                      NODES_TIMEOUT_S)], verify=True),
-        standins_step(o.profile),
-        canary_step(lambda s: o.cni, connect=connect),
+        standins_stage(o.profile),
+        canary_stage(lambda s: o.cni, connect=connect),
     ]
     return steps
 
@@ -268,7 +268,7 @@ def cluster_up(o: UpOptions, *, runner: Runner, console: Console, docker: Docker
         s.sleep = sleep
     if clock:
         s.clock = clock
-    steps = up_steps(o, docker, connect=connect)
+    steps = up_stages(o, docker, connect=connect)
     header = (f"cluster '{o.name}': CNI {o.cni}, 1 server + {o.agents} agent(s), "
               f"{versions.k3s_image(o.k3s_version)}, profile {o.profile}, context {o.context}")
     if o.dry_run:
@@ -288,12 +288,12 @@ def cluster_up(o: UpOptions, *, runner: Runner, console: Console, docker: Docker
     console.print(Text.assemble(("cluster-up", "bold"), f" — {header}"))
     try:
         # The hint is chosen after the failure: only then is it known whether
-        # anything exists to inspect (run_steps prints none when cleaning up).
-        outcomes = run_steps(steps, s)
-    except StepFailed as e:
+        # anything exists to inspect (run_stages prints none when cleaning up).
+        outcomes = run_stages(steps, s)
+    except StageFailed as e:
         if o.cleanup_on_failure:
             raise
-        raise StepFailed(e.step, e.cause, _after_failure_hint(o, s)) from e.cause
+        raise StageFailed(e.step, e.cause, _after_failure_hint(o, s)) from e.cause
     summary = _up_summary(o, s, outcomes)
     _print_summary(console, summary)
     if nothing_changed(outcomes):

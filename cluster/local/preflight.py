@@ -2,7 +2,7 @@
 
 Each problem is one line that says what is wrong and how to fix it; a
 warning is one line about a risk that does not stop the run. The Docker
-engine is asked through the Docker seam (cluster.local.docker_engine), so
+engine is asked through the Docker seam (cluster.seams.docker_engine), so
 tests use a real engine where one runs and the fake otherwise.
 """
 
@@ -16,10 +16,9 @@ from dataclasses import dataclass, field
 from cluster import versions
 from cluster.errors import CommandFailed, DashiError, ToolMissing
 from cluster.local import helm, k3d
-from cluster.local.docker_engine import DockerAPI, SDKDocker
-from cluster.local.runner import INSTALL_HINTS, Runner, tool_version
+from cluster.seams.docker_engine import DockerAPI, SDKDocker
+from cluster.seams.runner import INSTALL_HINTS, Runner, tool_version
 from cluster.versions import fmt_version
-
 
 __all__ = ["DockerAPI", "SDKDocker", "Report", "check", "needs_for", "port_free", "kubectl_version"]
 

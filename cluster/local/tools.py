@@ -32,8 +32,8 @@ from typing import Callable
 from cluster import versions
 from cluster.errors import DashiError
 from cluster.local import helm, k3d, preflight
-from cluster.local.runner import Runner
 from cluster.paths import default_bin_dir
+from cluster.seams.runner import Runner
 
 BASE_URL_ENV = "DASHI_TOOLS_BASE_URL"
 # A 50 MB binary on a slow link; a stalled connection fails instead of hanging.

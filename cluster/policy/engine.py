@@ -52,8 +52,8 @@ from __future__ import annotations
 
 import ipaddress
 from bisect import bisect_left
-from dataclasses import dataclass, field
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from cluster.errors import ManifestError
 from cluster.policy import apivalidation

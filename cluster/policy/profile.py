@@ -29,10 +29,11 @@ from pathlib import Path
 
 from cluster.errors import ManifestError
 from cluster.paths import REPO_ROOT
-from cluster.policy.engine import NS_NAME_LABEL, PROTOCOLS, Edge, Endpoint, Port, compile_policy
 from cluster.policy import apivalidation as av
 from cluster.policy import schema
+from cluster.policy.engine import NS_NAME_LABEL, PROTOCOLS, Edge, Endpoint, Port, compile_policy
 from cluster.policy.manifests import ResourceSet, check_known, check_object, load_documents, obj_ref, read_yaml
+
 
 def _manifests_dir() -> Path:
     """Where profiles are found by name: $DASHI_MANIFESTS, the clone's
@@ -49,7 +50,7 @@ MANIFESTS_DIR = _manifests_dir()
 BASELINE = "baseline"
 
 
-# The CNIs a step may have a variant for (the names cluster.live.cni's
+# The CNIs a step may have a variant for (the names cluster.live.observe.cni's
 # detect_cni gives).
 VARIANT_CNIS = ("calico", "cilium", "k3s")
 

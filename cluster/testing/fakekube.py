@@ -95,10 +95,10 @@ from functools import lru_cache
 from typing import Callable, Mapping
 
 from cluster.errors import KubeConflict, KubeError, KubeUnreachable, ManifestError
-from cluster.live.kube import FIELD_MANAGER, ExecResult
-from cluster.live.probe import BATCH_SCRIPT, SHELL
+from cluster.live.observe.probe import BATCH_SCRIPT, SHELL
 from cluster.policy.engine import NS_NAME_LABEL, Endpoint, Engine, Port, compile_policy, parse_selector
 from cluster.policy.manifests import WORKLOAD_KINDS
+from cluster.seams.kube import FIELD_MANAGER, ExecResult
 
 # TEST-NET-1 (RFC 5737): documentation addresses, used here as data only.
 # Deliberately not the profile's offline stand-in (192.0.2.10), so tests can
@@ -970,7 +970,7 @@ class FakeKube:
         return self._pod_by_ip(host)
 
     def _probe_batch(self, namespace: str, pod_name: str, args: list[str]) -> tuple[ExecResult, float]:
-        """cluster.live.probe.BATCH_SCRIPT's behaviour: its probes run at once,
+        """cluster.live.observe.probe.BATCH_SCRIPT's behaviour: its probes run at once,
         each printing "@@ INDEX EXITCODE OUTPUT"; the exec takes as long as the
         slowest probe. DNS probes answer as busybox nslookup does (see
         ``_nslookup``)."""

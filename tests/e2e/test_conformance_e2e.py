@@ -18,12 +18,12 @@ from fnmatch import fnmatchcase
 import pytest
 
 from cluster import versions
-from cluster.live import canary, standins
-from cluster.live.discovery import Target
-from cluster.live.kube import MANAGED_BY_LABEL, MANAGED_BY_VALUE, ClientKube
-from cluster.live.poll import wait_until
-from cluster.live.probe import MatrixProber
-from cluster.live.readiness import workload_ready
+from cluster.live.setup import canary, standins
+from cluster.live.observe.discovery import Target
+from cluster.seams.kube import MANAGED_BY_LABEL, MANAGED_BY_VALUE, ClientKube
+from cluster.live.observe.poll import wait_until
+from cluster.live.observe.probe import MatrixProber
+from cluster.live.observe.readiness import workload_ready
 from cluster.policy.engine import Edge
 from conformance import CASES, KEYS, LANE_DATAPLANES, NAMESPACES, PORTS, namespace_labels, predicted_table
 

@@ -12,7 +12,7 @@ import secrets
 
 import pytest
 
-from cluster.live.kube import ClientKube
+from cluster.seams.kube import ClientKube
 from cluster.testing.fakekube import FakeClock, FakeKube
 from kube_contract import EXPECTED, scenario
 

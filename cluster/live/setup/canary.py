@@ -24,9 +24,10 @@ from typing import Callable
 
 from cluster import versions
 from cluster.errors import DashiError
-from cluster.live import probe, readiness, standins
-from cluster.live.kube import MANAGED_BY_LABEL, MANAGED_BY_VALUE, Kube
-from cluster.live.poll import poll_until, wait_until
+from cluster.live.observe import probe, readiness
+from cluster.live.observe.poll import poll_until, wait_until
+from cluster.live.setup import standins
+from cluster.seams.kube import MANAGED_BY_LABEL, MANAGED_BY_VALUE, Kube
 
 PORT = 8080
 SERVER, CLIENT = "canary-server", "canary-client"

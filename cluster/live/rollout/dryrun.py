@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from cluster.live.kube import MANAGED_BY_LABEL, MANAGED_BY_VALUE
-from cluster.live.report import render
-from cluster.live.snapshots import STEP_ANNOTATION
-from cluster.live.verify import predicted
+from cluster.live.observe.report import render
+from cluster.live.observe.verify import predicted
+from cluster.live.record.policies import STEP_ANNOTATION
 from cluster.policy.manifests import obj_ref
 from cluster.policy.profile import Profile
+from cluster.seams.kube import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 
 OURS = f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"
 

@@ -194,11 +194,10 @@ class ClientKube:
 
     def __init__(self, context: str | None = None, kubeconfig: str | None = None, *,
                  sleep: Callable[[float], None] = time.sleep):
-        from kubernetes import config as kconfig
-        from kubernetes.config.config_exception import ConfigException
-
         import yaml
         from kubernetes import client
+        from kubernetes import config as kconfig
+        from kubernetes.config.config_exception import ConfigException
 
         # KUBECONFIG as it is now, as kubectl reads it (empty means unset):
         # the client's own default is the value it had when it was imported.

@@ -20,7 +20,7 @@ than a DNS header, so a DNS server never answers it: allowed and dropped
 would look the same.)
 
 What a refusal means depends on the CNI, so it is read with the cluster's
-deny behaviour, which the canary measures (``cluster.live.canary``):
+deny behaviour, which the canary measures (``cluster.live.setup.canary``):
 ``reject`` (kube-router, the policy controller built into k3s, answers a
 denied packet with ICMP port-unreachable): every probed port has a listener,
 so a refusal is a policy rejecting the packet, blocked. ``drop`` (Calico,
@@ -57,10 +57,10 @@ from dataclasses import dataclass
 from typing import Callable, Mapping
 
 from cluster.errors import DashiError, KubeError
-from cluster.live.discovery import Target
-from cluster.live.kube import ExecResult, Kube
-from cluster.live.poll import poll_until
+from cluster.live.observe.discovery import Target
+from cluster.live.observe.poll import poll_until
 from cluster.policy.engine import Edge
+from cluster.seams.kube import ExecResult, Kube
 
 KINDS = ("connected", "timeout", "refused", "dns", "other", "unprobed")
 # The agnhost binary's path in registry.k8s.io/e2e-test-images/agnhost.

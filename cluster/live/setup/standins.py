@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from typing import Callable
 
 from cluster.errors import GuardError
-from cluster.live import readiness
-from cluster.live.kube import MANAGED_BY_LABEL, MANAGED_BY_VALUE, Kube
-from cluster.live.poll import wait_until
+from cluster.live.observe import readiness
+from cluster.live.observe.poll import wait_until
 from cluster.policy.manifests import DEBUG_ANNOTATION, obj_ref
+from cluster.seams.kube import MANAGED_BY_LABEL, MANAGED_BY_VALUE, Kube
 
 # Stand-ins are agnhost pods with 5m CPU requests; the first start pulls the
 # agnhost image (~50 MB) once per node. 5 minutes covers a slow connection.

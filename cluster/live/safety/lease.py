@@ -1,6 +1,6 @@
 """One run at a time changes a cluster, across machines: a cluster-side lease.
 
-The local lock (``cluster.live.lock``) keeps two runs on one machine apart.
+The local lock (``cluster.live.safety.lock``) keeps two runs on one machine apart.
 Two machines, or a CI job and a laptop, pointed at one shared cluster share
 nothing but the cluster, so the cluster holds the lock: a
 ``coordination.k8s.io/v1`` Lease, the object Kubernetes' own components use
@@ -51,9 +51,9 @@ from pathlib import Path
 from typing import Callable
 
 from cluster.errors import KubeConflict, KubeError, LockError
-from cluster.live.kube import MANAGED_BY_LABEL, MANAGED_BY_VALUE, Kube
-from cluster.live.lock import ClusterLock
-from cluster.live.state import now_iso, whoami
+from cluster.live.record.files import now_iso, whoami
+from cluster.live.safety.lock import ClusterLock
+from cluster.seams.kube import MANAGED_BY_LABEL, MANAGED_BY_VALUE, Kube
 
 LEASE_API = "coordination.k8s.io/v1"
 LEASE_NAMESPACE = "kube-system"

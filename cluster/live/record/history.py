@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from cluster.live.state import now_iso, whoami
+from cluster.live.record.files import now_iso, whoami
 
 EVENTS = ("step-verified", "step-failed", "restored", "verified", "rollback", "resolved", "smoke")
 

@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 
 from cluster.errors import LockError
-from cluster.live.state import now_iso, whoami
+from cluster.live.record.files import now_iso, whoami
 
 
 class ClusterLock:

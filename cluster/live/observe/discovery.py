@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from cluster.errors import DashiError
-from cluster.live.kube import Kube, equality_selector, match_labels
 from cluster.policy.engine import Edge, Endpoint
+from cluster.seams.kube import Kube, equality_selector, match_labels
 
 
 @dataclass(frozen=True)

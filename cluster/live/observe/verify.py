@@ -3,16 +3,15 @@ the policies in place and the step's intended matrix."""
 
 from __future__ import annotations
 
-from cluster.live.discovery import Target, discover
-from cluster.live.drift import state_label
-from cluster.live.kube import Kube
-from cluster.live.report import EdgeRow, MatrixReport
-from cluster.live.restore import live_policies
-from cluster.live.settings import Settings
-from cluster.live.snapshots import is_ours
+from cluster.live.observe.discovery import Target, discover
+from cluster.live.observe.report import EdgeRow, MatrixReport
+from cluster.live.observe.settings import ProbeSettings
+from cluster.live.record.drift import state_label
+from cluster.live.record.policies import is_ours, live_policies
 from cluster.policy.engine import Edge, engine_for, predict
 from cluster.policy.manifests import obj_ref
 from cluster.policy.profile import IntendedEdge, Profile
+from cluster.seams.kube import Kube
 
 
 def _intent(ie: IntendedEdge | None) -> str:
@@ -21,7 +20,7 @@ def _intent(ie: IntendedEdge | None) -> str:
     return f"the matrix opens it at {ie.step}" + (f": {ie.reason}" if ie.reason else "")
 
 
-def verify_live(kube: Kube, profile: Profile, k: int | None, settings: Settings, *,
+def verify_live(kube: Kube, profile: Profile, k: int | None, settings: ProbeSettings, *,
                 context: str | None = None, since: float | None = None) -> MatrixReport:
     """Probe the live matrix; compare with the engine (live policies and
     addresses) and, when k is known, with the step-intended matrix."""

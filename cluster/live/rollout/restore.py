@@ -9,8 +9,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from cluster.errors import KubeError
-from cluster.live.kube import Kube
-from cluster.live.snapshots import POLICY_KINDS, clean_policy, is_ours, key_ref, policy_key, same_policy
+from cluster.live.record.policies import (
+    POLICY_KINDS,
+    clean_policy,
+    is_ours,
+    key_ref,
+    live_policies,
+    policy_key,
+    same_policy,
+)
+from cluster.seams.kube import Kube
 
 _ref = key_ref
 
@@ -81,16 +89,6 @@ class RestoreResult:
                 f"{self.unchanged} unchanged")
 
 
-def live_policies(kube: Kube, namespaces: list[str]) -> list[dict]:
-    """The NetworkPolicies and CiliumNetworkPolicies of some namespaces, as
-    complete objects (the API's list carries apiVersion and kind on the list,
-    not on each item). A cluster without the Cilium CRD lists none of those."""
-    out = []
-    for kind, api in POLICY_KINDS.items():
-        for ns in namespaces:
-            for item in kube.list(api, kind, ns):
-                out.append({**item, "apiVersion": api, "kind": kind})
-    return out
 
 
 def restore(kube: Kube, policies: list[dict], namespaces: list[str]) -> RestoreResult:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from cluster.errors import DashiError
-from cluster.local.runner import Runner
+from cluster.seams.runner import Runner
 
 YAML_SUFFIXES = (".yaml", ".yml")
 # kustomize's extension-less kustomization file name

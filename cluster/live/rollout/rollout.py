@@ -20,16 +20,16 @@ its final policy set one step at a time. For each step:
 Every command that changes the cluster first names it, prints the plan (our
 policies to create, update and delete), asks for confirmation where the
 cluster is not a local k3d one, and then holds this machine's lock and the
-cluster's lease (``cluster.live.lease``) until it ends.
+cluster's lease (``cluster.live.safety.lease``) until it ends.
 
 A re-run resumes after the last verified step. ``rollback`` restores a
 snapshot exactly (creates, updates and deletes our policies to match it;
 never touches anyone else's) and verifies the matrix. ``smoke`` probes the
 whole matrix now and reports it. State lives on disk (see
-``cluster.live.state``), per cluster identity.
+``cluster.live.record.identity``), per cluster identity.
 
 A probe that is refused is read by the CNI's deny behaviour (see
-``cluster.live.probe``). On a cluster this machine has never measured (no
+``cluster.live.observe.probe``). On a cluster this machine has never measured (no
 ``inv prepare`` from here), a command that changes policies runs the
 enforcement canary first, after the locks are taken, and keeps what it
 measured: without it a refusal could not be read, and a CNI that rejects
@@ -56,22 +56,26 @@ from typing import Callable
 from rich.console import Console
 
 from cluster.errors import DashiError, GuardError, KubeError, KubeUnreachable, SnapshotError, VerificationFailed
-from cluster.live import canary, guard
-from cluster.live.cni import cni_label, detect_cni
-from cluster.live.discovery import discover
-from cluster.live.drift import drift, infer_applied, state_label
-from cluster.live.history import History
-from cluster.live.kube import Kube
-from cluster.live.lease import Hold, lease_holder
-from cluster.live.lock import ClusterLock
-from cluster.live.report import MatrixReport, render, to_json, to_markdown
-from cluster.live.restore import Plan, RestoreResult, live_policies, plan_changes, restore
-from cluster.live.settings import Settings
-from cluster.live.snapshots import Snapshot, SnapshotInfo, SnapshotStore, clean_policy, is_ours, mark_ours
-from cluster.live.state import ClusterState, RecordStore, StepEntry, StepRecord, atomic_write, now_iso, whoami
-from cluster.live.verify import verify_live
+from cluster.live.observe.cni import cni_label, detect_cni
+from cluster.live.observe.discovery import discover
+from cluster.live.observe.report import MatrixReport, render, to_json, to_markdown
+from cluster.live.observe.settings import ProbeSettings
+from cluster.live.observe.verify import verify_live
+from cluster.live.record.drift import drift, infer_applied, state_label
+from cluster.live.record.files import atomic_write, now_iso, whoami
+from cluster.live.record.history import History
+from cluster.live.record.identity import ClusterState
+from cluster.live.record.policies import clean_policy, is_ours, live_policies, mark_ours
+from cluster.live.record.snapshots import Snapshot, SnapshotInfo, SnapshotStore
+from cluster.live.record.steprecord import RecordStore, StepEntry, StepRecord
+from cluster.live.rollout.restore import Plan, RestoreResult, plan_changes, restore
+from cluster.live.safety import guard
+from cluster.live.safety.lease import Hold, lease_holder
+from cluster.live.safety.lock import ClusterLock
+from cluster.live.setup import canary
 from cluster.policy.manifests import obj_ref
 from cluster.policy.profile import BASELINE, Profile
+from cluster.seams.kube import Kube
 from cluster.ui import make_console
 
 
@@ -86,7 +90,7 @@ class Rollout:
     """One command's worth of work on one cluster for one profile."""
 
     def __init__(self, kube: Kube, profile: Profile, *, out: Console | None = None,
-                 settings: Settings | None = None, root: Path | None = None,
+                 settings: ProbeSettings | None = None, root: Path | None = None,
                  explicit_context: str | None = None, yes: bool = False,
                  confirm: guard.Confirm | None = None, lease: dict | None = None):
         self.kube = kube
@@ -102,7 +106,7 @@ class Rollout:
         self.cluster = ClusterState.open(kube, root)
         # Probes are read with the deny behaviour the canary measured on this
         # cluster: under a CNI that drops, a refusal means the packet got in.
-        self.settings = replace(settings or Settings.from_env(), deny_behaviour=self.cluster.deny_behaviour)
+        self.settings = replace(settings or ProbeSettings.from_env(), deny_behaviour=self.cluster.deny_behaviour)
         self.dir = self.cluster.profile_dir(profile.name)
         self.snapshots = SnapshotStore(self.dir / "snapshots")
         self.records = RecordStore(self.dir)

@@ -9,13 +9,14 @@ from pathlib import Path
 
 from rich.console import Console
 
-from cluster.live import standins
-from cluster.live.cni import cni_health, detect_cni
-from cluster.live.history import History
-from cluster.live.kube import Kube
-from cluster.live.lease import lease_holder
-from cluster.live.state import ClusterState, RecordStore
+from cluster.live.observe.cni import cni_health, detect_cni
+from cluster.live.record.history import History
+from cluster.live.record.identity import ClusterState
+from cluster.live.record.steprecord import RecordStore
+from cluster.live.safety.lease import lease_holder
+from cluster.live.setup import standins
 from cluster.policy.profile import load_profile
+from cluster.seams.kube import Kube
 
 
 def report(kube: Kube, ctx: str, profile: str, console: Console, out: dict) -> dict:

@@ -30,8 +30,8 @@ from rich.columns import Columns
 from rich.console import Console
 from rich.text import Text
 
-from cluster.live.probe import Observation
-from cluster.live.state import now_iso
+from cluster.live.observe.probe import Observation
+from cluster.live.record.files import now_iso
 from cluster.policy.engine import Edge, Verdict
 from cluster.policy.tables import matrix_table, print_column_key
 

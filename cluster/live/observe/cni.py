@@ -12,8 +12,8 @@ cluster.local.cilium).
 
 from __future__ import annotations
 
-from cluster.live import readiness
-from cluster.live.kube import Kube
+from cluster.live.observe import readiness
+from cluster.seams.kube import Kube
 
 FLANNEL_ANNOTATION = "flannel.alpha.coreos.com/backend-type"
 K3S_ARGS_ANNOTATION = "k3s.io/node-args"

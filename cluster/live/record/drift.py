@@ -3,7 +3,8 @@ prefix they amount to, and how they differ from one."""
 
 from __future__ import annotations
 
-from cluster.live.snapshots import canonical, key_ref, policy_key, steps_held
+from cluster.live.record.policies import canonical, key_ref, policy_key
+from cluster.live.record.snapshots import steps_held
 from cluster.policy.profile import Profile
 
 

@@ -1,13 +1,13 @@
 """A pipeline as an ordered list of named steps (after kind's create.go).
 
 ``cluster-up`` (cluster.local.lifecycle) and ``prepare``
-(cluster.live.prepare) are each such a list. A ``PipelineStep`` has a name,
+(cluster.live.setup.prepare) are each such a list. A ``Stage`` has a name,
 a title, the ``Action``s it performs (each one can describe itself, so
 ``--dry-run`` prints exactly what a real run executes),
 an optional ``check`` that says "already done" (that is what makes a re-run
 on a healthy cluster change nothing), and an optional ``undo``.
 
-``run_steps`` prints a status line per step that starts with a spinner and
+``run_stages`` prints a status line per step that starts with a spinner and
 the elapsed time and ends with the outcome and its duration. A failed step
 reports the failed command and its output tail; what ran is undone only when
 the user asked for cleanup, otherwise the cluster is left for inspection.
@@ -30,14 +30,14 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
 from cluster.errors import CommandFailed, DashiError
-from cluster.live.kube import Kube
-from cluster.live.poll import wait_until
+from cluster.live.observe.poll import wait_until
 from cluster.paths import REPO_ROOT
+from cluster.seams.kube import Kube
 from cluster.ui import display, elapsed, indent
 
 
 class CommandRunner(Protocol):
-    """What a pipeline needs of the subprocess seam (cluster.local.runner.Runner)."""
+    """What a pipeline needs of the subprocess seam (cluster.seams.runner.Runner)."""
 
     def run(self, argv: list[str], input: str | None = None, check: bool = True, capture: bool = True,
             env: dict[str, str] | None = None, timeout: float | None = None): ...
@@ -197,7 +197,7 @@ def poll(s: Session, what: str, probe: Callable[[Session], tuple[bool, str]],
 
 
 @dataclass
-class PipelineStep:
+class Stage:
     name: str
     title: str
     actions: Callable[[Session], list[Action]] = lambda s: []
@@ -219,8 +219,8 @@ class Outcome:
     seconds: float
 
 
-class StepFailed(DashiError):
-    def __init__(self, step: PipelineStep, cause: Exception, left_for_inspection: str):
+class StageFailed(DashiError):
+    def __init__(self, step: Stage, cause: Exception, left_for_inspection: str):
         self.step = step
         self.cause = cause
         self.exit_code = getattr(cause, "exit_code", 1)
@@ -228,7 +228,7 @@ class StepFailed(DashiError):
                          + (f"\n{left_for_inspection}" if left_for_inspection else ""))
 
 
-def _execute(step: PipelineStep, s: Session) -> str | tuple[bool, str] | None:
+def _execute(step: Stage, s: Session) -> str | tuple[bool, str] | None:
     if step.run is not None:
         return step.run(s)
     for action in step.actions(s):
@@ -236,10 +236,10 @@ def _execute(step: PipelineStep, s: Session) -> str | tuple[bool, str] | None:
     return None
 
 
-def run_steps(steps: list[PipelineStep], s: Session, *, after_failure: str = "") -> list[Outcome]:
+def run_stages(steps: list[Stage], s: Session, *, after_failure: str = "") -> list[Outcome]:
     """Run steps in order; see the module docstring for the contract."""
     outcomes: list[Outcome] = []
-    done: list[PipelineStep] = []
+    done: list[Stage] = []
     n = len(steps)
     for i, step in enumerate(steps, 1):
         label = f"[{i}/{n}] {step.title}"
@@ -272,7 +272,7 @@ def run_steps(steps: list[PipelineStep], s: Session, *, after_failure: str = "")
                 if isinstance(e, KeyboardInterrupt):
                     raise
                 left = _after_failure(steps, done, step, s, after_failure)
-                raise StepFailed(step, e, left) from e
+                raise StageFailed(step, e, left) from e
             finally:
                 s._progress = None
         secs = s.clock() - t0
@@ -285,7 +285,7 @@ def run_steps(steps: list[PipelineStep], s: Session, *, after_failure: str = "")
     return outcomes
 
 
-def _after_failure(steps: list[PipelineStep], done: list[PipelineStep], failed: PipelineStep, s: Session,
+def _after_failure(steps: list[Stage], done: list[Stage], failed: Stage, s: Session,
                    hint: str) -> str:
     if not s.cleanup_on_failure:
         return hint
@@ -305,7 +305,7 @@ def nothing_changed(outcomes: list[Outcome]) -> bool:
     return all(o.status in ("unchanged", "verified") for o in outcomes)
 
 
-def print_plan(steps: list[PipelineStep], s: Session) -> None:
+def print_plan(steps: list[Stage], s: Session) -> None:
     for i, step in enumerate(steps, 1):
         s.console.print(Text(f"\n{i}. {step.title}", style="bold"))
         actions = step.plan(s)

@@ -24,14 +24,16 @@ from typing import Callable
 from rich.console import Console
 
 from cluster.errors import DashiError
-from cluster.live import canary, guard, readiness, standins
-from cluster.live.cni import cni_label, detect_cni
-from cluster.live.kube import Kube
-from cluster.live.lease import Hold
-from cluster.live.state import ClusterState
-from cluster.live.steps import Apply, Note, PipelineStep, Session, poll, print_plan, run_steps
+from cluster.live.observe import readiness
+from cluster.live.observe.cni import cni_label, detect_cni
+from cluster.live.record.identity import ClusterState
+from cluster.live.safety import guard
+from cluster.live.safety.lease import Hold
+from cluster.live.setup import canary, standins
+from cluster.live.setup.pipeline import Apply, Note, Stage, Session, poll, print_plan, run_stages
 from cluster.policy.manifests import obj_ref
 from cluster.policy.profile import load_profile
+from cluster.seams.kube import Kube
 
 PROFILES = ("dashi", "environments")
 
@@ -62,7 +64,7 @@ def held(s: Session, command: str):
         yield hold
 
 
-def standins_step(profile_name: str, adopt: bool = False) -> PipelineStep:
+def standins_stage(profile_name: str, adopt: bool = False) -> Stage:
     def actions(s: Session):
         profile = load_profile(profile_name)
         namespaces, workloads = standins.objects(profile)
@@ -78,10 +80,10 @@ def standins_step(profile_name: str, adopt: bool = False) -> PipelineStep:
         s.state["standins"] = note
         return changed, note
 
-    return PipelineStep("standins", f"Deploy the {profile_name} stand-ins and wait until Ready", actions=actions, run=run)
+    return Stage("standins", f"Deploy the {profile_name} stand-ins and wait until Ready", actions=actions, run=run)
 
 
-def canary_step(cni_label: Callable[[Session], str], connect=None) -> PipelineStep:
+def canary_stage(cni_label: Callable[[Session], str], connect=None) -> Stage:
     def actions(s: Session):
         out = []
         for what, objs in canary.plan():
@@ -97,7 +99,7 @@ def canary_step(cni_label: Callable[[Session], str], connect=None) -> PipelineSt
         s.state["canary_line"] = line
         return line
 
-    return PipelineStep("canary", "Prove NetworkPolicy enforcement (canary)", actions=actions, run=run, verify=True)
+    return Stage("canary", "Prove NetworkPolicy enforcement (canary)", actions=actions, run=run, verify=True)
 
 
 def plan(kube: Kube, profile_name: str) -> list[str]:
@@ -140,11 +142,11 @@ def prepare(context: str, *, profile: str, console: Console, kube_factory: Calla
         return f"{context} at {server}; policy engine seen: {cni}"
 
     steps = [
-        PipelineStep("connect", f"Connect to context '{context}'",
+        Stage("connect", f"Connect to context '{context}'",
              actions=lambda s: [Note("read the API server address, detect the CNI, check nodes Ready")],
              run=connect_step, verify=True),
-        standins_step(profile, adopt=adopt),
-        canary_step(lambda s: cni_label(s.state.get("cni")), connect=connect),
+        standins_stage(profile, adopt=adopt),
+        canary_stage(lambda s: cni_label(s.state.get("cni")), connect=connect),
     ]
     if dry_run:
         console.print(f"[bold]Dry run[/bold] — prepare context '{context}' with profile {profile}. Nothing is changed.")
@@ -164,6 +166,6 @@ def prepare(context: str, *, profile: str, console: Console, kube_factory: Calla
     with Hold(kube, cluster.dir, f"prepare ({profile})") as hold:
         s.state["hold"] = hold
         console.print(f"[bold]prepare[/bold] — context {context}, profile {profile} (no k3d, no CNI install)")
-        run_steps(steps, s, after_failure="Objects applied so far are left in place for inspection.")
+        run_stages(steps, s, after_failure="Objects applied so far are left in place for inspection.")
     return {"context": context, "cni": s.state.get("cni"), "standins": s.state.get("standins"),
             "canary": s.state.get("canary_line")}

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 from cluster.errors import DashiError
-from cluster.live.kube import Kube
-from cluster.live.probe import TCP_TOOLS, MatrixProber
+from cluster.live.observe.probe import TCP_TOOLS, MatrixProber
+from cluster.seams.kube import Kube
 
 
 def _env_number(name: str, default: float, cast=float):
@@ -24,7 +24,7 @@ def _env_number(name: str, default: float, cast=float):
 
 
 @dataclass
-class Settings:
+class ProbeSettings:
     """Probe settings. The defaults are upstream e2e's: 1 s per probe, a
     disagreeing probe re-polled every 1 s for up to 10 s. A worker runs one
     source pod's batch (all its probes at once, in one exec), so 16 workers
@@ -35,7 +35,7 @@ class Settings:
     timeout_s: float = 1.0
     poll_interval: float = 1.0
     poll_timeout: float = 10.0
-    # How a refused probe reads (see cluster.live.probe): the rollout sets
+    # How a refused probe reads (see cluster.live.observe.probe): the rollout sets
     # what the canary measured on the cluster ("drop", "reject", "unknown").
     deny_behaviour: str = "reject"
     clock: Callable[[], float] = time.monotonic
@@ -43,7 +43,7 @@ class Settings:
     tcp_tool: str = "auto"  # "auto" (busybox nc when it passes a self-check) or "agnhost"
 
     @classmethod
-    def from_env(cls) -> "Settings":
+    def from_env(cls) -> "ProbeSettings":
         tcp = os.environ.get("DASHI_PROBE_TCP") or "auto"
         if tcp not in TCP_TOOLS:
             raise DashiError(f"DASHI_PROBE_TCP={tcp!r}: use one of {', '.join(TCP_TOOLS)}")

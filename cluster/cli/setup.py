@@ -14,10 +14,10 @@ from urllib.parse import urlsplit
 
 from cluster.cli.common import make_console, real_kube
 from cluster.errors import DashiError
-from cluster.live import guard
-from cluster.live import prepare as live_prepare
+from cluster.live.safety import guard
+from cluster.live.setup import prepare as live_prepare
 from cluster.local import lifecycle, preflight, tools
-from cluster.local.runner import Runner
+from cluster.seams.runner import Runner
 
 
 def up(**options) -> int:
