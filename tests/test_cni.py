@@ -88,13 +88,11 @@ def test_cilium_mounts_only_where_missing():
     r.on("docker", "exec", "k3d-dashi-server-0", stdout="mounted /sys/fs/bpf\nmounted /run/cilium/cgroupv2\n")
     console, _ = recording_console()
     s = Session(runner=r, console=console)
-    note = cilium.run_mounts(s, ["k3d-dashi-server-0", "k3d-dashi-agent-0"])
-    assert note == "mounted k3d-dashi-server-0:/sys/fs/bpf, k3d-dashi-server-0:/run/cilium/cgroupv2"
-    assert s.state["mounts_changed"] is True
+    assert cilium.run_mounts(s, ["k3d-dashi-server-0", "k3d-dashi-agent-0"]) == \
+        (True, "mounted k3d-dashi-server-0:/sys/fs/bpf, k3d-dashi-server-0:/run/cilium/cgroupv2")
     assert [c.argv[2] for c in r.calls] == ["k3d-dashi-server-0", "k3d-dashi-agent-0"]
     s2 = Session(runner=FakeRunner(), console=console)
-    assert cilium.run_mounts(s2, ["n"]) == "bpffs and cgroup2 already mounted on every node"
-    assert s2.state["mounts_changed"] is False
+    assert cilium.run_mounts(s2, ["n"]) == (False, "bpffs and cgroup2 already mounted on every node")
 
 
 def test_mount_script_is_valid_sh():

@@ -93,8 +93,8 @@ def test_after_a_rollback_whose_verification_failed_nothing_counts_as_verified(w
     with pytest.raises(VerificationFailed, match="the restored steps stay unverified"):
         world.rollout().rollback(to="allow-dns")
     assert world.ours() == world.through(2)
-    state = current_state(world.cluster().dir)["profiles"]["environments"]
-    assert state["applied"] == STEPS[:2] and state["verified"] == []
+    rec = current_state(world.cluster().dir)["environments"]
+    assert rec.applied == STEPS[:2] and rec.verified == [] and not rec.fully_verified
     # network-policies-up reads "verified" the same way: it re-verifies instead
     # of saying "Nothing to do: ... is verified", and refuses while it differs.
     world.kube.calls.clear()
@@ -106,7 +106,7 @@ def test_after_a_rollback_whose_verification_failed_nothing_counts_as_verified(w
     world.rollout().up(until="allow-dns")
     assert "are in place but not verified since they were restored" in world.out
     assert "Nothing to do: after allow-dns (2/3) is verified on this cluster." in world.out
-    assert current_state(world.cluster().dir)["profiles"]["environments"]["verified"] == STEPS[:2]
+    assert current_state(world.cluster().dir)["environments"].verified == STEPS[:2]
 
 
 # -- the API server going away ----------------------------------------------------------

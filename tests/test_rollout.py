@@ -210,8 +210,7 @@ def test_ctrl_c_while_applying_is_rolled_back_and_resumed_by_the_next_run(world)
     progress = world.record()["in_progress"]
     assert (progress["phase"], progress["step"], progress["snapshot"]) == \
         ("applying", "allow-dns", "0002-before-allow-dns")
-    assert current_state(world.cluster().dir)["profiles"]["environments"]["applied"] == \
-        ["default-deny", "allow-dns"]
+    assert current_state(world.cluster().dir)["environments"].in_place == ["default-deny", "allow-dns"]
     with ClusterLock(world.cluster().dir):  # released, despite the interrupt
         pass
     world.rollout().up()
@@ -346,12 +345,12 @@ def test_dry_run_needs_no_cluster():
 
 
 def test_current_state_for_the_status_task(world):
-    assert current_state(world.cluster().dir) is None
+    assert current_state(world.cluster().dir) == {}
     world.rollout().up(until="allow-dns")
     state = current_state(world.cluster().dir)
-    assert state == {"profiles": {"environments": {
-        "applied": STEPS[:2], "verified": STEPS[:2], "in_progress": None,
-        "updated": state["profiles"]["environments"]["updated"]}}}
+    assert list(state) == ["environments"]
+    rec = state["environments"]
+    assert (rec.applied, rec.verified, rec.in_progress, rec.fully_verified) == (STEPS[:2], STEPS[:2], None, True)
 
 
 def test_probe_settings_from_the_environment(monkeypatch):

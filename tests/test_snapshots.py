@@ -12,7 +12,7 @@ from cluster.seams.kube import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 from cluster.live.record.snapshots import SnapshotStore, steps_held
 from cluster.live.record.policies import canonical_spec, clean_policy, is_ours, mark_ours, same_policy
 from cluster.live.record.identity import ClusterIdentity, ClusterState
-from cluster.live.record.steprecord import RecordStore, StepEntry, StepRecord
+from cluster.live.record.steprecord import InProgress, Phase, RecordStore, StepEntry, StepRecord
 from cluster.live.record.files import atomic_write, context_slug
 
 OURS = {MANAGED_BY_LABEL: MANAGED_BY_VALUE}
@@ -241,14 +241,18 @@ def test_record_round_trip_and_default(tmp_path):
     empty = records.load("lab", "k3d-lab")
     assert (empty.steps, empty.in_progress) == ([], None)
     rec = StepRecord("lab", "k3d-lab", [StepEntry("default-deny", "0001", "t0", "t1", "ada", "box", {"edges": 3})],
-                     {"phase": "applying", "step": "allow-dns", "snapshot": "0002"})
+                     InProgress(Phase.APPLYING, "allow-dns", "0002", "t2", 41, "ada", "box"))
     records.save(rec)
     back = records.load("lab", "k3d-lab")
-    assert back.applied == ["default-deny"] and back.in_progress["phase"] == "applying"
+    assert back.applied == ["default-deny"] and back.in_progress == rec.in_progress
+    assert back.in_place == ["default-deny", "allow-dns"] and not back.fully_verified
     assert back.steps[0].summary == {"edges": 3} and back.updated
 
 
-@pytest.mark.parametrize("text", ["steps: {a: 1}", "steps: [{name: x}]", "in_progress: yes\nsteps: []", "[unclosed"])
+@pytest.mark.parametrize("text", ["steps: {a: 1}", "steps: [{name: x}]", "in_progress: yes\nsteps: []", "[unclosed",
+                                  "steps: []\nin_progress: {phase: pausing, step: x}",
+                                  "steps: []\nin_progress: {phase: applying, pid: many}",
+                                  "steps: []\nin_progress: {phase: applying, color: red}"])
 def test_a_damaged_record_is_refused(tmp_path, text):
     (tmp_path / "state.yaml").write_text(text)
     with pytest.raises(StateError, match="step record .* is unreadable"):

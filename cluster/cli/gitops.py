@@ -30,12 +30,11 @@ from cluster.seams.runner import Runner
 def _verified_on(profile: Profile, context: str, state_root: Path | None) -> int:
     """How many leading steps the rollout recorded as verified on a context."""
     cluster_dir = known_cluster_dir(context, state_root)
-    state = current_state(cluster_dir, context) if cluster_dir is not None else None
-    rec = ((state or {}).get("profiles") or {}).get(profile.name)
-    if not rec:
+    rec = current_state(cluster_dir, context).get(profile.name) if cluster_dir is not None else None
+    if rec is None:
         raise DashiError(f"no rollout of profile {profile.name} is recorded for context {context} "
                          f"(inv network-policies-up --profile {profile.name} --context {context})")
-    verified = set(rec.get("verified") or [])
+    verified = set(rec.verified)
     k = 0
     while k < len(profile.steps) and profile.steps[k].name in verified:
         k += 1

@@ -66,7 +66,8 @@ def up(profile_name: str, *, until: str | None = None, context: str | None = Non
                      confirm=guard.terminal_confirm()).up(until)
     if as_json:
         print(json.dumps({"profile": profile.name, "context": kube.context(), "ok": True,
-                          "applied": record.applied, "in_progress": record.in_progress}, indent=2))
+                          "applied": record.applied,
+                          "in_progress": record.in_progress.to_dict() if record.in_progress else None}, indent=2))
     return 0
 
 

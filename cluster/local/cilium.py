@@ -47,14 +47,15 @@ def mount_actions(nodes: list[str]) -> list[Action]:
     return [Run(mount_argv(n), why=f"bpffs + cgroup2 in {n}, only where missing") for n in nodes]
 
 
-def run_mounts(s: Session, nodes: list[str]) -> str:
+def run_mounts(s: Session, nodes: list[str]) -> tuple[bool, str]:
+    """Mount what is missing on each node; (whether anything was mounted, what was done)."""
     mounted = []
     for node in nodes:
         s.progress(node)
         out = s.runner.run(mount_argv(node)).stdout
         mounted += [f"{node}:{line.split()[-1]}" for line in out.splitlines() if line.startswith("mounted ")]
-    s.state["mounts_changed"] = bool(mounted)
-    return ("mounted " + ", ".join(mounted)) if mounted else "bpffs and cgroup2 already mounted on every node"
+    return bool(mounted), (("mounted " + ", ".join(mounted)) if mounted
+                           else "bpffs and cgroup2 already mounted on every node")
 
 
 def helm_argv(context: str) -> list[str]:

@@ -15,7 +15,7 @@ exec), the Docker seam (labels, image pulls) or the Kube seam, so
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from rich.console import Console
@@ -29,9 +29,10 @@ from cluster.live.observe.cni import detect_cni, k3s_policy_controller_disabled
 from cluster.live.rollout import overview as live_status
 from cluster.live.setup.pipeline import (
     Note,
-    Stage,
     Run,
     Session,
+    SetupContext,
+    Stage,
     StageFailed,
     Wait,
     WriteFile,
@@ -50,6 +51,16 @@ DEFAULT_NAME = "dashi"
 DEFAULT_API_PORT = 6550  # the port k3d's own docs use in --api-port examples
 _NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _K3S_RE = re.compile(r"^v\d+\.\d+\.\d+-k3s\d+$")
+
+
+@dataclass
+class UpContext(SetupContext):
+    """What cluster-up's own stages hand on, beside what it shares with prepare."""
+
+    tools: dict[str, str] = field(default_factory=dict)  # the tools preflight found, with their versions
+    existing: k3d.ClusterInfo | None = None  # the cluster of that name k3d knew before this run
+    created: bool = False  # this run created the cluster (what --cleanup-on-failure may delete)
+    live_cni: str | None = None  # the policy engine detected on an existing cluster
 
 
 @dataclass(frozen=True)
@@ -124,12 +135,12 @@ def up_stages(o: UpOptions, docker: DockerAPI | None, connect=None) -> list[Stag
         rep.raise_if_problems()
         for w in rep.warnings:
             _warn(s.console, w)
-        s.state["tools"] = rep.found
+        s.ctx.tools = rep.found
         return ", ".join(f"{k} {v}" for k, v in rep.found.items())
 
     def inspect(s: Session) -> str:
         info = k3d.find(s.runner, docker, o.name)
-        s.state["existing"] = info
+        s.ctx.existing = info
         if info is None:
             if not preflight.port_free(o.api_port):
                 raise DashiError(f"port 127.0.0.1:{o.api_port} is in use — free it or pass --api-port with "
@@ -145,7 +156,7 @@ def up_stages(o: UpOptions, docker: DockerAPI | None, connect=None) -> list[Stag
         return f"cluster '{o.name}' exists ({'running' if info.running else 'stopped'}, {owner})"
 
     def image_check(s: Session) -> str | None:
-        if s.state.get("existing") is not None:
+        if s.ctx.existing is not None:
             return "the cluster exists: its node containers have their image"
         if docker is not None and docker.image_present(o.image):
             return f"{o.image} is already in Docker's image store"
@@ -169,26 +180,26 @@ def up_stages(o: UpOptions, docker: DockerAPI | None, connect=None) -> list[Stag
                     why="k3d writes the kubeconfig context " + o.context)]
 
     def cluster_exists(s: Session) -> str | None:
-        info = s.state.get("existing")
+        info = s.ctx.existing
         return "already exists and runs" if info is not None and info.running else None
 
     def create(s: Session) -> str:
-        info = s.state.get("existing")
+        info = s.ctx.existing
         if info is not None:  # exists but stopped
             s.runner.run(k3d.start_argv(o.name))
             return f"started the stopped cluster '{o.name}'"
         for a in create_actions(s):
             a.execute(s)
-        s.state["created"] = True
+        s.ctx.created = True
         return f"created from {cfg_path}"
 
     def delete_if_created(s: Session) -> None:
-        if s.state.get("created"):
+        if s.ctx.created:
             s.runner.run(k3d.delete_argv(o.name))
 
     def cni_mismatch(s: Session) -> None:
         live = detect_cni(s.kube)
-        s.state["live_cni"] = live
+        s.ctx.live_cni = live
         if live not in (o.cni, "none"):
             raise DashiError(f"cluster '{o.name}' runs {live}, not {o.cni}; it will not be recreated silently — "
                              f"{_recreate_hint(o)}")
@@ -196,7 +207,7 @@ def up_stages(o: UpOptions, docker: DockerAPI | None, connect=None) -> list[Stag
             raise DashiError(f"cluster '{o.name}' was created without flannel, so --cni k3s cannot work on it — "
                              f"{_recreate_hint(o)}")
 
-    steps = [
+    stages = [
         Stage("preflight", "Preflight: " + ", ".join("docker CLI" if n == "docker-cli" else n for n in needs),
              actions=lambda s: [Note("docker engine reachable and >= "
                                      f"{versions.fmt_version(versions.DOCKER_MIN_VERSION)} (docker SDK); "
@@ -217,19 +228,19 @@ def up_stages(o: UpOptions, docker: DockerAPI | None, connect=None) -> list[Stag
              actions=create_actions, check=cluster_exists, run=create, undo=delete_if_created),
     ]
     if o.cni == "cilium":
-        steps.append(Stage("mounts", "Prepare bpffs and cgroup2 mounts in the node containers",
+        stages.append(Stage("mounts", "Prepare bpffs and cgroup2 mounts in the node containers",
                           actions=lambda s: cilium.mount_actions(nodes), run=_mounts_run(nodes)))
     if o.cni == "calico":
         def calico_check(s: Session) -> str | None:
             cni_mismatch(s)
             return calico.installed(s.kube)
-        steps.append(Stage("cni", f"Install Calico {versions.CALICO_VERSION} (tigera operator)",
+        stages.append(Stage("cni", f"Install Calico {versions.CALICO_VERSION} (tigera operator)",
                           actions=lambda s: calico.install_actions(o.context), check=calico_check))
     elif o.cni == "cilium":
         def cilium_check(s: Session) -> str | None:
             cni_mismatch(s)
             return cilium.installed(s.runner, s.kube, o.context)
-        steps.append(Stage("cni", f"Install Cilium {versions.CILIUM_VERSION} (Helm chart)",
+        stages.append(Stage("cni", f"Install Cilium {versions.CILIUM_VERSION} (Helm chart)",
                           actions=lambda s: cilium.install_actions(o.context), check=cilium_check))
     else:
         def k3s_cni(s: Session) -> str:
@@ -238,24 +249,23 @@ def up_stages(o: UpOptions, docker: DockerAPI | None, connect=None) -> list[Stag
                 _warn(s.console, "k3s runs with --disable-network-policy: expect the canary to fail")
                 return "flannel; k3s network policy controller DISABLED"
             return "flannel + k3s' embedded network policy controller (kube-router)"
-        steps.append(Stage("cni", "Use k3s' flannel and built-in network policy controller",
+        stages.append(Stage("cni", "Use k3s' flannel and built-in network policy controller",
                           actions=lambda s: [Note("nothing to install: k3s enforces NetworkPolicy with its "
                                                   "embedded kube-router controller (k3s-io/k3s #913)")],
                           run=k3s_cni, verify=True))
-    steps += [
+    stages += [
         Stage("nodes", f"Wait until all {1 + o.agents} node(s) are Ready",
              actions=lambda s: [Wait(f"{1 + o.agents} node(s) are Ready", nodes_ready(1 + o.agents),
                                      NODES_TIMEOUT_S)], verify=True),
         standins_stage(o.profile),
         canary_stage(lambda s: o.cni, connect=connect),
     ]
-    return steps
+    return stages
 
 
 def _mounts_run(nodes: list[str]):
     def run(s: Session):
-        note = cilium.run_mounts(s, nodes)
-        return bool(s.state.get("mounts_changed")), note
+        return cilium.run_mounts(s, nodes)
     return run
 
 
@@ -263,12 +273,12 @@ def cluster_up(o: UpOptions, *, runner: Runner, console: Console, docker: Docker
                kube_factory: Callable[[str], Kube], sleep=None, clock=None, connect=None) -> dict:
     o.validate()
     s = Session(runner=runner, console=console, kube_factory=kube_factory, context=o.context,
-                dry_run=o.dry_run, cleanup_on_failure=o.cleanup_on_failure)
+                dry_run=o.dry_run, cleanup_on_failure=o.cleanup_on_failure, ctx=UpContext())
     if sleep:
         s.sleep = sleep
     if clock:
         s.clock = clock
-    steps = up_stages(o, docker, connect=connect)
+    stages = up_stages(o, docker, connect=connect)
     header = (f"cluster '{o.name}': CNI {o.cni}, 1 server + {o.agents} agent(s), "
               f"{versions.k3s_image(o.k3s_version)}, profile {o.profile}, context {o.context}")
     if o.dry_run:
@@ -283,17 +293,17 @@ def cluster_up(o: UpOptions, *, runner: Runner, console: Console, docker: Docker
                           + ")", markup=False)
         for w in rep.warnings:
             _warn(console, w)
-        print_plan(steps, s)
+        print_plan(stages, s)
         return {"dry_run": True, "problems": rep.problems, "warnings": rep.warnings}
     console.print(Text.assemble(("cluster-up", "bold"), f" — {header}"))
     try:
         # The hint is chosen after the failure: only then is it known whether
         # anything exists to inspect (run_stages prints none when cleaning up).
-        outcomes = run_stages(steps, s)
+        outcomes = run_stages(stages, s)
     except StageFailed as e:
         if o.cleanup_on_failure:
             raise
-        raise StageFailed(e.step, e.cause, _after_failure_hint(o, s)) from e.cause
+        raise StageFailed(e.stage, e.cause, _after_failure_hint(o, s)) from e.cause
     summary = _up_summary(o, s, outcomes)
     _print_summary(console, summary)
     if nothing_changed(outcomes):
@@ -302,10 +312,10 @@ def cluster_up(o: UpOptions, *, runner: Runner, console: Console, docker: Docker
 
 
 def _after_failure_hint(o: UpOptions, s: Session) -> str:
-    if s.state.get("created"):
+    if s.ctx.created:
         return (f"The cluster is left as it is for inspection (kubectl --context {o.context} get pods -A). "
                 f"Remove it with `inv cluster-down --name {o.name}`, or re-run with --cleanup-on-failure.")
-    if s.state.get("existing") is not None:
+    if s.ctx.existing is not None:
         return (f"The existing cluster '{o.name}' is left as it was found, apart from what the steps above "
                 f"changed (kubectl --context {o.context} get pods -A).")
     return "No cluster was created by this run: there is nothing to clean up."
@@ -317,9 +327,9 @@ def _up_summary(o: UpOptions, s: Session, outcomes) -> dict:
                "k3s": "flannel + kube-router (k3s built-in)"}[o.cni]
     return {
         "cluster": o.name, "context": o.context, "cni": cni_ver,
-        "k3s": versions.k3s_image(o.k3s_version), "tools": s.state.get("tools", {}),
-        "nodes": nodes, "standins": s.state.get("standins", ""),
-        "canary": s.state.get("canary_line", ""), "changed": not nothing_changed(outcomes),
+        "k3s": versions.k3s_image(o.k3s_version), "tools": s.ctx.tools,
+        "nodes": nodes, "standins": s.ctx.standins,
+        "canary": s.ctx.canary_line, "changed": not nothing_changed(outcomes),
     }
 
 

@@ -4,12 +4,14 @@ are verified, and what a run was doing when it was cut off
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field
+from enum import Enum
 from pathlib import Path
 
 from cluster import yamlio
 from cluster.errors import StateError
-from cluster.live.record.files import atomic_write, dump_yaml, now_iso
+from cluster.live.record.files import atomic_write, dump_yaml, now_iso, whoami
 
 
 @dataclass
@@ -21,6 +23,82 @@ class StepEntry:
     user: str
     host: str
     summary: dict = field(default_factory=dict)
+
+
+class Phase(str, Enum):
+    """What a run was doing to the cluster when it wrote its in-progress note:
+    applying a step's policies, verifying a step in place, or restoring a
+    snapshot (its verification included). Nothing else is ever recorded."""
+
+    APPLYING = "applying"
+    VERIFYING = "verifying"
+    RESTORING = "restoring"
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+
+@dataclass
+class InProgress:
+    """The note a run writes before it changes the cluster, and clears when
+    it is done either way: what it was doing, to which step, from which
+    snapshot, and who it was. A run cut off in between (Ctrl-C, a crash,
+    kill -9) leaves it for the next run, which resolves it."""
+
+    phase: Phase
+    step: str | None
+    snapshot: str | None
+    started: str
+    pid: int
+    user: str
+    host: str
+    why: str = ""  # restoring: why the snapshot is being restored
+    restored: str = ""  # restoring: when the snapshot's policies were put back (its verification follows)
+
+    @classmethod
+    def begin(cls, phase: Phase, *, step: str | None, snapshot: str | None, why: str = "") -> "InProgress":
+        """The note of this process, starting now."""
+        user, host = whoami()
+        return cls(Phase(phase), step, snapshot, now_iso(), os.getpid(), user, host, why)
+
+    @property
+    def who(self) -> str:
+        return f"pid {self.pid} {self.user}@{self.host} at {self.started}"
+
+    @property
+    def puts_step_in_place(self) -> bool:
+        """Whether the step named is (partly) live: being applied or verified."""
+        return self.phase in (Phase.APPLYING, Phase.VERIFYING) and bool(self.step)
+
+    def to_dict(self) -> dict:
+        out = {"phase": self.phase.value, "step": self.step, "snapshot": self.snapshot, "started": self.started,
+               "pid": self.pid, "user": self.user, "host": self.host}
+        out.update({k: v for k, v in (("why", self.why), ("restored", self.restored)) if v})
+        return out
+
+    @classmethod
+    def from_dict(cls, data) -> "InProgress":
+        """Read the note back; ValueError naming what is wrong."""
+        if not isinstance(data, dict) or not data.get("phase"):
+            raise ValueError("in_progress must be a mapping with a phase")
+        phases = ", ".join(p.value for p in Phase)
+        try:
+            phase = Phase(data["phase"])
+        except ValueError:
+            raise ValueError(f"in_progress phase {data['phase']!r} is not one of {phases}") from None
+        unknown = sorted(set(data) - {f for f in cls.__dataclass_fields__})
+        if unknown:
+            raise ValueError(f"in_progress has unknown fields: {', '.join(map(str, unknown))}")
+        return cls(phase, _opt_str(data.get("step")), _opt_str(data.get("snapshot")), str(data.get("started") or ""),
+                   int(data.get("pid") or 0), str(data.get("user") or "?"), str(data.get("host") or "?"),
+                   str(data.get("why") or ""), str(data.get("restored") or ""))
+
+
+def _opt_str(value) -> str | None:
+    return None if value is None else str(value)
 
 
 @dataclass
@@ -43,7 +121,7 @@ class StepRecord:
     profile: str
     context: str
     steps: list[StepEntry] = field(default_factory=list)
-    in_progress: dict | None = None
+    in_progress: InProgress | None = None
     updated: str = ""
 
     @property
@@ -59,6 +137,13 @@ class StepRecord:
                 break
             out.append(s.name)
         return out
+
+    @property
+    def in_place(self) -> list[str]:
+        """The steps whose policies are (at least partly) live: the applied
+        ones, and the one a cut-off run was applying or verifying."""
+        ip = self.in_progress
+        return self.applied + ([ip.step] if ip and ip.puts_step_in_place else [])
 
     @property
     def fully_verified(self) -> bool:
@@ -85,8 +170,7 @@ class RecordStore:
                 raise ValueError("not a mapping with a 'steps' list")
             steps = [StepEntry(**s) for s in data.get("steps") or []]
             progress = data.get("in_progress")
-            if progress is not None and not (isinstance(progress, dict) and progress.get("phase")):
-                raise ValueError("in_progress must be a mapping with a phase")
+            progress = None if progress is None else InProgress.from_dict(progress)
         except (OSError, yamlio.YAMLError, TypeError, ValueError) as e:
             raise StateError(f"step record {self.path} is unreadable ({str(e).splitlines()[0]}); "
                                 "fix it or move it away (the snapshots next to it are intact)") from None
@@ -96,7 +180,8 @@ class RecordStore:
     def save(self, record: StepRecord) -> None:
         record.updated = now_iso()
         data = {"profile": record.profile, "context": record.context,
-                "steps": [asdict(s) for s in record.steps], "in_progress": record.in_progress,
+                "steps": [asdict(s) for s in record.steps],
+                "in_progress": record.in_progress.to_dict() if record.in_progress else None,
                 "updated": record.updated}
         atomic_write(self.path, dump_yaml(
             data, "dashi-cluster step record: the verified steps of this profile on this cluster.\n"

@@ -12,7 +12,7 @@ from rich.console import Console
 from cluster.live.observe.cni import cni_health, detect_cni
 from cluster.live.record.history import History
 from cluster.live.record.identity import ClusterState
-from cluster.live.record.steprecord import RecordStore
+from cluster.live.record.steprecord import RecordStore, StepRecord
 from cluster.live.safety.lease import lease_holder
 from cluster.live.setup import standins
 from cluster.policy.profile import load_profile
@@ -53,40 +53,33 @@ def rollout_line(console: Console, kube: Kube, profile: str, root: Path | None =
     holder = lease_holder(kube)
     if holder:
         console.print(f"being changed right now by {holder}", markup=False, highlight=False)
-    state = current_state(cluster.dir, cluster.identity.context)
-    rec = ((state or {}).get("profiles") or {}).get(profile)
-    if not rec:
+    rec = current_state(cluster.dir, cluster.identity.context).get(profile)
+    if rec is None:
         line = f"policy rollout ({profile}): no step applied yet (open networking; `inv network-policies-up`)"
     else:
-        applied = rec.get("applied") or []
-        last = applied[-1] if applied else "baseline"
-        verified = "verified" if rec.get("verified") == applied and not rec.get("in_progress") else "NOT verified"
-        line = f"policy rollout ({profile}): {len(applied)} step(s) applied, last '{last}' ({verified})"
-        if rec.get("in_progress"):
-            line += f"; interrupted during {rec['in_progress'].get('phase')} of {rec['in_progress'].get('step')}"
+        in_place = rec.in_place
+        last = in_place[-1] if in_place else "baseline"
+        verified = "verified" if rec.fully_verified else "NOT verified"
+        line = f"policy rollout ({profile}): {len(in_place)} step(s) applied, last '{last}' ({verified})"
+        if rec.in_progress:
+            line += f"; interrupted during {rec.in_progress.phase} of {rec.in_progress.step}"
     console.print(line, markup=False, highlight=False)
     return line
 
 
-def current_state(cluster_dir: Path, context: str = "") -> dict | None:
-    """What the rollout has recorded in one cluster's directory, for ``inv status``:
-    ``{"profiles": {name: {"applied": [...], "verified": [...],
-    "in_progress": {...} | None, "updated": "..."}}}``, or None if nothing.
-    ``verified`` is ``StepRecord.verified``, the reading every command shares."""
+def current_state(cluster_dir: Path, context: str = "") -> dict[str, StepRecord]:
+    """The step record of every profile the rollout has recorded in one
+    cluster's directory, by profile name (empty when there is none). Every
+    command reads "verified" from them the same way
+    (``StepRecord.verified``, ``StepRecord.fully_verified``)."""
     if not cluster_dir.is_dir():
-        return None
-    profiles = {}
+        return {}
+    records = {}
     for d in sorted(p for p in cluster_dir.iterdir() if p.is_dir()):
-        if not (d / "state.yaml").exists():
-            continue
-        rec = RecordStore(d).load(d.name, context)
-        applied = rec.applied
-        if rec.in_progress and rec.in_progress.get("phase") in ("applying", "verifying") \
-                and rec.in_progress.get("step"):
-            applied.append(rec.in_progress["step"])
-        profiles[rec.profile] = {"applied": applied, "verified": rec.verified, "in_progress": rec.in_progress,
-                                 "updated": rec.updated}
-    return {"profiles": profiles} if profiles else None
+        if (d / "state.yaml").exists():
+            rec = RecordStore(d).load(d.name, context)
+            records[rec.profile] = rec
+    return records
 
 
 def history_rows(kube: Kube, profile: str, root: Path | None = None) -> tuple[list[dict], list[str], Path]:

@@ -31,6 +31,8 @@ from rich.text import Text
 
 from cluster.errors import CommandFailed, DashiError
 from cluster.live.observe.poll import wait_until
+from cluster.live.safety.lease import Hold
+from cluster.live.setup.canary import CanaryResult
 from cluster.paths import REPO_ROOT
 from cluster.seams.kube import Kube
 from cluster.ui import display, elapsed, indent
@@ -48,6 +50,19 @@ class CommandRunner(Protocol):
 
 
 @dataclass
+class SetupContext:
+    """What a pipeline's stages hand on to later stages and to its summary.
+    ``prepare`` uses these; ``cluster-up`` (cluster.local.lifecycle) extends
+    them with what its own stages find."""
+
+    hold: Hold | None = None  # the lock and lease, when the whole pipeline holds them (prepare)
+    cni: str | None = None  # the policy engine detected on the cluster
+    standins: str = ""  # what the stand-ins stage did
+    canary: CanaryResult | None = None  # what the canary measured
+    canary_line: str = ""  # its verdict, as printed
+
+
+@dataclass
 class Session:
     runner: CommandRunner | None
     console: Console
@@ -57,7 +72,7 @@ class Session:
     cleanup_on_failure: bool = False
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
-    state: dict = field(default_factory=dict)
+    ctx: "SetupContext" = field(default_factory=lambda: SetupContext())
     _kube: Kube | None = None
     _progress: Callable[[str], None] | None = None
 
@@ -220,11 +235,11 @@ class Outcome:
 
 
 class StageFailed(DashiError):
-    def __init__(self, step: Stage, cause: Exception, left_for_inspection: str):
-        self.step = step
+    def __init__(self, stage: Stage, cause: Exception, left_for_inspection: str):
+        self.stage = stage
         self.cause = cause
         self.exit_code = getattr(cause, "exit_code", 1)
-        super().__init__(f"step '{step.name}' failed: {cause}"
+        super().__init__(f"step '{stage.name}' failed: {cause}"
                          + (f"\n{left_for_inspection}" if left_for_inspection else ""))
 
 

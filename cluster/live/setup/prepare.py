@@ -30,7 +30,7 @@ from cluster.live.record.identity import ClusterState
 from cluster.live.safety import guard
 from cluster.live.safety.lease import Hold
 from cluster.live.setup import canary, standins
-from cluster.live.setup.pipeline import Apply, Note, Stage, Session, poll, print_plan, run_stages
+from cluster.live.setup.pipeline import Apply, Note, Session, Stage, poll, print_plan, run_stages
 from cluster.policy.manifests import obj_ref
 from cluster.policy.profile import load_profile
 from cluster.seams.kube import Kube
@@ -57,8 +57,8 @@ def held(s: Session, command: str):
     """The session's hold when the whole pipeline took one (``prepare``);
     otherwise this machine's lock and the cluster's lease for one step
     (``cluster-up`` runs the shared steps on a cluster it just made)."""
-    if s.state.get("hold") is not None:
-        yield s.state["hold"]
+    if s.ctx.hold is not None:
+        yield s.ctx.hold
         return
     with Hold(s.kube, ClusterState.open(s.kube).dir, command) as hold:
         yield hold
@@ -77,7 +77,7 @@ def standins_stage(profile_name: str, adopt: bool = False) -> Stage:
         with held(s, f"deploy the {profile_name} stand-ins"):
             changed, note = standins.deploy(s.kube, profile, adopt=adopt, sleep=s.sleep, clock=s.clock,
                                             progress=s.progress)
-        s.state["standins"] = note
+        s.ctx.standins = note
         return changed, note
 
     return Stage("standins", f"Deploy the {profile_name} stand-ins and wait until Ready", actions=actions, run=run)
@@ -94,9 +94,9 @@ def canary_stage(cni_label: Callable[[Session], str], connect=None) -> Stage:
         with held(s, "run the enforcement canary"):
             result = canary.measure(s.kube, ClusterState.open(s.kube), cni_label(s), sleep=s.sleep, clock=s.clock,
                                     progress=s.progress, connect=connect)
-        s.state["canary"] = result
+        s.ctx.canary = result
         line = canary.verdict(result, cni_label(s))  # raises loudly when not enforced
-        s.state["canary_line"] = line
+        s.ctx.canary_line = line
         return line
 
     return Stage("canary", "Prove NetworkPolicy enforcement (canary)", actions=actions, run=run, verify=True)
@@ -137,20 +137,20 @@ def prepare(context: str, *, profile: str, console: Console, kube_factory: Calla
     def connect_step(s: Session) -> str:
         server = s.kube.server()
         cni = detect_cni(s.kube)
-        s.state["cni"] = cni
+        s.ctx.cni = cni
         poll(s, "all nodes are Ready", nodes_ready(None), NODES_TIMEOUT_S)
         return f"{context} at {server}; policy engine seen: {cni}"
 
-    steps = [
+    stages = [
         Stage("connect", f"Connect to context '{context}'",
              actions=lambda s: [Note("read the API server address, detect the CNI, check nodes Ready")],
              run=connect_step, verify=True),
         standins_stage(profile, adopt=adopt),
-        canary_stage(lambda s: cni_label(s.state.get("cni")), connect=connect),
+        canary_stage(lambda s: cni_label(s.ctx.cni), connect=connect),
     ]
     if dry_run:
         console.print(f"[bold]Dry run[/bold] — prepare context '{context}' with profile {profile}. Nothing is changed.")
-        print_plan(steps, s)
+        print_plan(stages, s)
         return {"dry_run": True}
     kube = s.kube
     server = kube.server()
@@ -164,8 +164,8 @@ def prepare(context: str, *, profile: str, console: Console, kube_factory: Calla
         say(line)
     guard.check(context, server, context, yes=yes, confirm=confirm, action=action)
     with Hold(kube, cluster.dir, f"prepare ({profile})") as hold:
-        s.state["hold"] = hold
+        s.ctx.hold = hold
         console.print(f"[bold]prepare[/bold] — context {context}, profile {profile} (no k3d, no CNI install)")
-        run_stages(steps, s, after_failure="Objects applied so far are left in place for inspection.")
-    return {"context": context, "cni": s.state.get("cni"), "standins": s.state.get("standins"),
-            "canary": s.state.get("canary_line")}
+        run_stages(stages, s, after_failure="Objects applied so far are left in place for inspection.")
+    return {"context": context, "cni": s.ctx.cni, "standins": s.ctx.standins or None,
+            "canary": s.ctx.canary_line or None}
