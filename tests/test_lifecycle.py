@@ -267,7 +267,7 @@ def test_a_rate_limited_pull_says_what_to_do_and_creates_nothing():
     with pytest.raises(StageFailed) as ei:
         up(w)
     msg = str(ei.value)
-    assert "step 'image' failed: docker could not pull rancher/k3s:v1.33.4-k3s1: toomanyrequests" in msg
+    assert "stage 'image' failed: docker could not pull rancher/k3s:v1.33.4-k3s1: toomanyrequests" in msg
     assert "docker login" in msg and "registry-mirrors" in msg
     assert "No cluster was created" in msg and "cluster-down" not in msg
     assert not any(a[:3] == ("k3d", "cluster", "create") for a in w.runner.argvs)

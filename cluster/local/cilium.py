@@ -26,7 +26,7 @@ READY_TIMEOUT_S = 600
 
 # Runs in each node container (k3s image: busybox sh, grep, mount). It only
 # mounts what /proc/mounts lacks; --make-shared on a shared mount is a no-op.
-# Prints what it mounted so the step can tell "changed" from "already there".
+# Prints what it mounted so the stage can tell "changed" from "already there".
 MOUNT_SCRIPT = (
     "set -e; "
     'if ! grep -qs " /sys/fs/bpf bpf " /proc/mounts; then '

@@ -316,7 +316,7 @@ def _after_failure_hint(o: UpOptions, s: Session) -> str:
         return (f"The cluster is left as it is for inspection (kubectl --context {o.context} get pods -A). "
                 f"Remove it with `inv cluster-down --name {o.name}`, or re-run with --cleanup-on-failure.")
     if s.ctx.existing is not None:
-        return (f"The existing cluster '{o.name}' is left as it was found, apart from what the steps above "
+        return (f"The existing cluster '{o.name}' is left as it was found, apart from what the stages above "
                 f"changed (kubectl --context {o.context} get pods -A).")
     return "No cluster was created by this run: there is nothing to clean up."
 

@@ -1,4 +1,7 @@
-"""A pipeline as an ordered list of named steps (after kind's create.go).
+"""A set-up pipeline as an ordered list of named stages (after kind's create.go).
+
+"Stage" is this module's word; "step" means a policy step of a profile and
+nothing else.
 
 ``cluster-up`` (cluster.local.lifecycle) and ``prepare``
 (cluster.live.setup.prepare) are each such a list. A ``Stage`` has a name,
@@ -7,8 +10,8 @@ a title, the ``Action``s it performs (each one can describe itself, so
 an optional ``check`` that says "already done" (that is what makes a re-run
 on a healthy cluster change nothing), and an optional ``undo``.
 
-``run_stages`` prints a status line per step that starts with a spinner and
-the elapsed time and ends with the outcome and its duration. A failed step
+``run_stages`` prints a status line per stage that starts with a spinner and
+the elapsed time and ends with the outcome and its duration. A failed stage
 reports the failed command and its output tail; what ran is undone only when
 the user asked for cleanup, otherwise the cluster is left for inspection.
 
@@ -91,7 +94,7 @@ class Session:
 
 
 # --------------------------------------------------------------------------
-# Actions: what a step does, printable and executable
+# Actions: what a stage does, printable and executable
 
 
 def _rel(path: Path) -> str:
@@ -188,7 +191,7 @@ class Wait(Action):
 
 @dataclass
 class Note(Action):
-    """Plan text for what a custom step does (it executes nothing itself)."""
+    """Plan text for what a custom stage does (it executes nothing itself)."""
 
     text: str
 
@@ -239,40 +242,40 @@ class StageFailed(DashiError):
         self.stage = stage
         self.cause = cause
         self.exit_code = getattr(cause, "exit_code", 1)
-        super().__init__(f"step '{stage.name}' failed: {cause}"
+        super().__init__(f"stage '{stage.name}' failed: {cause}"
                          + (f"\n{left_for_inspection}" if left_for_inspection else ""))
 
 
-def _execute(step: Stage, s: Session) -> str | tuple[bool, str] | None:
-    if step.run is not None:
-        return step.run(s)
-    for action in step.actions(s):
+def _execute(stage: Stage, s: Session) -> str | tuple[bool, str] | None:
+    if stage.run is not None:
+        return stage.run(s)
+    for action in stage.actions(s):
         action.execute(s)
     return None
 
 
-def run_stages(steps: list[Stage], s: Session, *, after_failure: str = "") -> list[Outcome]:
-    """Run steps in order; see the module docstring for the contract."""
+def run_stages(stages: list[Stage], s: Session, *, after_failure: str = "") -> list[Outcome]:
+    """Run stages in order; see the module docstring for the contract."""
     outcomes: list[Outcome] = []
     done: list[Stage] = []
-    n = len(steps)
-    for i, step in enumerate(steps, 1):
-        label = f"[{i}/{n}] {step.title}"
+    n = len(stages)
+    for i, stage in enumerate(stages, 1):
+        label = f"[{i}/{n}] {stage.title}"
         t0 = s.clock()
         with Progress(SpinnerColumn(), TextColumn("{task.description}", markup=False), TimeElapsedColumn(),
                       console=s.console, transient=True) as prog:
             task = prog.add_task(label)
             s._progress = lambda d, _t=task: prog.update(_t, description=f"{label} — {d}"[:160])
             try:
-                already = step.check(s) if step.check else None
+                already = stage.check(s) if stage.check else None
                 if already:
-                    status, note = ("verified" if step.verify else "unchanged"), already
+                    status, note = ("verified" if stage.verify else "unchanged"), already
                 else:
-                    got = _execute(step, s)
+                    got = _execute(stage, s)
                     # A custom run may return (changed, note) when only it can
                     # tell whether anything changed (an idempotent apply).
                     changed, note = got if isinstance(got, tuple) else (True, got or "")
-                    status = "verified" if step.verify else ("changed" if changed else "unchanged")
+                    status = "verified" if stage.verify else ("changed" if changed else "unchanged")
             except (DashiError, KeyboardInterrupt) as e:
                 s._progress = None
                 prog.stop()
@@ -283,11 +286,11 @@ def run_stages(steps: list[Stage], s: Session, *, after_failure: str = "") -> li
                     tail = "\n".join(e.output.strip().splitlines()[-20:])
                     if tail:
                         s.console.print(indent(tail, "  | "), markup=False)
-                outcomes.append(Outcome(step.name, step.title, "failed", str(e), secs))
+                outcomes.append(Outcome(stage.name, stage.title, "failed", str(e), secs))
                 if isinstance(e, KeyboardInterrupt):
                     raise
-                left = _after_failure(steps, done, step, s, after_failure)
-                raise StageFailed(step, e, left) from e
+                left = _after_failure(stages, done, stage, s, after_failure)
+                raise StageFailed(stage, e, left) from e
             finally:
                 s._progress = None
         secs = s.clock() - t0
@@ -295,24 +298,24 @@ def run_stages(steps: list[Stage], s: Session, *, after_failure: str = "") -> li
         suffix = " (no change)" if status == "unchanged" else ""
         s.console.print(Text.assemble((mark, "green"), f" {label}{suffix}{' — ' + note if note else ''} ",
                                       (f"({elapsed(secs)})", "dim")))
-        outcomes.append(Outcome(step.name, step.title, status, note, secs))
-        done.append(step)
+        outcomes.append(Outcome(stage.name, stage.title, status, note, secs))
+        done.append(stage)
     return outcomes
 
 
-def _after_failure(steps: list[Stage], done: list[Stage], failed: Stage, s: Session,
+def _after_failure(stages: list[Stage], done: list[Stage], failed: Stage, s: Session,
                    hint: str) -> str:
     if not s.cleanup_on_failure:
         return hint
     s.console.print("cleaning up (--cleanup-on-failure):")
-    for step in reversed([*done, failed]):
-        if step.undo is None:
+    for stage in reversed([*done, failed]):
+        if stage.undo is None:
             continue
         try:
-            step.undo(s)
-            s.console.print(f"  undone: {step.title}", markup=False)
+            stage.undo(s)
+            s.console.print(f"  undone: {stage.title}", markup=False)
         except DashiError as e:
-            s.console.print(f"  could not undo {step.title}: {e}", style="yellow", markup=False)
+            s.console.print(f"  could not undo {stage.title}: {e}", style="yellow", markup=False)
     return ""
 
 
@@ -320,11 +323,11 @@ def nothing_changed(outcomes: list[Outcome]) -> bool:
     return all(o.status in ("unchanged", "verified") for o in outcomes)
 
 
-def print_plan(steps: list[Stage], s: Session) -> None:
-    for i, step in enumerate(steps, 1):
-        s.console.print(Text(f"\n{i}. {step.title}", style="bold"))
-        actions = step.plan(s)
-        if step.check is not None:
+def print_plan(stages: list[Stage], s: Session) -> None:
+    for i, stage in enumerate(stages, 1):
+        s.console.print(Text(f"\n{i}. {stage.title}", style="bold"))
+        actions = stage.plan(s)
+        if stage.check is not None:
             actions = [Note("(skipped at run time when already done)"), *actions]
         for a in actions:
             s.console.print(indent(a.describe(s), "   "), markup=False)

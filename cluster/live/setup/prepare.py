@@ -2,14 +2,14 @@
 
 No k3d, no CNI install: connect to the cluster the user names, check its
 nodes, deploy a profile's stand-ins and prove enforcement with the canary.
-The stand-in and canary steps are shared with ``cluster-up``
+The stand-in and canary stages are shared with ``cluster-up``
 (cluster.local.lifecycle), which runs them after creating the cluster.
 
 ``prepare`` changes a cluster, so it is guarded like the rollout: the
 banner names the cluster, the plan says which objects will be created or
 updated, a cluster that is not a local k3d one must be confirmed, and the
 whole run holds this machine's lock and the cluster's lease. The shared
-steps take the lock and lease themselves when ``cluster-up`` runs them.
+stages take the lock and lease themselves when ``cluster-up`` runs them.
 
 The canary's deny phase shows how the CNI treats a denied packet (dropped:
 the probe times out; rejected: refused); that is kept with the cluster's
@@ -55,8 +55,8 @@ def nodes_ready(expected: int | None) -> Callable[[Session], tuple[bool, str]]:
 @contextlib.contextmanager
 def held(s: Session, command: str):
     """The session's hold when the whole pipeline took one (``prepare``);
-    otherwise this machine's lock and the cluster's lease for one step
-    (``cluster-up`` runs the shared steps on a cluster it just made)."""
+    otherwise this machine's lock and the cluster's lease for one stage
+    (``cluster-up`` runs the shared stages on a cluster it just made)."""
     if s.ctx.hold is not None:
         yield s.ctx.hold
         return
@@ -134,7 +134,7 @@ def prepare(context: str, *, profile: str, console: Console, kube_factory: Calla
     if clock:
         s.clock = clock
 
-    def connect_step(s: Session) -> str:
+    def connect_stage(s: Session) -> str:
         server = s.kube.server()
         cni = detect_cni(s.kube)
         s.ctx.cni = cni
@@ -144,7 +144,7 @@ def prepare(context: str, *, profile: str, console: Console, kube_factory: Calla
     stages = [
         Stage("connect", f"Connect to context '{context}'",
              actions=lambda s: [Note("read the API server address, detect the CNI, check nodes Ready")],
-             run=connect_step, verify=True),
+             run=connect_stage, verify=True),
         standins_stage(profile, adopt=adopt),
         canary_stage(lambda s: cni_label(s.ctx.cni), connect=connect),
     ]
