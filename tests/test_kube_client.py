@@ -11,6 +11,7 @@ import base64
 import hashlib
 import json
 import threading
+import time
 from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
@@ -19,7 +20,7 @@ import pytest
 import yaml
 
 from cluster.errors import KubeConflict, KubeError, KubeUnreachable
-from cluster.seams.kube import FIELD_MANAGER, ClientKube, equality_selector, render_selector
+from cluster.seams.kube import FIELD_MANAGER, Bounds, ClientKube, equality_selector, render_selector
 from cluster.live.observe.poll import poll_until
 from cluster.testing.fakekube import FakeClock
 from lifecycle_fixtures import free_port
@@ -47,7 +48,9 @@ WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 @pytest.fixture
 def api():
     # "fail": HTTP statuses to answer the next GETs of a namespace with, in order.
-    state = {"requests": [], "objects": {}, "fail": []}
+    # "hang": what to leave unanswered ("exec": the exec upgrade; "exec-open":
+    # the exec stream once open), until the test ends.
+    state = {"requests": [], "objects": {}, "fail": [], "hang": set(), "released": threading.Event()}
 
     class H(BaseHTTPRequestHandler):
         def _send(self, code, body):
@@ -66,22 +69,28 @@ def api():
                                       "content_type": self.headers.get("Content-Type"), "body": body})
             return u
 
-        def _exec_then_drop(self):
+        def _exec_then_drop(self, hold: bool = False):
             """Accept the exec websocket, then drop the connection, as a
-            load balancer or a restarting API server does mid-stream."""
+            load balancer or a restarting API server does mid-stream (or,
+            with ``hold``, keep it open and say nothing, as a hung one does)."""
             key = self.headers["Sec-WebSocket-Key"]
             accept = base64.b64encode(hashlib.sha1((key + WS_GUID).encode()).digest()).decode()
             self.wfile.write(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                               f"Sec-WebSocket-Accept: {accept}\r\n"
                               "Sec-WebSocket-Protocol: v4.channel.k8s.io\r\n\r\n").encode())
             self.wfile.flush()
+            if hold:
+                state["released"].wait()
             self.close_connection = True
 
         def do_GET(self):
             u = self._record()
             p = u.path
+            if p.endswith("/exec") and "exec" in state["hang"]:
+                state["released"].wait()  # the upgrade is never answered
+                return
             if p.endswith("/exec"):
-                return self._exec_then_drop()
+                return self._exec_then_drop(hold="exec-open" in state["hang"])
             if p.startswith("/api/v1/namespaces/") and state["fail"]:
                 code = state["fail"].pop(0)
                 return self._send(code, _status(code, "ServiceUnavailable", "etcd leader changed"))
@@ -137,6 +146,7 @@ def api():
 
     state["stop"] = stop
     yield state
+    state["released"].set()
     stop()
 
 
@@ -330,3 +340,100 @@ def test_a_kubeconfig_without_contexts_or_missing_says_so(tmp_path):
     with pytest.raises(KubeError) as e:
         ClientKube(context="k3d-x", kubeconfig=str(missing))
     assert str(e.value) == f"cannot load context 'k3d-x' from kubeconfig {missing}: no such file"
+
+
+# -- a server that says nothing ------------------------------------------------
+
+# Short bounds, so a test of "it ends" ends quickly; the product's are in Bounds.
+SHORT = Bounds(connect_s=0.3, read_s=0.6, exec_s=0.3)
+# What "ends within its bound" allows here: the bounds above with the read
+# retries (0 s sleeps here), plus a loaded machine's scheduling.
+ENDS_WITHIN_S = 8.0
+
+
+@pytest.fixture
+def silent():
+    """A TCP listener on 127.0.0.1 that accepts every connection and never
+    says a word: a dead SSH tunnel or load balancer in front of an API server."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    held, done = [], threading.Event()
+
+    def accept():
+        while not done.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            held.append(conn)
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield listener.getsockname()[1]
+    done.set()
+    listener.close()
+    for conn in held:
+        conn.close()
+
+
+def _ends(call):
+    """Run ``call``; what it raised and how long it took."""
+    t0 = time.monotonic()
+    with pytest.raises(KubeUnreachable) as err:
+        call()
+    return err.value, time.monotonic() - t0
+
+
+@pytest.mark.parametrize("scheme", ["https", "http"])
+def test_every_call_to_a_silent_api_server_ends_within_its_bound(silent, tmp_path, scheme):
+    """https: the TLS handshake never completes (the connect bound); http: the
+    request is sent and never answered (the read bound). Either way every
+    call, API discovery included, is one KubeUnreachable, in bounded time."""
+    slept = []
+    kube = ClientKube(kubeconfig=kubeconfig(tmp_path, f"{scheme}://127.0.0.1:{silent}"), sleep=slept.append,
+                      bounds=SHORT)
+    calls = {
+        "get": lambda: kube.get("v1", "Namespace", "a"),
+        "list": lambda: kube.list("v1", "Pod", "default"),
+        "apply": lambda: kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "b"}}),
+        "delete": lambda: kube.delete("v1", "Namespace", "a"),
+        "exec": lambda: kube.exec("default", "p", ["true"], timeout=0.5),
+    }
+    errors = {}
+    for verb, call in calls.items():
+        err, took = _ends(call)
+        assert "\n" not in str(err) and "cannot reach the API server of k3d-test" in str(err), verb
+        assert took < ENDS_WITHIN_S, (verb, took)
+        errors[verb] = str(err)
+    # The TLS handshake is bounded by connect_s, the answer by read_s; urllib3
+    # calls both a read timeout. Neither is asked again: a server that took a
+    # connection and said nothing says nothing the next time either (a refused
+    # connection, a restart, is what the read retries ride out).
+    bound = SHORT.connect_s if scheme == "https" else SHORT.read_s
+    for verb in ("get", "list", "apply", "delete"):
+        assert f"ReadTimeoutError: " in errors[verb] and f"(read timeout={bound})" in errors[verb], verb
+    assert errors["exec"].endswith("the exec stream did not open within 0.3s")
+    assert slept == []
+
+
+def test_an_exec_whose_upgrade_is_never_answered_ends_within_its_bound(api, tmp_path):
+    api["hang"].add("exec")
+    kube = ClientKube(kubeconfig=kubeconfig(tmp_path, api["url"]), bounds=SHORT)
+    assert kube.get("v1", "Namespace", "absent") is None  # the API itself answers
+    err, took = _ends(lambda: kube.exec("dashi-data", "debug", ["true"], timeout=0.5))
+    assert str(err).startswith("exec in dashi-data/debug: cannot reach the API server of k3d-test")
+    assert took < ENDS_WITHIN_S
+
+
+def test_an_open_exec_stream_that_says_nothing_times_out(api, tmp_path):
+    """The stream opens and then stays silent: the exec ends at its timeout
+    (exit 124, as timeout(1) says), and what arrived so far is read without
+    waiting for a stream that never closes."""
+    api["hang"].add("exec-open")
+    kube = ClientKube(kubeconfig=kubeconfig(tmp_path, api["url"]), bounds=SHORT)
+    t0 = time.monotonic()
+    res = kube.exec("dashi-data", "debug", ["true"], timeout=0.5)
+    assert (res.returncode, res.stdout) == (124, "") and res.stderr.endswith("exec timed out after 0s")
+    assert time.monotonic() - t0 < ENDS_WITHIN_S

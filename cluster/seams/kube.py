@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import queue
+import threading
 import time
 from dataclasses import dataclass
 from typing import Callable, Mapping, Protocol
@@ -127,9 +128,30 @@ def render_selector(selector: Selector | None) -> str | None:
 # --------------------------------------------------------------------------
 # The real adapter
 
-# A call the API server has not answered in this long is treated as lost: a
-# hung server must not hang a rollout that holds the cluster's lease.
-REQUEST_TIMEOUT_S = 30.0
+@dataclass(frozen=True)
+class Bounds:
+    """How long the seam waits for the API server before it counts as gone.
+
+    A hung server (a dead SSH tunnel or load balancer accepts the connection
+    and then says nothing) must not hang a run that holds the cluster's lease:
+    every request, API discovery's included, and every exec stream is bounded.
+    """
+
+    # TCP connect and TLS handshake: where a silent tunnel or balancer hangs.
+    connect_s: float = 5.0
+    # Any one read of an answer (a list of every pod of a big cluster is
+    # seconds; an answer that stalls this long is lost).
+    read_s: float = 30.0
+    # An exec stream's connect, TLS and HTTP upgrade, and any one read of it
+    # once open (the run itself is bounded by the exec's own timeout).
+    exec_s: float = 10.0
+
+    @property
+    def request(self) -> tuple[float, float]:
+        """The client's ``_request_timeout``: (connect, read)."""
+        return (self.connect_s, self.read_s)
+
+
 # Reads (get, list, API discovery) are retried on a transport failure or a
 # 429/5xx: the API server restarts while a CNI comes up, and a load balancer
 # in front of a managed one drops a connection now and then. 0.5 + 1 + 2 s
@@ -182,6 +204,32 @@ def _context_names(path: str) -> list[str] | None:
     return sorted(str(c["name"]) for c in contexts if isinstance(c, dict) and "name" in c)
 
 
+def _bounded_api_client(configuration, timeout: tuple[float, float]):
+    """An ApiClient whose requests carry ``timeout`` unless the call names
+    one: the dynamic client's API discovery names none, and the client's
+    default is to wait forever. Bounded where every request passes, the REST
+    client (the exec stream bypasses it; websocket-client's default timeout
+    bounds that one)."""
+    from kubernetes import client
+    from kubernetes.client import rest
+
+    class BoundedREST(rest.RESTClientObject):
+        def request(self, method, url, *args, _request_timeout=None, **kwargs):
+            return super().request(method, url, *args, _request_timeout=_request_timeout or timeout, **kwargs)
+
+    api = client.ApiClient(configuration=configuration)
+    api.rest_client = BoundedREST(configuration)
+    return api
+
+
+def _timed_out_reading(e: BaseException) -> bool:
+    """A server that accepted the request and then did not answer in time:
+    asking again would only double the wait."""
+    import urllib3.exceptions
+
+    return isinstance(_root_cause(e), urllib3.exceptions.ReadTimeoutError)
+
+
 class ClientKube:
     """``Kube`` over the official client: DynamicClient for objects, stream for exec.
 
@@ -193,7 +241,7 @@ class ClientKube:
     """
 
     def __init__(self, context: str | None = None, kubeconfig: str | None = None, *,
-                 sleep: Callable[[float], None] = time.sleep):
+                 sleep: Callable[[float], None] = time.sleep, bounds: Bounds = Bounds()):
         import yaml
         from kubernetes import client
         from kubernetes import config as kconfig
@@ -218,7 +266,7 @@ class ClientKube:
                 import urllib3.exceptions
 
                 warnings.filterwarnings("once", category=urllib3.exceptions.InsecureRequestWarning)
-            self._api = client.ApiClient(configuration=cfg)
+            self._api = _bounded_api_client(cfg, bounds.request)
             if context is None:
                 _, active = kconfig.list_kube_config_contexts(config_file=source)
                 context = active["name"]
@@ -246,6 +294,7 @@ class ClientKube:
                 why = f"not a kubeconfig ({type(e).__name__}: {e})"
             raise KubeError(f"cannot load {where} from kubeconfig {source}: {why}") from None
         self._context = context
+        self._bounds = bounds
         self._dyn = None
         self._exec_pool: queue.SimpleQueue = queue.SimpleQueue()
         self._sleep = sleep
@@ -299,7 +348,8 @@ class ClientKube:
                 return fn()
             except Exception as e:  # noqa: BLE001 - the seam: every client failure becomes a KubeError
                 err = self._error(e, what)
-                transient = isinstance(err, KubeUnreachable) or err.status in RETRY_STATUSES
+                transient = (isinstance(err, KubeUnreachable) and not _timed_out_reading(e)) \
+                    or err.status in RETRY_STATUSES
                 if not transient or attempt == len(delays):
                     raise err from e
                 if isinstance(err, KubeUnreachable):
@@ -344,17 +394,17 @@ class ClientKube:
         res, what, name, ns = self._served(obj, "apply")
         return self._call(what, lambda: res.server_side_apply(
             body=obj, name=name, namespace=ns, field_manager=FIELD_MANAGER, force_conflicts=True,
-            _request_timeout=REQUEST_TIMEOUT_S).to_dict(), read=False)
+            _request_timeout=self._bounds.request).to_dict(), read=False)
 
     def create(self, obj: dict) -> dict:
         res, what, _, ns = self._served(obj, "create")
         return self._call(what, lambda: res.create(body=obj, namespace=ns, field_manager=FIELD_MANAGER,
-                                                   _request_timeout=REQUEST_TIMEOUT_S).to_dict(), read=False)
+                                                   _request_timeout=self._bounds.request).to_dict(), read=False)
 
     def update(self, obj: dict) -> dict:
         res, what, name, ns = self._served(obj, "update")
         return self._call(what, lambda: res.replace(body=obj, name=name, namespace=ns, field_manager=FIELD_MANAGER,
-                                                    _request_timeout=REQUEST_TIMEOUT_S).to_dict(), read=False)
+                                                    _request_timeout=self._bounds.request).to_dict(), read=False)
 
     def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict | None:
         from kubernetes.dynamic.exceptions import NotFoundError
@@ -366,7 +416,7 @@ class ClientKube:
         def read():
             try:
                 return res.get(name=name, namespace=namespace if res.namespaced else None,
-                               _request_timeout=REQUEST_TIMEOUT_S).to_dict()
+                               _request_timeout=self._bounds.request).to_dict()
             except NotFoundError:
                 return None
 
@@ -380,7 +430,7 @@ class ClientKube:
             return []
         out = self._call(f"list {kind}", lambda: res.get(
             namespace=namespace if res.namespaced else None, label_selector=selector,
-            _request_timeout=REQUEST_TIMEOUT_S).to_dict(), read=True)
+            _request_timeout=self._bounds.request).to_dict(), read=True)
         return out.get("items") or []
 
     def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> bool:
@@ -393,7 +443,7 @@ class ClientKube:
         def remove():
             try:
                 res.delete(name=name, namespace=namespace if res.namespaced else None,
-                           _request_timeout=REQUEST_TIMEOUT_S)
+                           _request_timeout=self._bounds.request)
             except NotFoundError:
                 return False
             return True
@@ -415,19 +465,43 @@ class ClientKube:
         try:
             core = self._exec_pool.get_nowait()
         except queue.Empty:
-            core = client.CoreV1Api(client.ApiClient(self._api.configuration))
+            core = client.CoreV1Api(_bounded_api_client(self._api.configuration, self._bounds.request))
         kwargs = {"container": container} if container else {}
-        try:
-            ws = stream(core.connect_get_namespaced_pod_exec, pod, namespace, command=list(argv),
-                        stderr=True, stdin=False, stdout=True, tty=False, _preload_content=False, **kwargs)
-        except Exception as e:  # noqa: BLE001 - the seam
-            raise self._error(e, what) from e
+        opened: dict = {}
+
+        def open_stream() -> None:
+            try:
+                opened["ws"] = stream(core.connect_get_namespaced_pod_exec, pod, namespace, command=list(argv),
+                                      stderr=True, stdin=False, stdout=True, tty=False, _preload_content=False,
+                                      **kwargs)
+            except Exception as e:  # noqa: BLE001 - the seam: raised below, in the caller's thread
+                opened["error"] = e
+
+        # The client opens the websocket (connect, TLS, upgrade) with no
+        # timeout and offers none: the opening runs in a thread of its own,
+        # and a server that does not complete it in time is left behind
+        # with its client (never returned to the pool).
+        opener = threading.Thread(target=open_stream, name=f"exec-open {namespace}/{pod}", daemon=True)
+        opener.start()
+        opener.join(self._bounds.exec_s)
+        if opener.is_alive():
+            raise KubeUnreachable(f"{what}: cannot reach the API server of {self._context} ({self.server()}): "
+                                  f"the exec stream did not open within {self._bounds.exec_s:g}s")
+        if "error" in opened:
+            self._exec_pool.put(core)
+            raise self._error(opened["error"], what) from opened["error"]
+        ws = opened["ws"]
+        # Once open, every read of the stream is bounded too: a frame that
+        # starts and never ends must not hold the run.
+        ws.sock.settimeout(self._bounds.exec_s)
         try:
             # The websocket phase: a connection reset, a TLS error or the
             # server closing the stream mid-run surfaces from websocket-client
             # and the socket layer, not as ApiException.
             ws.run_forever(timeout=timeout)
-            stdout, stderr = ws.read_stdout(), ws.read_stderr()
+            # What arrived so far, without waiting: a stream still open after
+            # its timeout would otherwise be read until it closes, forever.
+            stdout, stderr = ws.read_stdout(timeout=0), ws.read_stderr(timeout=0)
             if ws.is_open():
                 return ExecResult(124, stdout, stderr + f"\nexec timed out after {timeout:.0f}s")
             try:
