@@ -25,7 +25,7 @@ from cluster.live.observe.discovery import discover
 from cluster.live.observe.probe import MatrixProber
 from cluster.live.record.policies import mark_ours
 from cluster.policy.profile import load_profile
-from cluster.testing.fakekube import FakeKube
+from cluster.testing.fakecluster.kube import FakeKube
 
 EXEC_LATENCY_S = 0.05  # a kubectl exec round trip on a local k3d cluster, order of magnitude
 

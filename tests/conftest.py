@@ -8,7 +8,7 @@ import tempfile
 import pytest
 
 from cluster.policy.profile import load_profile
-from cluster.testing.fakekube import FakeKube
+from cluster.testing.fakecluster.kube import FakeKube
 import docker_fixtures
 from docker_fixtures import dockerd  # noqa: F401  (one real Docker engine per test process, for -m docker)
 

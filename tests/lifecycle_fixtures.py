@@ -23,7 +23,8 @@ from rich.console import Console
 from cluster import versions, yamlio
 from cluster.seams.docker_engine import FakeDocker, NodeContainer
 from cluster.seams.runner import FakeRunner, Result
-from cluster.testing.fakekube import FakeClock, FakeKube
+from cluster.testing.fakecluster.clock import FakeClock
+from cluster.testing.fakecluster.kube import FakeKube
 
 # k3d-io/k3d v5.9.0 cmd/root.go printVersion: "k3d version %s" and
 # "k3s version %s (default)"; the release's default k3s is v1.33.4-k3s1

@@ -13,7 +13,8 @@ from cluster.live.observe.settings import ProbeSettings
 from cluster.live.record.policies import canonical_spec, is_ours
 from cluster.live.record.identity import ClusterState, identify
 from cluster.policy.profile import load_profile
-from cluster.testing.fakekube import FakeClock, FakeKube
+from cluster.testing.fakecluster.clock import FakeClock
+from cluster.testing.fakecluster.kube import FakeKube
 
 NP = "networking.k8s.io/v1"
 STEPS = ["default-deny", "allow-dns", "allow-from-ingress-controller"]

@@ -5,7 +5,8 @@ import pytest
 from cluster.errors import DashiError
 from cluster.live.setup import canary
 from cluster.live.observe.probe import ProbeResult
-from cluster.testing.fakekube import FakeClock, FakeKube
+from cluster.testing.fakecluster.clock import FakeClock
+from cluster.testing.fakecluster.kube import FakeKube
 
 
 def _run(kube, clock, **kw):

@@ -14,7 +14,7 @@ from cluster.live.observe.cni import detect_cni
 from cluster.live.record.policies import live_policies
 from cluster.policy.engine import Endpoint, Engine, Port, compile_policy, predict
 from cluster.policy.profile import MANIFESTS_DIR, load_profile
-from cluster.testing.fakekube import FakeKube
+from cluster.testing.fakecluster.kube import FakeKube
 from rollout_fixtures import World
 
 CNP_API = "cilium.io/v2"

@@ -21,7 +21,8 @@ from cluster.live.record.policies import mark_ours
 from cluster.live.record.files import STATE_ENV
 from cluster.policy import profile as profile_mod
 from cluster.policy.profile import load_profile
-from cluster.testing.fakekube import FakeClock, FakeKube
+from cluster.testing.fakecluster.clock import FakeClock
+from cluster.testing.fakecluster.kube import FakeKube
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -8,7 +8,8 @@ from cluster.live.observe import cni
 from cluster.live.setup.pipeline import Run, Session, Wait
 from cluster.local import calico, cilium
 from cluster.seams.runner import FakeRunner, Result
-from cluster.testing.fakekube import FakeClock, FakeKube
+from cluster.testing.fakecluster.clock import FakeClock
+from cluster.testing.fakecluster.kube import FakeKube
 from lifecycle_fixtures import add_flannel_annotation, recording_console, seed_calico, seed_cilium
 
 CTX = "k3d-dashi"

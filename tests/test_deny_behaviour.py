@@ -16,7 +16,8 @@ from cluster.live.observe.settings import ProbeSettings
 from cluster.live.record.policies import mark_ours
 from cluster.live.observe.verify import verify_live
 from cluster.policy.profile import load_profile
-from cluster.testing.fakekube import FakeClock, FakeKube
+from cluster.testing.fakecluster.clock import FakeClock
+from cluster.testing.fakecluster.kube import FakeKube
 from rollout_fixtures import World
 
 

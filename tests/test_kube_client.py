@@ -22,7 +22,7 @@ import yaml
 from cluster.errors import KubeConflict, KubeError, KubeUnreachable
 from cluster.seams.kube import FIELD_MANAGER, Bounds, ClientKube, equality_selector, render_selector
 from cluster.live.observe.poll import poll_until
-from cluster.testing.fakekube import FakeClock
+from cluster.testing.fakecluster.clock import FakeClock
 from lifecycle_fixtures import free_port
 
 RESOURCES = {

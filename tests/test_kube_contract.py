@@ -1,7 +1,8 @@
 """The contract scenario against the fake cluster (the real cluster runs the
 same one in tests/e2e/test_kube_contract_e2e.py)."""
 
-from cluster.testing.fakekube import FakeClock, FakeKube
+from cluster.testing.fakecluster.clock import FakeClock
+from cluster.testing.fakecluster.kube import FakeKube
 from kube_contract import EXPECTED, scenario
 
 

@@ -23,7 +23,7 @@ from cluster.live.safety.lease import (
     this_process,
 )
 from cluster.live.record.identity import ClusterState, identify
-from cluster.testing.fakekube import FakeKube
+from cluster.testing.fakecluster.kube import FakeKube
 from rollout_fixtures import World
 
 

@@ -206,7 +206,7 @@ def test_enforcement_lost_after_a_k3d_restart_is_caught_on_the_next_cluster_up()
     # k3d-io/k3d #1513: after `k3d cluster stop/start`, k3s's kube-router was
     # seen to stop enforcing. cluster-up starts the stopped cluster, runs the
     # canary again and fails with exit 3 and what to do.
-    from cluster.testing.fakekube import FakeClock
+    from cluster.testing.fakecluster.clock import FakeClock
     from lifecycle_fixtures import SSAKube
 
     clock = FakeClock()
@@ -331,7 +331,7 @@ def test_k3s_cni_relies_on_the_builtin_controller():
 
 
 def test_not_enforcing_cluster_fails_loudly_with_exit_3():
-    from cluster.testing.fakekube import FakeClock
+    from cluster.testing.fakecluster.clock import FakeClock
     from lifecycle_fixtures import SSAKube
 
     clock = FakeClock()

@@ -25,7 +25,9 @@ from cluster.live.observe.probe import (
 )
 from cluster.live.record.policies import mark_ours
 from cluster.policy.engine import Edge
-from cluster.testing.fakekube import API_ADDRESS, FakeClock, FakeKube
+from cluster.testing.fakecluster.clock import FakeClock
+from cluster.testing.fakecluster.kube import FakeKube
+from cluster.testing.fakecluster.network import API_ADDRESS
 
 
 def apply_steps(kube, profile, k):

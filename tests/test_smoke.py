@@ -19,7 +19,8 @@ from cluster.live.record.policies import is_ours, mark_ours
 from cluster.live.record.files import STATE_ENV
 from cluster.live.record.identity import ClusterState, identify
 from cluster.policy.profile import load_profile
-from cluster.testing.fakekube import FakeClock, FakeKube
+from cluster.testing.fakecluster.clock import FakeClock
+from cluster.testing.fakecluster.kube import FakeKube
 
 NP = "networking.k8s.io/v1"
 

@@ -7,7 +7,8 @@ from cluster.errors import DashiError, GuardError
 from cluster.live.setup import standins
 from cluster.seams.kube import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 from cluster.policy.profile import load_profile
-from cluster.testing.fakekube import FakeClock, FakeKube
+from cluster.testing.fakecluster.clock import FakeClock
+from cluster.testing.fakecluster.kube import FakeKube
 from lifecycle_fixtures import SSAKube
 
 

@@ -10,7 +10,7 @@ import pytest
 from cluster.errors import StateError
 from cluster.live.record.identity import ClusterState, identify
 from cluster.live.record.files import state_root
-from cluster.testing.fakekube import FakeKube
+from cluster.testing.fakecluster.kube import FakeKube
 from rollout_fixtures import World
 
 

@@ -3,7 +3,7 @@
 Everything in the package that talks to a cluster depends on the narrow
 ``Kube`` protocol below, which lists only the calls we make. ``ClientKube``
 implements it with the official ``kubernetes`` client; tests use the fake in
-``cluster.testing.fakekube``. Objects are plain dicts (as in YAML), addressed
+``cluster.testing.fakecluster``. Objects are plain dicts (as in YAML), addressed
 by apiVersion and kind, so one adapter serves core, apps, networking,
 coordination and custom resources (TigeraStatus, CiliumNetworkPolicy) alike:
 the dynamic client discovers a CRD's kind like a built-in one, and a kind

@@ -13,7 +13,8 @@ import secrets
 import pytest
 
 from cluster.seams.kube import ClientKube
-from cluster.testing.fakekube import FakeClock, FakeKube
+from cluster.testing.fakecluster.clock import FakeClock
+from cluster.testing.fakecluster.kube import FakeKube
 from kube_contract import EXPECTED, scenario
 
 pytestmark = pytest.mark.e2e

@@ -6,7 +6,10 @@ import pytest
 
 from cluster.errors import KubeConflict, KubeError
 from cluster.seams.kube import FIELD_MANAGER
-from cluster.testing.fakekube import API_ADDRESS, Call, FakeClock, FakeKube, selector_matches
+from cluster.testing.fakecluster.clock import FakeClock
+from cluster.testing.fakecluster.kube import FakeKube
+from cluster.testing.fakecluster.network import API_ADDRESS
+from cluster.testing.fakecluster.store import Call, selector_matches
 
 NP = "networking.k8s.io/v1"
 
