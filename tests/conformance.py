@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Callable, Mapping
 
-from cluster.policy.engine import Endpoint, Engine, Port
+from cluster.policy.engine.evaluate import Engine
+from cluster.policy.engine.model import Endpoint, Port
 
 NAMESPACES = ("x", "y", "z")
 POD_NAMES = ("a", "b", "c")

@@ -5,7 +5,7 @@ import pytest
 
 from conformance import CASES, KEYS, expected_table, predicted_table
 
-from cluster.policy.engine import DATAPLANES
+from cluster.policy.engine.evaluate import DATAPLANES
 
 IPS = {key: f"10.42.{i // 3}.{10 + i}" for i, key in enumerate(KEYS)}
 

@@ -24,8 +24,11 @@ import random
 import pytest
 
 from cluster.errors import ManifestError
-from cluster.policy.engine import (HOST, Edge, Endpoint, Engine, Port, Predictions, compile_policy, predict,
-                                  predict_matrix, source_ranges)
+from cluster.policy.engine.compile import compile_policy
+from cluster.policy.engine.evaluate import Engine
+from cluster.policy.engine.matrix import source_ranges
+from cluster.policy.engine.model import HOST, Edge, Endpoint, Port
+from cluster.policy.engine.predictions import Predictions, predict, predict_matrix
 from cluster.policy.profile import load_profile
 from conformance import pairs  # the same universe: x, y, z with pods a, b, c
 

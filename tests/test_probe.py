@@ -24,7 +24,7 @@ from cluster.live.observe.probe import (
     parse_batch,
 )
 from cluster.live.record.policies import mark_ours
-from cluster.policy.engine import Edge
+from cluster.policy.engine.model import Edge
 from cluster.testing.fakekube import API_ADDRESS, FakeClock, FakeKube
 
 

@@ -25,7 +25,8 @@ from cluster import yamlio
 from cluster.errors import ManifestError
 from cluster.policy import apivalidation as av
 from cluster.policy import schema
-from cluster.policy.engine import NS_NAME_LABEL, Endpoint, Port, compile_policy, parse_selector
+from cluster.policy.engine.compile import compile_policy
+from cluster.policy.engine.model import NS_NAME_LABEL, Endpoint, Port, parse_selector
 
 _STR = "tag:yaml.org,2002:str"
 

@@ -4,7 +4,7 @@ engine's prediction for the same policies at the pods' live addresses.
 
 Prints one line per lane, "conformance on LANE: N/M cases agree with the
 engine", and for a case that disagrees the edges, predicted and observed.
-The engine is told the lane's dataplane (cluster.policy.engine.DATAPLANES:
+The engine is told the lane's dataplane (cluster.policy.engine.evaluate.DATAPLANES:
 where a CNI departs from the API's wording, measured here); the line also
 counts the cases where that dataplane departs from the API as written.
 """
@@ -24,7 +24,7 @@ from cluster.seams.kube import MANAGED_BY_LABEL, MANAGED_BY_VALUE, ClientKube
 from cluster.live.observe.poll import wait_until
 from cluster.live.observe.probe import MatrixProber
 from cluster.live.observe.readiness import workload_ready
-from cluster.policy.engine import Edge
+from cluster.policy.engine.model import Edge
 from conformance import CASES, KEYS, LANE_DATAPLANES, NAMESPACES, PORTS, namespace_labels, predicted_table
 
 pytestmark = pytest.mark.e2e
