@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from cluster.errors import ManifestError
+from cluster.errors import Invalid, ManifestError
 from cluster.paths import REPO_ROOT
 from cluster.policy import apivalidation as av
 from cluster.policy import schema
@@ -339,7 +339,7 @@ def load_profile(name_or_dir: str | os.PathLike = "dashi") -> Profile:
         if ext.get("ip") is not None:
             try:
                 av.ip(ext["ip"], "ip")
-            except av.Invalid as e:
+            except Invalid as e:
                 raise e.at(f"external_endpoints[{i}].ip", str(meta_path)) from None
         endpoints.append(Endpoint(key=f"external/{ext['name']}", namespace=None, name=ext["name"],
                                   kind="external", ports=_ports_of(ext.get("ports")),

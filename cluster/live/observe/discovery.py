@@ -13,7 +13,8 @@ from dataclasses import dataclass, field, replace
 
 from cluster.errors import DashiError
 from cluster.policy.engine.model import Edge, Endpoint
-from cluster.seams.kube import Kube, equality_selector, match_labels
+from cluster.seams.kube import Kube, equality_selector
+from cluster.selectors import match_labels
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from cluster.errors import ManifestError
+from cluster.errors import Invalid, ManifestError
 from cluster.policy import apivalidation
 from cluster.policy.engine.cilium import compile_cnp
 from cluster.policy.engine.model import PROTOCOLS, Peer, Policy, PortRule, Rule, parse_selector
@@ -40,7 +40,7 @@ def _parse_peer(data, path, obj, what) -> Peer:
         try:
             cidr = apivalidation.cidr(block.get("cidr"), "cidr")
             excepts = tuple(apivalidation.cidr(e, "except") for e in block.get("except") or [])
-        except apivalidation.Invalid as e:
+        except Invalid as e:
             raise e.at(f"{what}.ipBlock", path, obj) from None
         for ex in excepts:
             # The API requires a strict subset (validation of IPBlock.except).
@@ -70,7 +70,7 @@ def _parse_port(data, path, obj, what) -> PortRule:
     elif isinstance(port, str):
         try:
             apivalidation.port_name(port)
-        except apivalidation.Invalid as e:
+        except Invalid as e:
             raise e.at(f"{what}.port", path, obj) from None
     elif port is not None:
         raise ManifestError(f"{what}: invalid port {port!r}", path=path, obj=obj)

@@ -12,7 +12,8 @@ from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-from cluster.policy.engine.model import PROTOCOLS, Endpoint, Peer, Policy, Rule, Selector
+from cluster.policy.engine.model import PROTOCOLS, Endpoint, Peer, Policy, Rule
+from cluster.selectors import Selector
 
 MAX_PORT = 65535
 

@@ -1,9 +1,9 @@
 """The engine's model: the endpoints traffic flows between, the edges of a
-matrix, and policies compiled from manifests (selectors, peers, port rules,
-rules), and ``parse_selector``, which reads a selector of a manifest for
-both compilers (``compile`` for NetworkPolicies, ``cilium`` for the
-CiliumNetworkPolicy subset). ``evaluate`` and ``matrix`` decide traffic
-with these values.
+matrix, and policies compiled from manifests (peers, port rules, rules; a
+selector is ``cluster.selectors.Selector``), with ``parse_selector``, which
+reads a selector of a manifest for both compilers (``compile`` for
+NetworkPolicies, ``cilium`` for the CiliumNetworkPolicy subset).
+``evaluate`` and ``matrix`` decide traffic with these values.
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from cluster.errors import ManifestError
-from cluster.policy import apivalidation
+from cluster import selectors
+from cluster.errors import Invalid, ManifestError
+from cluster.selectors import Selector
 
 PROTOCOLS = ("TCP", "UDP", "SCTP")
 NS_NAME_LABEL = "kubernetes.io/metadata.name"
@@ -99,40 +100,6 @@ HOST = Endpoint(key="host/node", namespace=None, name="node", kind="host")
 
 
 @dataclass(frozen=True)
-class Selector:
-    match_labels: tuple[tuple[str, str], ...] = ()
-    expressions: tuple[tuple[str, str, frozenset[str]], ...] = ()
-
-    def matches(self, labels: Mapping[str, str]) -> bool:
-        for key, value in self.match_labels:
-            if labels.get(key) != value:
-                return False
-        for key, op, values in self.expressions:
-            present = key in labels
-            if op == "In":
-                if not present or labels[key] not in values:
-                    return False
-            elif op == "NotIn":
-                if present and labels[key] in values:
-                    return False
-            elif op == "Exists":
-                if not present:
-                    return False
-            elif present:  # DoesNotExist
-                return False
-        return True
-
-    def __str__(self) -> str:
-        parts = [f"{k}={v}" for k, v in self.match_labels]
-        for key, op, values in self.expressions:
-            if op in ("In", "NotIn"):
-                parts.append(f"{key} {op.lower()} ({','.join(sorted(values))})")
-            else:
-                parts.append(key if op == "Exists" else f"!{key}")
-        return "{" + ", ".join(parts) + "}" if parts else "{} (all)"
-
-
-@dataclass(frozen=True)
 class Peer:
     pod_selector: Selector | None = None
     namespace_selector: Selector | None = None
@@ -215,39 +182,13 @@ class Policy:
 
 
 # --------------------------------------------------------------------------
-# Reading a selector (both compilers, and the workloads' spec.selector)
+# Reading a selector (both compilers, and a workload's spec.selector)
 
 
 def parse_selector(data, path: str, obj: str, what: str) -> Selector:
-    if data is None:
-        data = {}
-    if not isinstance(data, Mapping):
-        raise ManifestError(f"{what} must be a mapping", path=path, obj=obj)
-    labels = data.get("matchLabels") or {}
-    if not isinstance(labels, Mapping):
-        raise ManifestError(f"{what}.matchLabels must be a mapping", path=path, obj=obj)
-    if not isinstance(data.get("matchExpressions") or [], list):
-        raise ManifestError(f"{what}.matchExpressions must be a list", path=path, obj=obj)
-    apivalidation.selector(data, what, path, obj)
-    exprs = []
-    for i, expr in enumerate(data.get("matchExpressions") or []):
-        if not isinstance(expr, Mapping) or "key" not in expr or "operator" not in expr:
-            raise ManifestError(f"{what}.matchExpressions[{i}] needs key and operator", path=path, obj=obj)
-        op = expr["operator"]
-        values = expr.get("values") or []
-        if not isinstance(values, list):
-            raise ManifestError(f"{what}.matchExpressions[{i}].values must be a list", path=path, obj=obj)
-        if op in ("In", "NotIn"):
-            if not values:
-                raise ManifestError(f"{what}.matchExpressions[{i}]: operator {op} needs values",
-                                    path=path, obj=obj)
-        elif op in ("Exists", "DoesNotExist"):
-            if values:
-                raise ManifestError(f"{what}.matchExpressions[{i}]: operator {op} takes no values",
-                                    path=path, obj=obj)
-        else:
-            raise ManifestError(
-                f"{what}.matchExpressions[{i}]: invalid operator {op!r} "
-                "(In, NotIn, Exists, DoesNotExist)", path=path, obj=obj)
-        exprs.append((str(expr["key"]), op, frozenset(str(v) for v in values)))
-    return Selector(tuple(sorted((str(k), str(v)) for k, v in labels.items())), tuple(exprs))
+    """A selector of a manifest (``cluster.selectors.parse``), its error a
+    ManifestError naming the file and the object."""
+    try:
+        return selectors.parse(data, what)
+    except Invalid as e:
+        raise ManifestError(str(e), path=path, obj=obj) from None
