@@ -33,7 +33,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cluster.policy.analysis import check  # noqa: E402
-from cluster.policy.engine import Endpoint, Engine, Port  # noqa: E402
+from cluster.policy.engine.evaluate import Engine  # noqa: E402
+from cluster.policy.engine.model import Endpoint, Port  # noqa: E402
 from cluster.policy.profile import load_profile  # noqa: E402
 
 APPS = ["api", "db", "web", "worker", "cache", "queue", "auth", "search"]

@@ -24,6 +24,15 @@ class ManifestError(DashiError):
         super().__init__(f"{where}: {message}" if where else message)
 
 
+class Invalid(ValueError):
+    """A value is invalid (a label key, a selector, a port, ...); ``str()``
+    says why. Raised by the checks that do not know the file or the object;
+    ``at()`` makes it a ManifestError that names them."""
+
+    def at(self, field: str, path: str | None = None, obj: str | None = None) -> ManifestError:
+        return ManifestError(f"{field}: {self}", path=path, obj=obj)
+
+
 class ToolMissing(DashiError):
     """An external tool (docker, k3d, kubectl, helm) is absent or too old."""
 

@@ -12,6 +12,10 @@ from cluster.testing.fakecluster.kube import FakeKube
 import docker_fixtures
 from docker_fixtures import dockerd  # noqa: F401  (one real Docker engine per test process, for -m docker)
 
+# The engine's truth-table helpers (tests/engine_builders.py) assert as a test
+# module does: pytest rewrites their asserts to show the values compared.
+pytest.register_assert_rewrite("engine_builders")
+
 # Where the tests' temporary directories go when TMPDIR does not say: a
 # memory file system of at least this much room. The tool fsyncs every state
 # and snapshot file it writes (twice: the file, then its directory); on a

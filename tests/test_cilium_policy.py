@@ -12,7 +12,10 @@ import yaml
 from cluster.errors import DashiError, KubeError, ManifestError, VerificationFailed
 from cluster.live.observe.cni import detect_cni
 from cluster.live.record.policies import live_policies
-from cluster.policy.engine import Endpoint, Engine, Port, compile_policy, predict
+from cluster.policy.engine.compile import compile_policy
+from cluster.policy.engine.evaluate import Engine
+from cluster.policy.engine.model import Endpoint, Port
+from cluster.policy.engine.predictions import predict
 from cluster.policy.profile import MANIFESTS_DIR, load_profile
 from cluster.testing.fakecluster.kube import FakeKube
 from rollout_fixtures import World

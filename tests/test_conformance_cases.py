@@ -3,9 +3,10 @@ upstream truth table, on both ports, at made-up pod addresses."""
 
 import pytest
 
-from conformance import CASES, KEYS, expected_table, predicted_table
+from conformance import CASES, expected_table, predicted_table
+from engine_builders import KEYS
 
-from cluster.policy.engine import DATAPLANES
+from cluster.policy.engine.evaluate import DATAPLANES
 
 IPS = {key: f"10.42.{i // 3}.{10 + i}" for i, key in enumerate(KEYS)}
 

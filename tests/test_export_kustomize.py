@@ -23,7 +23,7 @@ from cluster import yamlio
 from cluster.cli import gitops
 from cluster.policy import fluxtree
 from cluster.policy.diff import allowed_edges
-from cluster.policy.engine import predict
+from cluster.policy.engine.predictions import predict
 from cluster.policy.export import REASON_ANNOTATION, STEP_ANNOTATION
 from cluster.policy.profile import load_profile
 from cluster.ui import make_console

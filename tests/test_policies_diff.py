@@ -16,7 +16,8 @@ from cluster.errors import ManifestError
 from cluster.policy import diff as pdiff
 from cluster.policy import fluxtree
 from cluster.policy.analysis import check
-from cluster.policy.engine import Edge, predict
+from cluster.policy.engine.model import Edge
+from cluster.policy.engine.predictions import predict
 from cluster.policy.profile import load_profile
 from cluster.ui import make_console
 

@@ -24,7 +24,7 @@ from cluster.live.observe.probe import (
     parse_batch,
 )
 from cluster.live.record.policies import mark_ours
-from cluster.policy.engine import Edge
+from cluster.policy.engine.model import Edge
 from cluster.testing.fakecluster.clock import FakeClock
 from cluster.testing.fakecluster.kube import FakeKube
 from cluster.testing.fakecluster.network import API_ADDRESS

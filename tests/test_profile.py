@@ -9,7 +9,8 @@ import pytest
 
 from cluster.errors import ManifestError
 from cluster.policy.analysis import check, explain
-from cluster.policy.engine import Edge, predict
+from cluster.policy.engine.model import Edge
+from cluster.policy.engine.predictions import predict
 from cluster.policy.profile import MANIFESTS_DIR, load_profile
 
 DASHI_NS = ["dashi-platform", "dashi-catalog", "dashi-data", "dashi-serving", "dashi-monitoring"]

@@ -10,7 +10,8 @@ from rich.console import Console
 from cluster.live.observe.discovery import Target
 from cluster.live.observe.probe import Observation, ProbeResult
 from cluster.live.observe.report import EdgeRow, MatrixReport, diagnosis, evidence, render, to_json, to_markdown
-from cluster.policy.engine import Edge, Endpoint, Engine, Port
+from cluster.policy.engine.evaluate import Engine
+from cluster.policy.engine.model import Edge, Endpoint, Port
 
 SRC = Endpoint("team/client", "team", "client", labels={"app": "client"})
 DST = Endpoint("team/db", "team", "db", labels={"app": "db"}, ports=(Port("pg", 5432),))

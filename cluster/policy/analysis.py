@@ -9,7 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from cluster.errors import ManifestError
-from cluster.policy.engine import HOST, Edge, Engine, Predictions, Verdict, compile_policy, predict_matrix
+from cluster.policy.engine.compile import compile_policy
+from cluster.policy.engine.evaluate import Engine, Verdict
+from cluster.policy.engine.model import HOST, Edge
+from cluster.policy.engine.predictions import Predictions, predict_matrix
 from cluster.policy.profile import BASELINE, Profile
 
 

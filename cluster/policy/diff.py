@@ -40,7 +40,10 @@ from rich.console import Console
 
 from cluster.errors import DashiError, ManifestError
 from cluster.policy import fluxtree
-from cluster.policy.engine import NS_NAME_LABEL, Edge, Engine, Predictions, Verdict, compile_policy
+from cluster.policy.engine.compile import compile_policy
+from cluster.policy.engine.evaluate import Engine, Verdict
+from cluster.policy.engine.model import NS_NAME_LABEL, Edge
+from cluster.policy.engine.predictions import Predictions
 from cluster.policy.manifests import read_dir
 from cluster.policy.profile import Profile, load_profile
 

@@ -34,12 +34,12 @@ Pure: files only.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from cluster import yamlio
-from cluster.errors import ManifestError
+from cluster.errors import Invalid, ManifestError
 from cluster.policy.manifests import load_documents, obj_ref, read_yaml
+from cluster.selectors import parse_text
 
 FLUX_API = "kustomize.toolkit.fluxcd.io/v1"
 KUSTOMIZE_API = "kustomize.config.k8s.io/v1beta1"
@@ -86,46 +86,14 @@ def _inside(base: Path, rel: str, root: Path, where: str, what: str) -> Path:
 
 # -- label selectors (the string form: "a=b,c!=d,e in (f,g),!h") -------------
 
-_TERM = re.compile(r"^\s*(!?)\s*([A-Za-z0-9./_-]+)\s*(?:(==|=|!=)\s*([A-Za-z0-9._-]*)"
-                   r"|\s(in|notin)\s*\(([^)]*)\))?\s*$")
-
-
-def _split_terms(text: str) -> list[str]:
-    terms, depth, cur = [], 0, ""
-    for ch in text:
-        depth += ch == "("
-        depth -= ch == ")"
-        if ch == "," and depth == 0:
-            terms.append(cur)
-            cur = ""
-        else:
-            cur += ch
-    return terms + [cur]
-
 
 def label_matcher(text: str, where: str):
-    """A predicate over a labels dict for a kustomize target's labelSelector."""
-    checks = []
-    for term in _split_terms(text):
-        m = _TERM.match(term)
-        if not m or (m.group(1) and (m.group(3) or m.group(5))):
-            raise ManifestError(f"labelSelector {text!r}: cannot read {term.strip()!r}", path=where)
-        neg, key, op, value, setop, values = m.groups()
-        if op in ("=", "=="):
-            checks.append(lambda lb, k=key, v=value: lb.get(k) == v)
-        elif op == "!=":
-            checks.append(lambda lb, k=key, v=value: lb.get(k) != v)
-        elif setop:
-            vals = {v.strip() for v in values.split(",") if v.strip()}
-            if setop == "in":
-                checks.append(lambda lb, k=key, vs=vals: lb.get(k) in vs)
-            else:
-                checks.append(lambda lb, k=key, vs=vals: lb.get(k) not in vs)
-        elif neg:
-            checks.append(lambda lb, k=key: k not in lb)
-        else:
-            checks.append(lambda lb, k=key: k in lb)
-    return lambda labels: all(c(labels) for c in checks)
+    """A predicate over a labels dict for a kustomize target's labelSelector
+    (``selectors.parse_text``)."""
+    try:
+        return parse_text(text).matches
+    except Invalid as e:
+        raise ManifestError(f"labelSelector {text!r}: {e}", path=where) from None
 
 
 # -- kustomize build (the modelled subset) -----------------------------------

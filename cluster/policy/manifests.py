@@ -22,10 +22,12 @@ from typing import Iterable
 import yaml
 
 from cluster import yamlio
-from cluster.errors import ManifestError
+from cluster.errors import Invalid, ManifestError
 from cluster.policy import apivalidation as av
 from cluster.policy import schema
-from cluster.policy.engine import NS_NAME_LABEL, Endpoint, Port, compile_policy, parse_selector
+from cluster.policy.engine.compile import compile_policy
+from cluster.policy.engine.model import NS_NAME_LABEL, Endpoint, Port, parse_selector
+from cluster.selectors import equality_text
 
 _STR = "tag:yaml.org,2002:str"
 
@@ -276,7 +278,7 @@ def check_object(obj: dict, path: str):
             av.dns_subdomain(meta["name"], "metadata.name")
         if meta.get("namespace") is not None:
             av.dns_label(meta["namespace"], "metadata.namespace")
-    except av.Invalid as e:
+    except Invalid as e:
         raise ManifestError(str(e), path=path, obj=ref) from None
     av.labels(meta.get("labels"), "metadata.labels", path, ref)
     av.annotations(meta.get("annotations"), "metadata.annotations", path, ref)
@@ -286,7 +288,7 @@ def check_object(obj: dict, path: str):
         if ip is not None:
             try:
                 av.ip(ip, "status.podIP")
-            except av.Invalid as e:
+            except Invalid as e:
                 raise ManifestError(str(e), path=path, obj=ref) from None
     elif kind in WORKLOAD_KINDS or kind == "CronJob":
         spec = obj.get("spec") or {}
@@ -300,7 +302,6 @@ def check_object(obj: dict, path: str):
         av.container_ports(template.get("spec"), f"{field}.template.spec", path, ref)
         sel = spec.get("selector")
         if sel is not None:
-            av.selector(sel, f"{field}.selector", path, ref)
             parsed = parse_selector(sel, path, ref, f"{field}.selector")
             if not parsed.matches(tlabels or {}):
                 raise ManifestError(f"{field}.selector does not match {field}.template.metadata.labels "
@@ -317,11 +318,6 @@ def check_object(obj: dict, path: str):
 def _ports(pod_spec: dict) -> tuple[Port, ...]:
     return tuple(Port(p.get("name"), p["containerPort"], p.get("protocol") or "TCP")
                  for c in (pod_spec or {}).get("containers") or [] for p in (c or {}).get("ports") or [])
-
-
-def _selector_string(selector: dict | None) -> str | None:
-    labels = (selector or {}).get("matchLabels") or {}
-    return ",".join(f"{k}={v}" for k, v in sorted(labels.items())) or None
 
 
 def endpoint_of(obj: dict, path: str) -> Endpoint | None:
@@ -353,7 +349,7 @@ def endpoint_of(obj: dict, path: str) -> Endpoint | None:
     return Endpoint(key=f"{ns}/{meta['name']}", namespace=ns, name=meta["name"], kind="workload",
                     labels=dict((template.get("metadata") or {}).get("labels") or {}),
                     ports=_ports(template.get("spec") or {}), replicas=replicas,
-                    pod_selector=_selector_string(spec.get("selector")))
+                    pod_selector=equality_text((spec.get("selector") or {}).get("matchLabels") or {}))
 
 
 class ResourceSet:
@@ -367,7 +363,7 @@ class ResourceSet:
     def __init__(self, default_namespace: str = "default", skip_unknown: bool = False):
         try:
             av.dns_label(default_namespace, "namespace")
-        except av.Invalid as e:
+        except Invalid as e:
             raise ManifestError(f"--namespace: {e}") from None
         self.default_namespace = default_namespace
         self.skip_unknown = skip_unknown

@@ -27,11 +27,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from cluster.errors import ManifestError
+from cluster.errors import Invalid, ManifestError
 from cluster.paths import REPO_ROOT
 from cluster.policy import apivalidation as av
 from cluster.policy import schema
-from cluster.policy.engine import NS_NAME_LABEL, PROTOCOLS, Edge, Endpoint, Port, compile_policy
+from cluster.policy.engine.compile import compile_policy
+from cluster.policy.engine.model import NS_NAME_LABEL, PROTOCOLS, Edge, Endpoint, Port
 from cluster.policy.manifests import ResourceSet, check_known, check_object, load_documents, obj_ref, read_yaml
 
 
@@ -208,7 +209,7 @@ class Profile:
         variant for that CNI takes the variant's policies; the others (and
         every step, for a CNI no variant names) keep their plain form. The
         engine predicts that CNI's dataplane for every profile, variants or
-        not (engine.DATAPLANES)."""
+        not (engine.evaluate.DATAPLANES)."""
         steps = [s.for_cni(cni) for s in self.steps] if self.has_variants else self.steps
         return replace(self, steps=steps, cni=cni)
 
@@ -338,7 +339,7 @@ def load_profile(name_or_dir: str | os.PathLike = "dashi") -> Profile:
         if ext.get("ip") is not None:
             try:
                 av.ip(ext["ip"], "ip")
-            except av.Invalid as e:
+            except Invalid as e:
                 raise e.at(f"external_endpoints[{i}].ip", str(meta_path)) from None
         endpoints.append(Endpoint(key=f"external/{ext['name']}", namespace=None, name=ext["name"],
                                   kind="external", ports=_ports_of(ext.get("ports")),

@@ -27,7 +27,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from cluster.errors import ManifestError
-from cluster.policy.engine import Endpoint, Engine, source_ranges
+from cluster.policy.engine.evaluate import Engine
+from cluster.policy.engine.matrix import source_ranges
+from cluster.policy.engine.model import Endpoint
 from cluster.policy.manifests import ResourceSet, read_dir
 
 ENDPOINT_MODES = ("workloads", "pods")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 
 from cluster.policy.analysis import CheckReport, Difference
-from cluster.policy.engine import Edge
+from cluster.policy.engine.model import Edge
 from cluster.policy.tables import matrix_table, print_column_key
 
 

@@ -26,7 +26,8 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Mapping, Protocol
 
-from cluster.errors import DashiError, KubeConflict, KubeError, KubeUnreachable
+from cluster.errors import DashiError, Invalid, KubeConflict, KubeError, KubeUnreachable
+from cluster.selectors import match_labels, parse_equality, render
 
 # Our objects carry this label and are written with this field manager, so we
 # can tell ours from the user's and never touch what is not ours.
@@ -79,50 +80,25 @@ class Kube(Protocol):
 
 
 # --------------------------------------------------------------------------
-# Label selectors
-
-SELECTOR_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
-
-
-def match_labels(labels: Mapping[str, str]) -> dict:
-    """The selector of pods (or slices, ...) carrying all these labels."""
-    return {"matchLabels": dict(labels)}
+# Label selectors (cluster.selectors), with the seam's errors
 
 
 def equality_selector(text: str) -> dict:
-    """``a=b,c=d`` (the form a profile writes and a workload's matchLabels
-    give) as a LabelSelector. Only equality is accepted: anything richer
-    belongs in matchExpressions, written as a structure."""
-    labels = {}
-    for part in (p.strip() for p in (text or "").split(",")):
-        if not part:
-            continue
-        key, sep, value = part.partition("=")
-        if not sep or not key.strip() or value.startswith("=") or any(c in key for c in "!() "):
-            raise DashiError(f"label selector {text!r}: {part!r} is not key=value")
-        labels[key.strip()] = value.strip()
-    return match_labels(labels)
+    """``a=b,c=d`` as a LabelSelector (``selectors.parse_equality``); a
+    DashiError when it is not that."""
+    try:
+        return match_labels(parse_equality(text))
+    except Invalid as e:
+        raise DashiError(str(e)) from None
 
 
 def render_selector(selector: Selector | None) -> str | None:
-    """The query string form the API takes, as apimachinery's
-    ``LabelSelectorAsSelector`` writes it (k8s.io/apimachinery
-    pkg/apis/meta/v1/helpers.go): ``k=v``, ``k in (a,b)``, ``k notin (a,b)``,
-    ``k``, ``!k``, joined by commas. None for "everything"."""
-    if selector is None:
-        return None
-    if not isinstance(selector, Mapping):
-        raise KubeError(f"label selector must be a LabelSelector mapping, not {type(selector).__name__}")
-    parts = [f"{k}={v}" for k, v in sorted((selector.get("matchLabels") or {}).items())]
-    for i, e in enumerate(selector.get("matchExpressions") or []):
-        op, key, values = e.get("operator"), e.get("key"), sorted(e.get("values") or [])
-        if not key or op not in SELECTOR_OPERATORS or (op in ("In", "NotIn")) != bool(values):
-            raise KubeError(f"label selector matchExpressions[{i}] is invalid: {dict(e)}")
-        if op in ("In", "NotIn"):
-            parts.append(f"{key} {op.lower()} ({','.join(values)})")
-        else:
-            parts.append(key if op == "Exists" else f"!{key}")
-    return ",".join(parts) or None
+    """The query string form the API takes (``selectors.render``); None for
+    "everything". A KubeError when it cannot be written."""
+    try:
+        return render(selector)
+    except Invalid as e:
+        raise KubeError(str(e)) from None
 
 
 # --------------------------------------------------------------------------

@@ -4,7 +4,7 @@ engine's prediction for the same policies at the pods' live addresses.
 
 Prints one line per lane, "conformance on LANE: N/M cases agree with the
 engine", and for a case that disagrees the edges, predicted and observed.
-The engine is told the lane's dataplane (cluster.policy.engine.DATAPLANES:
+The engine is told the lane's dataplane (cluster.policy.engine.evaluate.DATAPLANES:
 where a CNI departs from the API's wording, measured here); the line also
 counts the cases where that dataplane departs from the API as written.
 """
@@ -24,8 +24,9 @@ from cluster.seams.kube import MANAGED_BY_LABEL, MANAGED_BY_VALUE, ClientKube
 from cluster.live.observe.poll import wait_until
 from cluster.live.observe.probe import MatrixProber
 from cluster.live.observe.readiness import workload_ready
-from cluster.policy.engine import Edge
-from conformance import CASES, KEYS, LANE_DATAPLANES, NAMESPACES, PORTS, namespace_labels, predicted_table
+from cluster.policy.engine.model import Edge
+from conformance import CASES, LANE_DATAPLANES, predicted_table
+from engine_builders import KEYS, NAMESPACES, PORTS, make_namespaces
 
 pytestmark = pytest.mark.e2e
 
@@ -54,9 +55,9 @@ def _pod(key: str) -> dict:
 @pytest.fixture(scope="module")
 def universe(e2e_cluster):
     kube = ClientKube(context=e2e_cluster.context, kubeconfig=e2e_cluster.kubeconfig)
-    for ns, labels in namespace_labels().items():
+    for ns, labels in make_namespaces().items():
         kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": _labels(labels)}})
-    standins.wait_service_accounts(kube, list(namespace_labels()), sleep=time.sleep, clock=time.monotonic)
+    standins.wait_service_accounts(kube, list(make_namespaces()), sleep=time.sleep, clock=time.monotonic)
     for key in KEYS:
         kube.apply(_pod(key))
     pods: dict[str, dict | None] = {}

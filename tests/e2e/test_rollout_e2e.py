@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from cluster.policy.engine import predict
+from cluster.policy.engine.predictions import predict
 from cluster.policy.profile import MANIFESTS_DIR, load_profile
 
 pytestmark = pytest.mark.e2e

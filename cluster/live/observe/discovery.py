@@ -12,8 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from cluster.errors import DashiError
-from cluster.policy.engine import Edge, Endpoint
-from cluster.seams.kube import Kube, equality_selector, match_labels
+from cluster.policy.engine.model import Edge, Endpoint
+from cluster.seams.kube import Kube, equality_selector
+from cluster.selectors import match_labels
 
 
 @dataclass(frozen=True)

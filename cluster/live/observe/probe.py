@@ -59,7 +59,7 @@ from typing import Callable, Mapping
 from cluster.errors import DashiError, KubeError
 from cluster.live.observe.discovery import Target
 from cluster.live.observe.poll import poll_until
-from cluster.policy.engine import Edge
+from cluster.policy.engine.model import Edge
 from cluster.seams.kube import ExecResult, Kube
 
 KINDS = ("connected", "timeout", "refused", "dns", "other", "unprobed")

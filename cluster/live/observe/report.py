@@ -32,7 +32,8 @@ from rich.text import Text
 
 from cluster.live.observe.probe import Observation
 from cluster.live.record.files import now_iso
-from cluster.policy.engine import Edge, Verdict
+from cluster.policy.engine.evaluate import Verdict
+from cluster.policy.engine.model import Edge
 from cluster.policy.tables import matrix_table, print_column_key
 
 KIND_MEANING = {

@@ -8,7 +8,7 @@ from cluster.live.observe.report import EdgeRow, MatrixReport
 from cluster.live.observe.settings import ProbeSettings
 from cluster.live.record.drift import state_label
 from cluster.live.record.policies import is_ours, live_policies
-from cluster.policy.engine import engine_for, predict
+from cluster.policy.engine.predictions import engine_for, predict
 from cluster.policy.manifests import obj_ref
 from cluster.policy.profile import IntendedEdge, Profile
 from cluster.seams.kube import Kube

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 
-from cluster.policy.cilium import CNP_API, CNP_KIND
+from cluster.policy.engine.cilium import CNP_API, CNP_KIND
 from cluster.seams.kube import MANAGED_BY_LABEL, MANAGED_BY_VALUE, Kube
 
 NP_API = "networking.k8s.io/v1"

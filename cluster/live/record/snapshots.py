@@ -50,7 +50,7 @@ from cluster import yamlio
 from cluster.errors import ManifestError, SnapshotError
 from cluster.live.record.files import atomic_write, dump_yaml, now_iso, sha256_hex, whoami
 from cluster.live.record.policies import POLICY_KINDS, canonical, clean_policy, is_ours, policy_key
-from cluster.policy.engine import compile_policy
+from cluster.policy.engine.compile import compile_policy
 
 INDEX_VERSION = 1
 

@@ -49,7 +49,7 @@ class RolloutSession:
         # step on Cilium is a CiliumNetworkPolicy): the rollout applies,
         # predicts, snapshots and compares with that form.
         # The CNI also says which of its departures from the API's wording
-        # the engine predicts (cluster.policy.engine.DATAPLANES).
+        # the engine predicts (cluster.policy.engine.evaluate.DATAPLANES).
         self.profile = profile.for_cni(detect_cni(kube))
         self.out = out or make_console()
         self.context = kube.context()

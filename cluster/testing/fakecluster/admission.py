@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 
 from cluster.errors import KubeError, ManifestError
-from cluster.policy.engine import compile_policy
+from cluster.policy.engine.compile import compile_policy
 from cluster.testing.fakecluster.store import Store, api_error, resource_name
 
 _MICROTIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")

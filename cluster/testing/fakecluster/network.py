@@ -21,7 +21,8 @@ import re
 from functools import lru_cache
 from typing import Callable
 
-from cluster.policy.engine import Endpoint, Engine, Port
+from cluster.policy.engine.evaluate import Engine
+from cluster.policy.engine.model import Endpoint, Port
 from cluster.testing.fakecluster.cilium import CNP_KIND, Cilium, cnp_allows, cnp_selects
 from cluster.testing.fakecluster.store import by_key, copy_object
 

@@ -45,8 +45,9 @@ import uuid
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
-from cluster.errors import KubeConflict, KubeError, ManifestError
-from cluster.policy.engine import NS_NAME_LABEL, parse_selector
+from cluster import selectors
+from cluster.errors import Invalid, KubeConflict, KubeError
+from cluster.policy.engine.model import NS_NAME_LABEL
 from cluster.seams.kube import FIELD_MANAGER
 
 CLUSTER_SCOPED = frozenset({
@@ -134,9 +135,9 @@ def selector_matches(selector, labels: dict) -> bool:
         raise KubeError(f"label selector must be a LabelSelector mapping, got {type(selector).__name__} "
                         f"{selector!r}")
     try:
-        return parse_selector(selector, "", "label selector", "labelSelector").matches(labels or {})
-    except ManifestError as e:
-        raise KubeError(f"400 BadRequest: invalid label selector: {e}") from None
+        return selectors.parse(selector, "labelSelector").matches(labels or {})
+    except Invalid as e:
+        raise KubeError(f"400 BadRequest: invalid label selector: label selector: {e}") from None
 
 
 class Store:

@@ -38,7 +38,7 @@ import re
 from collections.abc import Mapping
 
 from cluster.errors import ManifestError
-from cluster.policy.engine import KUBE_APISERVER_ENTITY, PROTOCOLS, Peer, Policy, PortRule, Rule, parse_selector
+from cluster.policy.engine.model import KUBE_APISERVER_ENTITY, PROTOCOLS, Peer, Policy, PortRule, Rule, parse_selector
 
 CNP_API = "cilium.io/v2"
 CNP_KIND = "CiliumNetworkPolicy"
