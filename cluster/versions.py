@@ -102,7 +102,7 @@ TOOL_SHA256: dict[tuple[str, str, str], str] = {}
 # --- test images -----------------------------------------------------------------
 
 # The stand-ins and the canary run the Kubernetes e2e test image (the profiles'
-# workloads use the same tag; tests/test_standins.py keeps them in step).
+# workloads use the same tag; tests/live/setup/test_standins.py keeps them in step).
 AGNHOST_IMAGE = "registry.k8s.io/e2e-test-images/agnhost:2.53"
 
 

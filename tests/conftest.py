@@ -9,12 +9,12 @@ import pytest
 
 from cluster.policy.profile import load_profile
 from cluster.testing.fakecluster.kube import FakeKube
-import docker_fixtures
-from docker_fixtures import dockerd  # noqa: F401  (one real Docker engine per test process, for -m docker)
+from support import docker_fixtures
+from support.docker_fixtures import dockerd  # noqa: F401  (one real Docker engine per test process, for -m docker)
 
-# The engine's truth-table helpers (tests/engine_builders.py) assert as a test
+# The engine's truth-table helpers (tests/support/engine_builders.py) assert as a test
 # module does: pytest rewrites their asserts to show the values compared.
-pytest.register_assert_rewrite("engine_builders")
+pytest.register_assert_rewrite("support.engine_builders")
 
 # Where the tests' temporary directories go when TMPDIR does not say: a
 # memory file system of at least this much room. The tool fsyncs every state

@@ -2,7 +2,7 @@
 
 import pytest
 
-from availability import unavailable
+from support.availability import unavailable
 
 
 def test_a_missing_kind_skips_where_nothing_is_required(monkeypatch):

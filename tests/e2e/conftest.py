@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from availability import unavailable
+from support.availability import unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,4 +1,4 @@
-"""Live conformance: every case of tests/conformance.py applied to real pods
+"""Live conformance: every case of tests/support/conformance.py applied to real pods
 on this lane, the 9 x 9 matrix probed on TCP 80 and 81, and compared with the
 engine's prediction for the same policies at the pods' live addresses.
 
@@ -25,8 +25,8 @@ from cluster.live.observe.poll import wait_until
 from cluster.live.observe.probe import MatrixProber
 from cluster.live.observe.readiness import workload_ready
 from cluster.policy.engine.model import Edge
-from conformance import CASES, LANE_DATAPLANES, predicted_table
-from engine_builders import KEYS, NAMESPACES, PORTS, make_namespaces
+from support.conformance import CASES, LANE_DATAPLANES, predicted_table
+from support.engine_builders import KEYS, NAMESPACES, PORTS, make_namespaces
 
 pytestmark = pytest.mark.e2e
 

@@ -1,6 +1,6 @@
 """The Kube seam's contract scenario on the real test cluster, compared with the fake.
 
-``tests/kube_contract.py`` drives the calls the rollout depends on (apply and
+``tests/support/kube_contract.py`` drives the calls the rollout depends on (apply and
 its no-op, resourceVersion conflicts, structured label selectors, list items,
 namespace termination) in a throwaway namespace; the fake must answer as the
 real API server does, and this is where that is checked.
@@ -15,7 +15,7 @@ import pytest
 from cluster.seams.kube import ClientKube
 from cluster.testing.fakecluster.clock import FakeClock
 from cluster.testing.fakecluster.kube import FakeKube
-from kube_contract import EXPECTED, scenario
+from support.kube_contract import EXPECTED, scenario
 
 pytestmark = pytest.mark.e2e
 
