@@ -54,6 +54,10 @@ class Kube(Protocol):
     def server(self) -> str:
         """API server URL of that context."""
 
+    def proxy(self) -> str | None:
+        """The proxy that context's kubeconfig routes requests through (its
+        cluster's ``proxy-url``), or None."""
+
     def apply(self, obj: dict) -> dict:
         """Server-side apply ``obj`` with our field manager (force conflicts); returns the live object.
         Applying what is already there changes nothing, resourceVersion included."""
@@ -62,7 +66,9 @@ class Kube(Protocol):
         """Create ``obj``; ``KubeConflict`` when it already exists."""
 
     def update(self, obj: dict) -> dict:
-        """Replace ``obj`` if its ``metadata.resourceVersion`` is still the live one, else ``KubeConflict``."""
+        """Replace the live object with ``obj`` (labels, annotations and spec as given, nothing else kept), with
+        our field manager, if its ``metadata.resourceVersion`` is still the live one and, when ``obj`` names a
+        ``metadata.uid``, the live object is still that one (not deleted and made again); else ``KubeConflict``."""
 
     def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict | None:
         """The live object, or None when it does not exist."""
@@ -71,8 +77,11 @@ class Kube(Protocol):
              label_selector: Selector | None = None) -> list[dict]:
         """Live objects of a kind (all namespaces when namespace is None)."""
 
-    def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> bool:
-        """Delete; True if it existed. Absent objects are not an error."""
+    def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None, *,
+               uid: str | None = None, resource_version: str | None = None) -> bool:
+        """Delete; True if it existed. Absent objects are not an error. With ``uid`` (and
+        ``resource_version``), only the object that was read: ``KubeConflict`` when the live one is another
+        (deleted and made again, by someone else) or has changed since."""
 
     def exec(self, namespace: str, pod: str, argv: list[str], container: str | None = None,
              timeout: float = 10.0) -> ExecResult:
@@ -217,7 +226,8 @@ class ClientKube:
     """
 
     def __init__(self, context: str | None = None, kubeconfig: str | None = None, *,
-                 sleep: Callable[[float], None] = time.sleep, bounds: Bounds = Bounds()):
+                 sleep: Callable[[float], None] = time.sleep, bounds: Bounds = Bounds(),
+                 field_manager: str = FIELD_MANAGER):
         import yaml
         from kubernetes import client
         from kubernetes import config as kconfig
@@ -242,7 +252,14 @@ class ClientKube:
                 import urllib3.exceptions
 
                 warnings.filterwarnings("once", category=urllib3.exceptions.InsecureRequestWarning)
-            self._api = _bounded_api_client(cfg, bounds.request)
+            try:
+                self._api = _bounded_api_client(cfg, bounds.request)
+            except ImportError as e:
+                # urllib3 speaks SOCKS only with PySocks installed; the
+                # client imports it when the kubeconfig names such a proxy.
+                raise KubeError(f"cannot use {'context ' + repr(context) if context else 'the current context'} "
+                                f"of kubeconfig {source}: its proxy-url {cfg.proxy} is a SOCKS proxy, which needs "
+                                f"PySocks (pip install pysocks) ({type(e).__name__}: {_first_line(e)})") from None
             if context is None:
                 _, active = kconfig.list_kube_config_contexts(config_file=source)
                 context = active["name"]
@@ -271,6 +288,7 @@ class ClientKube:
             raise KubeError(f"cannot load {where} from kubeconfig {source}: {why}") from None
         self._context = context
         self._bounds = bounds
+        self._field_manager = field_manager
         self._dyn = None
         self._exec_pool: queue.SimpleQueue = queue.SimpleQueue()
         self._sleep = sleep
@@ -366,20 +384,28 @@ class ClientKube:
     def server(self) -> str:
         return self._api.configuration.host
 
+    def proxy(self) -> str | None:
+        return self._api.configuration.proxy or None
+
     def apply(self, obj: dict) -> dict:
         res, what, name, ns = self._served(obj, "apply")
         return self._call(what, lambda: res.server_side_apply(
-            body=obj, name=name, namespace=ns, field_manager=FIELD_MANAGER, force_conflicts=True,
+            body=obj, name=name, namespace=ns, field_manager=self._field_manager, force_conflicts=True,
             _request_timeout=self._bounds.request).to_dict(), read=False)
 
     def create(self, obj: dict) -> dict:
         res, what, _, ns = self._served(obj, "create")
-        return self._call(what, lambda: res.create(body=obj, namespace=ns, field_manager=FIELD_MANAGER,
+        return self._call(what, lambda: res.create(body=obj, namespace=ns, field_manager=self._field_manager,
                                                    _request_timeout=self._bounds.request).to_dict(), read=False)
 
     def update(self, obj: dict) -> dict:
+        # A PUT: the API server takes metadata.uid in the body as a
+        # precondition and metadata.resourceVersion as the optimistic lock
+        # (k8s.io/apiserver pkg/registry/rest/update.go, defaultUpdatedObjectInfo.Preconditions;
+        # pkg/registry/generic/registry/store.go, Update), 409 when either is stale.
         res, what, name, ns = self._served(obj, "update")
-        return self._call(what, lambda: res.replace(body=obj, name=name, namespace=ns, field_manager=FIELD_MANAGER,
+        return self._call(what, lambda: res.replace(body=obj, name=name, namespace=ns,
+                                                    field_manager=self._field_manager,
                                                     _request_timeout=self._bounds.request).to_dict(), read=False)
 
     def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict | None:
@@ -409,16 +435,21 @@ class ClientKube:
             _request_timeout=self._bounds.request).to_dict(), read=True)
         return out.get("items") or []
 
-    def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> bool:
+    def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None, *,
+               uid: str | None = None, resource_version: str | None = None) -> bool:
         from kubernetes.dynamic.exceptions import NotFoundError
 
         res = self._resource(api_version, kind)
         if res is None:
             return False
+        # DeleteOptions.preconditions: the API server deletes only the object
+        # with that uid (and resourceVersion), else 409.
+        pre = {k: v for k, v in (("uid", uid), ("resourceVersion", resource_version)) if v}
+        body = {"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": pre} if pre else None
 
         def remove():
             try:
-                res.delete(name=name, namespace=namespace if res.namespaced else None,
+                res.delete(name=name, namespace=namespace if res.namespaced else None, body=body,
                            _request_timeout=self._bounds.request)
             except NotFoundError:
                 return False

@@ -185,6 +185,29 @@ def test_get_list_delete(api, tmp_path):
     assert kube.delete("v1", "Namespace", "a") is False
 
 
+def test_a_delete_with_preconditions_names_the_object_it_read(api, tmp_path):
+    """The uid and resourceVersion travel as DeleteOptions.preconditions: the
+    API server then deletes that object only (409 otherwise; the contract
+    scenario checks that on the real one)."""
+    kube = ClientKube(kubeconfig=kubeconfig(tmp_path, api["url"]))
+    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "a"}})
+    assert kube.delete("v1", "Namespace", "a", uid="u-1", resource_version="7") is True
+    (delete,) = [r for r in api["requests"] if r["method"] == "DELETE"]
+    assert json.loads(delete["body"]) == {"apiVersion": "v1", "kind": "DeleteOptions",
+                                          "preconditions": {"uid": "u-1", "resourceVersion": "7"}}
+
+
+def test_the_proxy_a_kubeconfig_names_is_known(tmp_path):
+    """A cluster reached through a kubeconfig's proxy-url is never local
+    (cluster.live.safety.guard): the seam says which proxy."""
+    path = kubeconfig(tmp_path, "https://0.0.0.0:6550")
+    assert ClientKube(kubeconfig=path).proxy() is None
+    data = yaml.safe_load(Path(path).read_text())
+    data["clusters"][0]["cluster"]["proxy-url"] = "http://bastion.example:3128"
+    Path(path).write_text(yaml.safe_dump(data))
+    assert ClientKube(kubeconfig=path).proxy() == "http://bastion.example:3128"
+
+
 def test_unserved_kinds_read_as_absent(api, tmp_path):
     kube = ClientKube(kubeconfig=kubeconfig(tmp_path, api["url"]))
     assert kube.get("operator.tigera.io/v1", "TigeraStatus", "calico") is None
