@@ -16,6 +16,7 @@ from rich.table import Table
 from cluster.cli.common import make_console, real_kube
 from cluster.errors import DashiError
 from cluster.live.observe.report import to_json, write_json, write_markdown
+from cluster.live.observe.settings import ProbeSettings
 from cluster.live.record.files import state_root
 from cluster.live.rollout.dryrun import plan
 from cluster.live.rollout.overview import history_rows
@@ -61,6 +62,7 @@ def up(profile_name: str, *, until: str | None = None, context: str | None = Non
     if dry_run:
         return _dry_run(profile, until, out, as_json)
     state_root()  # a state directory that cannot be one fails before the cluster is asked
+    ProbeSettings.from_env()  # and so does a probe setting out of bounds
     kube = (kube_factory or real_kube)(context)
     record = Rollout(kube, profile, out=out, explicit_context=context, yes=yes,
                      confirm=guard.terminal_confirm()).up(until)
@@ -78,6 +80,7 @@ def rollback(profile_name: str, *, to: str | None = None, context: str | None = 
     if to is not None:
         profile.step_index(to)
     state_root()  # a state directory that cannot be one fails before the cluster is asked
+    ProbeSettings.from_env()  # and so does a probe setting out of bounds
     kube = (kube_factory or real_kube)(context)
     Rollout(kube, profile, out=out, explicit_context=context, yes=yes,
             confirm=guard.terminal_confirm()).rollback(to)
@@ -91,6 +94,7 @@ def smoke(profile_name: str, *, context: str | None = None, json_path: str | Non
     out = _console(as_json, out)
     profile = load_profile(profile_name)
     state_root()  # a state directory that cannot be one fails before the cluster is asked
+    ProbeSettings.from_env()  # and so does a probe setting out of bounds
     kube = (kube_factory or real_kube)(context)
     report = Rollout(kube, profile, out=out, explicit_context=context).smoke()
     try:

@@ -345,6 +345,21 @@ CASES = [
          env={"KUBECONFIG": "{d}/kubeconfig"}),
     Case("prepare-garbage-kubeconfig", ["prepare", "-c", "k3d-x"], "from kubeconfig {d}/kubeconfig: invalid YAML",
          files={"kubeconfig": "clusters: [\n"}, env={"KUBECONFIG": "{d}/kubeconfig"}),
+    # a proxy the client cannot speak: SOCKS needs PySocks, which is not a dependency
+    Case("kubeconfig-socks-proxy", ["history", "-c", "k3d-x"],
+         "error: cannot use context 'k3d-x' of kubeconfig {d}/kubeconfig: its proxy-url socks5://127.0.0.1:1080 "
+         "is a SOCKS proxy, which needs PySocks (pip install pysocks)",
+         files={"kubeconfig": "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: "
+                              "'https://0.0.0.0:6550', proxy-url: 'socks5://127.0.0.1:1080'}\ncontexts:\n- name: k3d-x"
+                              "\n  context: {cluster: c, user: u}\nusers:\n- name: u\n  user: {token: t}\n"},
+         env={"KUBECONFIG": "{d}/kubeconfig"}),
+    # -- probe settings: numbers, finite, within bounds ---------------------------------------------------------------
+    Case("probe-timeout-nan", ["smoke", "-p", "environments", "-c", "k3d-x"],
+         "error: DASHI_PROBE_TIMEOUT='nan': must be from 0.1 to 60 seconds", env={"DASHI_PROBE_TIMEOUT": "nan"}),
+    Case("poll-timeout-inf", ["network-policies-up", "-p", "environments", "-c", "k3d-x"],
+         "error: DASHI_POLL_TIMEOUT='inf': must be from 0 to 600 seconds", env={"DASHI_POLL_TIMEOUT": "inf"}),
+    Case("probe-workers-zero", ["rollback", "-p", "environments", "-c", "k3d-x"],
+         "error: DASHI_PROBE_WORKERS='0': must be from 1 to 256", env={"DASHI_PROBE_WORKERS": "0"}),
 ]
 
 

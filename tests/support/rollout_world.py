@@ -77,6 +77,6 @@ class RolloutWorld:
         return [s["id"] for s in yamlio.load(index.read_text())["snapshots"]] if index.exists() else []
 
     def applied_names(self) -> list[str]:
-        return [f"{c.namespace}/{c.name}" for c in self.kube.calls_of("apply", "NetworkPolicy")]
+        return [f"{c.namespace}/{c.name}" for c in self.kube.writes("NetworkPolicy") if c.verb != "delete"]
 
 

@@ -3,6 +3,7 @@ DASHI_POLL_INTERVAL, DASHI_POLL_TIMEOUT, DASHI_PROBE_TCP)."""
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -12,15 +13,30 @@ from cluster.errors import DashiError
 from cluster.live.observe.probe import TCP_TOOLS, MatrixProber
 from cluster.seams.kube import Kube
 
+# What each setting may be, both ends included. A probe needs some time to
+# connect at all, and one waiting more than a minute says nothing a minute
+# does not; a re-poll interval past a minute outlasts any CNI's programming
+# lag; re-polling may be off (0) but not endless (a verification that never
+# ends holds the cluster's lease); past 256 workers an API server's exec
+# streams, not the probes, are the limit.
+LIMITS = {"DASHI_PROBE_WORKERS": (1, 256), "DASHI_PROBE_TIMEOUT": (0.1, 60.0),
+          "DASHI_POLL_INTERVAL": (0.1, 60.0), "DASHI_POLL_TIMEOUT": (0.0, 600.0)}
+
 
 def _env_number(name: str, default: float, cast=float):
     raw = os.environ.get(name)
     if not raw:
         return default
+    low, high = LIMITS[name]
+    unit = "" if cast is int else " seconds"
     try:
-        return cast(raw)
+        value = cast(raw)
     except ValueError:
         raise DashiError(f"{name}={raw!r} is not a number") from None
+    # float() reads "nan" and "inf" as numbers; neither is a time to wait.
+    if not math.isfinite(value) or not low <= value <= high:
+        raise DashiError(f"{name}={raw!r}: must be from {low:g} to {high:g}{unit}") from None
+    return value
 
 
 @dataclass

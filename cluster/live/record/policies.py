@@ -29,6 +29,19 @@ def is_ours(obj: dict) -> bool:
     return ((obj.get("metadata") or {}).get("labels") or {}).get(MANAGED_BY_LABEL) == MANAGED_BY_VALUE
 
 
+def owner(obj: dict) -> str:
+    """Whose a policy that is not ours is, as far as the object says: its
+    ``app.kubernetes.io/managed-by`` label (what GitOps tools and Helm set)
+    and the field managers that wrote it (``kubectl-create``,
+    ``kustomize-controller``, ...)."""
+    meta = obj.get("metadata") or {}
+    by = (meta.get("labels") or {}).get(MANAGED_BY_LABEL)
+    managers = sorted({str(f["manager"]) for f in meta.get("managedFields") or []
+                       if isinstance(f, dict) and f.get("manager")})
+    parts = ([f"managed by {by}"] if by else []) + ([f"field managers {', '.join(managers)}"] if managers else [])
+    return "; ".join(parts) or "no managed-by label, no field manager"
+
+
 def clean_policy(obj: dict) -> dict:
     """A live policy (NetworkPolicy or CiliumNetworkPolicy) without what the
     server adds (uid, resourceVersion, managedFields, status): what can be

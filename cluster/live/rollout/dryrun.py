@@ -27,8 +27,8 @@ def plan(profile: Profile, out: Console, until: str | None = None) -> None:
         step = profile.steps[k - 1]
         say()
         say(f"[{k}/{n}] {step.name} ({step.origin}, {step.path})", style="bold")
-        say("  snapshot first, then server-side apply (field manager dashi-cluster, label "
-            f"{OURS}, annotation {STEP_ANNOTATION}={step.name}):")
+        say("  its names checked against policies not ours, a snapshot, then each created (field manager "
+            f"dashi-cluster, label {OURS}, annotation {STEP_ANNOTATION}={step.name}):")
         for obj in step.objects:
             say(f"    NetworkPolicy {obj_ref(obj, kind=False)}")
         report = predicted(profile, k)

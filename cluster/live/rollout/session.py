@@ -44,6 +44,7 @@ class RolloutSession:
                  settings: ProbeSettings | None = None, root: Path | None = None,
                  explicit_context: str | None = None, yes: bool = False,
                  confirm: guard.Confirm | None = None, lease: dict | None = None):
+        settings = settings or ProbeSettings.from_env()  # a bad setting fails before the cluster is asked
         self.kube = kube
         # A step may have a form for the CNI this cluster runs (the kube-api
         # step on Cilium is a CiliumNetworkPolicy): the rollout applies,
@@ -54,10 +55,11 @@ class RolloutSession:
         self.out = out or make_console()
         self.context = kube.context()
         self.server = kube.server()
+        self.proxy = kube.proxy()  # a proxied cluster is never local (guard)
         self.cluster = ClusterState.open(kube, root)
         # Probes are read with the deny behaviour the canary measured on this
         # cluster: under a CNI that drops, a refusal means the packet got in.
-        self.settings = replace(settings or ProbeSettings.from_env(), deny_behaviour=self.cluster.deny_behaviour)
+        self.settings = replace(settings, deny_behaviour=self.cluster.deny_behaviour)
         self.dir = self.cluster.profile_dir(profile.name)
         self.snapshots = SnapshotStore(self.dir / "snapshots")
         self.records = RecordStore(self.dir)
@@ -86,7 +88,7 @@ class RolloutSession:
 
         The plan is computed again once the locks are held: if another run
         changed the cluster in between, a confirmed plan is void."""
-        self.say(guard.banner(self.context, self.server, action))
+        self.say(guard.banner(self.context, self.server, action, self.proxy))
         if self.cluster.note:
             self.say(self.cluster.note)
         where = ", ".join(self.profile.profile_namespaces)
@@ -98,11 +100,10 @@ class RolloutSession:
                      "after) measures whether this cluster's CNI drops or rejects a denied packet, before anything is "
                      "verified; it was never "
                      "measured from this machine, and the probes are read by it")
-        if refuse_blocked and shown.blocked:
-            raise DashiError(f"{', '.join(shown.blocked)}: a NetworkPolicy that is not ours already has the name; "
-                             "nothing was changed. Rename one of them (ours are in the profile's policy files)")
+        if refuse_blocked:
+            self.refuse_clashes(shown.held())
         guard.check(self.context, self.server, self.explicit_context, yes=self.yes, confirm=self.confirm,
-                    action=action)
+                    action=action, proxy=self.proxy)
         hold = Hold(self.kube, self.cluster.dir, f"{action} ({self.profile.name})", **self.lease_options)
         hold.acquire()
         try:
@@ -110,8 +111,10 @@ class RolloutSession:
                 why = "ran out" if hold.found.startswith("expired") else "belongs to a process that has ended"
                 self.say(f"note: the cluster lease of {hold.found.split(': ', 1)[-1]} {why}; taken over")
             again = self.plan(desired)
+            if refuse_blocked:
+                self.refuse_clashes(again.held())
             if again != shown:
-                if guard.needs_confirmation(self.context, self.server):
+                if guard.needs_confirmation(self.context, self.server, self.proxy):
                     raise GuardError("the cluster's policies changed after the plan was shown (another run?); "
                                      "nothing was changed. Run the command again to see the new plan")
                 self.say("The policies changed while the locks were taken; the plan now:")
@@ -122,6 +125,16 @@ class RolloutSession:
             raise
         self.hold = hold
         return hold
+
+    @staticmethod
+    def refuse_clashes(held: list[str], step: str | None = None) -> None:
+        """Stop before any change when a policy of ours would take the name of
+        one that is not ours (``held``: ``ns/name (who holds it)``)."""
+        if held:
+            where = f"step {step}: " if step else ""
+            raise DashiError(f"{where}{', '.join(held)}: a policy that is not ours already has the name; nothing "
+                             f"{'of this step ' if step else ''}was changed. Rename one of them (ours are in the "
+                             "profile's policy files)")
 
     def measure_deny_behaviour(self) -> None:
         """Run the canary when this machine never measured the cluster's deny
@@ -160,10 +173,12 @@ class RolloutSession:
 
     # -- snapshots and restores ---------------------------------------------
 
-    def snapshot(self, taken_before: str) -> SnapshotInfo:
+    def snapshot(self, taken_before: str, live: list[dict] | None = None) -> SnapshotInfo:
+        """Snapshot the live policies (``live``: as just read)."""
+        if live is None:
+            live = live_policies(self.kube, self.profile.profile_namespaces)
         info = self.snapshots.save(profile=self.profile, context=self.context, server=self.server,
-                                   taken_before=taken_before,
-                                   live_policies=live_policies(self.kube, self.profile.profile_namespaces))
+                                   taken_before=taken_before, live_policies=live)
         self.say(f"  snapshot {info.id}: {info.policies} of ours ({info.label}), {info.foreign} not ours "
                  f"({self.snapshots.dir / info.file})")
         return info

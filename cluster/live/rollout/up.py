@@ -1,5 +1,6 @@
 """``network-policies-up``: apply a profile's steps in order, each one
-snapshotted first, applied with server-side apply and verified live; a step
+checked against policies that are not ours, snapshotted first, created and
+verified live; a step
 whose verification fails is rolled back to its snapshot and the run stops
 with the evidence. A re-run resumes after the last verified step."""
 
@@ -8,9 +9,10 @@ from __future__ import annotations
 from cluster.errors import DashiError, KubeError, KubeUnreachable, SnapshotError
 from cluster.live.observe.discovery import discover
 from cluster.live.record.drift import drift, state_label
-from cluster.live.record.policies import clean_policy, is_ours, live_policies, mark_ours
+from cluster.live.record.policies import clean_policy, is_ours, live_policies, mark_ours, policy_key
 from cluster.live.record.steprecord import Phase, StepRecord
 from cluster.live.rollout.recovery import resolve_interrupted, reverify, unreachable
+from cluster.live.rollout.restore import clashes, write_policy
 from cluster.live.rollout.session import RolloutSession
 from cluster.policy.manifests import obj_ref
 from cluster.policy.profile import BASELINE
@@ -87,14 +89,21 @@ def _run_step(r: RolloutSession, record: StepRecord, i: int) -> None:
     n = len(r.profile.steps)
     variant = f", the {step.cni} form" if step.cni else ""
     r.say(f"[{i + 1}/{n}] {step.name} ({step.origin}, {step.path.name}{variant})")
-    info = r.snapshot(step.name)
+    # The names this step writes, checked again now: another team or a
+    # GitOps controller may have made a policy of one of them since the
+    # plan was shown. The same read is the step's snapshot.
+    live = live_policies(r.kube, r.profile.profile_namespaces)
+    objects = [mark_ours(obj, step.name) for obj in step.objects]
+    r.refuse_clashes(clashes(live, objects), step.name)
+    info = r.snapshot(step.name, live)
     if info.applied != record.applied:
         raise SnapshotError(f"snapshot {info.id} holds {info.label}, but {len(record.applied)} step(s) are "
                             "recorded: the policies changed under this run; nothing was applied")
     r.mark(record, Phase.APPLYING, step=step.name, snapshot=info.id)
+    have = {policy_key(p): p for p in live}
     try:
-        for obj in step.objects:
-            r.kube.apply(mark_ours(obj, step.name))
+        for obj in objects:
+            write_policy(r.kube, obj, have.get(policy_key(obj)))
         applied_at = r.settings.clock()
     except KubeUnreachable:
         raise  # nothing to restore through: the next run restores the snapshot

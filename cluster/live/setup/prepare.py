@@ -153,16 +153,16 @@ def prepare(context: str, *, profile: str, console: Console, kube_factory: Calla
         print_plan(stages, s)
         return {"dry_run": True}
     kube = s.kube
-    server = kube.server()
+    server, proxy = kube.server(), kube.proxy()
     action = f"prepare: deploy profile {profile}'s stand-ins and run the canary"
     say = lambda text: console.print(text, markup=False, highlight=False, soft_wrap=True)  # noqa: E731
-    say(guard.banner(context, server, action))
+    say(guard.banner(context, server, action, proxy))
     cluster = ClusterState.open(kube)
     if cluster.note:
         say(cluster.note)
     for line in plan(kube, profile):
         say(line)
-    guard.check(context, server, context, yes=yes, confirm=confirm, action=action)
+    guard.check(context, server, context, yes=yes, confirm=confirm, action=action, proxy=proxy)
     with Hold(kube, cluster.dir, f"prepare ({profile})") as hold:
         s.ctx.hold = hold
         console.print(f"[bold]prepare[/bold] — context {context}, profile {profile} (no k3d, no CNI install)")

@@ -56,7 +56,7 @@ import copy
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Mapping
 
 from cluster import selectors
@@ -86,6 +86,12 @@ class Call:
     name: str | None = None
     label_selector: Mapping | None = None
     argv: tuple[str, ...] | None = None
+    # What a delete or an update required of the live object: (("uid", ...), ("resourceVersion", ...)).
+    preconditions: tuple = ()
+
+
+def _preconditions(uid: str | None, resource_version: str | None) -> tuple:
+    return tuple((k, v) for k, v in (("uid", uid), ("resourceVersion", resource_version)) if v)
 
 
 def api_error(status: int, message: str, cls=KubeError) -> KubeError:
@@ -305,6 +311,9 @@ class Store:
     def _write_key(self, obj: dict, verb: str) -> tuple:
         """The key of an object to write, once the call is recorded and its kind served."""
         key, call = self._key_of(obj, verb)
+        if verb == "update":
+            call = replace(call, preconditions=_preconditions(obj["metadata"].get("uid"),
+                                                              obj["metadata"].get("resourceVersion")))
         self._record(call)
         self._check_served(key, verb)
         return key
@@ -421,7 +430,8 @@ class Store:
 
     def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None, *,
                uid: str | None = None, resource_version: str | None = None) -> bool:
-        self._record(Call("delete", api_version, kind, namespace, name))
+        self._record(Call("delete", api_version, kind, namespace, name,
+                          preconditions=_preconditions(uid, resource_version)))
         with self._lock:
             self._reap()
             key = (api_version, kind, namespace if kind not in CLUSTER_SCOPED else None, name)

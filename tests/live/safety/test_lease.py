@@ -235,7 +235,7 @@ def test_two_state_directories_against_one_cluster_exactly_one_proceeds(tmp_path
         with pytest.raises(LockError, match=r"another run is changing this cluster: \S+ pid \d+ "
                                             r"\(`network-policies-up \(environments\)`\) since \d{4}-"):
             w.rollout().up()  # machine B: its own state directory (w.root)
-        assert [c for c in w.kube.calls_of("apply") if c.kind == "NetworkPolicy"] == []
+        assert w.kube.writes("NetworkPolicy") == []
     w.rollout().up(until="default-deny")  # once A is done, B proceeds
     assert w.ours() == w.through(1)
     assert "holderIdentity" not in live_lease(w.kube)["spec"]  # and B released it
