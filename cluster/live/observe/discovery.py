@@ -46,12 +46,35 @@ def _running_ready(pod: dict) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
 
 
+# Who writes a Service's EndpointSlices in the control plane, by the
+# managed-by label they set: the EndpointSlice controller (a Service with a
+# selector) and the mirroring controller (one without, from its Endpoints).
+SLICE_CONTROLLERS = frozenset({"endpointslice-controller.k8s.io", "endpointslicemirroring-controller.k8s.io"})
+# The API server writes the ``kubernetes`` Service's own slice itself (its
+# endpoint reconciler, k8s.io/kubernetes pkg/controlplane/reconcilers/
+# endpointsadapter.go): named after the Service, with no managed-by label
+# and this field manager (what kube-apiserver v1.33 writes on the test cluster).
+APISERVER_MANAGER = "kube-apiserver"
+
+
+def _control_plane_slice(slice_: dict, service: str) -> bool:
+    """An EndpointSlice the control plane wrote for ``service``, not a
+    look-alike anyone with write access to the namespace can label so."""
+    meta = slice_.get("metadata") or {}
+    by = (meta.get("labels") or {}).get("endpointslice.kubernetes.io/managed-by")
+    if by:
+        return by in SLICE_CONTROLLERS
+    managers = {f.get("manager") for f in meta.get("managedFields") or [] if isinstance(f, dict)}
+    return meta.get("name") == service and APISERVER_MANAGER in managers
+
+
 def _api_address(kube: Kube, ref: str) -> tuple[str, int] | None:
-    """Address and port behind a Service (``ns/name``), from its EndpointSlice
-    (the current API), falling back to the legacy Endpoints object."""
+    """Address and port behind a Service (``ns/name``), from its own
+    EndpointSlice, the one the control plane writes (the current API),
+    falling back to the legacy Endpoints object of that name."""
     ns, _, name = ref.partition("/")
     slices = kube.list("discovery.k8s.io/v1", "EndpointSlice", ns, match_labels({"kubernetes.io/service-name": name}))
-    for s in slices:
+    for s in (s for s in slices if _control_plane_slice(s, name)):
         ports = s.get("ports") or []
         port = next((p.get("port") for p in ports if p.get("name") == "https"), None) \
             or (ports[0].get("port") if ports else None)

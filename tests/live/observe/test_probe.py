@@ -120,6 +120,33 @@ def test_discover_uses_legacy_endpoints_and_notes_a_different_api_port(dashi):
     assert (t.host, t.port, t.note) == ("192.0.2.30", 443, "live port 443 (profile says 6443)")
 
 
+def test_the_api_address_comes_from_the_kubernetes_services_own_endpointslice(dashi):
+    """Anyone who may write EndpointSlices in default can label one
+    kubernetes.io/service-name=kubernetes; the API server's own (named after
+    the Service, written by kube-apiserver, as on the test cluster) or one a
+    control-plane controller manages is what counts."""
+    kube, profile = dashi
+    edge = Edge("dashi-data/prefect-worker", "external/kube-api", 6443)
+
+    def look_alike(name, address, labels=None, manager="kubectl-create"):
+        kube.as_manager(manager).create({
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": name, "namespace": "default",
+                         "labels": {"kubernetes.io/service-name": "kubernetes", **(labels or {})}},
+            "addressType": "IPv4", "endpoints": [{"addresses": [address], "conditions": {"ready": True}}],
+            "ports": [{"name": "https", "port": 8443, "protocol": "TCP"}]})
+
+    look_alike("aaa-kubernetes", "192.0.2.66")  # listed first, by name
+    look_alike("bbb-kubernetes", "192.0.2.67", {"endpointslice.kubernetes.io/managed-by": "someone"})
+    assert discover(kube, profile).targets[edge].host == API_ADDRESS
+    kube.delete("discovery.k8s.io/v1", "EndpointSlice", "kubernetes", "default")
+    # Without the API server's own slice: the legacy Endpoints object of the Service, never a look-alike.
+    assert discover(kube, profile).targets[edge].host == API_ADDRESS
+    look_alike("ccc-kubernetes", "192.0.2.68", {"endpointslice.kubernetes.io/managed-by":
+                                                "endpointslicemirroring-controller.k8s.io"})
+    assert discover(kube, profile).targets[edge].host == "192.0.2.68"  # the mirroring controller's
+
+
 def test_discover_refuses_a_half_deployed_profile(dashi):
     kube, profile = dashi
     kube.delete("apps/v1", "Deployment", "flow-run", "dashi-data")
