@@ -104,11 +104,13 @@ class RolloutSession:
             self.refuse_clashes(shown.held())
         guard.check(self.context, self.server, self.explicit_context, yes=self.yes, confirm=self.confirm,
                     action=action, proxy=self.proxy)
-        hold = Hold(self.kube, self.cluster.dir, f"{action} ({self.profile.name})", **self.lease_options)
+        hold = Hold(self.kube, self.cluster.dir, f"{action} ({self.profile.name})",
+                    **{"say": self.say, **self.lease_options})
         hold.acquire()
         try:
             if hold.found.startswith(("expired", "gone")):
-                why = "ran out" if hold.found.startswith("expired") else "belongs to a process that has ended"
+                why = ("was not renewed for a whole lease duration as measured here" if hold.found.startswith("expired")
+                       else "belongs to a process that has ended")
                 self.say(f"note: the cluster lease of {hold.found.split(': ', 1)[-1]} {why}; taken over")
             again = self.plan(desired)
             if refuse_blocked:
