@@ -36,7 +36,9 @@ timeout, not one exec per edge. A pod without a shell falls back to one
 exec per edge (``agnhost connect``; DNS over UDP is then unprobed), and the
 report says which was used.
 
-``MatrixProber`` runs the sources on a bounded thread pool, then re-polls
+``MatrixProber`` runs the sources on a bounded pool of daemon threads
+(``DaemonPool``: Ctrl-C ends the run at once; an exec still in flight is
+left to end with the process), then re-polls
 only the probes that disagree with the prediction, every ``poll_interval``
 up to ``poll_timeout`` (1 s and 10 s, upstream e2e's numbers): CNIs program
 policies asynchronously, and a probe right after an apply may see the old
@@ -44,19 +46,24 @@ rules. An edge that agreed in such a pass may have agreed by the old rules
 (an allow the new policy takes away), so once the re-polled edges agree the
 whole matrix is probed once more, and the run ends only on a whole pass that
 agrees, as upstream e2e's full-matrix polling does. The run records when
-the matrix first matched (time to enforce).
+the matrix first matched (time to enforce). A round in which no exec
+stream opened at all (each one's opening bounded by the Kube seam) says
+nothing about the policies: the run stops with ``KubeUnreachable``, an
+interruption, instead of re-polling and counting every edge as failed.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import math
+import queue
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
-from cluster.errors import DashiError, KubeError
+from cluster.errors import DashiError, KubeError, KubeUnreachable
 from cluster.live.observe.discovery import Target
 from cluster.live.observe.poll import poll_until
 from cluster.policy.engine.model import Edge
@@ -353,6 +360,51 @@ class MatrixRun:
         return "one exec per source pod" + (f" (TCP by {', '.join(self.tools)})" if self.tools else "")
 
 
+class DaemonPool:
+    """At most ``workers`` daemon threads running what is submitted, in order.
+
+    concurrent.futures' threads are joined when the interpreter exits, so a
+    Ctrl-C during a matrix would wait for every exec in flight (each bounded,
+    but by up to a probe timeout plus the exec bounds); these are left to end
+    with the process. ``shutdown`` cancels what has not started."""
+
+    def __init__(self, workers: int, prefix: str = "probe"):
+        self.workers, self.prefix = workers, prefix
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+
+    def submit(self, fn: Callable, *args) -> Future:
+        future: Future = Future()
+        self._jobs.put((future, fn, args))
+        if len(self._threads) < self.workers:
+            worker = threading.Thread(target=self._work, name=f"{self.prefix}_{len(self._threads)}", daemon=True)
+            self._threads.append(worker)
+            worker.start()
+        return future
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            future, fn, args = job
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn(*args))
+            except BaseException as e:  # noqa: BLE001 - handed to whoever waits on the future
+                future.set_exception(e)
+
+    def shutdown(self) -> None:
+        """Cancel the jobs not started; the threads end once their job does."""
+        while True:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if job is not None:
+                job[0].cancel()
+        for _ in self._threads:
+            self._jobs.put(None)
+
+
 class MatrixProber:
     """Probe many edges at once on a bounded pool; re-poll the disagreeing ones."""
 
@@ -375,16 +427,24 @@ class MatrixProber:
         self.execs = 0
         self.tools: set[str] = set()  # what the batches used for TCP: nc, agnhost
         self.deny_behaviour = deny_behaviour
+        # This round's execs, and those of them that reached no pod.
+        self._attempts: list = []
+        self._unreachable: list[KubeUnreachable] = []
 
     def _one(self, target: Target) -> ProbeResult:
+        self._attempts.append(target)
         try:
             return connect(self.kube, target.namespace, target.pod, target.host, target.port,
                            target.protocol, self.timeout_s, self.deny_behaviour)
+        except KubeUnreachable as e:
+            self._unreachable.append(e)
+            return ProbeResult(False, "other", f"exec failed: {e}")
         except KubeError as e:
             return ProbeResult(False, "other", f"exec failed: {e}")
 
     def _batch(self, source: tuple[str, str], targets: list[Target]) -> list[ProbeResult] | None:
         """One source's probes in one exec; None when the pod has no shell."""
+        self._attempts.append(source)
         try:
             results, tool = connect_batch(self.kube, source[0], source[1], targets, self.timeout_s, self.tcp_tool,
                                           self.deny_behaviour)
@@ -396,9 +456,22 @@ class MatrixProber:
         except KubeError as e:
             # One failed exec (a dropped websocket, a pod restarting) spoils
             # only this source's probes, and the re-poll tries them again.
+            if isinstance(e, KubeUnreachable):
+                self._unreachable.append(e)
             return [ProbeResult(False, "other", f"exec failed: {e}") for _ in targets]
 
-    def _round(self, pool: ThreadPoolExecutor, jobs: dict[Edge, Target]) -> dict[Edge, ProbeResult]:
+    def _round(self, pool: DaemonPool, jobs: dict[Edge, Target]) -> dict[Edge, ProbeResult]:
+        """Probe ``jobs``; KubeUnreachable when not one exec of the round
+        reached its pod (the API server, or its exec streams, gone)."""
+        self._unreachable, self._attempts = [], []
+        out = self._probe_round(pool, jobs)
+        if self._attempts and len(self._unreachable) == len(self._attempts):
+            first = self._unreachable[0]
+            raise KubeUnreachable(f"cannot probe: not one of {len(self._attempts)} exec(s) reached its pod "
+                                  f"({first})") from first
+        return out
+
+    def _probe_round(self, pool: DaemonPool, jobs: dict[Edge, Target]) -> dict[Edge, ProbeResult]:
         by_source: dict[tuple[str, str], list[Edge]] = {}
         for edge, t in jobs.items():
             by_source.setdefault((t.namespace, t.pod), []).append(edge)
@@ -436,7 +509,7 @@ class MatrixProber:
         probes = 0
         self.execs = 0
         matched_at: float | None = None
-        pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="probe")
+        pool = DaemonPool(self.workers)
         try:
             for edge, res in self._round(pool, probable).items():
                 obs[edge] = Observation(edge, res, 1, probable[edge], 0.0)
@@ -481,9 +554,9 @@ class MatrixProber:
             poll_until(settled, timeout_s=self.poll_timeout, interval_s=self.poll_interval, clock=self.clock,
                        sleep=self.sleep)
         finally:
-            # On Ctrl-C, drop the queued probes instead of running them all;
-            # the ones in flight end within one probe timeout.
-            pool.shutdown(wait=True, cancel_futures=True)
+            # On Ctrl-C, drop the queued probes instead of running them all,
+            # and leave the ones in flight to end with the process.
+            pool.shutdown()
         sources = {(t.namespace, t.pod) for t in probable.values()}
         return MatrixRun(obs, self.clock() - start, first_pass, probes, self.workers, execs=self.execs, started=start,
                          tools=tuple(sorted(self.tools)),

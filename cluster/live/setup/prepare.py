@@ -163,7 +163,7 @@ def prepare(context: str, *, profile: str, console: Console, kube_factory: Calla
     for line in plan(kube, profile):
         say(line)
     guard.check(context, server, context, yes=yes, confirm=confirm, action=action, proxy=proxy)
-    with Hold(kube, cluster.dir, f"prepare ({profile})") as hold:
+    with Hold(kube, cluster.dir, f"prepare ({profile})", say=say) as hold:
         s.ctx.hold = hold
         console.print(f"[bold]prepare[/bold] — context {context}, profile {profile} (no k3d, no CNI install)")
         run_stages(stages, s, after_failure="Objects applied so far are left in place for inspection.")

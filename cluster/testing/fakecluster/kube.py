@@ -12,7 +12,8 @@ The constructor's knobs are described where they act: ``enforce``,
 ``reject``, ``lag_probes``, ``lag_seconds`` and ``api_port`` in network.py;
 ``shell``, ``exec_latency``, ``time_scale`` and ``sleep`` in podexec.py;
 ``cni`` in cilium.py; ``namespace_grace_s`` and ``service_account_delay_s``
-in controllers.py. ``clock`` is shared by all of them (a ``FakeClock``, from
+in controllers.py; ``proxy`` is the kubeconfig's proxy-url the seam reports
+(store.py). ``clock`` is shared by all of them (a ``FakeClock``, from
 clock.py, makes their delays run in no time); ``seed=False`` starts empty.
 """
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from cluster.errors import DashiError
+from cluster.errors import DashiError, KubeUnreachable
 from cluster.live.observe.discovery import Target, discover
 from cluster.seams.kube import ExecResult
 from cluster.live.observe.probe import (
@@ -276,6 +276,69 @@ def test_exec_failures_are_results_and_are_re_polled(dashi):
     run = MatrixProber(kube, clock=clock, sleep=clock.sleep).run({edge: live.targets[edge]}, {edge: True})
     obs = run.observations[edge]
     assert (obs.result.kind, obs.attempts) == ("connected", 2)
+
+
+def test_a_round_in_which_no_exec_reaches_its_pod_is_an_interruption(dashi):
+    """Every exec stream failing to open (the API server answers, its exec
+    streams hang) says nothing about the policies: the run stops at once
+    instead of re-polling and reporting every edge as failed."""
+    kube, profile = dashi
+    clock = FakeClock()
+    live = discover(kube, profile)
+    kube.fail("exec", times=None, exc=lambda call: KubeUnreachable(
+        f"exec in {call.namespace}/{call.name}: cannot reach the API server of k3d-dashi (https://0.0.0.0:6550): "
+        "the exec stream did not open within 10s"))
+    with pytest.raises(KubeUnreachable, match=r"^cannot probe: not one of 14 exec\(s\) reached its pod \(exec in "
+                                              r".*: the exec stream did not open within 10s\)$"):
+        MatrixProber(kube, clock=clock, sleep=clock.sleep).run(live.targets, {e: True for e in live.targets})
+    assert clock.slept == []  # not re-polled
+
+
+CTRL_C = """
+import sys, threading, time
+from cluster.live.observe.discovery import discover
+from cluster.live.observe.probe import MatrixProber
+from cluster.policy.profile import load_profile
+from cluster.testing.fakecluster.kube import FakeKube
+
+kube = FakeKube()
+profile = load_profile("dashi")
+for obj in profile.namespace_objects + profile.workload_objects:
+    kube.apply(obj)
+targets = discover(kube, profile).targets
+kube.exec = lambda *a, **kw: threading.Event().wait()  # an exec that never ends
+print("probing", flush=True)
+try:
+    MatrixProber(kube, workers=4).run(targets)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+    sys.exit(130)
+"""
+
+
+def test_ctrl_c_during_a_matrix_ends_the_process_within_seconds(tmp_path):
+    """The probes in flight are not waited for: Python joins a
+    ThreadPoolExecutor's threads at exit, and an exec that hangs would hold
+    the process (and the cluster's lease) for as long as it hangs."""
+    import signal
+    import subprocess
+    import sys
+
+    from support import ROOT
+
+    proc = subprocess.Popen([sys.executable, "-c", CTRL_C], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    assert proc.stdout.readline() == "probing\n"
+    time.sleep(0.5)  # the pool's threads are in their execs
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    try:
+        out, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    took = time.monotonic() - t0
+    assert (proc.returncode, out, err) == (130, "interrupted\n", "")
+    assert took < 3, took
 
 
 def test_unprobeable_edges_are_reported_not_probed(dashi):

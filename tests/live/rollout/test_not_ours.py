@@ -13,6 +13,8 @@ changes in place here too).
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from cluster.errors import DashiError, KubeConflict, KubeError
@@ -39,11 +41,12 @@ def test_a_policy_made_mid_run_under_a_later_steps_name_stops_the_run_before_tha
     """Another team's GitOps controller creates develop/allow-dns while step
     1 is verified: the run stops before step 2 changes anything, naming the
     owner; the policy is left as it was, and a rollback leaves it alone."""
-    real_exec, made = world.kube.exec, []
+    real_exec, made, once = world.kube.exec, [], threading.Lock()
 
     def exec_(*a, **kw):
-        if not made:  # the first probe of step 1's verification
-            made.append(world.kube.as_manager("kustomize-controller").create(FOREIGN))
+        with once:  # probes run in parallel
+            if not made:  # the first probe of step 1's verification
+                made.append(world.kube.as_manager("kustomize-controller").create(FOREIGN))
         return real_exec(*a, **kw)
 
     world.kube.exec = exec_

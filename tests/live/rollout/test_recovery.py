@@ -133,6 +133,32 @@ def test_the_api_server_stopping_mid_verification_is_an_interruption_not_a_failu
         [o["metadata"]["name"] for o in world.profile.steps[2].objects]  # allow-dns was not applied again
 
 
+def test_exec_streams_that_never_open_are_an_interruption_and_the_lease_is_released(world):
+    """The API server answers but its exec streams hang (each abandoned at
+    the seam's bound): the verification cannot say anything, the run ends in
+    one line, nothing is rolled back, and the lease is released so the next
+    run need not wait."""
+    from cluster.live.safety.lease import LEASE_API
+
+    world.rollout().up(until="default-deny")
+    world.kube.fail("exec", times=None, exc=lambda call: KubeUnreachable(
+        f"exec in {call.namespace}/{call.name}: cannot reach the API server of k3d-dashi (https://0.0.0.0:6550): "
+        "the exec stream did not open within 10s"))
+    with pytest.raises(KubeUnreachable) as err:
+        world.rollout().up()
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith("cannot probe: not one of ")
+    assert "the exec stream did not open within 10s" in msg and "while verifying step allow-dns" in msg
+    assert world.record()["in_progress"]["phase"] == "verifying"
+    assert not (world.pdir / "evidence").exists() and "restoring" not in world.out
+    lease = world.kube.get(LEASE_API, "Lease", "dashi-cluster", "kube-system")
+    assert "holderIdentity" not in lease["spec"]
+    world.kube._failures.clear()
+    world.rollout().up()
+    assert "cut off while verifying step allow-dns; its policies are all in place. Resuming" in world.out
+    assert world.ours() == world.through(3)
+
+
 def test_the_api_server_stopping_mid_apply_is_resolved_by_the_next_run(world):
     world.rollout().up(until="default-deny")
 

@@ -267,12 +267,13 @@ def test_the_holder_reads_its_lease_again_before_each_batch_of_writes(tmp_path):
     """Taken over between two renewals: noticed before the next write, not at
     the next renewal 15 s later."""
     w = RolloutWorld(tmp_path)
-    real_exec, stolen = w.kube.exec, []
+    real_exec, stolen, once = w.kube.exec, [], threading.Lock()
 
     def exec_(*a, **kw):
-        if not stolen:  # while step 1 is verified
-            stolen.append(True)
-            steal(w.kube, "ci@elsewhere pid 1 #x")
+        with once:  # probes run in parallel
+            if not stolen:  # while step 1 is verified
+                stolen.append(True)
+                steal(w.kube, "ci@elsewhere pid 1 #x")
         return real_exec(*a, **kw)
 
     w.kube.exec = exec_
