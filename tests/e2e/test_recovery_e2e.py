@@ -237,17 +237,6 @@ def prepared(e2e_cluster):
     return raw_foreign(e2e_cluster), cluster_uid(e2e_cluster)
 
 
-@pytest.fixture(scope="module")
-def say(request):
-    capman = request.config.pluginmanager.getplugin("capturemanager")
-
-    def out(text: str) -> None:
-        with capman.global_and_fixture_disabled():
-            print(text, flush=True)
-
-    return out
-
-
 # --------------------------------------------------------------------------
 # kill -9 at random moments
 

@@ -221,17 +221,6 @@ def env(e2e_cluster):
 
 
 @pytest.fixture
-def say(request):
-    capman = request.config.pluginmanager.getplugin("capturemanager")
-
-    def out(text: str) -> None:
-        with capman.global_and_fixture_disabled():
-            print(text, flush=True)
-
-    return out
-
-
-@pytest.fixture
 def proxy(e2e_cluster, tmp_path):
     p = ApiProxy(e2e_cluster.kubeconfig, tmp_path / "proxy", e2e_cluster.context)
     yield p
