@@ -261,7 +261,9 @@ class ClusterLease:
         renewed = parse_time(spec.get("renewTime"))
         left = ""
         if renewed is not None:
-            left = f"; renewed {max(0, int(self.now() - renewed))} s ago by this machine's clock"
+            ago = self.now() - renewed
+            left = (f"; renewed {int(ago)} s ago by this machine's clock" if ago > -1 else
+                    f"; its renew time is {int(-ago)} s ahead of this machine's clock")
         if unchanged is not None:
             left += (f"; unchanged for {int(unchanged)} s as seen from here, it is taken over once unchanged for "
                      f"{int(self.duration_s)} s")

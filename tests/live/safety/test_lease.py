@@ -185,7 +185,8 @@ def test_a_fresh_looking_lease_nobody_renews_is_taken_over_by_a_later_run_of_thi
     other_machine(kube, Clock(wall() + 300), renewed_ago=0)
     seen = tmp_path / "lease-seen.json"
     first, _ = watcher(kube, wall, mono, seen=seen)
-    with pytest.raises(LockError, match="unchanged for 0 s as seen from here"):
+    with pytest.raises(LockError, match="its renew time is 300 s ahead of this machine's clock; unchanged for 0 s as "
+                                        "seen from here"):
         first.acquire()
     mono.now += 59
     with pytest.raises(LockError, match="unchanged for 59 s as seen from here"):
