@@ -479,7 +479,6 @@ class Hold:
         self.lease = ClusterLease(kube, command, **{"seen": directory / SEEN_FILE, **lease_kw})
         self.found = ""
         self.held = False
-        self.released = True  # False when the lease could not be cleared
 
     def acquire(self) -> "Hold":
         if self.held:
@@ -503,7 +502,7 @@ class Hold:
             return
         self.held = False
         try:
-            self.released = self.lease.release()
+            self.lease.release()
         finally:
             self.lock.release()
 
