@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.text import Text
 
 from cluster.policy.analysis import CheckReport, Difference
 from cluster.policy.engine.model import Edge
 from cluster.policy.tables import matrix_table, print_column_key
+
+# The cells of the check's matrices: a matrix cell is drawn as the Text it
+# is (``tables.Grid`` reads no markup), so the marks are made once here.
+_ALLOWED, _BLOCKED = Text("✓", style="green"), Text("·", style="dim")
+_UNINTENDED, _MISSING = Text("✗", style="bold red"), Text("!", style="bold red")
+_NONE = Text("")
+LEGEND = "✓ allowed  · blocked  ✗ allowed but not intended  ! intended but blocked"
 
 
 def _diff_lines(diffs: list[Difference]) -> list[str]:
@@ -22,20 +30,23 @@ def print_check(report: CheckReport, console: Console, show_matrices: bool = Tru
     if show_matrices and report.steps:
         console.print("destination columns of the matrices below:")
         print_column_key(report.steps[0].verdicts, console)
+        # Once, not in every matrix's title: a title wider than the matrix
+        # would widen it past an 80-column terminal.
+        console.print(LEGEND, markup=False, highlight=False, style="dim")
     prev = None
     for res in report.steps:
         k = res.index
         verdicts = res.verdicts
         want = profile.intended_after(k)
         if show_matrices:
-            def cell(e: Edge | None, v=verdicts, w=want) -> str:
+            def cell(e: Edge | None, v=verdicts, w=want) -> Text:
                 if e is None:
-                    return ""
+                    return _NONE
                 ok = v.allowed(e)
-                mark = "[green]✓[/green]" if ok else "[dim]·[/dim]"
-                return mark if ok == w[e] else ("[bold red]✗[/bold red]" if ok else "[bold red]![/bold red]")
-            console.print(matrix_table(verdicts, f"after step {k} {res.name}: ✓ allowed  · blocked  "
-                                       "✗ allowed but not intended  ! intended but blocked", cell))
+                if ok == w[e]:
+                    return _ALLOWED if ok else _BLOCKED
+                return _UNINTENDED if ok else _MISSING
+            console.print(matrix_table(verdicts, f"after step {k} {res.name}", cell))
         opened = closed = 0
         if prev is not None:
             opened = sum(1 for e in verdicts if verdicts.allowed(e) and not prev.allowed(e))
