@@ -15,6 +15,7 @@ from rich.console import Console
 
 from cluster.cli.common import make_console
 from cluster.errors import DashiError
+from cluster.invoked import command
 from cluster.live.record.files import atomic_write
 from cluster.live.record.identity import known_cluster_dir
 from cluster.live.rollout.overview import current_state
@@ -33,7 +34,7 @@ def _verified_on(profile: Profile, context: str, state_root: Path | None) -> int
     rec = current_state(cluster_dir, context).get(profile.name) if cluster_dir is not None else None
     if rec is None:
         raise DashiError(f"no rollout of profile {profile.name} is recorded for context {context} "
-                         f"(inv network-policies-up --profile {profile.name} --context {context})")
+                         f"({command(f'network-policies-up --profile {profile.name} --context {context}')})")
     verified = set(rec.verified)
     k = 0
     while k < len(profile.steps) and profile.steps[k].name in verified:
@@ -57,10 +58,11 @@ def export(profile_name: str | Profile, *, out: str | None = None, until: list[s
     profile = profile_name if isinstance(profile_name, Profile) else load_profile(profile_name)
     layout = pexport.choose_layout(profile)
     limit = None
-    verified = "offline (inv policies-check)"
+    verified = f"offline ({command('policies-check')})"
     if context:
         limit = _verified_on(profile, context, state_root)
-        verified = f"live on context {context} (inv network-policies-up) and offline (inv policies-check)"
+        verified = (f"live on context {context} ({command('network-policies-up')}) and offline "
+                    f"({command('policies-check')})")
     target = Path(out) if out else dashi_home() / "export" / profile.name
     current = pexport.current_untils(target, profile, layout)
     untils = pexport.resolve_untils(profile, layout, list(until or []), limit, current)

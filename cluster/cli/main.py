@@ -9,6 +9,7 @@ import sys
 
 from invoke import Collection, Program
 
+from cluster import invoked
 from cluster.cli import tasks
 
 
@@ -22,6 +23,11 @@ def _version() -> str:
 
 
 class _Program(Program):
+    def run(self, argv=None, exit: bool = True) -> None:
+        # Messages that name a command name it as `dashi X` from here on.
+        invoked.set_program(self.binary)
+        super().run(argv, exit)
+
     def print_version(self) -> None:
         # importlib.metadata costs a tenth of a second to import: only for --version.
         self.version = _version()

@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import fnmatch
 import os
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from cluster.errors import Invalid, ManifestError
-from cluster.paths import REPO_ROOT
+from cluster.paths import shipped
 from cluster.policy import apivalidation as av
 from cluster.policy import schema
 from cluster.policy.engine.compile import compile_policy
@@ -42,9 +41,7 @@ def _manifests_dir() -> Path:
     <prefix>/share/dashi-cluster/manifests (pyproject's data-files)."""
     if os.environ.get("DASHI_MANIFESTS"):
         return Path(os.environ["DASHI_MANIFESTS"])
-    if (REPO_ROOT / "manifests").is_dir():
-        return REPO_ROOT / "manifests"
-    return Path(sys.prefix) / "share" / "dashi-cluster" / "manifests"
+    return shipped("manifests")
 
 
 MANIFESTS_DIR = _manifests_dir()
