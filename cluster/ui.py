@@ -18,6 +18,14 @@ def make_console(file=None) -> Console:
                    no_color=bool(os.environ.get("NO_COLOR")) or not interactive)
 
 
+def prose(console: Console) -> dict:
+    """``console.print`` options for sentences: in a terminal, wrapped at word
+    boundaries (the terminal would cut a word in two); piped, never wrapped
+    (a line stays whole for grep). Not for commands a user may copy: those
+    stay whole lines everywhere."""
+    return {"soft_wrap": not console.is_terminal}
+
+
 def elapsed(seconds: float) -> str:
     if seconds < 60:
         return f"{seconds:.1f}s"
@@ -28,6 +36,16 @@ def elapsed(seconds: float) -> str:
 def indent(text: str, prefix: str = "      ") -> str:
     return "\n".join(prefix + line if line else line for line in text.rstrip("\n").splitlines())
 
+
+
+def shown_path(path) -> str:
+    """A path as messages show it: relative to the working directory when
+    inside it (what the user typed, or would), else as it is."""
+    try:
+        rel = os.path.relpath(path)
+    except (ValueError, OSError):  # another drive (Windows), or the working directory is gone
+        return str(path)
+    return str(path) if rel == ".." or rel.startswith("../") else rel
 
 
 def display(argv, env: dict | None = None) -> str:
