@@ -207,10 +207,8 @@ def read_yaml(path: Path, keep=None) -> list:
         try:
             doc = json.loads(text, object_pairs_hook=_json_pairs)
         except _JSONDuplicate as e:
-            try:
-                ref = obj_ref(json.loads(text)) if isinstance(json.loads(text), dict) else None
-            except ValueError:
-                ref = None
+            loose = json.loads(text)  # parsed once more, the last value winning, to name the object
+            ref = obj_ref(loose) if isinstance(loose, dict) else None
             raise ManifestError(f"duplicate key {e.key!r}; a field may appear once (the API server's strict "
                                 "field validation refuses duplicates)", path=str(path), obj=ref) from None
         except ValueError as e:

@@ -188,3 +188,25 @@ def test_status_json(cluster, capsys, monkeypatch):
     data = json.loads(captured.out)
     assert data["context"] == "k3d-dashi" and data["standins"][1] > 0 and "rollout" in data
     assert "stand-ins (environments)" in captured.err
+
+
+# -- a task's flag before the task name ----------------------------------------------------
+
+
+def test_a_tasks_flag_before_the_task_name_is_said_so_with_the_command_it_meant():
+    from cluster.cli.argv import misplaced_flags
+
+    flags = dashi_main._task_flags(dashi_main.program.namespace)
+    said = lambda *argv: misplaced_flags(list(argv), flags)  # noqa: E731
+    assert said("-p", "environments", "policies-check", "-q") == (
+        "-p environments: a task's flags go after the task name: dashi policies-check -p environments -q "
+        "(before it, dashi reads only its own: --list, --help, --version, --debug)")
+    assert said("--profile=environments", "explain", "a/b", "c/d", "80").startswith(
+        "--profile=environments: a task's flags go after the task name: dashi explain --profile=environments a/b")
+    # smoke's --json takes a value or none: the task name is never taken for it.
+    assert said("-j", "smoke").startswith("-j: a task's flags go after the task name: dashi smoke -j (")
+    assert said("-c", "k3d-x").startswith("-c k3d-x: a task's flags go after the task name: dashi TASK -c k3d-x (")
+    # dashi's own flags, and flags in their place, are invoke's to read.
+    for argv in (["--list"], ["-d", "policies-check"], ["--help", "policies-check"], ["policies-check", "-p", "x"],
+                 ["-V"], ["explain", "-p", "environments", "a/b", "c/d", "80"]):
+        assert said(*argv) is None, argv
