@@ -351,20 +351,18 @@ def _server_batch(kubectl: str, kubeconfig: str, ns: str, cases: list[Case], d: 
         path.write_text(c.text)
         files[str(path)] = c.id
     proc = _create(kubectl, kubeconfig, ns, str(d))
-    errors: dict[str, list[str]] = {}
-    current = None
-    named = re.compile(r'"?(' + re.escape(str(d)) + r'/\d{4}\.(?:yaml|json))"?:? ?')
-    for line in proc.stderr.splitlines():
-        m = named.search(line)  # "error when creating", or kubectl's own "unable to decode"
-        if m:
-            current = errors.setdefault(files[m.group(1)], [])
-            line = line[m.end():]
-        if current is not None and not line.startswith("Warning: "):
-            current.append(line)
+    # Each error names its file ("error when creating", or kubectl's own
+    # "unable to decode"), several at times on one line (an aggregate):
+    # what follows a file's name, up to the next one, is its error.
+    text = "\n".join(line for line in proc.stderr.splitlines() if not line.startswith("Warning: "))
+    named = list(re.finditer(r'"?(' + re.escape(str(d)) + r'/\d{4}\.(?:yaml|json))"?', text))
+    errors: dict[str, str] = {}
+    for m, nxt in zip(named, named[1:] + [None]):
+        errors.setdefault(files[m.group(1)], text[m.end():nxt.start() if nxt else len(text)].strip(" :,[]\n"))
     created = [line for line in proc.stdout.splitlines() if line.strip()]
     # Every file is accounted for: an error names it, or kubectl printed what it created.
-    assert len(created) + len(errors) == len(cases), (len(created), len(errors), proc.stderr[-2000:])
-    return {c.id: (c.id not in errors, "\n".join(errors.get(c.id, ["created"])).strip()) for c in cases}
+    assert len(created) + len(errors) == len(cases), (len(created), len(errors), proc.stderr)
+    return {c.id: (c.id not in errors, errors.get(c.id, "created")) for c in cases}
 
 
 def _tool(case: Case, ns: str, tmp: Path) -> tuple[bool, str]:
