@@ -111,17 +111,16 @@ def _write_all(target: Path, files: dict[Path, str]) -> None:
     into place, which within a directory we could write to does not fail.
     A failure before that removes the temporary files and the directories
     made for them."""
-    for path in files:
-        for where in (*reversed(path.relative_to(target).parents[:-1]), path):
-            place = target / where if where != path else path
-            if place != path and place.exists() and not place.is_dir():
-                raise DashiError(f"--out {target}: {place} is a file where the export needs a directory; "
-                                 "nothing was written")
-            if place == path and place.is_dir():
-                raise DashiError(f"--out {target}: {place} is a directory where the export writes a file; "
-                                 "nothing was written")
     if target.exists() and not target.is_dir():
         raise DashiError(f"--out {target}: it is a file, not a directory; nothing was written")
+    for path in files:
+        for parent in reversed(path.relative_to(target).parents[:-1]):  # flux, flux/bootstrap, ...
+            if (target / parent).exists() and not (target / parent).is_dir():
+                raise DashiError(f"--out {target}: {target / parent} is a file where the export needs a "
+                                 "directory; nothing was written")
+        if path.is_dir():
+            raise DashiError(f"--out {target}: {path} is a directory where the export writes a file; "
+                             "nothing was written")
     made: list[Path] = []
     staged: dict[Path, str] = {}
     try:

@@ -125,9 +125,9 @@ def _simplify(node):
 # tests/e2e/test_apiserver_agreement_e2e.py.
 #
 # NetworkPolicySpec.podSelector: the 1.33 OpenAPI lists it as required, but
-# the API server has never required it (the Go field carries no
-# "required" validation) and a policy without it selects every pod of its
-# namespace, as an empty selector does. kubernetes/kubernetes PR 131354
+# the API server accepts a policy without it (the lane's 1.33.13 one does:
+# the differential test sends one), and such a policy selects every pod of
+# its namespace, as an empty selector does. kubernetes/kubernetes PR 131354
 # ("Clarify optional podSelector in NetworkPolicy docs and schema", issue
 # 130896) corrected the schema from 1.34 on; real repositories hold such
 # policies.
