@@ -40,7 +40,8 @@ def screen(argv: list[str], width: int, *, cwd: Path, env: dict, timeout: float 
     with tempfile.TemporaryDirectory(prefix="dashi-tmux-") as d:
         sock, conf = Path(d) / "sock", Path(d) / "tmux.conf"
         conf.write_text(f"set -g history-limit {HISTORY}\nset -g status off\n")
-        tmux = ["tmux", "-S", str(sock), "-f", str(conf)]
+        # -u: UTF-8 whatever the locale says (the marks are ✓ · ✗).
+        tmux = ["tmux", "-u", "-S", str(sock), "-f", str(conf)]
         # The pane's command: the task, its exit code, then a signal that it
         # is done; the pane stays open until its screen has been read.
         script = (f"cd {shlex.quote(str(cwd))} && {shlex.join(argv)}; echo \"[exit $?]\"; "
