@@ -21,6 +21,17 @@ CORE_FLAGS = frozenset({"-h", "--help", "-V", "--version", "-l", "--list", "-D",
                         "--list-format", "-d", "--debug", "--complete", "--print-completion-script"})
 
 
+def may_be_misplaced(argv: list[str], task_names) -> bool:
+    """Whether a flag other than dashi's own comes before the first task name
+    (cheap: the common command line has none)."""
+    for token in argv:
+        if token in task_names or token == "--":
+            return False
+        if token.startswith("-") and token.split("=", 1)[0] not in CORE_FLAGS:
+            return True
+    return False
+
+
 def misplaced_flags(argv: list[str], tasks: dict[str, dict[str, bool]], program: str = "dashi") -> str | None:
     """The message for task flags given before the task name, else None.
 

@@ -210,3 +210,14 @@ def test_a_tasks_flag_before_the_task_name_is_said_so_with_the_command_it_meant(
     for argv in (["--list"], ["-d", "policies-check"], ["--help", "policies-check"], ["policies-check", "-p", "x"],
                  ["-V"], ["explain", "-p", "environments", "a/b", "c/d", "80"]):
         assert said(*argv) is None, argv
+
+
+def test_the_flags_are_read_only_when_one_may_be_out_of_place():
+    from cluster.cli.argv import may_be_misplaced
+
+    names = dashi_main.program.namespace.task_names
+    assert may_be_misplaced(["-p", "x", "policies-check"], names)
+    assert may_be_misplaced(["-d", "--profile=x", "explain"], names)
+    assert not may_be_misplaced(["policies-check", "-p", "x"], names)
+    assert not may_be_misplaced(["-d", "--list"], names)
+    assert not may_be_misplaced([], names)
