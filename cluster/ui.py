@@ -10,12 +10,22 @@ from rich.console import Console
 
 
 def make_console(file=None) -> Console:
-    # Width 100 when piped (CI logs, tests) so the plan is not wrapped at 80.
     f = file or sys.stdout
     interactive = hasattr(f, "isatty") and f.isatty()
     return Console(file=f, highlight=False, soft_wrap=True,
-                   width=None if interactive else 100,
+                   width=None if interactive else _piped_width(),
                    no_color=bool(os.environ.get("NO_COLOR")) or not interactive)
+
+
+def _piped_width() -> int:
+    """The width for output into a pipe or a file: that of the terminal the
+    user still looks at (`| head`, `| less`, `> out.txt` typed in one: its
+    stderr is the terminal), else 100 (CI logs, tests), so the plan is not
+    wrapped at 80."""
+    try:
+        return os.get_terminal_size(sys.stderr.fileno()).columns
+    except (OSError, ValueError, AttributeError):
+        return 100
 
 
 def prose(console: Console) -> dict:

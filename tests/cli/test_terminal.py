@@ -18,6 +18,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import shlex
 import shutil
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -91,6 +92,9 @@ VIEWS = [
     View("policies-check.without-catalog-internal", _inv("policies-check", "--skip", "allow-catalog-internal")),
     View("policies-check.strict", _inv("policies-check", "--strict", "-q"), views=(80,)),
     View("policies-check.port-typo", _dashi("policies-check", "-p", "environments"), in_tmp=True, setup=_typo),
+    # Piped on into a pager in the same terminal: the output takes the terminal's width.
+    View("policies-check.through-head", ["sh", "-c", f"{shlex.join(_inv('policies-check'))} | head -40"],
+         views=(80,)),
     View("explain.blocked", _inv("explain", "dashi-serving/titiler", "dashi-catalog/stac-fastapi", "8080"),
          views=(80, "piped")),
     View("explain.allowed", _inv("explain", "dashi-data/prefect-worker", "dashi-platform/rustfs", "s3"),
