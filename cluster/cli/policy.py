@@ -30,18 +30,26 @@ def _load(profile: str, cni: str | None):
 
 
 def policies_check(profile: str, skip: list[str], as_json: bool = False, quiet: bool = False,
-                   strict: bool = False, cni: str | None = None) -> int:
+                   strict: bool = False, cni: str | None = None, html_path: str | None = None) -> int:
     """Print the check; 1 when a step or the final matrix differs from the intent
-    (or, with ``strict``, when a rule serves no intended edge), else 0."""
+    (or, with ``strict``, when a rule serves no intended edge), else 0.
+    ``html_path``: also the page of the same dict as the JSON."""
     from cluster.cli.common import make_console
     from cluster.policy import analysis, render
 
     prof = _load(profile, cni).without(skip)
     report = analysis.check(prof)
+    data = render.check_to_dict(report) if as_json or html_path else None
     if as_json:
-        print(json.dumps(render.check_to_dict(report), indent=2))
+        print(json.dumps(data, indent=2))
     else:
         render.print_check(report, make_console(), show_matrices=not quiet)
+    if html_path:
+        from cluster.cli.htmlfile import write_html
+        from cluster.policy.htmlreport.pages import check_page
+
+        write_html(html_path, check_page(data))
+        print(f"HTML report: {html_path}", file=sys.stderr if as_json else sys.stdout)
     failed = not report.ok or (strict and bool(report.over_permissive))
     return 1 if failed else 0
 
