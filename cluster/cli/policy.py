@@ -75,6 +75,23 @@ def explain(profile: str, src: str, dst: str, port: str, step: str | None, as_js
     return 0 if verdict.allowed else BLOCKED_EXIT
 
 
+def _expect(args: str, expect: str, result: dict) -> int:
+    """0 when the tree's reachability is the expected file's, else each change
+    and DIFFERS_EXIT. ``args``: the flags that made ``result``, for the hint."""
+    from cluster.policy.reachexpect import DIFFERS_EXIT, compare, load_expected
+
+    changes = compare(load_expected(expect), result)
+    if not changes:
+        print(f"reachability {args} is as {expect} expects: {len(result['endpoints'])} endpoints, "
+              f"{len(result['ranges'])} pairs with allowed traffic")
+        return 0
+    print(f"reachability {args} differs from {expect} in {len(changes)} place(s):")
+    for line in changes:
+        print(f"  {line}")
+    print(f"if the change is intended, record it: dashi reachability {args} > {expect}")
+    return DIFFERS_EXIT
+
+
 def _spans(ports: list[list[int]]) -> str:
     if ports == [[1, 65535]]:
         return "all"
@@ -82,17 +99,25 @@ def _spans(ports: list[list[int]]) -> str:
 
 
 def reachability(resources: str, fmt: str = "json", endpoints: str = "workloads",
-                 namespace: str = "default") -> int:
+                 namespace: str = "default", expect: str | None = None) -> int:
     from cluster.policy.manifests import read_dir
     from cluster.policy.reachability import compute, skipped_line
 
     if fmt not in ("json", "table"):
         raise DashiError(f"--format: unknown value {fmt!r} (json, table)")
+    if expect is not None:
+        from cluster.policy.reachexpect import check_outside
+
+        check_outside(expect, resources)
     rs = read_dir(resources, namespace=namespace)
     result = compute(rs, endpoints)
     warning = skipped_line(rs)
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
+    if expect is not None:
+        flags = (f" -e {endpoints}" if endpoints != "workloads" else "") + \
+            (f" -N {namespace}" if namespace != "default" else "")
+        return _expect(f"-r {resources}{flags}", expect, result)
     if fmt == "json":
         # json.dumps, not json.dump: only dumps runs C's encoder (dump writes
         # each of tens of thousands of pieces through Python).

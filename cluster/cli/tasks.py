@@ -191,14 +191,16 @@ def explain(c, src, dst, port, profile="dashi", step=None, json=False, cni=None)
         "format": "json (default) or table",
         "endpoints": "workloads (default: one endpoint per workload) or pods (one per replica)",
         "namespace": "namespace of objects that name none (as kubectl's --namespace); default 'default'",
+        "expect": "compare with this file (the JSON reachability printed before, committed; hidden or outside "
+                  "the tree, e.g. DIR/.reachability.json): exit 3 naming every change, 0 when the same",
     },
 )
 @_friendly
-def reachability(c, resources, format="json", endpoints="workloads", namespace="default"):
+def reachability(c, resources, format="json", endpoints="workloads", namespace="default", expect=None):
     """Offline: every allowed (src, dst, port range) among the resources in a directory."""
     from cluster.cli import policy
 
-    return policy.reachability(resources, format, endpoints=endpoints, namespace=namespace)
+    return policy.reachability(resources, format, endpoints=endpoints, namespace=namespace, expect=expect)
 
 # --- cluster lifecycle -----------------------------------------------------
 
