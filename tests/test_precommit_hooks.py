@@ -18,9 +18,10 @@ import subprocess
 import pytest
 import yaml
 
+from cluster.cli import policy
 from cluster.policy.reachability import reachability
 from cluster.policy.reachexpect import compare
-from support import ROOT
+from support import ROOT, cli_process
 from support.manifest_trees import RESOURCES, write
 from support.scratch_repo import GIT_ENV, commit, copy_of_this_repository, new_repo
 
@@ -74,3 +75,22 @@ def test_the_hooks_in_a_project_with_pre_commit_try_repo(tmp_path):
         f"  {line}\n" for line in changes) in out
     assert "if the change is intended, record it: dashi reachability -r . > .reachability.json" in out
 
+
+def test_the_readme_s_hook_arguments_are_the_commands_flags(tmp_path, monkeypatch, capsys):
+    """What README tells a user to put in .pre-commit-config.yaml, run as the hooks' entries run it."""
+    readme = (ROOT / "README.md").read_text()
+    config = yaml.safe_load(re.search(r"```yaml\n(repos:\n.*?)```", readme, re.S).group(1))
+    [repo] = config["repos"]
+    hooks = {h["id"]: h for h in yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())}
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(ROOT / "manifests" / "dashi", tmp_path / "policy-profile")
+    write(tmp_path / "deploy", RESOURCES)
+    (tmp_path / "deploy" / ".reachability.json").write_text(json.dumps(reachability(tmp_path / "deploy")))
+    for h in repo["hooks"]:
+        argv = hooks[h["id"]]["entry"].split()[1:] + h.get("args", hooks[h["id"]].get("args", []))
+        proc = cli_process.run(*argv, cli="dashi", cwd=tmp_path)
+        assert proc.returncode == 0, (h["id"], proc.stdout, proc.stderr)
+    step = tmp_path / "policy-profile" / "policies" / "05-allow-catalog-internal.yaml"
+    step.write_text(step.read_text().replace("port: postgres}", "port: 5433}"))
+    assert policy.policies_check("policy-profile", [], quiet=True) == 1
+    assert "final matrix differs from the intended matrix in 1 edge(s)" in capsys.readouterr().out
