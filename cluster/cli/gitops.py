@@ -18,7 +18,7 @@ from cluster.cli.htmlfile import link_from, write_html
 from cluster.errors import DashiError
 from cluster.live.record.files import atomic_write
 from cluster.live.record.identity import known_cluster_dir
-from cluster.live.rollout.overview import current_state
+from cluster.live.record.steprecord import current_state
 from cluster.paths import dashi_home
 from cluster.policy import diff as pdiff
 from cluster.policy import export as pexport
