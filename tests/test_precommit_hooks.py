@@ -25,8 +25,6 @@ from support import ROOT, cli_process
 from support.manifest_trees import RESOURCES, write
 from support.scratch_repo import GIT_ENV, commit, copy_of_this_repository, new_repo
 
-pytestmark = pytest.mark.install
-
 # Installing the package and its dependencies (kubernetes, kubernetes-validate:
 # about 230 MB unpacked) takes 30-60 s of CPU; on a loaded machine minutes.
 INSTALL_TIMEOUT = 1200
@@ -42,6 +40,7 @@ def test_the_hooks_declare_what_they_run():
     assert hooks["dashi-reachability"]["args"] == ["-r", ".", "--expect", ".reachability.json"]
 
 
+@pytest.mark.install
 def test_the_hooks_in_a_project_with_pre_commit_try_repo(tmp_path):
     pre_commit = shutil.which("pre-commit")
     if pre_commit is None:
