@@ -1,8 +1,8 @@
 """``network-policies-up``: apply a profile's steps in order, each one
 checked against policies that are not ours, snapshotted first, created and
-verified live; a step
-whose verification fails is rolled back to its snapshot and the run stops
-with the evidence. A re-run resumes after the last verified step."""
+verified live; a step whose verification fails is rolled back to its
+snapshot and the run stops with the evidence. A re-run resumes after the
+last verified step."""
 
 from __future__ import annotations
 
