@@ -39,6 +39,7 @@ from cluster.policy.profile import load_profile  # noqa: E402
 
 APPS = ["api", "db", "web", "worker", "cache", "queue", "auth", "search"]
 TIERS = ["front", "back", "data"]
+GROUPS = ["a", "b", "c"]
 
 
 def synthetic(pods: int, policies: int, seed: int = 1):
@@ -103,14 +104,27 @@ def full_matrix(pods: int, policies: int) -> tuple[float, int, float]:
     return elapsed, allowed, peak
 
 
-def write_manifests(root: Path, pods: int, policies: int, seed: int = 1, verbose: bool = False) -> None:
+SHAPES = ("project", "broad")
+
+
+def write_manifests(root: Path, pods: int, policies: int, seed: int = 1, verbose: bool = False,
+                    shape: str = "project") -> None:
     """A directory as a platform repository holds it: one file per namespace
     (a Namespace, Deployments, StatefulSets and bare Pods, one pod each, with
     labels, an image and ports; ``verbose`` adds env, resources, a probe and
-    a Service to each, as rendered Helm charts have), policies in their own files:
-    default deny in every namespace, DNS egress, same-namespace allows on
-    named and numeric ports, cross-namespace allows by namespace AND pod
-    selector, a monitoring namespace scraping every metrics port."""
+    a Service to each, as rendered Helm charts have), policies in their own files.
+
+    ``shape`` "project": default deny in every namespace, DNS egress,
+    same-namespace allows on named and numeric ports, cross-namespace allows
+    by namespace AND pod selector, a monitoring namespace scraping every
+    metrics port. "broad", as platform teams write them: namespaces in three
+    groups, egress rules whose peers are a whole group of namespaces
+    (``to: [{namespaceSelector: {matchLabels: {group: a}}}]``, a third of all
+    pods per rule), ingress from a tier of whole groups, and UDP ports (DNS, a statsd
+    port on a third of the pods) beside the TCP ones."""
+    if shape not in SHAPES:
+        raise ValueError(f"shape: one of {', '.join(SHAPES)}")
+    broad = shape == "broad"
     rnd = random.Random(seed)
     n_ns = max(1, pods // 20)
     root.mkdir(parents=True, exist_ok=True)
@@ -120,12 +134,15 @@ def write_manifests(root: Path, pods: int, policies: int, seed: int = 1, verbose
     for n, members in enumerate(per_ns):
         ns = f"team-{n}"
         docs = [f"apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n  labels:\n"
-                f"    team: t{n % 7}\n    env: {'prod' if n % 3 else 'dev'}\n"]
+                f"    team: t{n % 7}\n    env: {'prod' if n % 3 else 'dev'}\n"
+                + (f"    group: {GROUPS[n % 3]}\n" if broad else "")]
         for i in members:
             app, tier = rnd.choice(APPS), rnd.choice(TIERS)
             kind = ("Deployment", "Deployment", "StatefulSet", "Pod")[i % 4]
             ports = ["{name: http, containerPort: 8080}", "{name: metrics, containerPort: 9100}"] if i % 3 \
                 else ["{name: db, containerPort: 5432}"]
+            if broad and i % 3 == 1:
+                ports.append("{name: statsd, containerPort: 8125, protocol: UDP}")
             container = [f"- name: {app}", f"  image: registry.example/{app}:1.{i % 9}", "  ports:",
                          *(f"    - {p}" for p in ports)]
             if verbose:
@@ -149,6 +166,16 @@ def write_manifests(root: Path, pods: int, policies: int, seed: int = 1, verbose
                             f"  selector: {{app.kubernetes.io/instance: {ns}-{app}-{i}}}\n  ports:\n"
                             f"    - {{name: http, port: 80, targetPort: 8080}}\n")
         (root / f"{ns}.yaml").write_text("---\n".join(docs))
+    if broad:
+        _write_policies(root, _broad_policies(rnd, policies, n_ns))
+        (root / "kube-system.yaml").write_text(
+            "apiVersion: v1\nkind: Namespace\nmetadata: {name: kube-system}\n---\n"
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: coredns, namespace: kube-system}\nspec:\n"
+            "  replicas: 2\n  selector: {matchLabels: {k8s-app: kube-dns}}\n  template:\n"
+            "    metadata: {labels: {k8s-app: kube-dns}}\n    spec:\n      containers:\n"
+            "        - {name: coredns, image: coredns/coredns, ports: [{name: dns, containerPort: 53, protocol: UDP}, "
+            "{name: dns-tcp, containerPort: 53}]}\n")
+        return
     pols = []
     pairs = {}  # per namespace: the (server, client) apps of its allow rules
     for j in range(policies):
@@ -173,20 +200,64 @@ def write_manifests(root: Path, pods: int, policies: int, seed: int = 1, verbose
                     f"  egress:\n    - to: [{{podSelector: {{matchLabels: {{app.kubernetes.io/name: {a}}}}}}}]\n"
                     f"      ports: [{{port: 8000, endPort: 9000}}, {{port: 5432}}]\n")
         else:
-            spec = (f"  podSelector: {{matchExpressions: [{{key: tier, operator: In, values: [back, data]}}]}}\n"
+            spec = (f"  podSelector: {{matchLabels: {{app.kubernetes.io/name: {rnd.choice(APPS)}}}}}\n"
                     f"  ingress:\n    - from: [{{namespaceSelector: {{matchLabels: {{team: t{rnd.randrange(7)}}}}}, "
                     f"podSelector: {{matchLabels: {{tier: front}}}}}}]\n      ports: [{{port: 8080}}]\n")
-        pols.append(f"apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: pol-{j}, "
-                    f"namespace: {ns}}}\nspec:\n{spec}")
-    (root / "policies").mkdir(exist_ok=True)
-    for k in range(0, len(pols), 100):
-        (root / "policies" / f"{k // 100:03d}.yaml").write_text("---\n".join(pols[k:k + 100]))
+        pols.append(_netpol(j, ns, spec))
+    _write_policies(root, pols)
     (root / "monitoring.yaml").write_text(
         "apiVersion: v1\nkind: Namespace\nmetadata: {name: monitoring}\n---\n"
         "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: prometheus, namespace: monitoring}\nspec:\n"
         "  replicas: 2\n  selector: {matchLabels: {app: prometheus}}\n  template:\n"
         "    metadata: {labels: {app: prometheus}}\n    spec:\n      containers:\n"
         "        - {name: prometheus, image: prom/prometheus, ports: [{name: web, containerPort: 9090}]}\n")
+
+
+def _netpol(j: int, ns: str, spec: str) -> str:
+    return f"apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: pol-{j}, namespace: {ns}}}\nspec:\n{spec}"
+
+
+def _write_policies(root: Path, pols: list[str]) -> None:
+    (root / "policies").mkdir(exist_ok=True)
+    for k in range(0, len(pols), 100):
+        (root / "policies" / f"{k // 100:03d}.yaml").write_text("---\n".join(pols[k:k + 100]))
+
+
+def _broad_policies(rnd: random.Random, policies: int, n_ns: int) -> list[str]:
+    """The policies of the "broad" shape, four per namespace in turn: default
+    deny with DNS egress (UDP and TCP); an app's egress to every namespace of
+    a group on three TCP ports; an app's ingress from the front tier of every
+    namespace of a group on http and statsd (UDP); statsd (UDP) within the
+    namespace, to one app."""
+    pols = []
+    for j in range(policies):
+        n = j % n_ns
+        ns = f"team-{n}"
+        kind = (j // n_ns) % 4
+        group = GROUPS[rnd.randrange(3)]
+        if kind == 0:
+            spec = ("  podSelector: {}\n  policyTypes: [Ingress, Egress]\n  egress:\n"
+                    "    - to: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: kube-system}}, "
+                    "podSelector: {matchLabels: {k8s-app: kube-dns}}}]\n"
+                    "      ports: [{port: 53, protocol: UDP}, {port: 53, protocol: TCP}]\n")
+        elif kind == 1:
+            spec = (f"  podSelector: {{matchLabels: {{app.kubernetes.io/name: {rnd.choice(APPS)}}}}}\n"
+                    f"  policyTypes: [Egress]\n  egress:\n"
+                    f"    - to: [{{namespaceSelector: {{matchLabels: {{group: {group}}}}}}}]\n"
+                    f"      ports: [{{port: 8080}}, {{port: 5432}}, {{port: 9100}}]\n")
+        elif kind == 2:
+            spec = (f"  podSelector: {{matchLabels: {{app.kubernetes.io/name: {rnd.choice(APPS)}}}}}\n"
+                    f"  ingress:\n    - from: [{{namespaceSelector: {{matchLabels: {{group: {group}}}}}, "
+                    f"podSelector: {{matchLabels: {{tier: front}}}}}}]\n"
+                    f"      ports: [{{port: http}}, {{port: statsd, protocol: UDP}}]\n")
+        else:
+            app = rnd.choice(APPS)
+            spec = (f"  podSelector: {{}}\n  policyTypes: [Ingress, Egress]\n  ingress:\n"
+                    f"    - from: [{{podSelector: {{}}}}]\n      ports: [{{port: 8125, protocol: UDP}}]\n"
+                    f"  egress:\n    - to: [{{podSelector: {{matchLabels: {{app.kubernetes.io/name: {app}}}}}}}]\n"
+                    f"      ports: [{{port: 8125, protocol: UDP}}]\n")
+        pols.append(_netpol(j, ns, spec))
+    return pols
 
 
 # Runs one command and reports its wall time, CPU time and peak RSS. A child

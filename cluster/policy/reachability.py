@@ -28,8 +28,8 @@ from pathlib import Path
 
 from cluster.errors import ManifestError
 from cluster.policy.engine.evaluate import Engine
-from cluster.policy.engine.matrix import source_ranges
-from cluster.policy.engine.model import Endpoint
+from cluster.policy.engine.matrix import indices, source_ranges
+from cluster.policy.engine.model import PROTOCOLS, Endpoint
 from cluster.policy.manifests import ResourceSet, read_dir
 
 ENDPOINT_MODES = ("workloads", "pods")
@@ -60,32 +60,54 @@ def compute(rs: ResourceSet, endpoints: str = "workloads") -> dict:
     eps.sort(key=lambda e: e.key)
     engine = Engine(rs.namespaces, rs.compiled)
     keys = [e.key for e in eps]
-    allowed: set[tuple] = set()
-    ranges = []
-    for d, protocol, segments in engine.port_ranges(eps):
+    # The output is sorted by source, destination, protocol (and port). The
+    # endpoints are sorted by key, so each source's entries are made in
+    # that order when destinations are taken in turn and their protocols
+    # in name order: one list per source, joined at the end, no sort.
+    ranges_of: list[list[dict]] = [[] for _ in eps]
+    allowed_of: list[list[dict]] = [[] for _ in eps]
+    by_protocol = sorted(PROTOCOLS)
+    groups: dict[int, tuple] = {}  # id(segments) -> (segments, source_ranges(segments))
+
+    def emit(d: int, found: dict) -> None:
         dst = eps[d]
         # Loopback: one pod to itself is not policy-governed traffic; a
         # workload endpoint with several replicas stands for pod-to-pod.
         loop = 0 if dst.replicas > 1 else 1 << d
-        for bits, spans in source_ranges(segments):
-            bits &= ~loop
-            if not bits:
+        for protocol in by_protocol:
+            segments = found.get(protocol)
+            if segments is None:
                 continue
-            port_list = [[lo, hi] for lo, hi in spans]
-            declared = [p.port for p in dst.ports if p.protocol == protocol
-                        and any(lo <= p.port <= hi for lo, hi in spans)]
-            s_bits, s = bits, 0
-            while s_bits:
-                low = s_bits & -s_bits
-                s = low.bit_length() - 1
-                s_bits ^= low
-                ranges.append({"src": keys[s], "dst": dst.key, "protocol": protocol, "ports": port_list})
-                for port in declared:
-                    allowed.add((keys[s], dst.key, protocol, port))
-    ranges.sort(key=lambda r: (r["src"], r["dst"], r["protocol"]))
+            cached = groups.get(id(segments))
+            if cached is None:
+                cached = groups[id(segments)] = (segments, [(bits, [[lo, hi] for lo, hi in spans], spans)
+                                                            for bits, spans in source_ranges(segments)])
+            ports = sorted({p.port for p in dst.ports if p.protocol == protocol})
+            for bits, port_list, spans in cached[1]:
+                bits &= ~loop
+                if not bits:
+                    continue
+                declared = [n for n in ports if any(lo <= n <= hi for lo, hi in spans)]
+                dkey = dst.key
+                for s in indices(bits):
+                    src = keys[s]
+                    ranges_of[s].append({"src": src, "dst": dkey, "protocol": protocol, "ports": port_list})
+                    if declared:
+                        allowed_of[s].extend({"src": src, "dst": dkey, "protocol": protocol, "port": n}
+                                             for n in declared)
+
+    current, found = -1, {}
+    for d, protocol, segments in engine.port_ranges(eps):
+        if d != current:
+            if found:
+                emit(current, found)
+            current, found = d, {}
+        found[protocol] = segments
+    if found:
+        emit(current, found)
     return {"endpoints": keys,
-            "allowed": [{"src": s, "dst": d, "protocol": p, "port": n} for s, d, p, n in sorted(allowed)],
-            "ranges": ranges}
+            "allowed": [a for entries in allowed_of for a in entries],
+            "ranges": [r for entries in ranges_of for r in entries]}
 
 
 def reachability(directory: str | Path, endpoints: str = "workloads", namespace: str = "default") -> dict:
