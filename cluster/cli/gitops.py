@@ -3,6 +3,10 @@ and policies-diff (what a policy change does to connectivity).
 
 Each returns the process exit code; expected failures raise a
 ``DashiError``, which the task turns into one line and its exit code.
+
+policies-diff is an offline task (``cluster.cli.offline``): what only
+export needs (the rollout's record of a cluster, the Flux layout) and git
+(only with ``--git``) are imported where they are used.
 """
 
 from __future__ import annotations
@@ -10,25 +14,27 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from rich.console import Console
-
-from cluster.cli.common import make_console
 from cluster.errors import DashiError
-from cluster.live.record.files import atomic_write
-from cluster.live.record.identity import known_cluster_dir
-from cluster.live.rollout.overview import current_state
 from cluster.paths import dashi_home
 from cluster.policy import diff as pdiff
 from cluster.policy import export as pexport
 from cluster.policy.fluxtree import WIRING
 from cluster.policy.profile import Profile, load_profile
-from cluster.seams import git
-from cluster.seams.runner import Runner
+from cluster.ui import make_console
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from cluster.seams.runner import Runner
 
 
 def _verified_on(profile: Profile, context: str, state_root: Path | None) -> int:
     """How many leading steps the rollout recorded as verified on a context."""
+    from cluster.live.record.identity import known_cluster_dir
+    from cluster.live.rollout.overview import current_state
+
     cluster_dir = known_cluster_dir(context, state_root)
     rec = current_state(cluster_dir, context).get(profile.name) if cluster_dir is not None else None
     if rec is None:
@@ -53,6 +59,8 @@ def export(profile_name: str | Profile, *, out: str | None = None, until: list[s
            context: str | None = None, source: str = pexport.DEFAULT_SOURCE,
            interval: str = pexport.DEFAULT_INTERVAL, force: bool = False,
            console: Console | None = None, state_root: Path | None = None) -> int:
+    from cluster.live.record.files import atomic_write
+
     console = console or make_console()
     profile = profile_name if isinstance(profile_name, Profile) else load_profile(profile_name)
     layout = pexport.choose_layout(profile)
@@ -121,6 +129,9 @@ def policies_diff(old: str, new: str, *, profile: str | None = None, use_git: bo
         sides, notes = [], []
         for name, spec in (("old", old), ("new", new)):
             if use_git:
+                from cluster.seams import git
+                from cluster.seams.runner import Runner
+
                 dest = Path(tmp) / name
                 directory, revision = git.materialize(runner or Runner(), Path(repo), spec, dest)
                 if not any(directory.iterdir()):

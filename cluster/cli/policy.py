@@ -3,9 +3,10 @@
 Each returns the process exit code (0: success); expected failures raise a
 ``DashiError``, which the task turns into one line and its exit code.
 
-Imports are local to each task: ``reachability`` on a large directory is
-timed as a whole process, and the console and the profile machinery cost
-a tenth of a second to import that its JSON output does not need.
+Imports are local to each task and to each form of output: a small run's
+time is mostly imports, and the console (rich) is only for the printed
+forms, never for ``--json`` (the `dashi` command runs these without invoke:
+``cluster.cli.offline``).
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ def policies_check(profile: str, skip: list[str], as_json: bool = False, quiet: 
                    strict: bool = False, cni: str | None = None) -> int:
     """Print the check; 1 when a step or the final matrix differs from the intent
     (or, with ``strict``, when a rule serves no intended edge), else 0."""
-    from cluster.cli.common import make_console
     from cluster.policy import analysis, render
 
     prof = _load(profile, cni).without(skip)
@@ -43,6 +43,8 @@ def policies_check(profile: str, skip: list[str], as_json: bool = False, quiet: 
     if as_json:
         print(json.dumps(render.check_to_dict(report), indent=2))
     else:
+        from cluster.ui import make_console
+
         render.print_check(report, make_console(), show_matrices=not quiet)
     failed = not report.ok or (strict and bool(report.over_permissive))
     return 1 if failed else 0
@@ -53,7 +55,6 @@ def explain(profile: str, src: str, dst: str, port: str, step: str | None, as_js
     """The verdict for one edge: exit 0 when allowed, BLOCKED_EXIT when blocked."""
     from dataclasses import asdict
 
-    from cluster.cli.common import make_console
     from cluster.policy import analysis
 
     verdict = analysis.explain(_load(profile, cni), src, dst, port, step)
@@ -63,6 +64,8 @@ def explain(profile: str, src: str, dst: str, port: str, step: str | None, as_js
                           "egress": asdict(verdict.egress), "ingress": asdict(verdict.ingress),
                           "lines": verdict.lines()}, indent=2))
     else:
+        from cluster.ui import make_console
+
         console = make_console()
         for line in verdict.lines():
             console.print(line, markup=False)
@@ -110,7 +113,7 @@ def reachability(resources: str, fmt: str = "json", endpoints: str = "workloads"
         return 0
     from rich.table import Table
 
-    from cluster.cli.common import make_console
+    from cluster.ui import make_console
 
     console = make_console()
     pairs: dict[tuple[str, str], dict[str, str]] = {}

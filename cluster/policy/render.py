@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from rich.console import Console
+from typing import TYPE_CHECKING
 
 from cluster.policy.analysis import CheckReport, Difference
 from cluster.policy.engine.model import Edge
-from cluster.policy.tables import matrix_table, print_column_key
+
+if TYPE_CHECKING:  # rich only for the printed check: --json does without it
+    from rich.console import Console
 
 
 def _diff_lines(diffs: list[Difference]) -> list[str]:
@@ -14,6 +16,8 @@ def _diff_lines(diffs: list[Difference]) -> list[str]:
 
 
 def print_check(report: CheckReport, console: Console, show_matrices: bool = True) -> None:
+    from cluster.policy.tables import matrix_table, print_column_key
+
     profile = report.profile
     skipped = f" (without {', '.join(profile.skipped_steps)})" if profile.skipped_steps else ""
     console.print(f"[bold]policies-check[/bold] profile {profile.name}{skipped}: "
