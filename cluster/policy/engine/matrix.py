@@ -188,12 +188,17 @@ def source_ranges(segments) -> list[tuple[int, list[tuple[int, int]]]]:
 
 def indices(bits: int) -> list[int]:
     """The set bit positions of an int, lowest first. The binary text is
-    searched in C: a bit costs one ``find``, not a pass over the whole int."""
-    text = bin(bits)[:1:-1]  # lowest bit first
+    searched in C: a bit costs one ``find``, not a pass over the whole int;
+    the text starts at the lowest set bit (endpoints are sorted by
+    namespace, so a namespace's pods are one short stretch of a long int)."""
+    if not bits:
+        return []
+    base = (bits & -bits).bit_length() - 1
+    text = bin(bits >> base)[:1:-1]  # lowest bit first
     out = []
-    i = text.find("1")
+    i = 0
     while i >= 0:
-        out.append(i)
+        out.append(base + i)
         i = text.find("1", i + 1)
     return out
 
