@@ -17,6 +17,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import reference_matrix as reference  # beside this file (pytest puts its directory on sys.path)
 
 from cluster.policy.engine import matrix
 from cluster.policy.engine.compile import compile_policy
@@ -24,8 +25,6 @@ from cluster.policy.engine.evaluate import Engine
 from cluster.policy.engine.model import HOST, Endpoint, Port
 from cluster.policy.manifests import read_dir
 from cluster.policy.reachability import compute
-
-import reference_matrix as reference  # beside this file (pytest puts its directory on sys.path)
 
 ROOT = Path(__file__).resolve().parents[3]
 TEAMS, ENVS = ("a", "b", "c"), ("prod", "dev")
