@@ -314,10 +314,11 @@ def find_nca(given: str | None) -> str | None:
 
 
 def nca_process(nca: str, directory: Path) -> tuple[float, float, int, float]:
-    """The same figures for NCA's connectivity map of the same directory,
-    as its explicit list of allowed connections (txt_no_fw_rules: no
-    minimisation into firewall rules, the cheapest form that lists them)."""
-    elapsed, rss, size, cpu, code = _run([nca, "--connectivity", "-r", str(directory), "-o", "txt_no_fw_rules"])
+    """The same figures for NCA's connectivity map of the same directory, as
+    `nca --connectivity -r DIR` prints it by default (its connections
+    grouped into firewall rules; -o txt_no_fw_rules, one line per
+    connection, took 60% of the time at 2,000 pods when measured)."""
+    elapsed, rss, size, cpu, code = _run([nca, "--connectivity", "-r", str(directory)])
     if code != 0:
         raise SystemExit(f"nca failed on {directory} (exit {code})")
     return elapsed, rss, size, cpu
