@@ -26,6 +26,7 @@ import os
 import sys
 from collections import namedtuple
 
+from cluster import invoked
 from cluster.errors import DashiError
 
 # One meaning per short flag in every task. Invoke would otherwise pick the
@@ -209,6 +210,7 @@ def run(argv: list[str]) -> int | None:
     call = parse(argv)
     if call is None:
         return None
+    invoked.set_program("dashi")  # as the program does: messages name `dashi X`
     out = outcome(TASKS[call.task], None, **call.kwargs)
     if out.stdout is not None:
         print(out.stdout)
