@@ -342,6 +342,10 @@ class ClientKube:
         # (a CNI probe's "discover operator.tigera.io/v1 Installation").
         self._answered = False
         self._dyn = None
+        # The dynamic client's discovery (its resource cache, filled on first
+        # use) is not safe to run from several threads at once: reads made at
+        # once (a verification's) meet here one at a time.
+        self._discovery = threading.RLock()
         self._exec_pool: queue.SimpleQueue = queue.SimpleQueue()
         self._sleep = sleep
 
@@ -410,18 +414,20 @@ class ClientKube:
             self._sleep(delays[attempt])
 
     def _client(self):
-        if self._dyn is None:
-            from kubernetes import dynamic
+        with self._discovery:
+            if self._dyn is None:
+                from kubernetes import dynamic
 
-            self._dyn = dynamic.DynamicClient(self._api)
-        return self._dyn
+                self._dyn = dynamic.DynamicClient(self._api)
+            return self._dyn
 
     def _resource(self, api_version: str, kind: str):
         from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
         def find():
             try:
-                return self._client().resources.get(api_version=api_version, kind=kind)
+                with self._discovery:
+                    return self._client().resources.get(api_version=api_version, kind=kind)
             except ResourceNotFoundError:
                 return None
 
