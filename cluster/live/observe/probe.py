@@ -205,14 +205,15 @@ SHELL = "/bin/sh"
 # halves a probe's CPU (busybox 1.35: 2.5 -> 1.2 ms per connected probe).
 #
 # The deadline (the fifth argument, seconds, 0 for none): busybox's nc and
-# timeout count whole seconds, so with nc a watchdog ends the batch T seconds
-# after the last probe started: it prints "@@ deadline" and ends every probe
-# still waiting, which then has had at least T seconds without an answer
-# (a timeout: dropped). A control probe started after all the others (nc to
-# a closed port on the pod's own loopback, which answers at once and is never
-# subject to NetworkPolicy) must have reported by then: if it has not, the
-# pod did not run its probes in time, and what timed out proves nothing.
-# agnhost (SCTP, or no usable nc) takes the timeout itself, in milliseconds.
+# timeout count whole seconds, so with nc a watchdog ends the batch: T
+# seconds after the last probe started, it makes one more connection itself
+# (nc to a closed port on the pod's own loopback, refused at once and never
+# subject to NetworkPolicy), and only once that is done prints "@@ deadline"
+# and ends every probe still waiting. Such a probe has had at least T
+# seconds without an answer (a timeout: dropped), and the pod was able to
+# start a process and make a connection after them: a pod too busy to run
+# its probes in time delays its own deadline as much. agnhost (SCTP, or no
+# usable nc) takes the timeout itself, in milliseconds.
 BATCH_SCRIPT = r"""a=$1; t=$2; d=$3; m=$4; T=$5; shift 5
 n=agnhost
 if [ "$m" = auto ]; then
@@ -241,9 +242,8 @@ while [ $# -ge 3 ]; do
   if [ "$n" = agnhost ] && [ "$j" -ge 32 ]; then wait; j=0; q=; fi
 done
 if [ "$n" = nc ] && [ "$T" != 0 ]; then
-  ( o=$(nc -w 1 127.0.0.1 1 -e true 2>&1 </dev/null); printf '@@ control %s\n' "$?" ) &
-  q="$q $!"
-  ( sleep "$T" </dev/null >/dev/null 2>&1; echo "@@ deadline"; kill $q 2>/dev/null ) &
+  ( sleep "$T" </dev/null >/dev/null 2>&1; nc -w 1 127.0.0.1 1 -e true </dev/null >/dev/null 2>&1
+    echo "@@ deadline"; kill $q 2>/dev/null ) &
   w=$!
   wait $q
   kill $w 2>/dev/null
@@ -329,24 +329,20 @@ class NoShell(Exception):
 def parse_batch(targets: list[Target], res: ExecResult, deny_behaviour: str = "reject") -> list[ProbeResult]:
     """The per-probe results of one batch exec, in the order of ``targets``."""
     lines: dict[int, tuple[int, str]] = {}
-    deadline = control = False
+    deadline = False
     for line in res.stdout.splitlines():
         parts = line.split(" ", 3)
         if len(parts) >= 3 and parts[0] == "@@" and parts[1].isdigit() and parts[2].lstrip("-").isdigit():
             lines[int(parts[1])] = (int(parts[2]), parts[3] if len(parts) > 3 else "")
         elif line == "@@ deadline":
             deadline = True
-        elif line.startswith("@@ control "):
-            control = True
     if not lines and (res.returncode in (126, 127) or "executable file not found" in res.stderr
                       or "no such file" in res.stderr.lower()):
         raise NoShell(res.stderr.strip()[:200])
     out = []
     for i, t in enumerate(targets):
         if i not in lines and deadline:
-            out.append(ProbeResult(False, "timeout", "no answer by the batch deadline: dropped") if control else
-                       ProbeResult(False, "other", "no answer by the batch deadline, and the pod had not run its "
-                                                   "control probe by then either: too slow to tell"))
+            out.append(ProbeResult(False, "timeout", "no answer by the batch deadline: dropped"))
             continue
         if i not in lines:
             why = res.stderr.strip().splitlines()[-1] if res.stderr.strip() else f"exec exit {res.returncode}"

@@ -28,8 +28,8 @@ class ProbeSettings:
     """Probe settings. A probe waits 0.3 s for an answer: inside one cluster
     a connection is made in milliseconds, so that is a wide margin, and a
     matrix whose edges are mostly blocked costs a third of upstream e2e's
-    1 s (the batch's control probe guards against a pod too slow to time its
-    probes: see cluster.live.observe.probe). A disagreeing probe is re-polled
+    1 s (a pod too busy to run its probes in time delays its own deadline:
+    see cluster.live.observe.probe). A disagreeing probe is re-polled
     as soon as its round returns, for up to 10 s (upstream e2e's bound): no
     fixed wait between rounds, only 0.2 s at least from the start of one
     round to the next, so rounds that fail at once (an exec refused) do not

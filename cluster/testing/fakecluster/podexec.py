@@ -95,7 +95,7 @@ class PodExec(Network):
         triples = args[6:]
         # The stand-ins' busybox nc passes the script's self-check. With nc
         # and a deadline, a probe still waiting at the deadline prints no
-        # line; the watchdog prints "@@ deadline", after the control probe.
+        # line; the watchdog prints "@@ deadline".
         nc = tcp_tool == "auto"
         watchdog = nc and deadline != "0"
         lines, waited = [f"@@ tool {'nc' if nc else 'agnhost'}"], 0.0
@@ -112,10 +112,8 @@ class PodExec(Network):
                 continue
             waited = max(waited, w)
             lines.append(f"@@ {i} {rc} {text[:300]}")
-        if watchdog:
-            lines.append("@@ control 1")
-            if waited:
-                lines.append("@@ deadline")
+        if watchdog and waited:
+            lines.append("@@ deadline")
         return ExecResult(0, "\n".join(lines) + ("\n" if lines else ""), ""), waited
 
     def _nslookup(self, namespace: str, pod_name: str, host: str, seconds: float) -> tuple[int, str, float]:

@@ -372,13 +372,12 @@ def test_classify_dns_reads_busybox_nslookup():
     assert classify_dns(143, "nslookup: read: Connection refused").kind == "refused"
 
 
-def test_a_batch_deadline_reads_as_a_timeout_only_when_the_control_probe_reported():
+def test_a_probe_ended_by_the_batch_deadline_is_a_timeout():
     targets = [Target("ns", "p", "10.42.0.9", 80), Target("ns", "p", "10.42.0.10", 80)]
-    on_time = ExecResult(0, "@@ tool nc\n@@ 1 0 \n@@ control 1\n@@ deadline\n", "")
-    assert [r.kind for r in parse_batch(targets, on_time)] == ["timeout", "connected"]
-    starved = ExecResult(0, "@@ tool nc\n@@ 1 0 \n@@ deadline\n", "")
-    (late, _) = parse_batch(targets, starved)
-    assert late.kind == "other" and "control probe" in late.detail and late.allowed is None
+    res = ExecResult(0, "@@ tool nc\n@@ 1 0 \n@@ deadline\n", "")
+    assert [r.kind for r in parse_batch(targets, res)] == ["timeout", "connected"]
+    # Without the deadline's line a missing result is an error, as before.
+    assert parse_batch(targets, ExecResult(0, "@@ tool nc\n@@ 1 0 \n", ""))[0].kind == "other"
 
 
 @pytest.mark.parametrize("whole_pass_max", [1000, 10])

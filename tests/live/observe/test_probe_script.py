@@ -169,7 +169,7 @@ def test_a_sub_second_timeout_ends_the_batch_at_its_deadline(loopback, silent_po
     targets = [Target("ns", "pod", "127.0.0.1", silent_port), Target("ns", "pod", "127.0.0.1", loopback["open"]),
                Target("ns", "pod", "127.0.0.1", loopback["closed"]), Target("ns", "pod", "127.0.0.9", 53, "UDP")]
     res, seconds = run(batch_argv(targets, 0.3, agnhost=loopback["agnhost"]), loopback["path"])
-    assert "@@ deadline" in res.stdout and "@@ control " in res.stdout, res.stdout
+    assert "@@ deadline" in res.stdout, res.stdout
     assert [r.kind for r in parse_batch(targets, res)] == ["timeout", "connected", "refused", "connected"]
     assert seconds < 0.9, seconds
 
@@ -178,7 +178,7 @@ def test_a_sub_second_timeout_ends_the_batch_at_its_deadline(loopback, silent_po
 def test_a_batch_whose_probes_all_answer_does_not_wait_for_its_deadline(loopback):
     targets = [Target("ns", "pod", "127.0.0.1", loopback["open"]) for _ in range(8)]
     res, seconds = run(batch_argv(targets, 0.9, agnhost=loopback["agnhost"]), loopback["path"])
-    assert "@@ deadline" not in res.stdout and "@@ control " in res.stdout
+    assert "@@ deadline" not in res.stdout
     assert {r.kind for r in parse_batch(targets, res)} == {"connected"}
     assert seconds < 0.8, seconds
 
