@@ -54,11 +54,12 @@ SHORT_FLAGS = {
 # The bodies (the first docstring line is what `dashi --list` shows)
 
 
-def policies_check(c, profile="dashi", skip=None, json=False, quiet=False, strict=False, cni=None):
+def policies_check(c, profile="dashi", skip=None, json=False, quiet=False, strict=False, cni=None, html=None):
     """Offline: predict each step's matrix and compare the result with the intended matrix."""
     from cluster.cli import policy
 
-    return policy.policies_check(profile, skip or [], as_json=json, quiet=quiet, strict=strict, cni=cni)
+    return policy.policies_check(profile, skip or [], as_json=json, quiet=quiet, strict=strict, cni=cni,
+                                 html_path=html)
 
 
 def explain(c, src, dst, port, profile="dashi", step=None, json=False, cni=None):
@@ -68,19 +69,20 @@ def explain(c, src, dst, port, profile="dashi", step=None, json=False, cni=None)
     return policy.explain(profile, src, dst, port, step, as_json=json, cni=cni)
 
 
-def reachability(c, resources, format="json", endpoints="workloads", namespace="default"):
+def reachability(c, resources, format="json", endpoints="workloads", namespace="default", expect=None):
     """Offline: every allowed (src, dst, port range) among the resources in a directory."""
     from cluster.cli import policy
 
-    return policy.reachability(resources, format, endpoints=endpoints, namespace=namespace)
+    return policy.reachability(resources, format, endpoints=endpoints, namespace=namespace, expect=expect)
 
 
-def policies_diff(c, old, new, profile=None, git=False, repo=".", format="table", json=None, markdown=None):
+def policies_diff(c, old, new, profile=None, git=False, repo=".", format="table", json=None, markdown=None,
+                  html=None, html_link=None):
     """Connectivity diff of two policy sets: edges opened and closed; exit 3 if one is not intended."""
     from cluster.cli import gitops
 
     return gitops.policies_diff(old, new, profile=profile, use_git=git, repo=repo, fmt=format,
-                                json_path=json, markdown_path=markdown)
+                                json_path=json, markdown_path=markdown, html_path=html, html_link=html_link)
 
 
 # The task name of each body, and its flags that may be given more than once.

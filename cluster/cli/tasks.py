@@ -114,6 +114,10 @@ _PROFILE_HELP = "profile name (a directory under manifests/) or a profile direct
 _JSON_HELP = "print the result as one JSON document on stdout (errors too: {\"error\": ..., \"exit_code\": ...})"
 
 
+_HTML_HELP = ("also write the report as one self-contained HTML page to this file: per step the matrix as a grid, "
+              "every cell with the policies that decide it")
+
+
 _CNI_HELP = ("read each step in the form a live rollout uses on this CNI (calico, cilium, k3s): a step's "
              "variant for it, where the profile has one; default: the plain form")
 
@@ -126,6 +130,7 @@ policies_check = dashi_task(
         "quiet": "no per-step matrices, only the findings",
         "strict": "also fail when the least-privilege audit finds over-permissive rules",
         "cni": _CNI_HELP,
+        "html": _HTML_HELP,
     },
     iterable=list(offline.ITERABLE["policies-check"]),
 )(_friendly(offline.policies_check))
@@ -150,6 +155,8 @@ reachability = dashi_task(
         "format": "json (default) or table",
         "endpoints": "workloads (default: one endpoint per workload) or pods (one per replica)",
         "namespace": "namespace of objects that name none (as kubectl's --namespace); default 'default'",
+        "expect": "compare with this file (the JSON reachability printed before, committed; hidden or outside "
+                  "the tree, e.g. DIR/.reachability.json): exit 3 naming every change, 0 when the same",
     },
 )(_friendly(offline.reachability))
 
@@ -255,14 +262,17 @@ _CONTEXT_HELP = ("kubeconfig context (KUBECONFIG is read as kubectl does); requi
                    "exit 1 when a step's predicted matrix differs from its intended one",
         "yes": "confirm changing a cluster that is not a local k3d one without asking",
         "json": _JSON_HELP + "; progress goes to stderr",
+        "html": _HTML_HELP + " (every verification of this run, a failed one too; with --dry-run the predicted steps)",
     },
 )
 @_friendly
-def network_policies_up(c, profile="dashi", until=None, context=None, dry_run=False, yes=False, json=False):
+def network_policies_up(c, profile="dashi", until=None, context=None, dry_run=False, yes=False, json=False,
+                        html=None):
     """Apply the policy steps one at a time: snapshot, apply, verify live, roll back on a mismatch."""
     from cluster.cli import rollout
 
-    return rollout.up(profile, until=until, context=context, dry_run=dry_run, yes=yes, as_json=json)
+    return rollout.up(profile, until=until, context=context, dry_run=dry_run, yes=yes, as_json=json,
+                      html_path=html)
 
 
 @dashi_task(
@@ -287,17 +297,18 @@ def rollback(c, to=None, profile="dashi", context=None, yes=False):
         "context": "kubeconfig context (default: the current one); smoke only reads, so any cluster is fine",
         "json": "--json alone: the evidence as JSON on stdout (progress to stderr); --json FILE: also write it to FILE",
         "markdown": "also write the evidence as a Markdown report to this file",
+        "html": _HTML_HELP + " (predicted and observed)",
     },
     optional=["json"],
 )
 @_friendly
-def smoke(c, profile="dashi", context=None, json=None, markdown=None):
+def smoke(c, profile="dashi", context=None, json=None, markdown=None, html=None):
     """Probe the whole matrix now; exit 0 only when every edge is as expected."""
     from cluster.cli import rollout
 
     to_stdout = json is True
     return rollout.smoke(profile, context=context, json_path=None if to_stdout else json,
-                         markdown_path=markdown, as_json=to_stdout)
+                         markdown_path=markdown, as_json=to_stdout, html_path=html)
 
 
 @dashi_task(
@@ -350,6 +361,10 @@ policies_diff = dashi_task(
         "format": "what to print: table (default), json or markdown",
         "json": "also write the diff as JSON to this file",
         "markdown": "also write the diff as Markdown (a pull-request comment) to this file",
+        "html": "also write the diff as one self-contained HTML page to this file: the matrix as a grid, opened "
+                "and closed edges marked, the policies added, removed and changed",
+        "html_link": "where the Markdown links the HTML page (e.g. the CI run's artefacts); default: the --html "
+                     "file's path; empty: no link",
     },
     positional=["old", "new"],
 )(_friendly(offline.policies_diff))
