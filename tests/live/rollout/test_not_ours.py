@@ -13,7 +13,6 @@ changes in place here too).
 
 from __future__ import annotations
 
-import threading
 
 import pytest
 
@@ -41,15 +40,9 @@ def test_a_policy_made_mid_run_under_a_later_steps_name_stops_the_run_before_tha
     """Another team's GitOps controller creates develop/allow-dns while step
     1 is verified: the run stops before step 2 changes anything, naming the
     owner; the policy is left as it was, and a rollback leaves it alone."""
-    real_exec, made, once = world.kube.exec, [], threading.Lock()
-
-    def exec_(*a, **kw):
-        with once:  # probes run in parallel
-            if not made:  # the first probe of step 1's verification
-                made.append(world.kube.as_manager("kustomize-controller").create(FOREIGN))
-        return real_exec(*a, **kw)
-
-    world.kube.exec = exec_
+    made = []
+    world.before_first_probe(  # the first probe of step 1's verification
+        lambda: made.append(world.kube.as_manager("kustomize-controller").create(FOREIGN)))
     with pytest.raises(DashiError) as err:
         world.rollout().up()
     assert str(err.value) == (
@@ -60,7 +53,6 @@ def test_a_policy_made_mid_run_under_a_later_steps_name_stops_the_run_before_tha
     rec = world.record()
     assert [s["name"] for s in rec["steps"]] == STEPS[:1] and rec["in_progress"] is None
     assert len(world.snapshot_ids()) == 1  # not even a snapshot of step 2
-    world.kube.exec = real_exec
     world.rollout().rollback(to="baseline")
     assert world.ours() == {}
     assert policy(world, "develop", "allow-dns") == made[0]  # resourceVersion, managedFields and all

@@ -268,16 +268,7 @@ def test_the_holder_reads_its_lease_again_before_each_batch_of_writes(tmp_path):
     """Taken over between two renewals: noticed before the next write, not at
     the next renewal 15 s later."""
     w = RolloutWorld(tmp_path)
-    real_exec, stolen, once = w.kube.exec, [], threading.Lock()
-
-    def exec_(*a, **kw):
-        with once:  # probes run in parallel
-            if not stolen:  # while step 1 is verified
-                stolen.append(True)
-                steal(w.kube, "ci@elsewhere pid 1 #x")
-        return real_exec(*a, **kw)
-
-    w.kube.exec = exec_
+    w.before_first_probe(lambda: steal(w.kube, "ci@elsewhere pid 1 #x"))  # while step 1 is verified
     with pytest.raises(LockError, match="^the cluster lease kube-system/dashi-cluster was taken over by ci@elsewhere "
                                         "pid 1 #x since .* while this run held it; stopping before changing anything"):
         w.rollout().up()
