@@ -53,22 +53,45 @@ def _dry_run(profile, until: str | None, out: Console, as_json: bool) -> int:
 
 
 def up(profile_name: str, *, until: str | None = None, context: str | None = None, dry_run: bool = False,
-       yes: bool = False, kube_factory=None, out: Console | None = None, as_json: bool = False) -> int:
+       yes: bool = False, kube_factory=None, out: Console | None = None, as_json: bool = False,
+       observe: str | None = None, hubble: str | None = None, accept_blocking: list[str] | None = None) -> int:
     out = _console(as_json, out)
     profile = load_profile(profile_name)
     if until is not None:
         profile.step_index(until)  # a bad step name fails before anything else
     if dry_run:
         return _dry_run(profile, until, out, as_json)
+    if observe is None and (hubble or accept_blocking):
+        raise DashiError("--hubble and --accept-blocking go with --observe D")
     state_root()  # a state directory that cannot be one fails before the cluster is asked
     kube = (kube_factory or real_kube)(context)
-    record = Rollout(kube, profile, out=out, explicit_context=context, yes=yes,
-                     confirm=guard.terminal_confirm()).up(until)
+    rollout = Rollout(kube, profile, out=out, explicit_context=context, yes=yes, confirm=guard.terminal_confirm())
+    if observe is not None:
+        rollout.watch = _watch(observe, hubble, accept_blocking or [], rollout, kube, out)
+    try:
+        record = rollout.up(until)
+    finally:
+        if rollout.watch is not None:
+            rollout.watch.close()
     if as_json:
         print(json.dumps({"profile": profile.name, "context": kube.context(), "ok": True,
                           "applied": record.applied,
                           "in_progress": record.in_progress.to_dict() if record.in_progress else None}, indent=2))
     return 0
+
+
+def _watch(observe: str, hubble: str | None, accept: list[str], rollout, kube, out):
+    """network-policies-up --observe: the hooks that observe before each step."""
+    from cluster.cli.flows import parse_duration
+    from cluster.live.observe.hubble import connect
+    from cluster.live.rollout.watch import Watch
+    from cluster.policy.flows.replay import parse_accept
+
+    seconds = parse_duration(observe, "--observe")
+    for a in accept:
+        parse_accept(a, rollout.profile)  # a bad edge fails before the cluster is changed
+    say = lambda t: out.print(f"  {t}", markup=False)  # noqa: E731
+    return Watch(lambda: connect(address=hubble, kube=None if hubble else kube, say=say), seconds, accept)
 
 
 def rollback(profile_name: str, *, to: str | None = None, context: str | None = None, yes: bool = False,

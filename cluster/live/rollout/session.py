@@ -67,6 +67,11 @@ class RolloutSession:
         self.confirm = confirm
         self.lease_options = lease or {}
         self.hold: Hold | None = None
+        # network-policies-up --observe: hooks around each step
+        # (cluster.live.rollout.watch.Watch), and what they add to the
+        # evidence of a failed verification (the CNI's drop verdicts).
+        self.watch = None
+        self.evidence_extras: list[Callable[[MatrixReport], dict]] = []
 
     # -- output -----------------------------------------------------------
 
@@ -211,8 +216,13 @@ class RolloutSession:
         """Keep the full evidence of a failed verification beside the snapshots
         (the terminal shows only the first differences)."""
         base = self.dir / "evidence"
-        atomic_write(base / f"{name}.json", (json.dumps(to_json(report), indent=2) + "\n").encode())
-        atomic_write(base / f"{name}.md", to_markdown(report).encode())
+        extras: dict = {}
+        for extra in self.evidence_extras:
+            extras.update(extra(report))
+        atomic_write(base / f"{name}.json", (json.dumps({**to_json(report), **extras}, indent=2) + "\n").encode())
+        atomic_write(base / f"{name}.md", (to_markdown(report) + "".join(
+            f"\n## {key}\n\n" + "".join(f"    {line}\n" for line in value.get("summary", ()))
+            for key, value in extras.items())).encode())
         self.say(f"  evidence: {base / name}.md (and .json)")
         return base / f"{name}.md"
 
