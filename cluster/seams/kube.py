@@ -342,6 +342,7 @@ class ClientKube:
         self._bounds = bounds
         self._dyn = None
         self._exec_pool: queue.SimpleQueue = queue.SimpleQueue()
+        self._containers: dict[tuple[str, str], str | None] = {}  # see _default_container
         self._sleep = sleep
 
     # -- plumbing -----------------------------------------------------------
@@ -534,6 +535,12 @@ class ClientKube:
                                   f"the exec stream did not open within {self._bounds.exec_s:g}s")
         if "error" in opened:
             self._exec_pool.put(core)
+            if container is None and "400" in str(opened["error"]):
+                # A pod of several containers needs one named (the API server
+                # answers 400): the default one, as kubectl picks it.
+                chosen = self._default_container(namespace, pod)
+                if chosen is not None:
+                    return self.exec(namespace, pod, argv, chosen, timeout)
             raise self._error(opened["error"], what) from opened["error"]
         ws = opened["ws"]
         # Once open, every read of the stream is bounded too: a frame that
@@ -564,6 +571,20 @@ class ClientKube:
             except _transport_errors():
                 pass  # closing a stream that already dropped
             self._exec_pool.put(core)
+
+    # The container exec uses in a pod of several, picked as kubectl picks
+    # it: the kubectl.kubernetes.io/default-container annotation, else the
+    # first container (None for a pod of one). Read once per pod and command.
+    DEFAULT_CONTAINER_ANNOTATION = "kubectl.kubernetes.io/default-container"
+
+    def _default_container(self, namespace: str, pod: str) -> str | None:
+        key = (namespace, pod)
+        if key not in self._containers:
+            live = self.get("v1", "Pod", pod, namespace) or {}
+            names = [c.get("name") for c in (live.get("spec") or {}).get("containers") or []]
+            chosen = ((live.get("metadata") or {}).get("annotations") or {}).get(self.DEFAULT_CONTAINER_ANNOTATION)
+            self._containers[key] = None if len(names) < 2 else chosen if chosen in names else names[0]
+        return self._containers[key]
 
     def port_forward(self, namespace: str, pod: str, port: int) -> LocalForward:
         from kubernetes import client

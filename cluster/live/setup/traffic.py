@@ -78,7 +78,14 @@ def with_traffic(profile, workloads: list[dict]) -> list[dict]:
             out.append(obj)
             continue
         obj = copy.deepcopy(obj)
-        spec = _pod_template(obj).setdefault("spec", {})
+        template = _pod_template(obj)
+        spec = template.setdefault("spec", {})
+        # kubectl exec (and the probes, which exec as kubectl does) land in the
+        # stand-in, not in the traffic loop.
+        first = (spec.get("containers") or [{}])[0].get("name")
+        if first:
+            template.setdefault("metadata", {}).setdefault("annotations", {})[
+                "kubectl.kubernetes.io/default-container"] = first
         spec["containers"] = [c for c in spec.get("containers", []) if c.get("name") != CONTAINER] + [{
             "name": CONTAINER, "image": versions.AGNHOST_IMAGE, "imagePullPolicy": "IfNotPresent",
             "command": ["/bin/sh", "-c", SCRIPT, "dashi-traffic", f"{profile.traffic_beat_s:g}", *targets[name]],
