@@ -83,7 +83,7 @@ def test_flows_check_names_the_step_that_cuts_the_unlisted_edge(lane):
     assert f"BLOCKS   {UNLISTED}" in out
     assert ("egress of dashi-serving/titiler: BLOCKED: selected by dashi-serving/default-deny; no rule allows "
             "dashi-catalog/stac-fastapi on 8080/TCP") in out
-    assert "until allow-dns opens it" in out  # DNS: a window of the rollout, not a failure
+    assert "until allow-dns opens them" in out  # DNS: a window of the rollout, not a failure
     assert "flows-check: FAIL: 1 observed edge(s) would be cut outside the intent (by default-deny)" in out
     ok = lane.inv("flows-check", "--accept-blocking", ACCEPT)
     assert ok.returncode == 0 and "flows-check: OK" in ok.stdout
