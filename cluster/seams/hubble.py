@@ -140,6 +140,10 @@ class _Observer(observer_pb2_grpc.ObserverServicer):
         yield from (r for r in past if not drops or r.flow.verdict == flow_pb2.DROPPED)
         if not request.follow:
             return
+        with f.lock:
+            queued, f.on_follow = f.on_follow, []
+        if queued:
+            f.emit(queued)
         i = start
         while context.is_active():
             with f.lock:
@@ -159,6 +163,7 @@ class FakeHubble:
         self.history: list = []
         self.seen = 0
         self.requests: list = []
+        self.on_follow: list = []  # emitted when the next client starts following
         self.lock = threading.Lock()
         self.wakeup = threading.Event()
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
@@ -176,6 +181,12 @@ class FakeHubble:
                 self.seen += r.HasField("flow")
         self.wakeup.set()
         self.wakeup.clear()
+
+    def emit_when_followed(self, responses: Sequence) -> None:
+        """Emit ``responses`` once the next client follows the stream (what
+        arrives while a recording runs, whenever it starts)."""
+        with self.lock:
+            self.on_follow.extend(responses)
 
     def emit_later(self, responses: Sequence, delay_s: float) -> threading.Timer:
         t = threading.Timer(delay_s, self.emit, (responses,))

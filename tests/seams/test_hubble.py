@@ -30,8 +30,8 @@ def test_status_and_a_followed_stream(fake):
     fake.emit([flow()])  # before the stream: not followed
     st = hub.status()
     assert (st.max_flows, st.seen_flows, st.num_flows) == (65535, 1, 1)
-    fake.emit_later([flow(), observer_pb2.GetFlowsResponse(lost_events=flow_pb2.LostEvent(num_events_lost=3)),
-                     flow()], 0.3)
+    fake.emit_when_followed([flow(), observer_pb2.GetFlowsResponse(
+        lost_events=flow_pb2.LostEvent(num_events_lost=3)), flow()])
     got = [r.WhichOneof("response_types") for r in hub.flows(seconds=1.5)]
     assert got == ["flow", "lost_events", "flow"]
     assert fake.requests[-1].follow is True

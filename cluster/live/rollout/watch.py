@@ -92,16 +92,21 @@ class Watch:
         obs = observe(r.profile, read_recording(rec.path))
         check = replay(r.profile, obs, [parse_accept(a, r.profile) for a in self.accept])
         cuts = check.cuts_at(i + 1)
+        windows = Counter(c.reopened_by for c in cuts if c.window)
+        if windows:
+            r.say(f"  windows of the rollout: {sum(windows.values())} intended edge(s) this step cuts until a later "
+                  f"step opens them ({', '.join(f'{step}: {n}' for step, n in windows.items())})")
         for c in cuts:
-            r.say(f"  {self._line(c)}")
+            if not c.window:
+                r.say(f"  {self._line(c)}")
+                if c.failure:
+                    for w in c.why:
+                        r.say(f"      {w}")
         refused = [c for c in cuts if c.failure]
         if obs.not_placed:
             r.say(f"  {obs.unplaced} observed flow(s) not placed on the profile's endpoints "
                   f"(e.g. {obs.not_placed[0].why}): inv flows-check --flows {rec.path} lists them")
         if refused:
-            for c in refused:
-                for w in c.why:
-                    r.say(f"      {w}")
             r.event("step-refused", step=step.name, ok=False,
                     message="; ".join(f"{c.edge} ({c.observed.count} flows)" for c in refused))
             raise StepRefused(
@@ -113,8 +118,6 @@ class Watch:
 
     @staticmethod
     def _line(c: Cut) -> str:
-        if c.window:
-            return f"window: {c.edge}: cut for {c.length} step(s), until {c.reopened_by} opens it ({c.observed.count} flows)"
         if c.acknowledged:
             return f"accepted cut: {c.edge} ({c.observed.count} flows): {c.acknowledged}"
         return f"WOULD CUT: {c.edge} ({c.observed.count} flows observed): not in the intended matrix"

@@ -314,11 +314,9 @@ def check_lines(check: FlowsCheck) -> list[str]:
             continue
         out.append(f"[{k}/{n}] {name}: would newly block {len(cuts)} observed edge(s)")
         for c in cuts:
-            intent = f"intended (opened by {c.intended_step})" if c.intended_step else "not in the intended matrix"
             if c.window:
-                out.append(f"  window   {_edge_line(c.observed)}: {intent}; cut for {c.length} step(s), "
-                           f"until {c.reopened_by} opens it")
                 continue
+            intent = f"intended (opened by {c.intended_step})" if c.intended_step else "not in the intended matrix"
             tag = "accepted" if c.acknowledged else "BLOCKS"
             out.append(f"  {tag:<8} {_edge_line(c.observed)}: {intent}"
                        + (f"; {c.reopened_by} opens it again" if c.reopened_by else "")
@@ -327,6 +325,15 @@ def check_lines(check: FlowsCheck) -> list[str]:
             if not c.acknowledged:
                 out.append(f"           to cut it on purpose: {c.accept_arg()} (or list it under blocked: in "
                            "matrix.yaml)")
+        groups: dict[str, list[Cut]] = {}
+        for c in cuts:
+            if c.window:
+                groups.setdefault(c.reopened_by, []).append(c)
+        for reopener, group in groups.items():
+            out.append(f"  window   {len(group)} intended edge(s), {sum(c.observed.count for c in group)} flow(s), "
+                       f"cut for {group[0].length} step(s) until {reopener} opens them (the rollout's order, "
+                       "not a failure):")
+            out += [f"           {c.edge} ({c.observed.count})" for c in group]
     if check.uncovered:
         out.append(f"Observed edges no intended edge covers ({len(check.uncovered)}):")
         for oe, still in check.uncovered:

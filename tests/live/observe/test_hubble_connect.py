@@ -38,7 +38,7 @@ def test_through_a_port_forward_to_the_relay(fake):
     relay(kube)
     kube.forward_targets[("kube-system", "hubble-relay-7d-x", 4245)] = fake.address
     said = []
-    fake.emit_later([flow()], 0.5)
+    fake.emit_when_followed([flow()])
     with connect(kube=kube, say=said.append) as hub:
         assert hub.address != fake.address and hub.address.startswith("127.0.0.1:")
         assert [r.flow.l4.TCP.destination_port for r in hub.flows(seconds=1.5)] == [8080]

@@ -8,12 +8,12 @@ import json
 import time
 
 import pytest
+from support.rollout_world import NP
 
 from cluster.errors import VerificationFailed
 from cluster.live.observe.hubble import connect
 from cluster.live.rollout.watch import StepRefused, Watch
 from cluster.seams.hubble import FakeHubble, flow_pb2
-from support.rollout_world import NP
 
 UNLISTED = "develop/frontend develop/backend 8080/TCP"
 
@@ -49,9 +49,9 @@ def watched(world, hubble, accept=(), **kw):
 
 def traffic(world, hubble):
     """Flows arriving while the rollout observes: DNS (intended), an unlisted edge."""
-    hubble.emit_later([flow(world, "develop/frontend", "kube-system/kube-dns", 53),
-                       flow(world, "develop/frontend", "develop/backend", 8080),
-                       flow(world, "develop/frontend", "develop/backend", 8080)], 0.2)
+    hubble.emit_when_followed([flow(world, "develop/frontend", "kube-system/kube-dns", 53),
+                               flow(world, "develop/frontend", "develop/backend", 8080),
+                               flow(world, "develop/frontend", "develop/backend", 8080)])
 
 
 def test_a_step_that_cuts_observed_traffic_is_refused_before_anything_changes(world, hubble):
