@@ -84,10 +84,8 @@ def observe(profile: str, *, duration: str | None = None, flows: str | None = No
         from cluster.policy.flows.formats import FlowFile
 
         ff = FlowFile(flows)
-        path, meta = write_recording(target, ff, {"source": str(flows), "lost": ff.lost}, **caps)
-        meta["skipped"] = dict(ff.skipped)
-        meta["formats"] = dict(ff.formats)
-        (path / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        path, meta = write_recording(target, ff, {"source": str(flows)}, **caps, late_meta=lambda: {
+            "lost": ff.lost, "skipped": dict(ff.skipped), "formats": dict(ff.formats)})
         capped = f"; stopped at its cap ({meta['capped']})" if meta.get("capped") else \
             f" (cap: {caps['max_flows']} flows, {caps['max_bytes'] >> 20} MiB)"
         out.print(f"recorded {meta['kept']} flow(s) of {meta['seen']} read from {flows} "

@@ -23,7 +23,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -151,8 +151,11 @@ class RecordingWriter:
 
 
 def write_recording(directory: str | Path, flows: Iterable[Flow], meta: dict, *,
-                    max_flows: int = DEFAULT_MAX_FLOWS, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[Path, dict]:
-    """Record ``flows`` (counting those a cap left out); returns the path and its meta."""
+                    max_flows: int = DEFAULT_MAX_FLOWS, max_bytes: int = DEFAULT_MAX_BYTES,
+                    late_meta: Callable[[], dict] = dict) -> tuple[Path, dict]:
+    """Record ``flows`` (counting those a cap left out); returns the path and
+    its meta. ``late_meta()`` adds what is known only once the flows have
+    been read (what the reader skipped)."""
     w = RecordingWriter(directory, max_flows=max_flows, max_bytes=max_bytes)
     seen = 0
     try:
@@ -162,7 +165,7 @@ def write_recording(directory: str | Path, flows: Iterable[Flow], meta: dict, *,
     except BaseException:
         w.abort()
         raise
-    meta = {**meta, "seen": seen, "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    meta = {**meta, **late_meta(), "seen": seen, "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     path = w.close(meta)
     return path, json.loads((path / META).read_text())
 
