@@ -171,3 +171,23 @@ def test_real_files_replay_alike(dashi):
         check = replay(dashi, observe(dashi, g.result()))
         cut = {str(c.edge) for c in check.failures}
         assert cut == {"dashi-serving/titiler -> dashi-catalog/stac-fastapi 8080/TCP"}, name
+
+
+@pytest.mark.parametrize("unlisted, why", [
+    ({"from": "dashi-serving/titiler", "to": "dashi-catalog/stac-fastapi", "port": 9999},
+     r"traffic.unlisted\[0\]: dashi-catalog/stac-fastapi has no port 9999/TCP"),
+    ({"from": "dashi-data/flow-run", "to": "dashi-catalog/stac-fastapi", "port": "http"},
+     r"traffic.unlisted\[0\]: dashi-data/flow-run -> dashi-catalog/stac-fastapi 8080/TCP is in the intended matrix"),
+    ({"from": "dashi-*/*", "to": "dashi-catalog/stac-fastapi", "port": "http"},
+     r"traffic.unlisted\[0\]: from and to each name one pod endpoint"),
+    ({"from": "dashi-serving/titiler", "to": "dashi-catalog/stac-fastapi"}, r"traffic.unlisted\[0\]"),
+])
+def test_bad_unlisted_edges_name_the_file_and_the_entry(tmp_path, unlisted, why):
+    prof = tmp_path / "dashi"
+    shutil.copytree(MANIFESTS_DIR / "dashi", prof)
+    spec = yamlio.load((prof / "profile.yaml").read_text())
+    spec["traffic"]["unlisted"] = [unlisted]
+    (prof / "profile.yaml").write_text(yamlio.dump(spec))
+    with pytest.raises(ManifestError, match=why) as e:
+        load_profile(prof)
+    assert str(e.value).startswith(str(prof / "profile.yaml"))
