@@ -112,3 +112,25 @@ def test_the_drops_of_a_wrong_step_are_in_its_evidence(world, hubble):
         "     1  staging/frontend-5d8b-x1 -> staging/backend-5d8b-x1 8080/TCP: policy_denied egress (no policy named)"]
     md = next((world.pdir / "evidence").glob("*-default-deny-failed.md")).read_text()
     assert "## cni_drops" in md and "policy_denied egress" in md
+
+
+def test_hubble_gone_during_a_failed_verification_never_stops_the_restore(world, hubble):
+    leaky = {"apiVersion": NP, "kind": "NetworkPolicy", "metadata": {"name": "allow-everything", "namespace": "develop"},
+             "spec": {"podSelector": {}, "policyTypes": ["Egress"], "egress": [{}]}}
+    steps = list(world.profile.steps)
+    steps[0] = dataclasses.replace(steps[0], objects=steps[0].objects + (leaky,))
+    r = world.rollout(dataclasses.replace(world.profile, steps=steps))
+    stop = []
+
+    def clock():
+        if not stop:  # Hubble goes away once the observation is over
+            stop.append(hubble.stop())
+        return time.time()
+
+    r.watch = Watch(lambda: connect(address=hubble.address), 0.3, clock=clock)
+    with pytest.raises(VerificationFailed, match="rolled back"):
+        r.up(until="default-deny")
+    r.watch.close()
+    assert world.ours() == {}
+    evidence = json.loads(next((world.pdir / "evidence").glob("*-default-deny-failed.json")).read_text())
+    assert evidence["cni_drops"]["error"].startswith("Hubble at 127.0.0.1:")
