@@ -129,3 +129,20 @@ def test_a_wrong_steps_evidence_holds_the_dataplanes_drops(lane, tmp_path):
         drops["summary"]
     md = evidence[-1].with_suffix(".md").read_text()
     assert "## cni_drops" in md
+
+
+def test_a_port_forward_through_the_kube_seam_reaches_a_pod(lane):
+    # The way to hubble-relay on a cluster the tool set up: ClientKube's
+    # port_forward, here to a stand-in's HTTP port (agnhost porter answers
+    # with its SERVE_PORT_8080 value); FakeKube's forward is tested offline.
+    import urllib.request
+
+    from cluster.seams.kube import ClientKube
+
+    kube = ClientKube(context=lane.context, kubeconfig=lane.kubeconfig)
+    pod = next(p["metadata"]["name"] for p in kube.list("v1", "Pod", "dashi-catalog")
+               if p["metadata"]["name"].startswith("stac-fastapi-"))
+    with kube.port_forward("dashi-catalog", pod, 8080) as fwd:
+        for _ in range(2):  # one connection each: every one is carried on its own
+            with urllib.request.urlopen(f"http://{fwd.address}/", timeout=10) as resp:
+                assert resp.read().decode().strip() == "stac-fastapi"
