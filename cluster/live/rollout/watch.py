@@ -92,7 +92,7 @@ class Watch:
         obs = observe(r.profile, read_recording(rec.path))
         check = replay(r.profile, obs, [parse_accept(a, r.profile) for a in self.accept])
         cuts = check.cuts_at(i + 1)
-        windows = Counter(c.reopened_by for c in cuts if c.window)
+        windows = Counter(c.reopened_by for c in sorted(cuts, key=lambda c: c.reopened_at or 0) if c.window)
         if windows:
             r.say(f"  windows of the rollout: {sum(windows.values())} intended edge(s) this step cuts until a later "
                   f"step opens them ({', '.join(f'{step}: {n}' for step, n in windows.items())})")

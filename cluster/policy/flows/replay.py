@@ -326,7 +326,7 @@ def check_lines(check: FlowsCheck) -> list[str]:
                 out.append(f"           to cut it on purpose: {c.accept_arg()} (or list it under blocked: in "
                            "matrix.yaml)")
         groups: dict[str, list[Cut]] = {}
-        for c in cuts:
+        for c in sorted(cuts, key=lambda c: c.reopened_at or 0):  # in the order the steps reopen them
             if c.window:
                 groups.setdefault(c.reopened_by, []).append(c)
         for reopener, group in groups.items():
