@@ -3,13 +3,15 @@
 
     python benchmarks/bench_observe.py --kubeconfig FILE --hubble 127.0.0.1:4244 [--clients 4] [--seconds 20] [--check]
 
-It starts a throwaway namespace with one agnhost server, then loads it
-with TCP connections: from CLIENTS pods in a tight loop (`--load pods`,
-busybox nc: a process per connection, which on two cores tops out near
-1,300 Hubble flows/s), or (`--load host`, the default) from a process on
-this machine opening CONNECTIONS at once to the server's pod address
-(asyncio, no process per connection; it stops by itself after the
-recording). Then it records Hubble's flow stream for SECONDS with the
+It starts a throwaway namespace with one agnhost server, then loads it:
+`--load udp` (the default) sends RATE UDP datagrams a second from this
+machine to the server's pod address, each from a fresh socket, so each is a
+new connection to Cilium and a flow to Hubble (a port nothing listens on:
+the pod answers with ICMP, nothing is served); `--load host` opens
+CONNECTIONS TCP connections at once from one asyncio process (about 600 a
+second on two cores, ~3.7 Hubble flows each); `--load pods` runs a busybox
+nc loop in CLIENTS pods (a process per connection: about 1,300 flows/s).
+The load stops by itself after the recording. Then it records Hubble's flow stream for SECONDS with the
 recorder `inv observe` uses (cluster.live.observe.flows.record) and
 compares: the flows the recorder received per second, what Hubble says it
 lost (lost_events), and the flows Hubble saw in the same time
@@ -61,6 +63,28 @@ def wait_running(kube, ns: str, names: list[str], timeout: float = 120) -> dict[
     raise SystemExit(f"pods in {ns} not running after {timeout:.0f} s")
 
 
+# Runs in its own process: a UDP datagram from a fresh socket (a new source
+# port: a new connection to Cilium, a flow to Hubble) RATE times a second,
+# until the deadline; prints how many it sent.
+UDP_LOAD = r"""
+import socket, sys, time
+host, port, rate, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+start = time.monotonic()
+sent = 0
+while (now := time.monotonic()) < start + seconds:
+    due = int((now - start) * rate)
+    while sent < due:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            s.sendto(b"dashi-bench", (host, port))
+        except OSError:
+            pass
+        s.close()
+        sent += 1
+    time.sleep(0.001)
+print(sent)
+"""
+
 # Runs in its own process: connect, close, again, CONCURRENCY at a time,
 # until the deadline; prints how many connections it made.
 HOST_LOAD = r"""
@@ -88,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--kubeconfig", required=True)
     ap.add_argument("--hubble", required=True)
-    ap.add_argument("--load", choices=("host", "pods"), default="host")
+    ap.add_argument("--load", choices=("udp", "host", "pods"), default="udp")
+    ap.add_argument("--rate", type=float, default=6000, help="--load udp: datagrams per second")
     ap.add_argument("--clients", type=int, default=4, help="--load pods: client pods")
     ap.add_argument("--connections", type=int, default=64, help="--load host: connections at once")
     ap.add_argument("--seconds", type=float, default=20.0)
@@ -107,8 +132,11 @@ def main(argv: list[str] | None = None) -> int:
             for name in clients:
                 kube.apply(pod(ns, name, ["-c", LOOP], {"S": server_ip}, command=["/bin/sh"]))
             wait_running(kube, ns, clients)
-        else:
+        elif args.load == "host":
             load = subprocess.Popen([sys.executable, "-c", HOST_LOAD, server_ip, "8080", str(args.connections),
+                                     str(args.seconds + 5)], stdout=subprocess.PIPE, text=True)
+        else:
+            load = subprocess.Popen([sys.executable, "-c", UDP_LOAD, server_ip, "8081", str(args.rate),
                                      str(args.seconds + 5)], stdout=subprocess.PIPE, text=True)
         time.sleep(3)  # the load at full speed
         before = hub.status()
@@ -118,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
             took = time.monotonic() - t0
         after = hub.status()
         if load is not None:
-            print(f"load: {int(load.communicate(timeout=60)[0] or 0):,} connections from this machine")
+            print(f"load: {int(load.communicate(timeout=60)[0] or 0):,} {args.load.replace('host', 'TCP')} "
+                  "connections from this machine")
     finally:
         kube.delete("v1", "Namespace", ns)
     events, lost = rec.meta["events"], rec.meta["lost"]
@@ -127,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"recorded {events:,} Hubble flows in {took:.1f} s: {rate:,.0f} flows/s received "
           f"({rec.meta['kept']:,} connections kept), {lost} lost; Hubble saw {seen:,} in the same time "
           f"({seen / took:,.0f}/s); its buffer: {after.max_flows} flows; target {TARGET:,}/s, none lost")
+    print(f"lost, by where: {rec.meta.get('lost_by_source') or 'none'} (HUBBLE_RING_BUFFER: this reader fell behind; "
+          "PERF_EVENT_RING_BUFFER, OBSERVER_EVENTS_QUEUE: the agent did)")
     ok = rate >= TARGET and lost == 0 and events >= 0.99 * seen
     if not ok:
         print("MISSED")

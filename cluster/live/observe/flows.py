@@ -70,7 +70,9 @@ class Recorded:
         m = self.meta
         cap = f"; stopped at its cap ({m['capped']}), {m['seen'] - m['kept']} flow(s) not kept" if m.get("capped") \
             else f" (cap: {m['cap']['flows']} flows, {m['cap']['bytes'] // (1 << 20)} MiB)"
-        lost = f"; Hubble reported {m['lost']} flow(s) lost" if m.get("lost") else "; none lost"
+        lost = (f"; Hubble reported {m['lost']} flow(s) lost ("
+                + ", ".join(f"{n} in {where}" for where, n in (m.get("lost_by_source") or {}).items()) + ")"
+                if m.get("lost") else "; none lost")
         return (f"recorded {m['kept']} flow(s) of {m['events']} event(s) in {m['seconds']:.1f} s from {m['source']}"
                 f"{cap}{lost} -> {self.path}")
 
@@ -81,13 +83,18 @@ def record(hubble: Hubble, seconds: float, directory: Path, *, max_flows: int = 
     """Follow Hubble's flows for ``seconds`` into a recording at ``directory``."""
     writer = RecordingWriter(directory, max_flows=max_flows, max_bytes=max_bytes)
     skipped: Counter = Counter()
-    events = seen = lost = 0
+    lost_by: Counter = Counter()
+    events = seen = 0
     t0 = clock()
     try:
         for resp in hubble.flows(seconds=seconds, follow=True):
             which = resp.WhichOneof("response_types")
             if which == "lost_events":
-                lost += resp.lost_events.num_events_lost
+                # Where: the datapath's perf ring or the agent's queue (the
+                # CNI could not keep up), or Hubble's ring buffer (this
+                # reader could not).
+                lost_by[flow_pb2.LostEventSource.Name(resp.lost_events.source)] += \
+                    resp.lost_events.num_events_lost
                 continue
             if which != "flow":
                 continue
@@ -100,7 +107,7 @@ def record(hubble: Hubble, seconds: float, directory: Path, *, max_flows: int = 
         writer.abort()
         raise
     meta = {"source": f"Hubble at {hubble.address}", "seconds": clock() - t0, "events": events, "seen": seen,
-            "lost": lost, "skipped": dict(skipped),
+            "lost": sum(lost_by.values()), "lost_by_source": dict(lost_by), "skipped": dict(skipped),
             "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **(extra or {})}
     path = writer.close(meta)
     return Recorded(path, json.loads((path / "meta.json").read_text()))
