@@ -8,6 +8,7 @@ Each returns the process exit code; expected failures raise a
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from pathlib import Path
 
@@ -15,7 +16,8 @@ from rich.console import Console
 
 from cluster.cli.common import make_console
 from cluster.errors import DashiError
-from cluster.live.record.files import atomic_write
+from cluster.invoked import command
+from cluster.live.record.files import fsync_dir
 from cluster.live.record.identity import known_cluster_dir
 from cluster.live.record.steprecord import current_state
 from cluster.paths import dashi_home
@@ -33,7 +35,7 @@ def _verified_on(profile: Profile, context: str, state_root: Path | None) -> int
     rec = current_state(cluster_dir, context).get(profile.name) if cluster_dir is not None else None
     if rec is None:
         raise DashiError(f"no rollout of profile {profile.name} is recorded for context {context} "
-                         f"(inv network-policies-up --profile {profile.name} --context {context})")
+                         f"({command(f'network-policies-up --profile {profile.name} --context {context}')})")
     verified = set(rec.verified)
     k = 0
     while k < len(profile.steps) and profile.steps[k].name in verified:
@@ -57,18 +59,22 @@ def export(profile_name: str | Profile, *, out: str | None = None, until: list[s
     profile = profile_name if isinstance(profile_name, Profile) else load_profile(profile_name)
     layout = pexport.choose_layout(profile)
     limit = None
-    verified = "offline (inv policies-check)"
+    verified = f"offline ({command('policies-check')})"
     if context:
         limit = _verified_on(profile, context, state_root)
-        verified = f"live on context {context} (inv network-policies-up) and offline (inv policies-check)"
+        verified = (f"live on context {context} ({command('network-policies-up')}) and offline "
+                    f"({command('policies-check')})")
     target = Path(out) if out else dashi_home() / "export" / profile.name
-    current = pexport.current_untils(target, profile, layout)
-    untils = pexport.resolve_untils(profile, layout, list(until or []), limit, current)
-    pexport.check_offline(profile, max(untils.values()))
-    plan = pexport.plan(profile, untils, verified, source=source, interval=interval, layout=layout)
-    changes = pexport.changes(target, plan, force=force)
-    for path, text in changes.write.items():
-        atomic_write(path, text.encode())
+    try:
+        current = pexport.current_untils(target, profile, layout)
+        untils = pexport.resolve_untils(profile, layout, list(until or []), limit, current)
+        pexport.check_offline(profile, max(untils.values()))
+        plan = pexport.plan(profile, untils, verified, source=source, interval=interval, layout=layout)
+        changes = pexport.changes(target, plan, force=force)
+    except OSError as e:  # an --out that cannot be read (a directory without permission, ...)
+        raise DashiError(f"--out {target}: cannot read {e.filename or target} ({e.strerror or e}); "
+                         "nothing was written") from None
+    _write_all(target, changes.write)
     for path in changes.remove:
         path.unlink()
         # An overlay taken back to baseline leaves no empty directory behind.
@@ -96,6 +102,65 @@ def export(profile_name: str | Profile, *, out: str | None = None, until: list[s
     return 0
 
 
+def _write_all(target: Path, files: dict[Path, str]) -> None:
+    """Write every file or none: an --out that is a file, has a file where a
+    directory must go, or refuses writes (/proc, a read-only mount, no
+    permission) is one line naming the place, with nothing written. Each
+    file is first written beside its destination as a temporary file
+    (every directory made, every write done); only then are they renamed
+    into place, which within a directory we could write to does not fail.
+    A failure before that removes the temporary files and the directories
+    made for them."""
+    if target.exists() and not target.is_dir():
+        raise DashiError(f"--out {target}: it is a file, not a directory; nothing was written")
+    for path in files:
+        for parent in reversed(path.relative_to(target).parents[:-1]):  # flux, flux/bootstrap, ...
+            if (target / parent).exists() and not (target / parent).is_dir():
+                raise DashiError(f"--out {target}: {target / parent} is a file where the export needs a "
+                                 "directory; nothing was written")
+        if path.is_dir():
+            raise DashiError(f"--out {target}: {path} is a directory where the export writes a file; "
+                             "nothing was written")
+    made: list[Path] = []
+    staged: dict[Path, str] = {}
+    try:
+        for path, text in files.items():
+            _make_dirs(path.parent, made)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            staged[path] = tmp
+            with os.fdopen(fd, "wb") as f:
+                f.write(text.encode())
+                f.flush()
+                os.fsync(f.fileno())
+    except OSError as e:
+        for tmp in staged.values():
+            Path(tmp).unlink(missing_ok=True)
+        for d in reversed(made):
+            try:
+                d.rmdir()
+            except OSError:
+                pass
+        raise DashiError(f"--out {target}: cannot write {e.filename or target} ({e.strerror or e}); "
+                         "nothing was written") from None
+    for path, tmp in staged.items():
+        os.replace(tmp, path)
+    for d in {p.parent for p in staged}:
+        fsync_dir(d)
+
+
+def _make_dirs(directory: Path, made: list[Path]) -> None:
+    """``mkdir -p``, noting each directory it makes (outermost first)."""
+    missing = []
+    while not directory.is_dir():
+        missing.append(directory)
+        if directory.parent == directory:
+            break
+        directory = directory.parent
+    for d in reversed(missing):
+        d.mkdir()
+        made.append(d)
+
+
 def _load(spec: str, directory: Path, label: str, profile: str, tmp: Path | None, rev: str | None):
     """One side; error messages name REV:path instead of the temporary copy."""
     try:
@@ -106,6 +171,19 @@ def _load(spec: str, directory: Path, label: str, profile: str, tmp: Path | None
         err = DashiError(str(e).replace(str(tmp.resolve()) + "/", f"{rev}:").replace(str(tmp) + "/", f"{rev}:"))
         err.exit_code = e.exit_code
         raise err from None
+
+
+def _check_paths(revisions: list[git.Revision], listed: list[list[str]]) -> None:
+    """A PATH one revision lacks reads as no policies only where the other
+    revision has that same PATH: the pull request that adds (or removes) the
+    tree. A PATH that is not there otherwise is a typo, not an empty side:
+    read as no policies it would report every edge as changed."""
+    for i, (revision, names) in enumerate(zip(revisions, listed)):
+        other, other_names = revisions[1 - i], listed[1 - i]
+        if not names and not (other_names and other.path == revision.path):
+            raise DashiError(f"{revision.spec}: no path {revision.path or '.'!r} at {revision.rev} "
+                             f"({revision.commit[:12]}); a path reads as no policies only on the side that "
+                             "lacks it while the other has it (the pull request that adds it)")
 
 
 def policies_diff(old: str, new: str, *, profile: str | None = None, use_git: bool = False, repo: str = ".",
@@ -119,14 +197,19 @@ def policies_diff(old: str, new: str, *, profile: str | None = None, use_git: bo
     hint = profile or "dashi"
     with tempfile.TemporaryDirectory(prefix="dashi-diff-") as tmp:
         sides, notes = [], []
-        for name, spec in (("old", old), ("new", new)):
-            if use_git:
+        if use_git:
+            runner = runner or Runner()
+            revisions = [git.resolve(runner, Path(repo), spec) for spec in (old, new)]
+            listed = [git.files(runner, Path(repo), r) for r in revisions]
+            _check_paths(revisions, listed)
+            for name, spec, revision, names in zip(("old", "new"), (old, new), revisions, listed):
                 dest = Path(tmp) / name
-                directory, revision = git.materialize(runner or Runner(), Path(repo), spec, dest)
+                directory = git.write_tree(runner, Path(repo), revision, names, dest)
                 if not any(directory.iterdir()):
                     notes.append(f"{revision.label} has no YAML at {revision.path or '.'}: read as no policies")
                 sides.append(_load(spec, directory, revision.label, hint, dest, revision.rev))
-            else:
+        else:
+            for spec in (old, new):
                 sides.append(_load(spec, Path(spec), spec, hint, None, None))
         result = pdiff.diff(*sides)
         result.notes[:0] = notes

@@ -35,15 +35,27 @@ def policies_check(profile: str, skip: list[str], as_json: bool = False, quiet: 
     (or, with ``strict``, when a rule serves no intended edge), else 0."""
     from cluster.cli.common import make_console
     from cluster.policy import analysis, render
+    from cluster.ui import prose
 
     prof = _load(profile, cni).without(skip)
     report = analysis.check(prof)
+    failed_by_audit = strict and bool(report.over_permissive)
     if as_json:
-        print(json.dumps(render.check_to_dict(report), indent=2))
+        data = render.check_to_dict(report)
+        # "ok" is the exit status: with --strict, over-permissive rules fail it too.
+        data["ok"] = report.ok and not failed_by_audit
+        data["strict"] = strict
+        print(json.dumps(data, indent=2))
     else:
-        render.print_check(report, make_console(), show_matrices=not quiet)
-    failed = not report.ok or (strict and bool(report.over_permissive))
-    return 1 if failed else 0
+        console = make_console()
+        render.print_check(report, console, show_matrices=not quiet)
+        if failed_by_audit:
+            # Without this line a --strict failure reads like a pass: the
+            # matrices all match and the audit is printed in yellow either way.
+            console.print(f"--strict: failing on the {len(report.over_permissive)} over-permissive rule(s) above "
+                          "(without --strict the audit is reported, not failed)", markup=False, highlight=False,
+                          style="bold red", **prose(console))
+    return 1 if not report.ok or failed_by_audit else 0
 
 
 def explain(profile: str, src: str, dst: str, port: str, step: str | None, as_json: bool = False,
@@ -53,6 +65,7 @@ def explain(profile: str, src: str, dst: str, port: str, step: str | None, as_js
 
     from cluster.cli.common import make_console
     from cluster.policy import analysis
+    from cluster.ui import prose
 
     verdict = analysis.explain(_load(profile, cni), src, dst, port, step)
     if as_json:
@@ -63,7 +76,7 @@ def explain(profile: str, src: str, dst: str, port: str, step: str | None, as_js
     else:
         console = make_console()
         for line in verdict.lines():
-            console.print(line, markup=False)
+            console.print(line, markup=False, **prose(console))
     return 0 if verdict.allowed else BLOCKED_EXIT
 
 

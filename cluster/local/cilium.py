@@ -13,11 +13,11 @@ from cluster import versions
 from cluster.live.observe import cni
 from cluster.live.setup.pipeline import Action, Run, Session, Wait
 from cluster.local import helm
-from cluster.paths import REPO_ROOT
+from cluster.paths import shipped
 from cluster.seams.kube import Kube
 from cluster.seams.runner import Runner
 
-VALUES = REPO_ROOT / "cni" / "cilium" / "values.yaml"
+VALUES = shipped("cni") / "cilium" / "values.yaml"
 NAMESPACE = cni.CILIUM_NAMESPACE
 RELEASE = "cilium"
 

@@ -46,6 +46,7 @@ from cluster.policy.engine.model import NS_NAME_LABEL, Edge
 from cluster.policy.engine.predictions import Predictions
 from cluster.policy.manifests import read_dir
 from cluster.policy.profile import Profile, load_profile
+from cluster.ui import prose
 
 EXIT_OK = 0
 EXIT_NOT_COMPARABLE = 2
@@ -346,19 +347,21 @@ def _policy_lines(d: PolicyDiff) -> list[str]:
 def print_diff(d: PolicyDiff, console: Console) -> None:
     """Edges one per line with what decided them before and after: a wide
     table would wrap those reasons into columns nobody can read in a CI log."""
-    console.print(f"[bold]policies-diff[/bold] {d.old} -> {d.new}", highlight=False)
-    console.print(summary(d), markup=False)
+    wrap = prose(console)
+    console.print(f"[bold]policies-diff[/bold] {d.old} -> {d.new}", highlight=False, **wrap)
+    console.print(summary(d), markup=False, **wrap)
     for line in _policy_lines(d) + d.notes:
-        console.print(line, markup=False, highlight=False)
+        console.print(line, markup=False, highlight=False, **wrap)
     for title, rows, opened in (("opened", d.opened, True), ("closed", d.closed, False)):
         if rows:
             console.print(f"[bold]{title} ({len(rows)}):[/bold]")
         for c in rows:
-            console.print(f"  {c.edge}  intended: {_intended_text(c, opened)}", markup=False, highlight=False)
-            console.print(f"      before: {c.before}", markup=False, highlight=False, style="dim")
-            console.print(f"      after:  {c.after}", markup=False, highlight=False, style="dim")
+            console.print(f"  {c.edge}  intended: {_intended_text(c, opened)}", markup=False, highlight=False,
+                          **wrap)
+            console.print(f"      before: {c.before}", markup=False, highlight=False, style="dim", **wrap)
+            console.print(f"      after:  {c.after}", markup=False, highlight=False, style="dim", **wrap)
     style = "bold red" if d.unintended else "green"
-    console.print(f"[{style}]{verdict_line(d)}[/{style}]")
+    console.print(f"[{style}]{verdict_line(d)}[/{style}]", **wrap)
 
 
 def _change_dict(c: Change) -> dict:

@@ -22,18 +22,17 @@ from __future__ import annotations
 
 import fnmatch
 import os
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from cluster.errors import Invalid, ManifestError
-from cluster.paths import REPO_ROOT
+from cluster.paths import shipped
 from cluster.policy import apivalidation as av
 from cluster.policy import schema
 from cluster.policy.engine.compile import compile_policy
 from cluster.policy.engine.model import NS_NAME_LABEL, PROTOCOLS, Edge, Endpoint, Port
-from cluster.policy.manifests import ResourceSet, check_known, check_object, load_documents, obj_ref, read_yaml
+from cluster.policy.manifests import ResourceSet, applied_documents, check_known, check_object, obj_ref, read_yaml
 
 
 def _manifests_dir() -> Path:
@@ -42,9 +41,7 @@ def _manifests_dir() -> Path:
     <prefix>/share/dashi-cluster/manifests (pyproject's data-files)."""
     if os.environ.get("DASHI_MANIFESTS"):
         return Path(os.environ["DASHI_MANIFESTS"])
-    if (REPO_ROOT / "manifests").is_dir():
-        return REPO_ROOT / "manifests"
-    return Path(sys.prefix) / "share" / "dashi-cluster" / "manifests"
+    return shipped("manifests")
 
 
 MANIFESTS_DIR = _manifests_dir()
@@ -360,14 +357,14 @@ def load_profile(name_or_dir: str | os.PathLike = "dashi") -> Profile:
     rs = ResourceSet()
 
     ns_path = root / spec.get("namespaces", "namespaces.yaml")
-    ns_docs = load_documents(ns_path)
+    ns_docs = applied_documents(ns_path, "Namespace")
     check_known(ns_docs, str(ns_path), kinds=("Namespace",))
     for obj in ns_docs:
         rs.add(obj, str(ns_path))
 
     for rel in spec.get("workloads") or []:
         wpath = root / rel
-        wdocs = load_documents(wpath)
+        wdocs = applied_documents(wpath, "objects")
         check_known(wdocs, str(wpath))
         for obj in wdocs:
             if obj["kind"] in ("NetworkPolicy", "Namespace"):
@@ -460,7 +457,7 @@ def _step_objects(spath: Path, rs: ResourceSet, profile_name: str, seen_policies
     """The policies of a step file, checked; ``cni``: a variant for that CNI,
     which may hold what only that CNI reads (CiliumNetworkPolicies on cilium)."""
     kinds = ("NetworkPolicy", "CiliumNetworkPolicy") if cni == "cilium" else ("NetworkPolicy",)
-    objs = load_documents(spath)
+    objs = applied_documents(spath, " or ".join(kinds))
     for obj in objs:
         if obj["kind"] not in kinds:
             what = "a policy step" if cni is None else f"a {cni} variant of a step"

@@ -340,6 +340,11 @@ class ClientKube:
             raise KubeError(f"cannot load {where} from kubeconfig {source}: {why}") from None
         self._context = context
         self._bounds = bounds
+        # Whether the API server has answered this client yet: a first call
+        # that cannot reach it is reported as that alone ("cannot reach the
+        # API server of ..."), not as the call that happened to come first
+        # (a CNI probe's "discover operator.tigera.io/v1 Installation").
+        self._answered = False
         self._dyn = None
         self._exec_pool: queue.SimpleQueue = queue.SimpleQueue()
         self._containers: dict[tuple[str, str], str | None] = {}  # see _default_container
@@ -365,7 +370,7 @@ class ClientKube:
                     err = KubeError(f"{what}: {_first_line(text)}")
                     err.status = int(code) if code.isdigit() else None
                     return err
-                return KubeUnreachable(f"{what}: cannot reach the API server of {self._context} "
+                return KubeUnreachable(f"{self._doing(what)}cannot reach the API server of {self._context} "
                                        f"({self.server()}): {text.splitlines()[0][:200] if text else 'no answer'}")
             msg = ""
             body = getattr(e, "body", None)
@@ -382,16 +387,23 @@ class ClientKube:
             return err
         if isinstance(e, _transport_errors()):
             cause = _root_cause(e)
-            return KubeUnreachable(f"{what}: cannot reach the API server of {self._context} ({self.server()}): "
-                                   f"{type(cause).__name__}: {_first_line(cause)}")
+            return KubeUnreachable(f"{self._doing(what)}cannot reach the API server of {self._context} "
+                                   f"({self.server()}): {type(cause).__name__}: {_first_line(cause)}")
         return KubeError(f"{what}: {type(e).__name__}: {_first_line(e)}")
+
+    def _doing(self, what: str) -> str:
+        """The prefix of an unreachable error: what was being done, once the
+        server has answered (mid-run, it says where the run stopped)."""
+        return f"{what}: " if self._answered else ""
 
     def _call(self, what: str, fn: Callable, *, read: bool):
         """Run one API call; map its failure; retry a read that may succeed on a second try."""
         delays = READ_RETRY_DELAYS_S if read else ()
         for attempt in range(len(delays) + 1):
             try:
-                return fn()
+                result = fn()
+                self._answered = True
+                return result
             except Exception as e:  # noqa: BLE001 - the seam: every client failure becomes a KubeError
                 err = self._error(e, what)
                 transient = (isinstance(err, KubeUnreachable) and not _timed_out_reading(e)) \

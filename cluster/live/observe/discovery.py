@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from cluster.errors import DashiError
+from cluster.invoked import command
 from cluster.policy.engine.model import Edge, Endpoint
 from cluster.seams.kube import Kube, equality_selector
 from cluster.selectors import match_labels
@@ -121,7 +122,7 @@ def discover(kube: Kube, profile, edges: list[Edge] | None = None) -> LiveMatrix
             notes.append(f"{ep.key}: live pod {pods[0]['metadata']['name']} lacks labels {', '.join(drift)} "
                          "(policies see the live labels)")
     if missing:
-        raise DashiError("cannot probe: " + "; ".join(missing) + ". Is the profile deployed (inv cluster-up)?")
+        raise DashiError("cannot probe: " + "; ".join(missing) + f". Is the profile deployed ({command('cluster-up')})?")
 
     endpoints = []
     for ep in profile.endpoints:

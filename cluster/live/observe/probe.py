@@ -57,6 +57,7 @@ from dataclasses import dataclass
 from typing import Callable, Mapping
 
 from cluster.errors import DashiError, KubeError
+from cluster.invoked import command
 from cluster.live.observe.discovery import Target
 from cluster.live.observe.poll import poll_until
 from cluster.policy.engine.model import Edge
@@ -122,8 +123,12 @@ _REFUSED = {
     "drop": "connection refused: the packet reached the pod (this cluster's CNI drops denied packets, "
             "so no policy stopped it) and nothing accepted it",
     "unknown": "connection refused: whether that is a policy depends on the CNI, and this cluster's deny "
-               "behaviour was never measured (inv prepare, or inv cluster-up, runs the canary that measures it)",
+               "behaviour was never measured ({prepare}, or {cluster_up}, runs the canary that measures it)",
 }
+
+
+def _refused(deny_behaviour: str) -> str:
+    return _REFUSED[deny_behaviour].format(prepare=command("prepare"), cluster_up=command("cluster-up"))
 
 
 def classify(returncode: int, stderr: str, protocol: str = "TCP", deny_behaviour: str = "reject") -> ProbeResult:
@@ -144,7 +149,7 @@ def classify(returncode: int, stderr: str, protocol: str = "TCP", deny_behaviour
     if first.startswith("REFUSED"):
         if deny_behaviour not in DENY_BEHAVIOURS:
             raise DashiError(f"deny behaviour must be one of {', '.join(DENY_BEHAVIOURS)}, not {deny_behaviour!r}")
-        return ProbeResult(False, "refused", _REFUSED[deny_behaviour], deny_behaviour)
+        return ProbeResult(False, "refused", _refused(deny_behaviour), deny_behaviour)
     if first.startswith("DNS"):
         return ProbeResult(False, "dns", first)
     return ProbeResult(False, "other", first or f"exit {returncode} with no message")
@@ -248,7 +253,7 @@ def classify_dns(returncode: int, output: str, deny_behaviour: str = "reject") -
     if returncode == 0 or "Server:" in text or "can't find" in text:
         return ProbeResult(True, "connected", "DNS answered over UDP")
     if "onnection refused" in text:
-        return ProbeResult(False, "refused", "DNS query refused: " + _REFUSED[deny_behaviour].split(": ", 1)[1],
+        return ProbeResult(False, "refused", "DNS query refused: " + _refused(deny_behaviour).split(": ", 1)[1],
                            deny_behaviour)
     if returncode in (124, 137, 143) or "timed out" in text or "no servers could be reached" in text:
         return ProbeResult(False, "timeout", "no DNS answer in time: dropped")

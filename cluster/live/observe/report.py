@@ -35,6 +35,7 @@ from cluster.live.record.files import now_iso
 from cluster.policy.engine.evaluate import Verdict
 from cluster.policy.engine.model import Edge
 from cluster.policy.tables import matrix_table, print_column_key
+from cluster.ui import prose
 
 KIND_MEANING = {
     "connected": "connected (allowed)",
@@ -232,7 +233,8 @@ LEGEND = ("✓ allowed  · blocked  R refused (rejected)  ? unprobed  E error  "
 
 def render(report: MatrixReport, console: Console, *, matrices: bool = True) -> None:
     """Print the matrices (predicted, observed) and the evidence for each problem."""
-    console.print(f"{report.profile} {report.state}: {report.summary_line()}", markup=False, highlight=False, soft_wrap=True)
+    console.print(f"{report.profile} {report.state}: {report.summary_line()}", markup=False, highlight=False,
+                  **prose(console))
     if matrices:
         rows = {r.edge: r for r in report.rows}
         edges = list(rows)
@@ -243,7 +245,7 @@ def render(report: MatrixReport, console: Console, *, matrices: bool = True) -> 
         else:
             console.print(predicted)
         print_column_key(edges, console)
-        console.print(LEGEND, markup=False, highlight=False, soft_wrap=True, style="dim")
+        console.print(LEGEND, markup=False, highlight=False, style="dim", **prose(console))
     for note in report.notes:
         console.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
     problems = report.problem_rows

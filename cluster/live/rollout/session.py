@@ -18,6 +18,7 @@ from typing import Callable
 from rich.console import Console
 
 from cluster.errors import DashiError, GuardError, KubeError, SnapshotError, VerificationFailed
+from cluster.invoked import command
 from cluster.live.observe.cni import cni_label, detect_cni
 from cluster.live.observe.report import MatrixReport, render, to_json, to_markdown
 from cluster.live.observe.settings import ProbeSettings
@@ -160,7 +161,7 @@ class RolloutSession:
         if record.applied != names:
             raise DashiError(f"the step record says {', '.join(record.applied) or 'nothing'} applied, but profile "
                              f"{self.profile.name} now begins {', '.join(names) or '(no steps)'}: the profile "
-                             "changed under a running rollout. Roll back first: inv rollback --to baseline")
+                             f"changed under a running rollout. Roll back first: {command('rollback --to baseline')}")
         return k
 
     # -- snapshots and restores ---------------------------------------------

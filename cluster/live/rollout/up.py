@@ -6,6 +6,7 @@ with the evidence. A re-run resumes after the last verified step."""
 from __future__ import annotations
 
 from cluster.errors import DashiError, KubeError, KubeUnreachable, SnapshotError
+from cluster.invoked import command
 from cluster.live.observe.discovery import discover
 from cluster.live.record.drift import drift, state_label
 from cluster.live.record.policies import clean_policy, is_ours, live_policies, mark_ours
@@ -32,7 +33,7 @@ def up(r: RolloutSession, until: str | None = None) -> StepRecord:
     profile = r.profile
     n = len(profile.steps)
     if until == BASELINE:
-        raise DashiError("--until baseline applies nothing; to remove the policies use inv rollback --to baseline")
+        raise DashiError(f"--until baseline applies nothing; to remove the policies use {command('rollback --to baseline')}")
     target = n if until is None else profile.step_index(until)
     try:
         with r.begin(f"apply profile {profile.name}'s policy steps",
@@ -55,10 +56,10 @@ def _up(r: RolloutSession, target: int, until: str | None) -> StepRecord:
     if diff:
         raise DashiError(f"the live policies of ours differ from the {k} recorded step(s): "
                          f"{'; '.join(diff)}. Nothing was changed; restore a known state first "
-                         "(inv rollback --to baseline, or --to a step)")
+                         f"({command('rollback --to baseline')}, or --to a step)")
     if k > target:
         raise DashiError(f"{k} steps are already applied, past --until {until}; to go back use "
-                         f"inv rollback --to {until}")
+                         f"{command(f'rollback --to {until}')}")
     # Fail before the first change if the stand-ins are not there to probe from.
     discover(r.kube, profile)
     if not record.fully_verified:
@@ -79,7 +80,7 @@ def _up(r: RolloutSession, target: int, until: str | None) -> StepRecord:
         ip = r.record().in_progress
         if ip:
             r.say(f"Interrupted during step {ip.step} ({ip.phase}). The next "
-                  "`inv network-policies-up` or `inv rollback` finds it and resolves it.",
+                  f"`{command('network-policies-up')}` or `{command('rollback')}` finds it and resolves it.",
                   style="bold yellow")
         raise
     r.say(f"Done: {state_label(profile, target)}, every step verified live.")
