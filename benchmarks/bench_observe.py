@@ -11,13 +11,17 @@ the pod answers with ICMP, nothing is served); `--load host` opens
 CONNECTIONS TCP connections at once from one asyncio process (about 600 a
 second on two cores, ~3.7 Hubble flows each); `--load pods` runs a busybox
 nc loop in CLIENTS pods (a process per connection: about 1,300 flows/s).
-The load stops by itself after the recording. Then it records Hubble's flow stream for SECONDS with the
+The load stops by itself after the recording. Then the same recorder reads
+back the flows Hubble's ring buffer holds (up to 65,535), which Hubble
+serves as fast as it can: the rate the recorder takes real flows in,
+whatever load two cores can offer. Then it records Hubble's flow stream for SECONDS with the
 recorder `inv observe` uses (cluster.live.observe.flows.record) and
 compares: the flows the recorder received per second, what Hubble says it
 lost (lost_events), and the flows Hubble saw in the same time
 (ServerStatus.seen_flows before and after). The namespace is deleted at the
-end. Target (--check): at least 5,000 flows/s received, none lost, and no
-fewer received than Hubble saw (1% slack for the window's edges). Traffic
+end. Target (--check): at least 5,000 flows/s taken in, both live and from the
+ring buffer, none lost, and no fewer received than Hubble saw (1% slack
+for the window's edges). Traffic
 goes only to a pod of the test cluster on this machine.
 """
 
@@ -145,6 +149,12 @@ def main(argv: list[str] | None = None) -> int:
             rec = record(hub, args.seconds, Path(tmp) / "rec")
             took = time.monotonic() - t0
         after = hub.status()
+        # The same recorder reading what Hubble's ring buffer holds, as fast
+        # as Hubble serves it: how many real flows a second it takes in.
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.monotonic()
+            drained = record(hub, 120, Path(tmp) / "rec", backlog=after.num_flows)
+            drain_took = time.monotonic() - t0
         if load is not None:
             print(f"load: {int(load.communicate(timeout=60)[0] or 0):,} {args.load.replace('host', 'TCP')} "
                   "connections from this machine")
@@ -158,7 +168,10 @@ def main(argv: list[str] | None = None) -> int:
           f"({seen / took:,.0f}/s); its buffer: {after.max_flows} flows; target {TARGET:,}/s, none lost")
     print(f"lost, by where: {rec.meta.get('lost_by_source') or 'none'} (HUBBLE_RING_BUFFER: this reader fell behind; "
           "PERF_EVENT_RING_BUFFER, OBSERVER_EVENTS_QUEUE: the agent did)")
-    ok = rate >= TARGET and lost == 0 and events >= 0.99 * seen
+    drain_rate = drained.meta["events"] / drain_took
+    print(f"the ring buffer read back: {drained.meta['events']:,} flows in {drain_took:.1f} s: {drain_rate:,.0f} "
+          "flows/s (what the recorder takes in when Hubble serves as fast as it can)")
+    ok = min(rate, drain_rate) >= TARGET and lost == 0 and events >= 0.99 * seen
     if not ok:
         print("MISSED")
     return 1 if args.check and not ok else 0

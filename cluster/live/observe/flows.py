@@ -79,15 +79,17 @@ class Recorded:
 
 def record(hubble: Hubble, seconds: float, directory: Path, *, max_flows: int = DEFAULT_MAX_FLOWS,
            max_bytes: int = DEFAULT_MAX_BYTES, clock: Callable[[], float] = time.monotonic,
-           extra: dict | None = None) -> Recorded:
-    """Follow Hubble's flows for ``seconds`` into a recording at ``directory``."""
+           extra: dict | None = None, backlog: int = 0) -> Recorded:
+    """Follow Hubble's flows for ``seconds`` into a recording at ``directory``;
+    with ``backlog``, read the last ``backlog`` flows of Hubble's ring
+    buffer instead (at most ``seconds``), as fast as it serves them."""
     writer = RecordingWriter(directory, max_flows=max_flows, max_bytes=max_bytes)
     skipped: Counter = Counter()
     lost_by: Counter = Counter()
     events = seen = 0
     t0 = clock()
     try:
-        for resp in hubble.flows(seconds=seconds, follow=True):
+        for resp in hubble.flows(seconds=seconds, follow=not backlog, number=backlog):
             which = resp.WhichOneof("response_types")
             if which == "lost_events":
                 # Where: the datapath's perf ring or the agent's queue (the
