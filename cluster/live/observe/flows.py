@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from cluster.policy.flows.formats import hubble_flow
+from cluster.policy.flows.formats import SKIP_MID_TCP, SKIP_REPLY, hubble_flow
 from cluster.policy.flows.model import Flow
 from cluster.policy.flows.recording import DEFAULT_MAX_BYTES, DEFAULT_MAX_FLOWS, RecordingWriter
 from cluster.seams.hubble import Hubble, flow_pb2
@@ -101,7 +101,16 @@ def record(hubble: Hubble, seconds: float, directory: Path, *, max_flows: int = 
             if which != "flow":
                 continue
             events += 1
-            flow = hubble_flow(flow_fields(resp.flow), skipped)
+            f = resp.flow
+            # Most events are not flows (replies, packets after a SYN): told
+            # apart on the message, before its fields are read into a dict.
+            if f.is_reply.value:
+                skipped[SKIP_REPLY] += 1
+                continue
+            if f.l4.HasField("TCP") and f.l4.TCP.HasField("flags") and (f.l4.TCP.flags.ACK or not f.l4.TCP.flags.SYN):
+                skipped[SKIP_MID_TCP] += 1
+                continue
+            flow = hubble_flow(flow_fields(f), skipped)
             if flow is not None:
                 seen += 1
                 writer.add(flow)

@@ -60,6 +60,9 @@ _RESERVED_LABELS = {"reserved:host": "host", "reserved:remote-node": "host", "re
 _NOT_POD_LABELS = ("io.kubernetes.pod.namespace", "io.cilium.k8s.")
 _IANA = {"1": "ICMP", "6": "TCP", "17": "UDP", "58": "ICMPv6", "132": "SCTP"}
 _L4 = ("TCP", "UDP", "SCTP", "ICMPv4", "ICMPv6", "VRRP", "IGMP")
+# Why a Hubble event is not a flow (the counts every report shows).
+SKIP_REPLY = "replies (the answer of a connection already counted)"
+SKIP_MID_TCP = "TCP packets after the SYN (the connection is counted once)"
 _HUBBLE_VERDICTS = {"FORWARDED": "forwarded", "DROPPED": "dropped", "AUDIT": "audit", "REDIRECTED": "forwarded",
                     "TRANSLATED": "forwarded", 1: "forwarded", 2: "dropped", 4: "audit"}
 
@@ -128,7 +131,7 @@ def hubble_flow(f: dict, skipped: Counter) -> Flow | None:
         skipped["policy-verdict notices (the same packet's trace or drop is counted)"] += 1
         return None
     if _get(f, "is_reply", "isReply") is True:
-        skipped["replies (the answer of a connection already counted)"] += 1
+        skipped[SKIP_REPLY] += 1
         return None
     l4 = f.get("l4") or {}
     protocol = next((p for p in _L4 if p in l4), None)
@@ -139,7 +142,7 @@ def hubble_flow(f: dict, skipped: Counter) -> Flow | None:
         if protocol == "TCP":
             flags = inner.get("flags")
             if flags and (not flags.get("SYN") or flags.get("ACK")):
-                skipped["TCP packets after the SYN (the connection is counted once)"] += 1
+                skipped[SKIP_MID_TCP] += 1
                 return None
     ip = f.get("IP") or {}
     verdict = f.get("verdict")
