@@ -15,6 +15,7 @@ from pathlib import Path
 from rich.console import Console
 
 from cluster.cli.common import make_console
+from cluster.cli.htmlfile import link_from, write_html
 from cluster.errors import DashiError
 from cluster.invoked import command
 from cluster.live.record.files import fsync_dir
@@ -24,6 +25,7 @@ from cluster.paths import dashi_home
 from cluster.policy import diff as pdiff
 from cluster.policy import export as pexport
 from cluster.policy.fluxtree import WIRING
+from cluster.policy.htmlreport.pages import diff_page
 from cluster.policy.profile import Profile, load_profile
 from cluster.seams import git
 from cluster.seams.runner import Runner
@@ -188,9 +190,12 @@ def _check_paths(revisions: list[git.Revision], listed: list[list[str]]) -> None
 
 def policies_diff(old: str, new: str, *, profile: str | None = None, use_git: bool = False, repo: str = ".",
                   fmt: str = "table", json_path: str | None = None, markdown_path: str | None = None,
+                  html_path: str | None = None, html_link: str | None = None,
                   runner: Runner | None = None, console: Console | None = None) -> int:
     """0: shown, nothing unintended opened; 3: opens an edge the intended
-    matrix does not allow; 2: the workloads differ; 1: bad input."""
+    matrix does not allow; 2: the workloads differ; 1: bad input.
+    ``html_path``: also the page of the same dict as the JSON, which the
+    Markdown links (at ``html_link``, default its path; "" for no link)."""
     if fmt not in ("table", "json", "markdown"):
         raise DashiError(f"unknown format {fmt!r} (table, json, markdown)")
     console = console or make_console()
@@ -213,14 +218,20 @@ def policies_diff(old: str, new: str, *, profile: str | None = None, use_git: bo
                 sides.append(_load(spec, Path(spec), spec, hint, None, None))
         result = pdiff.diff(*sides)
         result.notes[:0] = notes
+    data = pdiff.to_dict(result)
+    if html_path:
+        write_html(html_path, diff_page(data))
+        html_link = link_from(markdown_path, html_path) if html_link is None else html_link
     if json_path:
-        Path(json_path).write_text(json.dumps(pdiff.to_dict(result), indent=2) + "\n")
+        Path(json_path).write_text(json.dumps(data, indent=2) + "\n")
     if markdown_path:
-        Path(markdown_path).write_text(pdiff.to_markdown(result))
+        Path(markdown_path).write_text(pdiff.to_markdown(result, html_link))
     if fmt == "json":
-        print(json.dumps(pdiff.to_dict(result), indent=2))
+        print(json.dumps(data, indent=2))
     elif fmt == "markdown":
-        print(pdiff.to_markdown(result), end="")
+        print(pdiff.to_markdown(result, html_link), end="")
     else:
         pdiff.print_diff(result, console)
+        if html_path:
+            console.print(f"HTML report: {html_path}", markup=False, highlight=False)
     return result.exit_code

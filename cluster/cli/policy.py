@@ -30,9 +30,10 @@ def _load(profile: str, cni: str | None):
 
 
 def policies_check(profile: str, skip: list[str], as_json: bool = False, quiet: bool = False,
-                   strict: bool = False, cni: str | None = None) -> int:
+                   strict: bool = False, cni: str | None = None, html_path: str | None = None) -> int:
     """Print the check; 1 when a step or the final matrix differs from the intent
-    (or, with ``strict``, when a rule serves no intended edge), else 0."""
+    (or, with ``strict``, when a rule serves no intended edge), else 0.
+    ``html_path``: also the page of the same dict as the JSON."""
     from cluster.cli.common import make_console
     from cluster.policy import analysis, render
     from cluster.ui import prose
@@ -40,11 +41,12 @@ def policies_check(profile: str, skip: list[str], as_json: bool = False, quiet: 
     prof = _load(profile, cni).without(skip)
     report = analysis.check(prof)
     failed_by_audit = strict and bool(report.over_permissive)
-    if as_json:
-        data = render.check_to_dict(report)
+    data = render.check_to_dict(report) if as_json or html_path else None
+    if data is not None:
         # "ok" is the exit status: with --strict, over-permissive rules fail it too.
         data["ok"] = report.ok and not failed_by_audit
         data["strict"] = strict
+    if as_json:
         print(json.dumps(data, indent=2))
     else:
         console = make_console()
@@ -55,6 +57,12 @@ def policies_check(profile: str, skip: list[str], as_json: bool = False, quiet: 
             console.print(f"--strict: failing on the {len(report.over_permissive)} over-permissive rule(s) above "
                           "(without --strict the audit is reported, not failed)", markup=False, highlight=False,
                           style="bold red", **prose(console))
+    if html_path:
+        from cluster.cli.htmlfile import write_html
+        from cluster.policy.htmlreport.pages import check_page
+
+        write_html(html_path, check_page(data))
+        print(f"HTML report: {html_path}", file=sys.stderr if as_json else sys.stdout)
     return 1 if not report.ok or failed_by_audit else 0
 
 
@@ -80,6 +88,23 @@ def explain(profile: str, src: str, dst: str, port: str, step: str | None, as_js
     return 0 if verdict.allowed else BLOCKED_EXIT
 
 
+def _expect(args: str, expect: str, result: dict) -> int:
+    """0 when the tree's reachability is the expected file's, else each change
+    and DIFFERS_EXIT. ``args``: the flags that made ``result``, for the hint."""
+    from cluster.policy.reachexpect import DIFFERS_EXIT, compare, load_expected
+
+    changes = compare(load_expected(expect), result)
+    if not changes:
+        print(f"reachability {args} is as {expect} expects: {len(result['endpoints'])} endpoints, "
+              f"{len(result['ranges'])} pairs with allowed traffic")
+        return 0
+    print(f"reachability {args} differs from {expect} in {len(changes)} place(s):")
+    for line in changes:
+        print(f"  {line}")
+    print(f"if the change is intended, record it: dashi reachability {args} > {expect}")
+    return DIFFERS_EXIT
+
+
 def _spans(ports: list[list[int]]) -> str:
     if ports == [[1, 65535]]:
         return "all"
@@ -87,17 +112,25 @@ def _spans(ports: list[list[int]]) -> str:
 
 
 def reachability(resources: str, fmt: str = "json", endpoints: str = "workloads",
-                 namespace: str = "default") -> int:
+                 namespace: str = "default", expect: str | None = None) -> int:
     from cluster.policy.manifests import read_dir
     from cluster.policy.reachability import compute, skipped_line
 
     if fmt not in ("json", "table"):
         raise DashiError(f"--format: unknown value {fmt!r} (json, table)")
+    if expect is not None:
+        from cluster.policy.reachexpect import check_outside
+
+        check_outside(expect, resources)
     rs = read_dir(resources, namespace=namespace)
     result = compute(rs, endpoints)
     warning = skipped_line(rs)
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
+    if expect is not None:
+        flags = (f" -e {endpoints}" if endpoints != "workloads" else "") + \
+            (f" -N {namespace}" if namespace != "default" else "")
+        return _expect(f"-r {resources}{flags}", expect, result)
     if fmt == "json":
         # json.dumps, not json.dump: only dumps runs C's encoder (dump writes
         # each of tens of thousands of pieces through Python).

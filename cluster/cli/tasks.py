@@ -137,6 +137,10 @@ _PROFILE_HELP = "profile name (a directory under manifests/) or a profile direct
 _JSON_HELP = "print the result as one JSON document on stdout (errors too: {\"error\": ..., \"exit_code\": ...})"
 
 
+_HTML_HELP = ("also write the report as one self-contained HTML page to this file: per step the matrix as a grid, "
+              "every cell with the policies that decide it")
+
+
 _CNI_HELP = ("read each step in the form a live rollout uses on this CNI (calico, cilium, k3s): a step's "
              "variant for it, where the profile has one; default: the plain form")
 
@@ -149,15 +153,17 @@ _CNI_HELP = ("read each step in the form a live rollout uses on this CNI (calico
         "quiet": "no per-step matrices, only the findings",
         "strict": "also fail when the least-privilege audit finds over-permissive rules",
         "cni": _CNI_HELP,
+        "html": _HTML_HELP,
     },
     iterable=["skip"],
 )
 @_friendly
-def policies_check(c, profile="dashi", skip=None, json=False, quiet=False, strict=False, cni=None):
+def policies_check(c, profile="dashi", skip=None, json=False, quiet=False, strict=False, cni=None, html=None):
     """Offline: predict each step's matrix and compare the result with the intended matrix."""
     from cluster.cli import policy
 
-    return policy.policies_check(profile, skip or [], as_json=json, quiet=quiet, strict=strict, cni=cni)
+    return policy.policies_check(profile, skip or [], as_json=json, quiet=quiet, strict=strict, cni=cni,
+                                 html_path=html)
 
 
 @dashi_task(
@@ -185,14 +191,16 @@ def explain(c, src, dst, port, profile="dashi", step=None, json=False, cni=None)
         "format": "json (default) or table",
         "endpoints": "workloads (default: one endpoint per workload) or pods (one per replica)",
         "namespace": "namespace of objects that name none (as kubectl's --namespace); default 'default'",
+        "expect": "compare with this file (the JSON reachability printed before, committed; hidden or outside "
+                  "the tree, e.g. DIR/.reachability.json): exit 3 naming every change, 0 when the same",
     },
 )
 @_friendly
-def reachability(c, resources, format="json", endpoints="workloads", namespace="default"):
+def reachability(c, resources, format="json", endpoints="workloads", namespace="default", expect=None):
     """Offline: every allowed (src, dst, port range) among the resources in a directory."""
     from cluster.cli import policy
 
-    return policy.reachability(resources, format, endpoints=endpoints, namespace=namespace)
+    return policy.reachability(resources, format, endpoints=endpoints, namespace=namespace, expect=expect)
 
 # --- cluster lifecycle -----------------------------------------------------
 
@@ -307,17 +315,18 @@ _CONTEXT_HELP = ("kubeconfig context (KUBECONFIG is read as kubectl does); requi
                    "observed traffic outside the intent; keep the CNI's drop verdicts with each step's evidence",
         "hubble": "with --observe: " + _HUBBLE_HELP,
         "accept_blocking": "with --observe: an edge \"SRC DST PORT[/PROTO]\" a step may cut (repeatable)",
+        "html": _HTML_HELP + " (every verification of this run, a failed one too; with --dry-run the predicted steps)",
     },
     iterable=["accept_blocking"],
 )
 @_friendly
 def network_policies_up(c, profile="dashi", until=None, context=None, dry_run=False, yes=False, json=False,
-                        observe=None, hubble=None, accept_blocking=None):
+                        observe=None, hubble=None, accept_blocking=None, html=None):
     """Apply the policy steps one at a time: snapshot, apply, verify live, roll back on a mismatch."""
     from cluster.cli import rollout
 
     return rollout.up(profile, until=until, context=context, dry_run=dry_run, yes=yes, as_json=json,
-                      observe=observe, hubble=hubble, accept_blocking=accept_blocking or [])
+                      observe=observe, hubble=hubble, accept_blocking=accept_blocking or [], html_path=html)
 
 
 @dashi_task(
@@ -342,17 +351,18 @@ def rollback(c, to=None, profile="dashi", context=None, yes=False):
         "context": "kubeconfig context (default: the current one); smoke only reads, so any cluster is fine",
         "json": "--json alone: the evidence as JSON on stdout (progress to stderr); --json FILE: also write it to FILE",
         "markdown": "also write the evidence as a Markdown report to this file",
+        "html": _HTML_HELP + " (predicted and observed)",
     },
     optional=["json"],
 )
 @_friendly
-def smoke(c, profile="dashi", context=None, json=None, markdown=None):
+def smoke(c, profile="dashi", context=None, json=None, markdown=None, html=None):
     """Probe the whole matrix now; exit 0 only when every edge is as expected."""
     from cluster.cli import rollout
 
     to_stdout = json is True
     return rollout.smoke(profile, context=context, json_path=None if to_stdout else json,
-                         markdown_path=markdown, as_json=to_stdout)
+                         markdown_path=markdown, as_json=to_stdout, html_path=html)
 
 
 @dashi_task(
@@ -405,16 +415,21 @@ def export(c, profile="dashi", out=None, until=None, context=None, source="flux-
         "format": "what to print: table (default), json or markdown",
         "json": "also write the diff as JSON to this file",
         "markdown": "also write the diff as Markdown (a pull-request comment) to this file",
+        "html": "also write the diff as one self-contained HTML page to this file: the matrix as a grid, opened "
+                "and closed edges marked, the policies added, removed and changed",
+        "html_link": "where the Markdown links the HTML page (e.g. the CI run's artefacts); default: the --html "
+                     "file's path; empty: no link",
     },
     positional=["old", "new"],
 )
 @_friendly
-def policies_diff(c, old, new, profile=None, git=False, repo=".", format="table", json=None, markdown=None):
+def policies_diff(c, old, new, profile=None, git=False, repo=".", format="table", json=None, markdown=None,
+                  html=None, html_link=None):
     """Connectivity diff of two policy sets: edges opened and closed; exit 3 if one is not intended."""
     from cluster.cli import gitops
 
     return gitops.policies_diff(old, new, profile=profile, use_git=git, repo=repo, fmt=format,
-                                json_path=json, markdown_path=markdown)
+                                json_path=json, markdown_path=markdown, html_path=html, html_link=html_link)
 
 
 # --- observed traffic: what really flows, replayed against the steps -------

@@ -6,6 +6,7 @@ from rich.console import Console
 from rich.text import Text
 
 from cluster.policy.analysis import CheckReport, Difference
+from cluster.policy.checkcells import step_cells
 from cluster.policy.engine.model import Edge
 from cluster.policy.tables import matrix_table, print_column_key
 from cluster.ui import prose
@@ -93,6 +94,7 @@ def check_to_dict(report: CheckReport) -> dict:
             "allowed": [_edge_dict(e) for e in res.verdicts if res.verdicts.allowed(e)],
             "differences": [{**_edge_dict(d.edge), "intended": d.intended, "predicted": d.predicted,
                              "detail": d.detail} for d in res.differences],
+            **step_cells(report, res),
         })
     return {
         "profile": profile.name,

@@ -5,6 +5,7 @@ that fails on a step that would not do what it should, the dashi binary."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -162,6 +163,39 @@ def test_reporting_tasks_print_one_json_document_on_stdout(cluster, capsys):
     assert rollout.history("environments", as_json=True) == 0
     history = json.loads(capsys.readouterr().out)
     assert [e["event"] for e in history["entries"]].count("step-verified") == 2
+
+
+def test_the_rollout_s_json_and_html_hold_every_verification_of_the_run(cluster, capsys, tmp_path):
+    page = tmp_path / "up.html"
+    assert rollout.up("environments", as_json=True, html_path=str(page)) == 0
+    captured = capsys.readouterr()
+    up = json.loads(captured.out)
+    assert [v["purpose"] for v in up["verifications"]] == [
+        "step 1/3 default-deny", "step 2/3 allow-dns", "step 3/3 allow-from-ingress-controller"]
+    assert all(v["report"]["ok"] and len(v["report"]["edges"]) == 113 for v in up["verifications"])
+    assert f"HTML report: {page}" in captured.err
+    text = page.read_text()
+    assert [h for h in re.findall(r'<section id="verification-\d+" class="step step-pass" data-heading="([^"]+)"',
+                                  text)] == [v["purpose"] for v in up["verifications"]]
+    # the edges each step opens by the intended matrix, which the offline
+    # check finds the policies open, are marked on its grid
+    opened = [sum(e["change"] == "opened" for e in v["report"]["edges"]) for v in up["verifications"]]
+    assert policy.policies_check("environments", [], as_json=True) == 0
+    check = json.loads(capsys.readouterr().out)
+    assert opened == [len(s["opened"]) for s in check["steps"]] == [0, 18, 6]
+    assert text.count('data-change="opened"') == sum(opened)
+    # a re-run has nothing to verify: the page says so
+    assert rollout.up("environments", html_path=str(page)) == 0
+    assert "no verification ran in this run" in page.read_text()
+
+
+def test_the_dry_run_s_page_is_the_predicted_check(tmp_path, capsys):
+    page = tmp_path / "dry.html"
+    assert rollout.up("environments", dry_run=True, until="allow-dns", html_path=str(page)) == 0
+    assert f"HTML report: {page}" in capsys.readouterr().out
+    text = page.read_text()
+    assert "network-policies-up --dry-run: profile environments" in text
+    assert re.findall(r'data-heading="([^"]+)"', text) == ["Step 1: default-deny", "Step 2: allow-dns"]
 
 
 def test_errors_with_json_are_a_json_object_on_stdout(cluster, capsys):

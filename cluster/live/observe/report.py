@@ -55,6 +55,9 @@ class EdgeRow:
     intended: bool | None = None  # the step-intended state (None: not checked)
     intent: str = ""  # which step opens it and why
     observation: Observation | None = None  # None: not probed (dry run)
+    # What the step that brought the policies here does to this edge by the
+    # intended matrix: "opened", "closed", or None (no change, or no step).
+    change: str | None = None
 
     @property
     def observed(self) -> bool | None:
@@ -283,7 +286,7 @@ def row_dict(row: EdgeRow) -> dict:
         "attempts": None if o is None else o.attempts,
         "target": None if o is None or o.target is None else
         {"pod": f"{o.target.namespace}/{o.target.pod}", "address": f"{o.target.host}:{o.target.port}"},
-        "status": row.status, "problems": row.problems,
+        "status": row.status, "problems": row.problems, "change": row.change,
         "explanation": [line.strip() for line in row.verdict.lines()],
     }
 
@@ -307,7 +310,8 @@ def _md(text: str) -> str:
     return str(text).replace("|", "\\|")
 
 
-def to_markdown(report: MatrixReport) -> str:
+def to_markdown(report: MatrixReport, html_link: str | None = None) -> str:
+    """``html_link``: where the HTML page of the same report is, linked at the top."""
     s = report.summary()
     verdict = "PASS" if report.ok else "FAIL"
     out = [f"# Network policy smoke test: {verdict}", "",
@@ -317,7 +321,11 @@ def to_markdown(report: MatrixReport) -> str:
            f"- edges: {s['edges']} ({s['ok']} as predicted, {s['mismatch']} mismatched, {s['error']} errors, "
            f"{s['unprobed']} unprobed, {s['unintended']} differ from the intent)",
            f"- probing: {report.probes} probes in {report.execs} execs ({report.mode or 'not probed'}) on "
-           f"{report.workers} workers in {report.seconds:.1f} s", ""]
+           f"{report.workers} workers in {report.seconds:.1f} s"]
+    if html_link:
+        out.append(f"- the matrix as a picture, every edge with the policies that decide it: "
+                   f"[HTML report](<{html_link}>)")
+    out.append("")
     for note in report.notes:
         out.append(f"> note: {_md(note)}")
     if report.notes:
@@ -341,6 +349,6 @@ def to_markdown(report: MatrixReport) -> str:
     return "\n".join(out) + "\n"
 
 
-def write_markdown(report: MatrixReport, path: str) -> None:
+def write_markdown(report: MatrixReport, path: str, html_link: str | None = None) -> None:
     with open(path, "w") as f:
-        f.write(to_markdown(report))
+        f.write(to_markdown(report, html_link))

@@ -8,6 +8,7 @@ from cluster.live.observe.report import EdgeRow, MatrixReport
 from cluster.live.observe.settings import ProbeSettings
 from cluster.live.record.drift import state_label
 from cluster.live.record.policies import is_ours, live_policies
+from cluster.policy.engine.model import Edge
 from cluster.policy.engine.predictions import engine_for, predict
 from cluster.policy.manifests import obj_ref
 from cluster.policy.profile import IntendedEdge, Profile
@@ -18,6 +19,14 @@ def _intent(ie: IntendedEdge | None) -> str:
     if ie is None:
         return "not in the intended matrix"
     return f"the matrix opens it at {ie.step}" + (f": {ie.reason}" if ie.reason else "")
+
+
+def _changes(profile: Profile, k: int | None) -> dict[Edge, str]:
+    """The edges the k-th step opens and closes by the intended matrix."""
+    if not k:
+        return {}
+    before, after = profile.intended_after(k - 1), profile.intended_after(k)
+    return {e: "opened" if now else "closed" for e, now in after.items() if now != before.get(e)}
 
 
 def verify_live(kube: Kube, profile: Profile, k: int | None, settings: ProbeSettings, *,
@@ -39,8 +48,9 @@ def verify_live(kube: Kube, profile: Profile, k: int | None, settings: ProbeSett
     intended = profile.intended_after(k) if k is not None else {}
     run = settings.prober(kube).run(live.targets, {e: v.allowed for e, v in verdicts.items()})
     intents = profile.intents()
+    changes = _changes(profile, k)
     rows = [EdgeRow(edge=e, predicted=v.allowed, verdict=v, intended=intended.get(e),
-                    intent=_intent(intents.get(e)), observation=run.observations.get(e))
+                    intent=_intent(intents.get(e)), observation=run.observations.get(e), change=changes.get(e))
             for e, v in verdicts.items()]
     notes = list(live.notes)
     foreign = sorted(obj_ref(p, kind=False) for p in policies if not is_ours(p))
@@ -63,6 +73,7 @@ def predicted(profile: Profile, k: int) -> MatrixReport:
     verdicts = predict(profile, profile.policies_through(k))
     intended = profile.intended_after(k)
     intents = profile.intents()
+    changes = _changes(profile, k)
     rows = [EdgeRow(edge=e, predicted=v.allowed, verdict=v, intended=intended.get(e),
-                    intent=_intent(intents.get(e))) for e, v in verdicts.items()]
+                    intent=_intent(intents.get(e)), change=changes.get(e)) for e, v in verdicts.items()]
     return MatrixReport(profile.name, None, state_label(profile, k), rows, False)

@@ -20,9 +20,11 @@ from rich.console import Console
 from cluster.errors import DashiError, GuardError, KubeError, SnapshotError, VerificationFailed
 from cluster.invoked import command
 from cluster.live.observe.cni import cni_label, detect_cni
+from cluster.live.observe.htmlpages import Verification, run_html, verifications_json
 from cluster.live.observe.report import MatrixReport, render, to_json, to_markdown
 from cluster.live.observe.settings import ProbeSettings
 from cluster.live.observe.verify import verify_live
+from cluster.live.record.drift import state_label
 from cluster.live.record.files import atomic_write, now_iso, whoami
 from cluster.live.record.history import History
 from cluster.live.record.identity import ClusterState
@@ -68,6 +70,9 @@ class RolloutSession:
         self.confirm = confirm
         self.lease_options = lease or {}
         self.hold: Hold | None = None
+        # Every live matrix this command probed, in order: its --html page
+        # and the evidence of a failed verification show them all.
+        self.verifications: list[Verification] = []
         # network-policies-up --observe: hooks around each step
         # (cluster.live.rollout.watch.Watch), and what they add to the
         # evidence of a failed verification (the CNI's drop verdicts).
@@ -221,14 +226,24 @@ class RolloutSession:
         for extra in self.evidence_extras:
             extras.update(extra(report))
         atomic_write(base / f"{name}.json", (json.dumps({**to_json(report), **extras}, indent=2) + "\n").encode())
-        atomic_write(base / f"{name}.md", (to_markdown(report) + "".join(
+        atomic_write(base / f"{name}.md", (to_markdown(report, f"{name}.html") + "".join(
             f"\n## {key}\n\n" + "".join(f"    {line}\n" for line in value.get("summary", ()))
             for key, value in extras.items())).encode())
-        self.say(f"  evidence: {base / name}.md (and .json)")
+        # The page shows this command's verifications up to the failed one
+        # (its last), each the same dict as a .json of the evidence.
+        page = run_html({"profile": self.profile.name, "context": self.context, "ok": False,
+                         "message": f"the live matrix {report.state} differs from the engine or the intent in "
+                                    f"{len(report.problem_rows)} edge(s): "
+                                    f"{', '.join(sorted({p for r in report.problem_rows for p in r.problems}))}",
+                         "verifications": verifications_json(self.verifications)}, evidence=True)
+        atomic_write(base / f"{name}.html", page.encode())
+        self.say(f"  evidence: {base / name}.md (and .json, .html)")
         return base / f"{name}.md"
 
-    def verify(self, k: int | None, *, matrices: bool = True, since: float | None = None) -> MatrixReport:
+    def verify(self, k: int | None, *, matrices: bool = True, since: float | None = None,
+               purpose: str | None = None) -> MatrixReport:
         report = verify_live(self.kube, self.profile, k, self.settings, context=self.context, since=since)
+        self.verifications.append(Verification(purpose or f"the live matrix {report.state}", report))
         if any("error" in r.problems for r in report.rows):
             # Probes that could not run say nothing about the policies when
             # the API server itself is gone: that is an interruption, not a
@@ -239,7 +254,7 @@ class RolloutSession:
 
     def verify_restore(self, record: StepRecord, k: int, verified: str) -> str:
         """Probe the matrix after a restore to k steps; record, say and return the verdict."""
-        after = self.verify(k, matrices=False)
+        after = self.verify(k, matrices=False, purpose=f"restored: {state_label(self.profile, k)}")
         self.finish_restore(record, after)
         restored = verified if after.ok else "the restored state ALSO differs: " + after.summary_line()
         self.say(f"  {restored}")
@@ -250,7 +265,7 @@ class RolloutSession:
         step = self.profile.steps[k]
         n = len(self.profile.steps)
         self.mark(record, Phase.VERIFYING, step=step.name, snapshot=snap_id)
-        report = self.verify(k + 1, since=applied_at)
+        report = self.verify(k + 1, since=applied_at, purpose=f"step {k + 1}/{n} {step.name}")
         if report.ok:
             user, host = whoami()
             record.steps.append(StepEntry(step.name, snap_id, record.in_progress.started, now_iso(),

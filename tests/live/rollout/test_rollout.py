@@ -117,8 +117,16 @@ def test_a_cni_that_enforces_nothing_is_rolled_back_with_evidence(tmp_path):
     assert "... and 80 more edge(s)" in out  # the terminal shows 25; the files hold all 105
     evidence = w.pdir / "evidence"
     assert sorted(p.name for p in evidence.iterdir()) == [
-        "0001-before-default-deny-default-deny-failed.json", "0001-before-default-deny-default-deny-failed.md"]
+        "0001-before-default-deny-default-deny-failed.html", "0001-before-default-deny-default-deny-failed.json",
+        "0001-before-default-deny-default-deny-failed.md"]
     data = json.loads((evidence / "0001-before-default-deny-default-deny-failed.json").read_text())
+    page = (evidence / "0001-before-default-deny-default-deny-failed.html").read_text()
+    # The page shows the failed verification (the only one this run made),
+    # and the Markdown links it; the browser tests look at such pages.
+    assert page.count('<section id="verification-') == 1 and "step 1/3 default-deny" in page
+    assert page.count('data-problem="yes"') == 105
+    assert "[HTML report](<0001-before-default-deny-default-deny-failed.html>)" in \
+        (evidence / "0001-before-default-deny-default-deny-failed.md").read_text()
     debug = next(e for e in data["edges"] if (e["src"], e["dst"], e["port"]) == ("develop/debug", "develop/backend", 8080))
     assert (debug["predicted"], debug["observed"], debug["kind"], debug["attempts"]) == (False, True, "connected", 11)
     assert data["summary"]["mismatch"] == 105  # 96 TCP + 9 UDP-to-DNS (from the namespaces under default-deny), now probed
