@@ -3,6 +3,10 @@ and policies-diff (what a policy change does to connectivity).
 
 Each returns the process exit code; expected failures raise a
 ``DashiError``, which the task turns into one line and its exit code.
+
+policies-diff is an offline task (``cluster.cli.offline``): what only
+export needs (the rollout's record of a cluster, durable writes) and git
+(only with ``--git``) are imported where they are used.
 """
 
 from __future__ import annotations
@@ -11,28 +15,31 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from rich.console import Console
-
-from cluster.cli.common import make_console
 from cluster.cli.htmlfile import link_from, write_html
 from cluster.errors import DashiError
 from cluster.invoked import command
-from cluster.live.record.files import fsync_dir
-from cluster.live.record.identity import known_cluster_dir
-from cluster.live.record.steprecord import current_state
 from cluster.paths import dashi_home
 from cluster.policy import diff as pdiff
 from cluster.policy import export as pexport
 from cluster.policy.fluxtree import WIRING
 from cluster.policy.htmlreport.pages import diff_page
 from cluster.policy.profile import Profile, load_profile
-from cluster.seams import git
-from cluster.seams.runner import Runner
+from cluster.ui import make_console
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from cluster.seams import git
+    from cluster.seams.runner import Runner
 
 
 def _verified_on(profile: Profile, context: str, state_root: Path | None) -> int:
     """How many leading steps the rollout recorded as verified on a context."""
+    from cluster.live.record.identity import known_cluster_dir
+    from cluster.live.record.steprecord import current_state
+
     cluster_dir = known_cluster_dir(context, state_root)
     rec = current_state(cluster_dir, context).get(profile.name) if cluster_dir is not None else None
     if rec is None:
@@ -113,6 +120,8 @@ def _write_all(target: Path, files: dict[Path, str]) -> None:
     into place, which within a directory we could write to does not fail.
     A failure before that removes the temporary files and the directories
     made for them."""
+    from cluster.live.record.files import fsync_dir
+
     if target.exists() and not target.is_dir():
         raise DashiError(f"--out {target}: it is a file, not a directory; nothing was written")
     for path in files:
@@ -203,6 +212,9 @@ def policies_diff(old: str, new: str, *, profile: str | None = None, use_git: bo
     with tempfile.TemporaryDirectory(prefix="dashi-diff-") as tmp:
         sides, notes = [], []
         if use_git:
+            from cluster.seams import git
+            from cluster.seams.runner import Runner
+
             runner = runner or Runner()
             revisions = [git.resolve(runner, Path(repo), spec) for spec in (old, new)]
             listed = [git.files(runner, Path(repo), r) for r in revisions]

@@ -1,10 +1,11 @@
 """The `dashi` command: invoke's CLI over the package's tasks, so the tool
 works outside a clone after `pip install` (`dashi --list`, `dashi --version`,
-`dashi --print-completion-script bash`)."""
+`dashi --print-completion-script bash`). The installed command starts in
+``cluster.cli.offline.main``, which runs the offline tasks' plain command
+lines without importing invoke and hands everything else to ``main``."""
 
 from __future__ import annotations
 
-import os
 import sys
 
 from invoke import Collection, Program
@@ -12,6 +13,7 @@ from invoke import Collection, Program
 from cluster import invoked
 from cluster.cli import tasks
 from cluster.cli.argv import may_be_misplaced, misplaced_flags
+from cluster.cli.offline import stdout_gone
 
 
 def _version() -> str:
@@ -62,10 +64,7 @@ def main() -> None:
     try:
         program.run()
     except BrokenPipeError:
-        # `dashi --list | head`: the reader left early. Point stdout at
-        # /dev/null so the interpreter's final flush does not fail again.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(1)
+        stdout_gone()  # `dashi --list | head`
 
 
 if __name__ == "__main__":

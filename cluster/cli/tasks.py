@@ -2,7 +2,9 @@
 documents each flag.
 
 Each task is a line or two that calls its entry point in ``cluster.cli``,
-which returns the exit code. Expected failures (bad input, missing tools, a
+which returns the exit code. The offline tasks' bodies live in
+``cluster.cli.offline``, without invoke, so the `dashi` command can run
+them without importing it. Expected failures (bad input, missing tools, a
 red verification) surface as a one-line message and a non-zero exit, never a
 traceback; with ``--json`` the message is a JSON object on stdout.
 
@@ -14,33 +16,14 @@ re-exports them for ``inv`` in a clone.
 from __future__ import annotations
 
 import functools
-import json as _json
 
 from invoke import Task, task
 from invoke.exceptions import Exit, ParseError
 from invoke.parser import Argument
 
+from cluster.cli import offline
+from cluster.cli.offline import SHORT_FLAGS
 from cluster.errors import DashiError
-
-# One meaning per short flag in every task. Invoke would otherwise pick the
-# first free letter of each flag per task (-p was --profile in most tasks and
-# --port in explain; -c was --cni or --context). Flags not listed here have no
-# short form.
-SHORT_FLAGS = {
-    "profile": "p",
-    "context": "c",
-    "json": "j",
-    "quiet": "q",
-    "name": "n",
-    "dry_run": "d",
-    "yes": "y",
-    "until": "u",
-    "to": "t",
-    "resources": "r",
-    "format": "f",
-    "endpoints": "e",
-    "namespace": "N",
-}
 
 _KINDS = {int: "an integer", float: "a number"}
 
@@ -102,23 +85,17 @@ def dashi_task(*args, **kwargs):
 
 
 def _friendly(fn):
-    """Run a task body that returns an exit code; turn a non-zero code and the
-    package's expected errors into `Exit` (one line, its exit code). A task
-    run with ``--json`` reports the error as a JSON object on stdout."""
+    """Run a task body that returns an exit code; its outcome
+    (``offline.outcome``: the package's expected errors as one line, or with
+    ``--json`` as a JSON object on stdout) becomes invoke's `Exit`."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        try:
-            code = fn(*args, **kwargs)
-        except DashiError as err:
-            if kwargs.get("json") is True:
-                print(_json.dumps({"error": str(err), "exit_code": err.exit_code}))
-                raise Exit(code=err.exit_code) from None
-            raise Exit(f"error: {err}", code=err.exit_code) from None
-        except KeyboardInterrupt:
-            raise Exit("interrupted", code=130) from None
-        if code:
-            raise Exit(code=code)
+        out = offline.outcome(fn, *args, **kwargs)
+        if out.stdout is not None:
+            print(out.stdout)
+        if out.code or out.message:
+            raise Exit(out.message, code=out.code)
 
     return wrapper
 
@@ -145,7 +122,7 @@ _CNI_HELP = ("read each step in the form a live rollout uses on this CNI (calico
              "variant for it, where the profile has one; default: the plain form")
 
 
-@dashi_task(
+policies_check = dashi_task(
     help={
         "profile": _PROFILE_HELP,
         "skip": "leave a step out, to see what it was for (repeatable)",
@@ -155,18 +132,11 @@ _CNI_HELP = ("read each step in the form a live rollout uses on this CNI (calico
         "cni": _CNI_HELP,
         "html": _HTML_HELP,
     },
-    iterable=["skip"],
-)
-@_friendly
-def policies_check(c, profile="dashi", skip=None, json=False, quiet=False, strict=False, cni=None, html=None):
-    """Offline: predict each step's matrix and compare the result with the intended matrix."""
-    from cluster.cli import policy
-
-    return policy.policies_check(profile, skip or [], as_json=json, quiet=quiet, strict=strict, cni=cni,
-                                 html_path=html)
+    iterable=list(offline.ITERABLE["policies-check"]),
+)(_friendly(offline.policies_check))
 
 
-@dashi_task(
+explain = dashi_task(
     help={
         "src": "source: namespace/name of a workload or pod, or 'host'",
         "dst": "destination: namespace/name (or external/<name>)",
@@ -176,16 +146,10 @@ def policies_check(c, profile="dashi", skip=None, json=False, quiet=False, stric
         "json": _JSON_HELP,
         "cni": _CNI_HELP,
     },
-)
-@_friendly
-def explain(c, src, dst, port, profile="dashi", step=None, json=False, cni=None):
-    """Why is SRC -> DST PORT allowed or blocked? Exit 0 allowed, 3 blocked, 1 bad input."""
-    from cluster.cli import policy
-
-    return policy.explain(profile, src, dst, port, step, as_json=json, cni=cni)
+)(_friendly(offline.explain))
 
 
-@dashi_task(
+reachability = dashi_task(
     help={
         "resources": "a directory or file of manifests (.yaml, .yml, .json; a profile directory works too)",
         "format": "json (default) or table",
@@ -194,13 +158,7 @@ def explain(c, src, dst, port, profile="dashi", step=None, json=False, cni=None)
         "expect": "compare with this file (the JSON reachability printed before, committed; hidden or outside "
                   "the tree, e.g. DIR/.reachability.json): exit 3 naming every change, 0 when the same",
     },
-)
-@_friendly
-def reachability(c, resources, format="json", endpoints="workloads", namespace="default", expect=None):
-    """Offline: every allowed (src, dst, port range) among the resources in a directory."""
-    from cluster.cli import policy
-
-    return policy.reachability(resources, format, endpoints=endpoints, namespace=namespace, expect=expect)
+)(_friendly(offline.reachability))
 
 # --- cluster lifecycle -----------------------------------------------------
 
@@ -405,7 +363,7 @@ def export(c, profile="dashi", out=None, until=None, context=None, source="flux-
                          interval=interval, force=force)
 
 
-@dashi_task(
+policies_diff = dashi_task(
     help={
         "old": "the policies before: a directory (profile, Flux tree, kustomization or manifests), or with --git REV[:PATH]",
         "new": "the policies after, in the same form",
@@ -421,15 +379,7 @@ def export(c, profile="dashi", out=None, until=None, context=None, source="flux-
                      "file's path; empty: no link",
     },
     positional=["old", "new"],
-)
-@_friendly
-def policies_diff(c, old, new, profile=None, git=False, repo=".", format="table", json=None, markdown=None,
-                  html=None, html_link=None):
-    """Connectivity diff of two policy sets: edges opened and closed; exit 3 if one is not intended."""
-    from cluster.cli import gitops
-
-    return gitops.policies_diff(old, new, profile=profile, use_git=git, repo=repo, fmt=format,
-                                json_path=json, markdown_path=markdown, html_path=html, html_link=html_link)
+)(_friendly(offline.policies_diff))
 
 
 # --- observed traffic: what really flows, replayed against the steps -------

@@ -29,15 +29,14 @@ are in ``cluster.policy.apivalidation``.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import marshal
 import os
 import re
 import sys
-import tempfile
 import time
+import zlib
 from functools import lru_cache
 from pathlib import Path
 
@@ -252,16 +251,19 @@ def cache_dir() -> Path:
 def _digest() -> str:
     """Everything a compiled validator depends on: this module (the pruning),
     the schema release, the validator library and the interpreter (marshal's
-    format is version-specific)."""
-    import fastjsonschema
-
-    h = hashlib.sha256()
+    format is version-specific). Every run computes it, so it is cheap: two
+    checksums from zlib (64 bits, against accidental collisions among a
+    few versions of a few files) where hashlib's import alone (OpenSSL's
+    bindings) costs a few milliseconds, and the validator library's
+    version file read rather than the library imported."""
+    crc, adler = 0, 1
     own = sorted((Path(__file__).parent / "schemas").glob("*.json"))
+    spec = importlib.util.find_spec("fastjsonschema")
+    library = Path(spec.origin).with_name("version.py").read_bytes() if spec and spec.origin else b""
     for part in (Path(__file__).read_bytes(), *(p.read_bytes() for p in own), SCHEMA_VERSION.encode(), str(_schema_dir()).encode(),
-                 fastjsonschema.VERSION.encode(), sys.version.encode()):
-        h.update(part)
-        h.update(b"\0")
-    return h.hexdigest()[:16]
+                 library, sys.version.encode()):
+        crc, adler = zlib.crc32(part + b"\0", crc), zlib.adler32(part + b"\0", adler)
+    return f"{crc:08x}{adler:08x}"
 
 
 def _cached(stem: str, build):
@@ -280,6 +282,8 @@ def _cached(stem: str, build):
             for old in cached.parent.glob("*.marshal"):
                 if not old.name.startswith(_digest()) and old.stat().st_mtime < week_ago:
                     old.unlink(missing_ok=True)
+            import tempfile  # only on a miss: a few milliseconds to import
+
             fd, tmp = tempfile.mkstemp(dir=cached.parent, prefix=".tmp-")
             with os.fdopen(fd, "wb") as f:
                 f.write(marshal.dumps(code))

@@ -78,10 +78,30 @@ class Kube(Protocol):
              timeout: float = 10.0) -> ExecResult:
         """Run argv in a container of a pod and return its exit code and output."""
 
+    def open_exec(self, namespace: str, pod: str, argv: list[str], container: str | None = None) -> "ExecSession":
+        """Start argv in a container of a pod with its stdin open, and keep it
+        running: an ``ExecSession`` to write requests to and read answers from."""
+
     def port_forward(self, namespace: str, pod: str, port: int) -> "LocalForward":
         """A listener on 127.0.0.1 whose connections reach ``port`` of the pod
         (as ``kubectl port-forward``); close it (or use it as a context
         manager) when done."""
+
+
+class ExecSession(Protocol):
+    """A process started by ``Kube.open_exec`` that reads its stdin. Every
+    failure (the stream dropped, the process ended, no answer in time) is a
+    KubeError; the session is then unusable and must be closed."""
+
+    def send(self, text: str) -> None:
+        """Write ``text`` to the process's stdin."""
+
+    def read_until(self, marker: str, timeout: float) -> str:
+        """The process's stdout up to and including the first line that is
+        ``marker``, waiting at most ``timeout`` seconds."""
+
+    def close(self) -> None:
+        """End the stream (the process sees its stdin close)."""
 
 
 # --------------------------------------------------------------------------
@@ -275,6 +295,51 @@ def _timed_out_reading(e: BaseException) -> bool:
     return isinstance(_root_cause(e), urllib3.exceptions.ReadTimeoutError)
 
 
+class _StreamSession:
+    """An ``ExecSession`` over the Kubernetes client's exec websocket."""
+
+    def __init__(self, ws, what: str, release: Callable[[], None]):
+        self._ws = ws
+        self._what = what
+        self._release = release
+        self._pending = ""
+
+    def send(self, text: str) -> None:
+        try:
+            self._ws.write_stdin(text)
+        except _transport_errors() as e:
+            raise KubeUnreachable(f"{self._what}: the exec stream dropped: {type(e).__name__}: "
+                                  f"{_first_line(e)}") from e
+
+    def read_until(self, marker: str, timeout: float) -> str:
+        line = marker + "\n"
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                at = self._pending.find(line)
+                if at == 0 or (at > 0 and self._pending[at - 1] == "\n"):
+                    out, self._pending = self._pending[:at + len(line)], self._pending[at + len(line):]
+                    return out
+                remaining = deadline - time.monotonic()
+                if not self._ws.is_open():
+                    err = self._ws.read_stderr(timeout=0).strip()
+                    raise KubeError(f"{self._what}: the process ended" + (f": {err.splitlines()[-1]}" if err else ""))
+                if remaining <= 0:
+                    raise KubeError(f"{self._what}: no answer within {timeout:g}s")
+                self._ws.update(timeout=remaining)
+                self._pending += self._ws.read_stdout(timeout=0)
+        except _transport_errors() as e:
+            raise KubeUnreachable(f"{self._what}: the exec stream dropped: {type(e).__name__}: "
+                                  f"{_first_line(e)}") from e
+
+    def close(self) -> None:
+        try:
+            self._ws.close()
+        except _transport_errors():
+            pass  # closing a stream that already dropped
+        self._release()
+
+
 class ClientKube:
     """``Kube`` over the official client: DynamicClient for objects, stream for exec.
 
@@ -346,6 +411,10 @@ class ClientKube:
         # (a CNI probe's "discover operator.tigera.io/v1 Installation").
         self._answered = False
         self._dyn = None
+        # The dynamic client's discovery (its resource cache, filled on first
+        # use) is not safe to run from several threads at once: reads made at
+        # once (a verification's) meet here one at a time.
+        self._discovery = threading.RLock()
         self._exec_pool: queue.SimpleQueue = queue.SimpleQueue()
         self._containers: dict[tuple[str, str], str | None] = {}  # see _default_container
         self._sleep = sleep
@@ -415,18 +484,20 @@ class ClientKube:
             self._sleep(delays[attempt])
 
     def _client(self):
-        if self._dyn is None:
-            from kubernetes import dynamic
+        with self._discovery:
+            if self._dyn is None:
+                from kubernetes import dynamic
 
-            self._dyn = dynamic.DynamicClient(self._api)
-        return self._dyn
+                self._dyn = dynamic.DynamicClient(self._api)
+            return self._dyn
 
     def _resource(self, api_version: str, kind: str):
         from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
         def find():
             try:
-                return self._client().resources.get(api_version=api_version, kind=kind)
+                with self._discovery:
+                    return self._client().resources.get(api_version=api_version, kind=kind)
             except ResourceNotFoundError:
                 return None
 
@@ -508,8 +579,8 @@ class ClientKube:
 
         return self._call(f"delete {kind}/{name}", remove, read=False)
 
-    def exec(self, namespace: str, pod: str, argv: list[str], container: str | None = None,
-             timeout: float = 10.0) -> ExecResult:
+    def _open_stream(self, namespace: str, pod: str, argv: list[str], container: str | None, *, stdin: bool):
+        """The ApiClient an exec borrowed and its open websocket stream."""
         from kubernetes import client
         from kubernetes.stream import stream
 
@@ -530,7 +601,7 @@ class ClientKube:
         def open_stream() -> None:
             try:
                 opened["ws"] = stream(core.connect_get_namespaced_pod_exec, pod, namespace, command=list(argv),
-                                      stderr=True, stdin=False, stdout=True, tty=False, _preload_content=False,
+                                      stderr=True, stdin=stdin, stdout=True, tty=False, _preload_content=False,
                                       **kwargs)
             except Exception as e:  # noqa: BLE001 - the seam: raised below, in the caller's thread
                 opened["error"] = e
@@ -552,12 +623,22 @@ class ClientKube:
                 # answers 400): the default one, as kubectl picks it.
                 chosen = self._default_container(namespace, pod)
                 if chosen is not None:
-                    return self.exec(namespace, pod, argv, chosen, timeout)
+                    return self._open_stream(namespace, pod, argv, chosen, stdin=stdin)
             raise self._error(opened["error"], what) from opened["error"]
         ws = opened["ws"]
         # Once open, every read of the stream is bounded too: a frame that
         # starts and never ends must not hold the run.
         ws.sock.settimeout(self._bounds.exec_s)
+        return core, ws
+
+    def open_exec(self, namespace: str, pod: str, argv: list[str], container: str | None = None) -> ExecSession:
+        core, ws = self._open_stream(namespace, pod, argv, container, stdin=True)
+        return _StreamSession(ws, f"exec in {namespace}/{pod}", lambda: self._exec_pool.put(core))
+
+    def exec(self, namespace: str, pod: str, argv: list[str], container: str | None = None,
+             timeout: float = 10.0) -> ExecResult:
+        what = f"exec in {namespace}/{pod}"
+        core, ws = self._open_stream(namespace, pod, argv, container, stdin=False)
         try:
             # The websocket phase: a connection reset, a TLS error or the
             # server closing the stream mid-run surfaces from websocket-client

@@ -193,6 +193,20 @@ def test_unserved_kinds_read_as_absent(api, tmp_path):
         kube.apply({"apiVersion": "operator.tigera.io/v1", "kind": "Installation", "metadata": {"name": "default"}})
 
 
+def test_reads_made_at_once_share_one_discovery(api, tmp_path):
+    """A verification reads its lists from several threads, the first of them
+    before discovery has run: served and unserved kinds read as they do one
+    at a time (the dynamic client's discovery is not safe to run at once)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    for _ in range(5):
+        kube = ClientKube(kubeconfig=kubeconfig(tmp_path, api["url"]))
+        reads = [("v1", "Namespace"), ("cilium.io/v2", "CiliumNetworkPolicy"), ("v1", "Pod"),
+                 ("operator.tigera.io/v1", "TigeraStatus")] * 4
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            assert list(pool.map(lambda r: kube.list(*r), reads)) == [[]] * len(reads)
+
+
 def test_api_errors_become_kube_errors(api, tmp_path):
     kube = ClientKube(kubeconfig=kubeconfig(tmp_path, api["url"]))
     with pytest.raises(KubeError, match='get Namespace/forbidden: 403 Forbidden: namespaces "forbidden" is forbidden'):

@@ -9,7 +9,10 @@ missing: probing half of it would only produce noise.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from functools import partial
+from typing import Callable
 
 from cluster.errors import DashiError
 from cluster.invoked import command
@@ -36,6 +39,21 @@ class LiveMatrix:
     targets: dict[Edge, Target | str]  # a string: why the edge cannot be probed
     pods: dict[str, list[dict]] = field(default_factory=dict)  # endpoint key -> live pods used
     notes: list[str] = field(default_factory=list)
+
+
+# API reads made at once: enough for a profile's endpoints in one or two
+# rounds, few enough for any API server's per-client limits.
+READERS = 8
+
+
+def all_at_once(reads: dict[str, Callable[[], object]]) -> dict[str, object]:
+    """Each read's answer, the reads made concurrently; the first error
+    (in the reads' order) is raised, as it would have been one by one."""
+    if len(reads) <= 1:
+        return {k: read() for k, read in reads.items()}
+    with ThreadPoolExecutor(max_workers=min(READERS, len(reads)), thread_name_prefix="read") as pool:
+        futures = {k: pool.submit(read) for k, read in reads.items()}
+        return {k: f.result() for k, f in futures.items()}
 
 
 def _running_ready(pod: dict) -> bool:
@@ -84,22 +102,31 @@ def discover(kube: Kube, profile, edges: list[Edge] | None = None) -> LiveMatrix
     address: dict[str, tuple[str, int | None]] = {}
     missing: list[str] = []
     notes: list[str] = []
+    # One read per endpoint, all at once: each is an API round trip, and a
+    # verification reads them after every step.
+    reads = {}
     for ep in profile.endpoints:
         if ep.kind == "debug":
-            pod = kube.get("v1", "Pod", ep.name, ep.namespace)
+            reads[ep.key] = partial(kube.get, "v1", "Pod", ep.name, ep.namespace)
+        elif ep.kind in ("workload", "cluster") and ep.pod_selector:
+            reads[ep.key] = partial(kube.list, "v1", "Pod", ep.namespace, equality_selector(ep.pod_selector))
+        elif ep.kind == "external" and ep.address_service:
+            reads[ep.key] = partial(_api_address, kube, ep.address_service)
+    answers = all_at_once(reads)
+    for ep in profile.endpoints:
+        if ep.kind == "debug":
+            pod = answers[ep.key]
             pods = [pod] if pod is not None and _running_ready(pod) else []
         elif ep.kind in ("workload", "cluster"):
             if not ep.pod_selector:
                 missing.append(f"{ep.key} (no selector to find its pods)")
                 continue
-            pods = sorted((p for p in kube.list("v1", "Pod", ep.namespace, equality_selector(ep.pod_selector))
-                           if _running_ready(p)),
-                          key=lambda p: p["metadata"]["name"])
+            pods = sorted((p for p in answers[ep.key] if _running_ready(p)), key=lambda p: p["metadata"]["name"])
         elif ep.kind == "external":
             if not ep.address_service:
                 notes.append(f"{ep.key}: no live source for its address; using the profile's {ep.ip}")
                 continue
-            found = _api_address(kube, ep.address_service)
+            found = answers[ep.key]
             if found is None:
                 missing.append(f"{ep.key} (no ready address behind {ep.address_service})")
             else:

@@ -3,7 +3,9 @@ the policies in place and the step's intended matrix."""
 
 from __future__ import annotations
 
-from cluster.live.observe.discovery import Target, discover
+from functools import partial
+
+from cluster.live.observe.discovery import Target, all_at_once, discover
 from cluster.live.observe.report import EdgeRow, MatrixReport
 from cluster.live.observe.settings import ProbeSettings
 from cluster.live.record.drift import state_label
@@ -33,8 +35,10 @@ def verify_live(kube: Kube, profile: Profile, k: int | None, settings: ProbeSett
                 context: str | None = None, since: float | None = None) -> MatrixReport:
     """Probe the live matrix; compare with the engine (live policies and
     addresses) and, when k is known, with the step-intended matrix."""
-    live = discover(kube, profile)
-    policies = live_policies(kube, profile.profile_namespaces)
+    # The pods and addresses, and the policies in place: read at once.
+    read = all_at_once({"live": partial(discover, kube, profile),
+                        "policies": partial(live_policies, kube, profile.profile_namespaces)})
+    live, policies = read["live"], read["policies"]
     verdicts = predict(profile, policies, live.endpoints)
     # An external endpoint is dialled at its live port (the API server's
     # EndpointSlice: 6443 on k3s, 443 on most managed clusters); the engine

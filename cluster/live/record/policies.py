@@ -9,6 +9,7 @@ deleted by a restore."""
 from __future__ import annotations
 
 import copy
+from concurrent.futures import ThreadPoolExecutor
 
 from cluster.policy.engine.cilium import CNP_API, CNP_KIND
 from cluster.seams.kube import MANAGED_BY_LABEL, MANAGED_BY_VALUE, Kube
@@ -151,9 +152,11 @@ def live_policies(kube: Kube, namespaces: list[str]) -> list[dict]:
     """The NetworkPolicies and CiliumNetworkPolicies of some namespaces, as
     complete objects (the API's list carries apiVersion and kind on the list,
     not on each item). A cluster without the Cilium CRD lists none of those."""
-    out = []
-    for kind, api in POLICY_KINDS.items():
-        for ns in namespaces:
-            for item in kube.list(api, kind, ns):
-                out.append({**item, "apiVersion": api, "kind": kind})
-    return out
+    reads = [(api, kind, ns) for kind, api in POLICY_KINDS.items() for ns in namespaces]
+    if len(reads) <= 1:
+        listed = [kube.list(*r) for r in reads]
+    else:
+        # Made at once: a snapshot and every verification read them all.
+        with ThreadPoolExecutor(max_workers=min(8, len(reads)), thread_name_prefix="read") as pool:
+            listed = list(pool.map(lambda r: kube.list(*r), reads))
+    return [{**item, "apiVersion": api, "kind": kind} for (api, kind, _), items in zip(reads, listed) for item in items]

@@ -109,7 +109,8 @@ def test_a_cni_that_enforces_nothing_is_rolled_back_with_evidence(tmp_path):
     rec = w.record()
     assert rec["steps"] == [] and rec["in_progress"] is None
     assert w.history() == [("step-failed", "default-deny", False), ("restored", None, True)]
-    assert w.clock.slept == [1.0] * 10  # each disagreeing probe re-polled for 10 s, then called a mismatch
+    # each disagreeing probe re-polled for 10 s (rounds 0.2 s apart on the fake clock), then called a mismatch
+    assert w.clock.slept == [0.2] * 50
     out = w.out
     assert "every edge the policies block was observed open" in out
     assert "develop/frontend -> develop/backend 8080/TCP: mismatch" in out
@@ -128,7 +129,7 @@ def test_a_cni_that_enforces_nothing_is_rolled_back_with_evidence(tmp_path):
     assert "[HTML report](<0001-before-default-deny-default-deny-failed.html>)" in \
         (evidence / "0001-before-default-deny-default-deny-failed.md").read_text()
     debug = next(e for e in data["edges"] if (e["src"], e["dst"], e["port"]) == ("develop/debug", "develop/backend", 8080))
-    assert (debug["predicted"], debug["observed"], debug["kind"], debug["attempts"]) == (False, True, "connected", 11)
+    assert (debug["predicted"], debug["observed"], debug["kind"], debug["attempts"]) == (False, True, "connected", 51)
     assert data["summary"]["mismatch"] == 105  # 96 TCP + 9 UDP-to-DNS (from the namespaces under default-deny), now probed
 
 
@@ -136,7 +137,9 @@ def test_a_slow_cni_is_waited_for(tmp_path):
     w = RolloutWorld(tmp_path, lag_seconds=3.0)
     w.rollout().up()
     assert [s["name"] for s in w.record()["steps"]] == STEPS
-    assert w.clock.slept == [1.0] * 9  # three polls per step until the CNI caught up
+    # Rounds of probes take no time on the fake clock: each follows the last
+    # after the least spacing (0.2 s), 15 per step until the CNI caught up.
+    assert w.clock.slept == [0.2] * 45
 
 
 def test_an_api_error_during_apply_restores_the_snapshot(world):
@@ -359,7 +362,7 @@ def test_probe_settings_from_the_environment(monkeypatch):
     monkeypatch.setenv("DASHI_PROBE_WORKERS", "8")
     monkeypatch.setenv("DASHI_POLL_TIMEOUT", "2.5")
     s = ProbeSettings.from_env()
-    assert (s.workers, s.timeout_s, s.poll_interval, s.poll_timeout) == (8, 1.0, 1.0, 2.5)
+    assert (s.workers, s.timeout_s, s.poll_interval, s.poll_timeout) == (8, 0.3, 0.2, 2.5)
     monkeypatch.setenv("DASHI_PROBE_WORKERS", "many")
     with pytest.raises(DashiError, match="DASHI_PROBE_WORKERS='many' is not a number"):
         ProbeSettings.from_env()

@@ -115,7 +115,12 @@ def test_a_step_that_misses_its_edge_is_marked_and_explained(copy_dashi):
 
 def test_the_diff_page_marks_opened_and_closed_on_one_grid_with_the_policies(copy_dashi):
     old = load_side(load_profile("dashi").root)
-    (copy_dashi / "policies" / "05-allow-catalog-internal.yaml").write_text("")  # the step, emptied
+    # The step's two policies replaced by one that selects no pod (an empty
+    # step file is refused, as kubectl refuses to apply one).
+    (copy_dashi / "policies" / "05-allow-catalog-internal.yaml").write_text(
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n"
+        "metadata: {name: placeholder, namespace: dashi-catalog}\n"
+        "spec: {podSelector: {matchLabels: {app: nothing}}, policyTypes: [Ingress]}\n")
     new = load_side(copy_dashi)
     d = to_dict(diff(old, new))
     page = render_page(pages.diff_page(d))
@@ -127,7 +132,8 @@ def test_the_diff_page_marks_opened_and_closed_on_one_grid_with_the_policies(cop
     assert marks[("dashi-catalog/stac-fastapi", "dashi-catalog/pgstac", 5432, "TCP")] == "closed"
     assert sorted(marks.values()).count("closed") == 1 and "opened" not in marks.values()
     assert sum(m == "allowed" for m in marks.values()) == d["unchanged"]["allowed"]
-    for name in d["policies"]["removed"]:
+    assert len(d["policies"]["removed"]) == 2 and len(d["policies"]["added"]) == 1
+    for name in d["policies"]["removed"] + d["policies"]["added"]:
         assert f"<li><pre>{name}</pre></li>" in page
     closed = [t for t in cells.titles if t.startswith("dashi-catalog/stac-fastapi \u2192 dashi-catalog/pgstac 5432")]
     assert closed[0].splitlines()[1] == "CLOSED: allowed before, blocked after (breaks intended traffic)"
