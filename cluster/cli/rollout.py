@@ -62,6 +62,7 @@ def _dry_run(profile, until: str | None, out: Console, as_json: bool, html_path:
 
 def up(profile_name: str, *, until: str | None = None, context: str | None = None, dry_run: bool = False,
        yes: bool = False, kube_factory=None, out: Console | None = None, as_json: bool = False,
+       observe: str | None = None, hubble: str | None = None, accept_blocking: list[str] | None = None,
        html_path: str | None = None) -> int:
     """``html_path``: the page of this run's verifications, written however
     the run ends (a failed step's page is the one most wanted)."""
@@ -71,10 +72,14 @@ def up(profile_name: str, *, until: str | None = None, context: str | None = Non
         profile.step_index(until)  # a bad step name fails before anything else
     if dry_run:
         return _dry_run(profile, until, out, as_json, html_path)
+    if observe is None and (hubble or accept_blocking):
+        raise DashiError("--hubble and --accept-blocking go with --observe D")
     state_root()  # a state directory that cannot be one fails before the cluster is asked
     ProbeSettings.from_env()  # and so does a probe setting out of bounds
     kube = (kube_factory or real_kube)(context)
     rollout = Rollout(kube, profile, out=out, explicit_context=context, yes=yes, confirm=guard.terminal_confirm())
+    if observe is not None:
+        rollout.watch = _watch(observe, hubble, accept_blocking or [], rollout, kube, out)
     try:
         record = rollout.up(until)
     except BaseException as e:
@@ -85,6 +90,9 @@ def up(profile_name: str, *, until: str | None = None, context: str | None = Non
             except DashiError as w:  # the run's own error is the one to report
                 out.print(f"warning: {w}", markup=False)
         raise
+    finally:
+        if rollout.watch is not None:
+            rollout.watch.close()
     data = {"profile": profile.name, "context": kube.context(), "ok": True, "applied": record.applied,
             "in_progress": record.in_progress.to_dict() if record.in_progress else None,
             "verifications": verifications_json(rollout.verifications)}
@@ -93,6 +101,20 @@ def up(profile_name: str, *, until: str | None = None, context: str | None = Non
     if as_json:
         print(json.dumps(data, indent=2))
     return 0
+
+
+def _watch(observe: str, hubble: str | None, accept: list[str], rollout, kube, out):
+    """network-policies-up --observe: the hooks that observe before each step."""
+    from cluster.cli.flows import parse_duration
+    from cluster.live.observe.hubble import connect
+    from cluster.live.rollout.watch import Watch
+    from cluster.policy.flows.replay import parse_accept
+
+    seconds = parse_duration(observe, "--observe")
+    for a in accept:
+        parse_accept(a, rollout.profile)  # a bad edge fails before the cluster is changed
+    say = lambda t: out.print(f"  {t}", markup=False)  # noqa: E731
+    return Watch(lambda: connect(address=hubble, kube=None if hubble else kube, say=say), seconds, accept)
 
 
 def _run_page(path: str, rollout: Rollout, data: dict, out: Console) -> None:

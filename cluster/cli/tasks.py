@@ -163,6 +163,8 @@ reachability = dashi_task(
 # --- cluster lifecycle -----------------------------------------------------
 
 _NAME_HELP = "k3d cluster name (context k3d-<name>); default dashi"
+_TRAFFIC_HELP = ("stand-ins that carry traffic: each client dials its intended servers and the profile's "
+                 "traffic.unlisted edges on a steady beat, for inv observe")
 
 
 @dashi_task(
@@ -175,11 +177,12 @@ _NAME_HELP = "k3d cluster name (context k3d-<name>); default dashi"
         "api_port": "host port on 127.0.0.1 for the Kubernetes API; default 6550",
         "dry_run": "print every command and manifest without running anything (works without Docker/k3d)",
         "cleanup_on_failure": "delete the cluster this run created when a step fails (default: keep it for inspection)",
+        "traffic": _TRAFFIC_HELP,
     },
 )
 @_friendly
 def cluster_up(c, name="dashi", cni="calico", agents=0, k3s_version=None, profile="dashi", api_port=6550,
-               dry_run=False, cleanup_on_failure=False):
+               dry_run=False, cleanup_on_failure=False, traffic=False):
     """Create a k3d cluster with a policy-enforcing CNI, the stand-ins, and prove enforcement."""
     from cluster import versions
     from cluster.cli import setup as cluster
@@ -187,7 +190,7 @@ def cluster_up(c, name="dashi", cni="calico", agents=0, k3s_version=None, profil
     return cluster.up(name=name, cni=cni, agents=_int(agents, "--agents"),
                       k3s_version=k3s_version or versions.K3S_VERSION,
                       profile=profile, api_port=_int(api_port, "--api-port"), dry_run=dry_run,
-                      cleanup_on_failure=cleanup_on_failure)
+                      cleanup_on_failure=cleanup_on_failure, traffic=traffic)
 
 
 @dashi_task(help={"name": _NAME_HELP, "force": "delete even a k3d cluster dashi-cluster did not create"})
@@ -237,17 +240,21 @@ def tools(c, only=None, base_url=None):
         "adopt": "deploy into profile namespaces that exist but were not created by dashi-cluster",
         "dry_run": "print the manifests and steps without touching the cluster",
         "yes": "confirm changing a cluster that is not a local k3d one without asking",
+        "traffic": _TRAFFIC_HELP,
     },
 )
 @_friendly
-def prepare(c, context=None, profile="dashi", adopt=False, dry_run=False, yes=False):
+def prepare(c, context=None, profile="dashi", adopt=False, dry_run=False, yes=False, traffic=False):
     """Existing cluster: deploy the stand-ins and run the enforcement canary (no k3d, no CNI install)."""
     from cluster.cli import setup as cluster
 
-    return cluster.prepare(context, profile=profile, adopt=adopt, dry_run=dry_run, yes=yes)
+    return cluster.prepare(context, profile=profile, adopt=adopt, dry_run=dry_run, yes=yes, traffic=traffic)
 
 
 # --- policy rollout --------------------------------------------------------
+
+_HUBBLE_HELP = ("Hubble's Observer API as HOST:PORT (a relay, or an agent's --hubble-listen-address); default: a "
+                "port-forward to the cluster's hubble-relay")
 
 _CONTEXT_HELP = ("kubeconfig context (KUBECONFIG is read as kubectl does); required for a cluster "
                  "that is not a local k3d one (a k3d-* context whose API server is on this machine)")
@@ -262,17 +269,22 @@ _CONTEXT_HELP = ("kubeconfig context (KUBECONFIG is read as kubectl does); requi
                    "exit 1 when a step's predicted matrix differs from its intended one",
         "yes": "confirm changing a cluster that is not a local k3d one without asking",
         "json": _JSON_HELP + "; progress goes to stderr",
+        "observe": "before each step, record Hubble's flows for this long (30s) and refuse a step that would cut "
+                   "observed traffic outside the intent; keep the CNI's drop verdicts with each step's evidence",
+        "hubble": "with --observe: " + _HUBBLE_HELP,
+        "accept_blocking": "with --observe: an edge \"SRC DST PORT[/PROTO]\" a step may cut (repeatable)",
         "html": _HTML_HELP + " (every verification of this run, a failed one too; with --dry-run the predicted steps)",
     },
+    iterable=["accept_blocking"],
 )
 @_friendly
 def network_policies_up(c, profile="dashi", until=None, context=None, dry_run=False, yes=False, json=False,
-                        html=None):
+                        observe=None, hubble=None, accept_blocking=None, html=None):
     """Apply the policy steps one at a time: snapshot, apply, verify live, roll back on a mismatch."""
     from cluster.cli import rollout
 
     return rollout.up(profile, until=until, context=context, dry_run=dry_run, yes=yes, as_json=json,
-                      html_path=html)
+                      observe=observe, hubble=hubble, accept_blocking=accept_blocking or [], html_path=html)
 
 
 @dashi_task(
@@ -368,3 +380,57 @@ policies_diff = dashi_task(
     },
     positional=["old", "new"],
 )(_friendly(offline.policies_diff))
+
+
+# --- observed traffic: what really flows, replayed against the steps -------
+
+_FLOWS_HELP = ("a flow recording (inv observe) or a flow file: `hubble observe -o json` output, Calico flow logs; "
+               "default: the profile's latest recording")
+
+
+@dashi_task(
+    help={
+        "profile": _PROFILE_HELP,
+        "duration": "record from Hubble for this long (30s, 2m)",
+        "flows": "record the flows of a file instead: `hubble observe -o json` output or Calico flow logs",
+        "hubble": _HUBBLE_HELP,
+        "context": "kubeconfig context of the cluster whose hubble-relay to ask (default: the current one)",
+        "max_flows": "keep at most this many flows (default 1,000,000); the cap is reported when reached",
+        "max_mib": "keep at most this many MiB of flows (default 64)",
+    },
+)
+@_friendly
+def observe(c, profile="dashi", duration=None, flows=None, hubble=None, context=None, max_flows=None, max_mib=None):
+    """Record the traffic that really flows (Hubble, or a flow file) into the state directory."""
+    from cluster.cli import flows as cli_flows
+
+    return cli_flows.observe(profile, duration=duration, flows=flows, hubble=hubble, context=context,
+                             max_flows=None if max_flows is None else _int(max_flows, "--max-flows"),
+                             max_mib=None if max_mib is None else _int(max_mib, "--max-mib"))
+
+
+@dashi_task(
+    help={
+        "profile": _PROFILE_HELP,
+        "flows": _FLOWS_HELP,
+        "accept_blocking": "an edge \"SRC DST PORT[/PROTO]\" whose observed traffic a step may cut (repeatable)",
+        "cni": _CNI_HELP,
+        "json": _JSON_HELP,
+    },
+    iterable=["accept_blocking"],
+)
+@_friendly
+def flows_check(c, profile="dashi", flows=None, accept_blocking=None, cni=None, json=False):
+    """Replay observed flows against every step: what each would cut. Exit 3 when one cuts traffic outside the intent."""
+    from cluster.cli import flows as cli_flows
+
+    return cli_flows.flows_check(profile, flows=flows, accept=accept_blocking or [], cni=cni, as_json=json)
+
+
+@dashi_task(help={"profile": _PROFILE_HELP, "flows": _FLOWS_HELP, "out": "write the draft to this file (default: stdout)"})
+@_friendly
+def matrix_from_flows(c, profile="dashi", flows=None, out=None):
+    """Draft matrix.yaml entries for the observed edges the matrix does not list, for a person to review."""
+    from cluster.cli import flows as cli_flows
+
+    return cli_flows.matrix_from_flows(profile, flows=flows, out_path=out)

@@ -70,6 +70,8 @@ def install_actions(context: str) -> list[Action]:
         Wait("DaemonSet kube-system/cilium is rolled out", lambda s: cni.cilium_agent_rolled_out(s.kube), READY_TIMEOUT_S),
         Wait("Deployment kube-system/cilium-operator is rolled out",
              lambda s: cni.cilium_operator_rolled_out(s.kube), READY_TIMEOUT_S),
+        Wait("Deployment kube-system/hubble-relay is rolled out (inv observe reads flows through it)",
+             lambda s: cni.hubble_relay_rolled_out(s.kube), READY_TIMEOUT_S),
     ]
 
 

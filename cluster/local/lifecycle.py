@@ -74,6 +74,7 @@ class UpOptions:
     api_port: int = DEFAULT_API_PORT
     dry_run: bool = False
     cleanup_on_failure: bool = False
+    traffic: bool = False  # the stand-ins carry traffic (cluster.live.setup.traffic)
 
     @property
     def context(self) -> str:
@@ -258,7 +259,7 @@ def up_stages(o: UpOptions, docker: DockerAPI | None, connect=None) -> list[Stag
         Stage("nodes", f"Wait until all {1 + o.agents} node(s) are Ready",
              actions=lambda s: [Wait(f"{1 + o.agents} node(s) are Ready", nodes_ready(1 + o.agents),
                                      NODES_TIMEOUT_S)], verify=True),
-        standins_stage(o.profile),
+        standins_stage(o.profile, traffic=o.traffic),
         canary_stage(lambda s: o.cni, connect=connect),
     ]
     return stages

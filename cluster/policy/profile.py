@@ -88,6 +88,41 @@ class HostAccess:
     reason: str
 
 
+@dataclass(frozen=True)
+class BlockedEdge:
+    """An entry of matrix.yaml's ``blocked:`` list (or ``--accept-blocking``):
+    edges known to carry traffic that must be cut, so a step cutting observed
+    traffic on them is no failure (``inv flows-check``)."""
+
+    sources: frozenset[str]
+    destinations: frozenset[str]
+    port: int | str  # a number, a port name of the destination, or "*"
+    protocol: str | None  # None: TCP for a number, any for a name or "*"
+    reason: str
+    where: str  # "matrix.yaml blocked[0]", "--accept-blocking"
+
+    def matches(self, edge: Edge, dst: Endpoint) -> bool:
+        if edge.src not in self.sources or edge.dst not in self.destinations:
+            return False
+        if self.protocol is not None and edge.protocol != self.protocol:
+            return False
+        if self.port == "*":
+            return True
+        if isinstance(self.port, int):
+            return edge.port == self.port and (self.protocol is not None or edge.protocol == "TCP")
+        return any(p.name == self.port and p.port == edge.port and p.protocol == edge.protocol for p in dst.ports)
+
+
+@dataclass(frozen=True)
+class UnlistedEdge:
+    """profile.yaml's ``traffic.unlisted``: an edge the stand-ins carry in
+    traffic mode that the intended matrix does not list, as a real platform
+    has (a sidecar exporting traces, a job calling an API nobody wrote down)."""
+
+    edge: Edge
+    reason: str
+
+
 @dataclass
 class Profile:
     name: str
@@ -102,6 +137,9 @@ class Profile:
     host_access: list[HostAccess] = field(default_factory=list)
     skipped_steps: tuple[str, ...] = ()
     cni: str | None = None  # the CNI whose step variants are in use (None: the plain forms)
+    blocked: list[BlockedEdge] = field(default_factory=list)  # matrix.yaml blocked:
+    unlisted: list[UnlistedEdge] = field(default_factory=list)  # profile.yaml traffic.unlisted
+    traffic_beat_s: float = 2.0  # profile.yaml traffic.beat_seconds
 
     # -- lookups ------------------------------------------------------------
 
@@ -246,7 +284,7 @@ def _match(pattern: str, endpoints: list[Endpoint], path: str, what: str) -> lis
 
 
 def _parse_matrix(data: dict, path: str, endpoints: list[Endpoint], step_names: list[str],
-                  ) -> tuple[list[IntendedEdge], list[HostAccess]]:
+                  ) -> tuple[list[IntendedEdge], list[HostAccess], list[BlockedEdge]]:
     if not isinstance(data, dict):
         raise ManifestError("the matrix must be a mapping with 'allowed'", path=path)
     intended: dict[Edge, IntendedEdge] = {}
@@ -291,11 +329,24 @@ def _parse_matrix(data: dict, path: str, endpoints: list[Endpoint], step_names: 
                                                 path=path)
                         intended[edge] = IntendedEdge(edge, step, str(entry.get("reason", "")))
     host = []
+    blocked: list[BlockedEdge] = []
+    for i, entry in enumerate(data.get("blocked") or []):
+        what = f"blocked[{i}]"
+        srcs = frozenset(ep.key for pat in _as_list(entry["from"]) for ep in _match(pat, endpoints, path, what))
+        dsts = frozenset(ep.key for pat in _as_list(entry["to"]) for ep in _match(pat, endpoints, path, what))
+        rule = BlockedEdge(srcs, dsts, entry["port"], entry.get("protocol"), str(entry.get("reason", "")),
+                           f"matrix.yaml {what}")
+        by_key = {ep.key: ep for ep in endpoints}
+        both = [str(e) for e in intended if rule.matches(e, by_key[e.dst])]
+        if both:
+            raise ManifestError(f"{what}: {both[0]} is also in allowed (an edge is intended or blocked, not both)",
+                                path=path)
+        blocked.append(rule)
     for i, entry in enumerate(data.get("host") or []):
         for pat in _as_list((entry or {}).get("to")):
             for dst in _match(pat, endpoints, path, f"host[{i}]"):
                 host.append(HostAccess(dst.key, str(entry.get("reason", ""))))
-    return list(intended.values()), host
+    return list(intended.values()), host, blocked
 
 
 def load_profile(name_or_dir: str | os.PathLike = "dashi") -> Profile:
@@ -367,12 +418,38 @@ def load_profile(name_or_dir: str | os.PathLike = "dashi") -> Profile:
         steps.append(PolicyStep(st["name"], spath, st.get("origin", "added"), objs, st.get("note", ""), variants))
 
     matrix_path = root / spec.get("matrix", "matrix.yaml")
-    intended, host = _parse_matrix(load_documents_plain(matrix_path, "matrix"), str(matrix_path), endpoints,
-                                   [s.name for s in steps])
+    intended, host, blocked = _parse_matrix(load_documents_plain(matrix_path, "matrix"), str(matrix_path),
+                                            endpoints, [s.name for s in steps])
+    traffic = spec.get("traffic") or {}
     return Profile(name=spec.get("name", root.name), root=root, description=spec.get("description", ""),
                    namespaces=namespaces, namespace_objects=rs.namespace_objects,
                    workload_objects=rs.objects, endpoints=endpoints, steps=steps,
-                   intended=intended, host_access=host)
+                   intended=intended, host_access=host, blocked=blocked,
+                   unlisted=_unlisted(traffic.get("unlisted") or [], endpoints, intended, str(meta_path)),
+                   traffic_beat_s=float(traffic.get("beat_seconds", 2.0)))
+
+
+def _unlisted(entries: list, endpoints: list[Endpoint], intended: list[IntendedEdge], path: str) -> list[UnlistedEdge]:
+    """profile.yaml's traffic.unlisted: each from one pod to a port its
+    destination declares, and not an intended edge."""
+    out = []
+    wanted = {ie.edge for ie in intended}
+    for i, entry in enumerate(entries):
+        what = f"traffic.unlisted[{i}]"
+        src = _match(entry["from"], endpoints, path, what)
+        dst = _match(entry["to"], endpoints, path, what)
+        if len(src) != 1 or len(dst) != 1 or not src[0].probe_source or not dst[0].is_pod:
+            raise ManifestError(f"{what}: from and to each name one pod endpoint of the profile", path=path)
+        protocol = entry.get("protocol", "TCP")
+        port = next((p for p in dst[0].ports if (p.port == entry["port"] or p.name == entry["port"])
+                     and p.protocol == protocol), None)
+        if port is None:
+            raise ManifestError(f"{what}: {dst[0].key} has no port {entry['port']!r}/{protocol}", path=path)
+        edge = Edge(src[0].key, dst[0].key, port.port, protocol)
+        if edge in wanted:
+            raise ManifestError(f"{what}: {edge} is in the intended matrix, so it is not unlisted", path=path)
+        out.append(UnlistedEdge(edge, str(entry.get("reason", ""))))
+    return out
 
 
 def _step_objects(spath: Path, rs: ResourceSet, profile_name: str, seen_policies: dict[tuple, str],

@@ -91,6 +91,11 @@ class Kube(Protocol):
         """Start argv in a container of a pod with its stdin open, and keep it
         running: an ``ExecSession`` to write requests to and read answers from."""
 
+    def port_forward(self, namespace: str, pod: str, port: int) -> "LocalForward":
+        """A listener on 127.0.0.1 whose connections reach ``port`` of the pod
+        (as ``kubectl port-forward``); close it (or use it as a context
+        manager) when done."""
+
 
 class ExecSession(Protocol):
     """A process started by ``Kube.open_exec`` that reads its stdin. Every
@@ -106,6 +111,70 @@ class ExecSession(Protocol):
 
     def close(self) -> None:
         """End the stream (the process sees its stdin close)."""
+
+
+# --------------------------------------------------------------------------
+# Port-forwards
+
+
+class LocalForward:
+    """A listener on 127.0.0.1 at a free port: every connection to it is
+    carried to a remote end that ``open_remote()`` opens (a socket-like
+    object: ``sendall``, ``recv``, ``close``), one per connection, and
+    bytes are copied both ways until either side closes."""
+
+    def __init__(self, open_remote: Callable[[], object], what: str):
+        import socket
+
+        self.what = what
+        self._open_remote = open_remote
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.address = f"127.0.0.1:{self._server.getsockname()[1]}"
+        self._closed = threading.Event()
+        self.errors: list[str] = []
+        threading.Thread(target=self._accept, name=f"forward {what}", daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._closed.is_set():
+            try:
+                conn, _ = self._server.accept()
+            except OSError:
+                return  # closed
+            threading.Thread(target=self._carry, args=(conn,), name=f"forward {self.what}", daemon=True).start()
+
+    def _carry(self, conn) -> None:
+        try:
+            remote = self._open_remote()
+        except Exception as e:  # noqa: BLE001 - the seam: reported through errors, the local end closes
+            self.errors.append(f"{self.what}: {type(e).__name__}: {_first_line(e)}")
+            conn.close()
+            return
+
+        def pump(src, dst) -> None:
+            try:
+                while chunk := src.recv(65536):
+                    dst.sendall(chunk)
+            except OSError:
+                pass
+            finally:
+                for s in (src, dst):
+                    try:
+                        s.close()
+                    except OSError:
+                        pass
+
+        threading.Thread(target=pump, args=(remote, conn), daemon=True).start()
+        pump(conn, remote)
+
+    def close(self) -> None:
+        self._closed.set()
+        self._server.close()
+
+    def __enter__(self) -> "LocalForward":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 # --------------------------------------------------------------------------
@@ -365,6 +434,7 @@ class ClientKube:
         # once (a verification's) meet here one at a time.
         self._discovery = threading.RLock()
         self._exec_pool: queue.SimpleQueue = queue.SimpleQueue()
+        self._containers: dict[tuple[str, str], str | None] = {}  # see _default_container
         self._sleep = sleep
 
     # -- plumbing -----------------------------------------------------------
@@ -579,6 +649,12 @@ class ClientKube:
                                   f"the exec stream did not open within {self._bounds.exec_s:g}s")
         if "error" in opened:
             self._exec_pool.put(core)
+            if container is None and "400" in str(opened["error"]):
+                # A pod of several containers needs one named (the API server
+                # answers 400): the default one, as kubectl picks it.
+                chosen = self._default_container(namespace, pod)
+                if chosen is not None:
+                    return self._open_stream(namespace, pod, argv, chosen, stdin=stdin)
             raise self._error(opened["error"], what) from opened["error"]
         ws = opened["ws"]
         # Once open, every read of the stream is bounded too: a frame that
@@ -619,3 +695,36 @@ class ClientKube:
             except _transport_errors():
                 pass  # closing a stream that already dropped
             self._exec_pool.put(core)
+
+    # The container exec uses in a pod of several, picked as kubectl picks
+    # it: the kubectl.kubernetes.io/default-container annotation, else the
+    # first container (None for a pod of one). Read once per pod and command.
+    DEFAULT_CONTAINER_ANNOTATION = "kubectl.kubernetes.io/default-container"
+
+    def _default_container(self, namespace: str, pod: str) -> str | None:
+        key = (namespace, pod)
+        if key not in self._containers:
+            live = self.get("v1", "Pod", pod, namespace) or {}
+            names = [c.get("name") for c in (live.get("spec") or {}).get("containers") or []]
+            chosen = ((live.get("metadata") or {}).get("annotations") or {}).get(self.DEFAULT_CONTAINER_ANNOTATION)
+            self._containers[key] = None if len(names) < 2 else chosen if chosen in names else names[0]
+        return self._containers[key]
+
+    def port_forward(self, namespace: str, pod: str, port: int) -> LocalForward:
+        from kubernetes import client
+        from kubernetes.stream import portforward
+
+        what = f"port-forward to {namespace}/{pod}:{port}"
+        self._call(f"get pod {namespace}/{pod}", lambda: client.CoreV1Api(self._api).read_namespaced_pod(
+            pod, namespace, _request_timeout=self._bounds.request), read=True)
+
+        def open_remote():
+            # One API client per connection: portforward() swaps its call_api
+            # for the websocket's, as stream() does for exec.
+            core = client.CoreV1Api(_bounded_api_client(self._api.configuration, self._bounds.request))
+            pf = portforward(core.connect_get_namespaced_pod_portforward, pod, namespace, ports=str(port))
+            sock = pf.socket(port)
+            sock.setblocking(True)
+            return sock
+
+        return LocalForward(open_remote, what)

@@ -34,7 +34,8 @@ import pytest
 from support import ROOT
 
 TASKS = {"cluster-up", "cluster-down", "status", "tools", "prepare", "network-policies-up", "rollback", "smoke",
-         "history", "policies-check", "explain", "reachability", "export", "policies-diff"}
+         "history", "policies-check", "explain", "reachability", "export", "policies-diff", "observe",
+         "flows-check", "matrix-from-flows"}
 
 
 @dataclass
@@ -208,3 +209,17 @@ def test_the_working_directory_holds_what_the_tasks_wrote_and_nothing_else_chang
     home = {p.relative_to(installed.env["HOME"]).as_posix() for p in Path(installed.env["HOME"]).rglob("*")
             if p.is_dir()}
     assert home <= {".cache", ".cache/dashi-cluster", ".cache/dashi-cluster/schema"}, home
+
+
+def test_flows_from_a_file_and_hubble_from_the_wheel(installed):
+    # A flow file handed over in the working directory, the recording in the
+    # state directory (HOME's), the replay against the installed profile.
+    shutil.copy(ROOT / "tests/fixtures/flows/hubble-observe.jsonl", installed.work / "flows.json")
+    rec = installed.dashi("observe", "--flows", "flows.json").stdout
+    assert "recorded 5 flow(s) of 5 read from flows.json (hubble)" in rec
+    check = installed.dashi("flows-check", ok=(3,)).stdout
+    assert "BLOCKS   dashi-serving/titiler -> dashi-catalog/stac-fastapi 8080/TCP" in check
+    assert "from: dashi-serving/titiler" in installed.dashi("matrix-from-flows").stdout
+    # The generated Hubble client is in the wheel: a Hubble that is not there is one line.
+    gone = installed.dashi("observe", "--duration", "1s", "--hubble", "127.0.0.1:1", ok=(1,))
+    assert gone.stderr.startswith("error: Hubble at 127.0.0.1:1: ServerStatus failed: UNAVAILABLE")

@@ -75,6 +75,11 @@ class RolloutSession:
         # Every live matrix this command probed, in order: its --html page
         # and the evidence of a failed verification show them all.
         self.verifications: list[Verification] = []
+        # network-policies-up --observe: hooks around each step
+        # (cluster.live.rollout.watch.Watch), and what they add to the
+        # evidence of a failed verification (the CNI's drop verdicts).
+        self.watch = None
+        self.evidence_extras: list[Callable[[MatrixReport], dict]] = []
 
     # -- output -----------------------------------------------------------
 
@@ -234,8 +239,13 @@ class RolloutSession:
         """Keep the full evidence of a failed verification beside the snapshots
         (the terminal shows only the first differences)."""
         base = self.dir / "evidence"
-        atomic_write(base / f"{name}.json", (json.dumps(to_json(report), indent=2) + "\n").encode())
-        atomic_write(base / f"{name}.md", to_markdown(report, f"{name}.html").encode())
+        extras: dict = {}
+        for extra in self.evidence_extras:
+            extras.update(extra(report))
+        atomic_write(base / f"{name}.json", (json.dumps({**to_json(report), **extras}, indent=2) + "\n").encode())
+        atomic_write(base / f"{name}.md", (to_markdown(report, f"{name}.html") + "".join(
+            f"\n## {key}\n\n" + "".join(f"    {line}\n" for line in value.get("summary", ()))
+            for key, value in extras.items())).encode())
         # The page shows this command's verifications up to the failed one
         # (its last), each the same dict as a .json of the evidence.
         page = run_html({"profile": self.profile.name, "context": self.context, "ok": False,

@@ -73,7 +73,11 @@ def _up(r: RolloutSession, target: int, until: str | None) -> StepRecord:
           f"{', '.join(s.name for s in profile.steps[k:target])}")
     try:
         for i in range(k, target):
+            if r.watch is not None:  # --observe: refuse a step that cuts observed traffic
+                r.watch.before(r, i)
             _run_step(r, record, i)
+            if r.watch is not None:
+                r.watch.after(r, i, r.record().steps[-1].snapshot)
     except KeyboardInterrupt:
         ip = r.record().in_progress
         if ip:

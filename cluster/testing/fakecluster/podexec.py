@@ -20,7 +20,7 @@ from typing import Callable
 
 from cluster.errors import KubeError
 from cluster.live.observe.probe import BATCH_NAME, BATCH_SCRIPT, SESSION_SCRIPT, SHELL
-from cluster.seams.kube import ExecResult
+from cluster.seams.kube import ExecResult, LocalForward
 from cluster.testing.fakecluster.network import Network
 from cluster.testing.fakecluster.store import Call
 
@@ -37,6 +37,31 @@ class PodExec(Network):
         self.time_scale = time_scale
         self.sleep = sleep
         self._exec_handlers: list[tuple[Callable[[str, str, list[str]], bool], Callable]] = []
+        # port_forward: (namespace, pod, port) -> the local address that
+        # stands in for the pod's port (a FakeHubble for hubble-relay).
+        self.forward_targets: dict[tuple[str, str, int], str] = {}
+
+    def port_forward(self, namespace: str, pod: str, port: int) -> LocalForward:
+        """A real local listener carrying each connection to the address a
+        test registered for the pod's port (``forward_targets``)."""
+        import socket
+
+        self._record(Call("portforward", "v1", "Pod", namespace, pod, argv=(str(port),)))
+        with self._lock:
+            target = self._objects.get(("v1", "Pod", namespace, pod))
+        if target is None:
+            raise KubeError(f'pods "{pod}" not found in namespace {namespace}')
+        address = self.forward_targets.get((namespace, pod, port))
+
+        def open_remote():
+            if address is None:
+                raise ConnectionRefusedError(f"nothing listens on port {port} of {namespace}/{pod}")
+            host, _, p = address.rpartition(":")
+            sock = socket.create_connection((host, int(p)), timeout=5)
+            sock.settimeout(None)  # a flow stream may be quiet for long
+            return sock
+
+        return LocalForward(open_remote, f"port-forward to {namespace}/{pod}:{port}")
 
     def exec(self, namespace: str, pod: str, argv: list[str], container: str | None = None,
              timeout: float = 10.0) -> ExecResult:
