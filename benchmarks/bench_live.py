@@ -45,7 +45,7 @@ from cluster.live.record.identity import ClusterState  # noqa: E402
 from cluster.live.rollout.rollout import Rollout  # noqa: E402
 from cluster.live.setup import canary, standins  # noqa: E402
 from cluster.policy.profile import load_profile  # noqa: E402
-from cluster.seams.kube import ClientKube  # noqa: E402
+from cluster.seams.kubeclient import ClientKube  # noqa: E402
 
 TARGETS = {"matrix": 0.5, "rollout": 10.0, "rollback": 1.5, "smoke": 3.0, "synthetic-60": 15.0}
 

@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from cluster import versions  # noqa: E402
 from cluster.live.observe.flows import record  # noqa: E402
 from cluster.seams.hubble import GrpcHubble  # noqa: E402
-from cluster.seams.kube import ClientKube  # noqa: E402
+from cluster.seams.kubeclient import ClientKube  # noqa: E402
 
 TARGET = 5000
 LOOP = ("while :; do nc -w 1 \"$S\" 8080 -e true </dev/null >/dev/null 2>&1 || "

@@ -38,7 +38,7 @@ import yaml
 from cluster.errors import DashiError
 from cluster.live.setup import standins
 from cluster.policy.manifests import ResourceSet, applied_documents
-from cluster.seams.kube import ClientKube
+from cluster.seams.kubeclient import ClientKube
 
 pytestmark = pytest.mark.e2e
 

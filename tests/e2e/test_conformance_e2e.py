@@ -20,7 +20,8 @@ import pytest
 from cluster import versions
 from cluster.live.setup import canary, standins
 from cluster.live.observe.discovery import Target
-from cluster.seams.kube import MANAGED_BY_LABEL, MANAGED_BY_VALUE, ClientKube
+from cluster.seams.kube import MANAGED_BY_LABEL, MANAGED_BY_VALUE
+from cluster.seams.kubeclient import ClientKube
 from cluster.live.observe.poll import wait_until
 from cluster.live.observe.probe import MatrixProber
 from cluster.live.observe.readiness import workload_ready

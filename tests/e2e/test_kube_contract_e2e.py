@@ -13,7 +13,7 @@ import secrets
 
 import pytest
 
-from cluster.seams.kube import ClientKube
+from cluster.seams.kubeclient import ClientKube
 from cluster.testing.fakecluster.clock import FakeClock
 from cluster.testing.fakecluster.kube import FakeKube
 from support.kube_contract import EXPECTED, scenario

@@ -137,7 +137,7 @@ def test_a_port_forward_through_the_kube_seam_reaches_a_pod(lane):
     # with its SERVE_PORT_8080 value); FakeKube's forward is tested offline.
     import urllib.request
 
-    from cluster.seams.kube import ClientKube
+    from cluster.seams.kubeclient import ClientKube
 
     kube = ClientKube(context=lane.context, kubeconfig=lane.kubeconfig)
     pod = next(p["metadata"]["name"] for p in kube.list("v1", "Pod", "dashi-catalog")

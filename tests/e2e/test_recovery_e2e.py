@@ -355,7 +355,7 @@ def _wait_stable_ready(cluster, stable_s: float = 15.0, timeout_s: float = 240.0
     answers. The tool rightly refuses to probe from pods that are not Ready;
     the test waits until the profile's pods have been Ready for ``stable_s``
     without a break."""
-    from cluster.seams.kube import ClientKube
+    from cluster.seams.kubeclient import ClientKube
     from cluster.live.observe.poll import wait_until
     from cluster.live.observe.readiness import node_ready, workload_ready
 

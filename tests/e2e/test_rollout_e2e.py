@@ -97,7 +97,7 @@ def test_a_probe_shell_kept_open_answers_as_an_exec_does(e2e_cluster):
     kubelet and runtime."""
     from cluster.live.observe.discovery import discover
     from cluster.live.observe.probe import ProbeSession, connect_batch
-    from cluster.seams.kube import ClientKube
+    from cluster.seams.kubeclient import ClientKube
 
     kube = ClientKube(context=e2e_cluster.context, kubeconfig=e2e_cluster.kubeconfig)
     profile = dashi(e2e_cluster)
@@ -223,7 +223,7 @@ def test_port_forward_is_not_subject_to_network_policy(e2e_cluster):
     from kubernetes import client
     from kubernetes.stream import portforward
 
-    from cluster.seams.kube import ClientKube
+    from cluster.seams.kubeclient import ClientKube
     from cluster.live.observe.probe import connect
 
     api = e2e_cluster.api()

@@ -140,7 +140,7 @@ from cluster.cli.common import make_console
 from cluster.errors import DashiError
 from cluster.live.rollout.rollout import Rollout
 from cluster.policy.profile import load_profile
-from cluster.seams.kube import ClientKube
+from cluster.seams.kubeclient import ClientKube
 
 skew, context, until = float(sys.argv[1]), sys.argv[2], sys.argv[3]
 try:

@@ -20,7 +20,8 @@ import pytest
 import yaml
 
 from cluster.errors import KubeConflict, KubeError, KubeUnreachable
-from cluster.seams.kube import FIELD_MANAGER, Bounds, ClientKube, equality_selector, render_selector
+from cluster.seams.kube import FIELD_MANAGER, equality_selector, render_selector
+from cluster.seams.kubeclient import Bounds, ClientKube
 from cluster.live.observe.poll import poll_until
 from cluster.testing.fakecluster.clock import FakeClock
 from support.local_world import free_port
