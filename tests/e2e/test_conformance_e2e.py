@@ -16,18 +16,18 @@ import time
 from fnmatch import fnmatchcase
 
 import pytest
+from support.conformance import CASES, LANE_DATAPLANES, predicted_table
+from support.engine_builders import KEYS, NAMESPACES, PORTS, make_namespaces
 
 from cluster import versions
-from cluster.live.setup import canary, standins
 from cluster.live.observe.discovery import Target
-from cluster.seams.kube import MANAGED_BY_LABEL, MANAGED_BY_VALUE
-from cluster.seams.kubeclient import ClientKube
 from cluster.live.observe.poll import wait_until
 from cluster.live.observe.probe import MatrixProber
 from cluster.live.observe.readiness import workload_ready
+from cluster.live.setup import canary, standins
 from cluster.policy.engine.model import Edge
-from support.conformance import CASES, LANE_DATAPLANES, predicted_table
-from support.engine_builders import KEYS, NAMESPACES, PORTS, make_namespaces
+from cluster.seams.kube import MANAGED_BY_LABEL, MANAGED_BY_VALUE
+from cluster.seams.kubeclient import ClientKube
 
 pytestmark = pytest.mark.e2e
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 import secrets
 
 import pytest
+from support.kube_contract import EXPECTED, scenario
 
 from cluster.seams.kubeclient import ClientKube
 from cluster.testing.fakecluster.clock import FakeClock
 from cluster.testing.fakecluster.kube import FakeKube
-from support.kube_contract import EXPECTED, scenario
 
 pytestmark = pytest.mark.e2e
 

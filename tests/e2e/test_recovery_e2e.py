@@ -355,9 +355,9 @@ def _wait_stable_ready(cluster, stable_s: float = 15.0, timeout_s: float = 240.0
     answers. The tool rightly refuses to probe from pods that are not Ready;
     the test waits until the profile's pods have been Ready for ``stable_s``
     without a break."""
-    from cluster.seams.kubeclient import ClientKube
     from cluster.live.observe.poll import wait_until
     from cluster.live.observe.readiness import node_ready, workload_ready
+    from cluster.seams.kubeclient import ClientKube
 
     kube = ClientKube(context=cluster.context, kubeconfig=cluster.kubeconfig)
     since: list[float] = []  # when the current unbroken Ready stretch began

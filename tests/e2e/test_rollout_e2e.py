@@ -223,8 +223,8 @@ def test_port_forward_is_not_subject_to_network_policy(e2e_cluster):
     from kubernetes import client
     from kubernetes.stream import portforward
 
-    from cluster.seams.kubeclient import ClientKube
     from cluster.live.observe.probe import connect
+    from cluster.seams.kubeclient import ClientKube
 
     api = e2e_cluster.api()
     core = client.CoreV1Api(api)

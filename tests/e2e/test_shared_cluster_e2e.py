@@ -33,10 +33,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from support.apiproxy import ApiProxy
 
 from cluster.live.record.policies import clean_policy, is_ours
 from cluster.policy.profile import load_profile
-from support.apiproxy import ApiProxy
 
 pytestmark = pytest.mark.e2e
 

@@ -12,19 +12,19 @@ import hashlib
 import json
 import threading
 import time
-from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pytest
 import yaml
+from support.local_world import free_port
 
 from cluster.errors import KubeConflict, KubeError, KubeUnreachable
+from cluster.live.observe.poll import poll_until
 from cluster.seams.kube import FIELD_MANAGER, equality_selector, render_selector
 from cluster.seams.kubeclient import Bounds, ClientKube
-from cluster.live.observe.poll import poll_until
 from cluster.testing.fakecluster.clock import FakeClock
-from support.local_world import free_port
 
 RESOURCES = {
     "kind": "APIResourceList", "groupVersion": "v1",
