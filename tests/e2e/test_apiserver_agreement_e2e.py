@@ -40,7 +40,9 @@ from cluster.live.setup import standins
 from cluster.policy.manifests import ResourceSet, applied_documents
 from cluster.seams.kubeclient import ClientKube
 
-pytestmark = pytest.mark.e2e
+# What this module proves is the API server's (or the page's), not the
+# enforcer's: CI runs it on the first lane only.
+pytestmark = [pytest.mark.e2e, pytest.mark.apiserver]
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = "registry.k8s.io/pause:3.10"  # never pulled: every request is a dry run

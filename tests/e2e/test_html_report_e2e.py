@@ -15,7 +15,9 @@ import pytest
 from support.availability import required
 from support.browser import CHROMIUM, Browser
 
-pytestmark = pytest.mark.e2e
+# What this module proves is the API server's (or the page's), not the
+# enforcer's: CI runs it on the first lane only.
+pytestmark = [pytest.mark.e2e, pytest.mark.apiserver]
 
 
 class _Page(HTMLParser):
