@@ -53,6 +53,16 @@ CALICO_OPERATOR_URL = f"{CALICO_MANIFESTS_URL}/tigera-operator.yaml"
 CILIUM_VERSION = "1.18.6"
 CILIUM_CHART_REPO = "https://helm.cilium.io/"
 
+# ClusterNetworkPolicy's CRD (policy.networking.k8s.io, served as v1alpha2,
+# which Cilium 1.20 watches, and v1beta1, the storage version): sigs.k8s.io/
+# network-policy-api v0.3.1, experimental channel (destinationNamedPort,
+# nodes, domainNames), shipped with the package in cluster/policy/schemas/
+# (the engine validates with it; cluster-up installs it). The digest is the
+# file's as the Go module proxy serves the module (config/crd/experimental/);
+# the tests check the shipped copy against it.
+NETWORK_POLICY_API_VERSION = "v0.3.1"
+NETWORK_POLICY_API_SHA256 = "78abd92b6970d1d8b853f6ff18ee63deaf3c476f9044a33f6763e4a952c1546b"
+
 # The kernel the nodes run on is the Docker engine's (k3d nodes are
 # containers). Calico 3.31: "Minimum Linux kernel version: 5.10" (tigera/docs
 # calico_versioned_docs/version-3.31/_includes/partials/_system-requirements.mdx).

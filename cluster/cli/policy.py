@@ -81,9 +81,9 @@ def reachability(resources: str, fmt: str = "json", endpoints: str = "workloads"
     if fmt not in ("json", "table"):
         raise DashiError(f"--format: unknown value {fmt!r} (json, table)")
     rs = read_dir(resources, namespace=namespace)
-    result = compute(rs, endpoints)
-    warning = skipped_line(rs)
-    if warning:
+    notes: list[str] = []
+    result = compute(rs, endpoints, notes)
+    for warning in filter(None, [skipped_line(rs), *notes]):
         print(f"warning: {warning}", file=sys.stderr)
     if fmt == "json":
         # json.dumps, not json.dump: only dumps runs C's encoder (dump writes

@@ -3,7 +3,8 @@
 ``reachability(path)`` reads every manifest below a directory (or one file;
 see ``cluster.policy.manifests``): Namespaces, Pods,
 Deployments/StatefulSets/DaemonSets/ReplicaSets/Jobs/CronJobs via their pod
-templates, NetworkPolicies. Other kinds are skipped and counted. It returns
+templates, NetworkPolicies and ClusterNetworkPolicies. Other kinds are
+skipped and counted. It returns
 
     {"endpoints": ["ns/name", ...],
      "allowed": [{"src": "ns/name", "dst": "ns/name", "protocol": "TCP", "port": 80}, ...],
@@ -53,12 +54,17 @@ def per_pod(endpoints: list[Endpoint], pods: set[str]) -> list[Endpoint]:
     return out
 
 
-def compute(rs: ResourceSet, endpoints: str = "workloads") -> dict:
+def compute(rs: ResourceSet, endpoints: str = "workloads", warnings: list[str] | None = None) -> dict:
+    """The reachability document; ``warnings`` (when given) receives what the
+    prediction rests on that the engine cannot check (unmodelled peers,
+    ClusterNetworkPolicies of one tier and priority matching the same traffic)."""
     if endpoints not in ENDPOINT_MODES:
         raise ManifestError(f"--endpoints: unknown value {endpoints!r} (workloads, pods)")
     eps = per_pod(rs.endpoints, rs.pod_keys) if endpoints == "pods" else list(rs.endpoints)
     eps.sort(key=lambda e: e.key)
     engine = Engine(rs.namespaces, rs.compiled)
+    if warnings is not None:
+        warnings.extend(engine.notes + engine.overlaps(eps))
     keys = [e.key for e in eps]
     allowed: set[tuple] = set()
     ranges = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 
 from cluster.policy.analysis import CheckReport, Difference
 from cluster.policy.engine.model import Edge
@@ -62,6 +63,8 @@ def print_check(report: CheckReport, console: Console, show_matrices: bool = Tru
             console.print(f"  over-permissive: {f}", markup=False, highlight=False)
     else:
         console.print("least-privilege audit: every rule serves an intended edge")
+    for w in report.warnings:
+        console.print(f"[yellow]warning:[/yellow] {escape(w)}", highlight=False)
     for h in profile.host_access:
         console.print(f"[dim]host -> {h.dst}: allowed, node traffic is not subject to NetworkPolicy "
                       f"({h.reason})[/dim]")
@@ -89,4 +92,5 @@ def check_to_dict(report: CheckReport) -> dict:
         "final_differences": [{**_edge_dict(d.edge), "intended": d.intended, "predicted": d.predicted,
                                "detail": d.detail} for d in report.final],
         "over_permissive": report.over_permissive,
+        "warnings": report.warnings,
     }
