@@ -337,7 +337,7 @@ CASES = [
     Case("prepare-without-context", ["prepare"],
          "error: prepare needs --context: name the kubeconfig context of the cluster to prepare"),
     Case("prepare-unknown-profile", ["prepare", "-c", "k3d-x", "-p", "nosuch"],
-         "error: unknown profile 'nosuch': choose one of dashi, environments"),
+         "error: unknown profile 'nosuch': choose one of dashi, dashi-cnp, environments"),
     Case("prepare-context-not-in-kubeconfig", ["prepare", "-c", "k3d-x", "-p", "environments"],
          "error: cannot load context 'k3d-x' from kubeconfig {d}/kubeconfig: it has no such context "
          "(its contexts: none)",
