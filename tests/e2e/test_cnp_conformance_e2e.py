@@ -14,34 +14,21 @@ policy controller) does not implement ClusterNetworkPolicy.
 from __future__ import annotations
 
 import os
-import time
 from fnmatch import fnmatchcase
 
 import pytest
-from support.cnp_conformance import (
-    CASES,
-    KEYS,
-    LANE_DATAPLANES,
-    PROBED,
-    SHORT,
-    expected_table,
-    namespaces,
-    pod_labels,
-    predicted_table,
-)
 
 from cluster import versions
 from cluster.live.observe.discovery import Target
-from cluster.live.observe.poll import wait_until
 from cluster.live.observe.probe import MatrixProber
-from cluster.live.observe.readiness import workload_ready
-from cluster.live.setup import canary, standins
 from cluster.policy.engine.model import Edge
 from cluster.seams.kube import MANAGED_BY_LABEL, MANAGED_BY_VALUE, ClientKube
+from support.cnp_conformance import (CASES, KEYS, LANE_DATAPLANES, PROBED, SHORT, expected_table, namespaces,
+                                     pod_labels, predicted_table)
+from support.live_conformance import ready_universe, run_cases
 
 pytestmark = pytest.mark.e2e
 
-READY_TIMEOUT_S = 180.0
 # A case's policies replace the previous case's; the CNI programs them
 # asynchronously, so disagreeing probes are re-polled this long.
 SETTLE_S = 30.0
@@ -83,26 +70,10 @@ def universe(e2e_cluster):
     crd = kube.get("apiextensions.k8s.io/v1", "CustomResourceDefinition",
                    "clusternetworkpolicies.policy.networking.k8s.io")
     assert crd is not None, "the ClusterNetworkPolicy CRD is not installed (tests/e2e/hostcluster/up.sh installs it)"
-    for ns, labels in namespaces().items():
-        kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {
-            "name": ns, "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE, **OURS, **labels}}})
-    standins.wait_service_accounts(kube, list(namespaces()), sleep=time.sleep, clock=time.monotonic)
-    for short in SHORT:
-        kube.apply(_pod(short))
-    pods: dict[str, dict | None] = {}
-
-    def all_ready() -> tuple[bool, str]:
-        pods.update({k: kube.get("v1", "Pod", k.split("/")[1], k.split("/")[0]) for k in KEYS})
-        waiting = [k for k, p in pods.items() if not workload_ready(p, k)[0]]
-        return not waiting, f"not Ready: {', '.join(waiting)}"
-
-    wait_until("the conformance pods are Ready", all_ready, timeout_s=READY_TIMEOUT_S, interval_s=2.0,
-               clock=time.monotonic, sleep=time.sleep)
-    ips = {k: p["status"]["podIP"] for k, p in pods.items()}
-    measured = canary.run(kube, sleep=time.sleep, clock=time.monotonic)
-    assert measured.ok, measured.summary()
+    ips, deny = ready_universe(kube, namespaces(), [_pod(s) for s in SHORT],
+                               {MANAGED_BY_LABEL: MANAGED_BY_VALUE, **OURS})
     try:
-        yield kube, ips, measured.deny_behaviour
+        yield kube, ips, deny
     finally:
         _clear(kube)
         for ns in namespaces():
@@ -116,37 +87,58 @@ def test_every_cnp_conformance_case_agrees_with_the_engine_live(e2e_cluster, uni
                for s in KEYS for d in KEYS if s != d for n, p in PROBED}
     dataplane = LANE_DATAPLANES[e2e_cluster.lane]
     cases = [c for c in CASES if fnmatchcase(c.id, os.environ.get("DASHI_CONFORMANCE_CASES", "*"))]
-    _clear(kube)
-    warm = prober.run(targets, {e: True for e in targets})
-    assert all(o.allowed for o in warm.observations.values()), "the conformance pods do not reach each other"
-    t0 = time.monotonic()
-    agree, lines, departs = 0, [], []
-    for case in cases:
-        _clear(kube)
+
+    def apply(case) -> None:
         for obj in case.policies():
             obj.setdefault("metadata", {}).setdefault("labels", {}).update(OURS)
             kube.apply(obj)
-        want = predicted_table(case, ips, dataplane)
-        assert want == expected_table(case, dataplane), f"{case.id}: the engine's table is not the case's"
-        if want != predicted_table(case, ips):
-            departs.append(case.id)
-        predicted = {e: want[(e.src, e.dst, e.port, e.protocol)] for e in targets}
-        run = prober.run(targets, predicted)
-        wrong = sorted((e for e, o in run.observations.items() if o.allowed is not predicted[e]), key=str)
-        if not wrong:
-            agree += 1
-            lines.append(f"  agree     {case.id} ({run.matched_seconds or 0:.1f} s to match)")
-            continue
-        lines.append(f"  DISAGREE  {case.id}: {len(wrong)} edge(s)")
-        for e in wrong[:8]:
-            o = run.observations[e]
-            lines.append(f"      {e}: predicted {'allowed' if predicted[e] else 'blocked'}, observed "
-                         f"{o.result.kind} ({o.result.detail})")
-    _clear(kube)
-    summary = (f"ClusterNetworkPolicy conformance on {e2e_cluster.lane}: {agree}/{len(cases)} cases agree with "
-               f"the engine (dataplane {dataplane}: {len(departs)} case(s) depart from the API's wording"
-               f"{': ' + ', '.join(departs) if departs else ''}; deny behaviour {deny}; {len(targets)} probes a "
-               f"case; {time.monotonic() - t0:.0f} s)")
+
+    def predict(case, dp):
+        table = predicted_table(case, ips, dp)
+        assert table == expected_table(case, dp), f"{case.id}: the engine's table is not the case's"
+        return table
+
+    ok, report = run_cases(
+        prober, targets, cases, clear=lambda: _clear(kube), apply=apply, predict=predict,
+        table_key=lambda e: (e.src, e.dst, e.port, e.protocol), dataplane=dataplane, title=f"ClusterNetworkPolicy conformance on {e2e_cluster.lane}", deny=deny)
     with capsys.disabled():
-        print("\n" + summary + "\n" + "\n".join(lines))
-    assert agree == len(cases), summary + "\n" + "\n".join(lines)
+        print("\n" + report)
+    assert ok, report
+
+
+def test_the_api_server_refuses_what_the_engine_refuses(e2e_cluster, universe):
+    """The real API server is the oracle of validation: each object the
+    engine refuses (tests/support/cnp_bad_input.py) is refused by a server
+    dry-run create too, and the good one is accepted by both; the checks
+    only the engine makes are named there and left out."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    from cluster.errors import ManifestError
+    from cluster.policy.engine.compile import compile_policy
+    from support.cnp_bad_input import BAD, ENGINE_ONLY, GOOD, with_change
+
+    custom = client.CustomObjectsApi(e2e_cluster.api())
+
+    def server_refuses(obj: dict) -> str | None:
+        group, version = obj["apiVersion"].split("/")
+        try:
+            custom.create_cluster_custom_object(group, version, "clusternetworkpolicies", obj, dry_run="All")
+        except ApiException as e:
+            return f"{e.status} {e.reason}"
+        return None
+
+    assert server_refuses(GOOD) is None
+    compile_policy(GOOD)
+    checked = disagree = 0
+    for path, value, message in BAD:
+        if any(m in message for m in ENGINE_ONLY):
+            continue
+        obj = with_change(path, value)
+        with pytest.raises(ManifestError):
+            compile_policy(obj)
+        checked += 1
+        if server_refuses(obj) is None:
+            disagree += 1
+            print(f"the API server accepts what the engine refuses: {message}")
+    assert checked >= 30 and disagree == 0

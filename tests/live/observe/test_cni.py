@@ -182,3 +182,32 @@ def test_waits_poll_until_ready():
     wait.probe = probe
     assert "Available=True" in wait.execute(s)
     assert clock.slept == [2.0, 2.0]
+
+
+CHART = "/var/cache/dashi-cluster-e2e/gomod/github.com/cilium/cilium@v{}/install/kubernetes/cilium"
+
+
+def test_cilium_values_validate_against_the_pinned_charts_schema():
+    """Our values over the chart's defaults pass the chart's own
+    values.schema.json, read from the Cilium module the test lane builds
+    (helm checks the same schema at install)."""
+    import json
+    from pathlib import Path
+
+    import fastjsonschema
+
+    from support.availability import unavailable
+
+    chart = Path(CHART.format(versions.CILIUM_VERSION))
+    if not chart.is_dir():
+        unavailable("e2e", f"the Cilium {versions.CILIUM_VERSION} module is not on this machine ({chart}; "
+                           "tests/e2e/hostcluster/build.sh downloads it)")
+    defaults = yaml.safe_load((chart / "values.yaml").read_text())
+    ours = yaml.safe_load(cilium.VALUES.read_text())
+
+    def merged(base: dict, over: dict) -> dict:
+        return {**base, **{k: merged(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+                           for k, v in over.items()}}
+
+    assert set(ours) <= set(defaults)  # no key the chart does not know (a renamed value would be ignored)
+    fastjsonschema.compile(json.loads((chart / "values.schema.json").read_text()))(merged(defaults, ours))

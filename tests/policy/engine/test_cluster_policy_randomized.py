@@ -113,12 +113,12 @@ def random_world(seed: int):
     endpoints.append(Endpoint(key="external/api", namespace=None, name="api", kind="external", ip="203.0.113.9",
                               ports=(Port(None, 6443, "TCP"),), address_service="default/kubernetes"))
     policies = [_cnp(rng, k) for k in range(rng.randint(1, 5))]
-    policies += [_netpol(rng, rng.choice(names), k) for k in range(rng.randint(0, 3))]
+    policies += [_netpol(rng, rng.choice(names), k) for k in range(rng.randint(1, 4))]
     return namespaces, endpoints, policies
 
 
 @pytest.mark.parametrize("dataplane", [None, "cilium"])
-@pytest.mark.parametrize("seed", range(40))
+@pytest.mark.parametrize("seed", range(20))
 def test_random_tiers_bitset_paths_agree_with_evaluate(seed, dataplane):
     namespaces, endpoints, policies = random_world(seed)
     engine = Engine(namespaces, policies, dataplane=dataplane)
@@ -132,7 +132,7 @@ def test_random_worlds_are_not_trivial():
     NetworkPolicy tier after a Pass; ties of one priority; Cilium departing."""
     seen: set[str] = set()
     allowed = blocked = departs = 0
-    for seed in range(40):
+    for seed in range(20):
         namespaces, endpoints, policies = random_world(seed)
         api, cilium = Engine(namespaces, policies), Engine(namespaces, policies, dataplane="cilium")
         for s in endpoints:
@@ -141,7 +141,10 @@ def test_random_worlds_are_not_trivial():
                     v = api.evaluate(s, d, p.port, p.protocol)
                     allowed += v.allowed
                     blocked += not v.allowed
-                    departs += v.allowed != cilium.evaluate(s, d, p.port, p.protocol).allowed
+                    c = cilium.evaluate(s, d, p.port, p.protocol)
+                    departs += v.allowed != c.allowed
+                    if any("Cilium: the Baseline tier" in side.decided_by for side in (c.egress, c.ingress)):
+                        seen.add("cilium baseline after networkpolicy")
                     for side in (v.egress, v.ingress):
                         if side.decided_by:
                             seen.add(f"{side.tier} {'accept' if side.allowed else 'deny'}")
@@ -153,6 +156,7 @@ def test_random_worlds_are_not_trivial():
                             seen.add("undefined")
         text = repr(policies)
         seen |= {f for f in ("destinationNamedPort", "range", "networks", "udp", "sctp") if f in text}
-    assert allowed > 2000 and blocked > 2000 and departs > 20, (allowed, blocked, departs)
+    assert allowed > 1000 and blocked > 1000 and departs > 10, (allowed, blocked, departs)
     assert seen >= {"Admin accept", "Admin deny", "Baseline accept", "Baseline deny", "pass to networkpolicy",
-                    "tie", "undefined", "destinationNamedPort", "range", "networks", "udp", "sctp"}, seen
+                    "tie", "undefined", "destinationNamedPort", "range", "networks", "udp", "sctp",
+                    "cilium baseline after networkpolicy"}, seen
