@@ -17,7 +17,7 @@ from cluster.cli.common import make_console
 from cluster.errors import DashiError
 from cluster.live.record.files import atomic_write
 from cluster.live.record.identity import known_cluster_dir
-from cluster.live.rollout.overview import current_state
+from cluster.live.record.steprecord import current_state
 from cluster.paths import dashi_home
 from cluster.policy import diff as pdiff
 from cluster.policy import export as pexport

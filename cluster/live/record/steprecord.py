@@ -186,3 +186,18 @@ class RecordStore:
         atomic_write(self.path, dump_yaml(
             data, "dashi-cluster step record: the verified steps of this profile on this cluster.\n"
                   "in_progress is set while a step or a restore is changing the cluster."))
+
+
+def current_state(cluster_dir: Path, context: str = "") -> dict[str, StepRecord]:
+    """The step record of every profile the rollout has recorded in one
+    cluster's directory, by profile name (empty when there is none). Every
+    command reads "verified" from them the same way
+    (``StepRecord.verified``, ``StepRecord.fully_verified``)."""
+    if not cluster_dir.is_dir():
+        return {}
+    records = {}
+    for d in sorted(p for p in cluster_dir.iterdir() if p.is_dir()):
+        if (d / "state.yaml").exists():
+            rec = RecordStore(d).load(d.name, context)
+            records[rec.profile] = rec
+    return records

@@ -12,7 +12,7 @@ from rich.console import Console
 from cluster.live.observe.cni import cni_health, detect_cni
 from cluster.live.record.history import History
 from cluster.live.record.identity import ClusterState
-from cluster.live.record.steprecord import RecordStore, StepRecord
+from cluster.live.record.steprecord import current_state
 from cluster.live.safety.lease import lease_holder
 from cluster.live.setup import standins
 from cluster.policy.profile import load_profile
@@ -65,21 +65,6 @@ def rollout_line(console: Console, kube: Kube, profile: str, root: Path | None =
             line += f"; interrupted during {rec.in_progress.phase} of {rec.in_progress.step}"
     console.print(line, markup=False, highlight=False)
     return line
-
-
-def current_state(cluster_dir: Path, context: str = "") -> dict[str, StepRecord]:
-    """The step record of every profile the rollout has recorded in one
-    cluster's directory, by profile name (empty when there is none). Every
-    command reads "verified" from them the same way
-    (``StepRecord.verified``, ``StepRecord.fully_verified``)."""
-    if not cluster_dir.is_dir():
-        return {}
-    records = {}
-    for d in sorted(p for p in cluster_dir.iterdir() if p.is_dir()):
-        if (d / "state.yaml").exists():
-            rec = RecordStore(d).load(d.name, context)
-            records[rec.profile] = rec
-    return records
 
 
 def history_rows(kube: Kube, profile: str, root: Path | None = None) -> tuple[list[dict], list[str], Path]:

@@ -2,7 +2,6 @@
 and a state directory of its own."""
 
 import pytest
-
 from support.rollout_world import RolloutWorld
 
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import pytest
 import yaml
+from support.rollout_world import STEPS, RolloutWorld
 
 from cluster.errors import KubeUnreachable, VerificationFailed
-from cluster.live.rollout.overview import current_state
-from support.rollout_world import STEPS, RolloutWorld
+from cluster.live.record.steprecord import current_state
 
 
 def snapshot_labels(world) -> dict[str, list | None]:

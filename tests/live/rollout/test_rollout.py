@@ -9,15 +9,14 @@ import json
 import pytest
 import yaml
 from rich.console import Console
+from support.rollout_world import NP, STEPS, RolloutWorld
 
 from cluster.cli.rollout import up as cli_up
 from cluster.errors import DashiError, GuardError, KubeError, LockError, SnapshotError, VerificationFailed
-from cluster.seams.kube import MANAGED_BY_LABEL, MANAGED_BY_VALUE
-from cluster.live.safety.lock import ClusterLock
 from cluster.live.observe.settings import ProbeSettings
-from cluster.live.rollout.overview import current_state
-from support.rollout_world import NP, STEPS, RolloutWorld
-
+from cluster.live.record.steprecord import current_state
+from cluster.live.safety.lock import ClusterLock
+from cluster.seams.kube import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 
 # -- the happy path ----------------------------------------------------------
 

@@ -14,10 +14,10 @@ import tasks
 from cluster.cli import rollout
 from cluster.cli.rollout import smoke as cli_smoke
 from cluster.live.record.drift import infer_applied
-from cluster.live.safety.lock import ClusterLock
-from cluster.live.record.policies import is_ours, mark_ours
 from cluster.live.record.files import STATE_ENV
 from cluster.live.record.identity import ClusterState, identify
+from cluster.live.record.policies import is_ours, mark_ours
+from cluster.live.safety.lock import ClusterLock
 from cluster.policy.profile import load_profile
 from cluster.testing.fakecluster.clock import FakeClock
 from cluster.testing.fakecluster.kube import FakeKube
