@@ -81,6 +81,14 @@ def test_classify_agnhost_answers():
     assert classify(1, "", "TCP").detail == "exit 1 with no message"
 
 
+def test_udp_silence_is_a_drop_only_where_the_server_answers_agnhost():
+    silence = "TIMEOUT: read udp 10.42.0.9:4000->10.42.0.10:5353: i/o timeout\n"
+    assert classify(1, silence, "UDP").allowed is None
+    echo = classify(1, silence, "UDP", "drop", udp_echo=True)
+    assert (echo.kind, echo.allowed) == ("timeout", False)
+    assert classify(1, "TIMEOUT\n", "TCP", udp_echo=True).kind == "timeout"
+
+
 def test_what_a_result_says_about_the_path():
     allowed = {kind: ProbeResult(kind == "connected", kind).allowed
                for kind in ("connected", "refused", "timeout", "dns", "other", "unprobed")}
@@ -355,6 +363,10 @@ def test_batch_results_parse_by_index_and_missing_lines_are_errors():
     res = ExecResult(0, "@@ 1 143 \n@@ 0 0 \n", "")
     out = parse_batch(t, res)
     assert [r.kind for r in out] == ["connected", "timeout", "other"]
+    mdns = [Target("a", "x", "10.0.0.1", 5353, "UDP")]
+    quiet = ExecResult(0, "@@ 0 1 TIMEOUT: read udp: i/o timeout\n", "")
+    assert [r.kind for r in parse_batch(mdns, quiet)] == ["unprobed"]
+    assert [r.kind for r in parse_batch(mdns, quiet, "drop", udp_echo=True)] == ["timeout"]
     with pytest.raises(NoShell):
         parse_batch(t, ExecResult(126, "", 'exec: "/bin/sh": stat /bin/sh: no such file or directory'))
 
