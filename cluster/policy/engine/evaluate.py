@@ -14,7 +14,7 @@ import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from cluster.policy.engine import matrix, tiers
+from cluster.policy.engine import cilium, matrix, tiers
 from cluster.policy.engine.compile import compile_policy
 from cluster.policy.engine.model import (
     ACCEPT,
@@ -129,11 +129,19 @@ DATAPLANES: dict[str | None, str] = {
     # pkg/k8s/cluster_network_policy.go refuses a whole ClusterNetworkPolicy
     # with a nodes peer (node selector labels off, the default) or a
     # domainNames peer (L7 proxy off, as cluster-up and the lane run it)
-    # (nodes-peer, domain-names-peer).
+    # (nodes-peer, domain-names-peer). Pods are selected by their identity's
+    # labels, which pkg/labelsfilter trims (engine.cilium.identity_labels):
+    # a selector on statefulset.kubernetes.io/pod-name matches no pod
+    # (admin-pod-selectors, baseline-pod-selectors). A ClusterNetworkPolicy's
+    # namespaces peer of NotIn / DoesNotExist only matches every pod and
+    # address (tiers.negative_only; namespace-expressions).
     "cilium": "an ipBlock, or a ClusterNetworkPolicy's networks, selects no pod, whatever its address "
               "(policy-cidr-match-mode without pods), and a /0 not the node's address either; a Baseline "
               "Accept also opens what a selected pod's NetworkPolicies leave closed; a ClusterNetworkPolicy "
-              "with a nodes or domainNames peer is refused whole",
+              "with a nodes or domainNames peer is refused whole; a pod selector on a label Cilium leaves out "
+              "of identities (statefulset.kubernetes.io/pod-name, pod-template-hash, kubernetes.io/...) "
+              "matches no pod; a ClusterNetworkPolicy's namespaces peer of NotIn / DoesNotExist only matches "
+              "every pod and address",
 }
 # Why Cilium refuses a ClusterNetworkPolicy, in its agent's words (v1.20.2
 # pkg/k8s/cluster_network_policy.go, ParseClusterNetworkPolicy).
@@ -158,6 +166,11 @@ class Engine:
         self.ipblock_selects_pods = dataplane != "cilium"
         self.world_selects_nodes = dataplane != "cilium"
         self.baseline_after_networkpolicy = dataplane == "cilium"
+        # Cilium selects pods by their identity's labels; a namespaces peer of
+        # NotIn / DoesNotExist only matches everything there (see DATAPLANES).
+        self.negative_namespaces_match_all = dataplane == "cilium"
+        self.identity_labels = cilium.identity_labels if dataplane == "cilium" else None
+        self._seen: dict[int, tuple[Endpoint, Endpoint]] = {}
         self.namespaces = {n: {**(labels or {}), NS_NAME_LABEL: n} for n, labels in namespaces.items()}
         compiled = [p if isinstance(p, (Policy, ClusterPolicy)) else compile_policy(p) for p in policies]
         self.policies: list[Policy] = [p for p in compiled if isinstance(p, Policy)]
@@ -177,6 +190,15 @@ class Engine:
             self.notes.extend(f"{p.ref} {n}: not modelled, predicted as matching none of the endpoints"
                               for n in p.unmodelled)
             self.cluster_policies.append(p)
+        if self.identity_labels is not None:
+            self.notes.extend(_identity_notes(self.policies + self.cluster_policies))
+            self.notes.extend(f"{p.ref} {direction} rule {r.index}{f' {r.name!r}' if r.name else ''}: a "
+                              "namespaces peer of NotIn / DoesNotExist only, which Cilium matches with every pod "
+                              "and address: predicted so"
+                              for p in self.cluster_policies for direction in ("ingress", "egress")
+                              for r in getattr(p, direction)
+                              if any(peer.pod_selector is None and peer.namespace_selector is not None
+                                     and tiers.negative_only(peer.namespace_selector) for peer in r.peers))
         self.tiers = tiers.Tiers(self.cluster_policies, self) if self.cluster_policies else None
         self._by_ns: dict[str, list[Policy]] = {}
         for p in self.policies:
@@ -323,8 +345,20 @@ class Engine:
                                                         selecting, allowing)
         return verdict
 
+    def seen(self, ep: Endpoint) -> Endpoint:
+        """``ep`` as the dataplane's selectors see it: on Cilium, with the
+        labels its identities leave out taken away."""
+        if self.identity_labels is None or not ep.labels:
+            return ep
+        hit = self._seen.get(id(ep))
+        if hit is None or hit[0] is not ep:  # (the pair keeps ep alive, so its id is not reused)
+            labels = self.identity_labels(ep.labels)
+            hit = self._seen[id(ep)] = (ep, ep if len(labels) == len(ep.labels) else replace(ep, labels=labels))
+        return hit[1]
+
     def evaluate(self, src: Endpoint, dst: Endpoint, port: int, protocol: str = "TCP") -> Verdict:
         """Decide src -> dst on port/protocol, naming the policies on each side."""
+        src, dst = self.seen(src), self.seen(dst)
         egress = self._direction("egress", src, dst, dst, port, protocol)
         ingress = self._direction("ingress", dst, src, dst, port, protocol)
         return Verdict(src.key, dst.key, port, protocol, egress, ingress)
@@ -335,6 +369,7 @@ class Engine:
         """Every (src, dst, dst port) among ``endpoints`` as bitsets:
         {(dst_index, port_index): allowed source indices} (``matrix.allowed_matrix``,
         ``tiers.allowed_matrix`` when there are ClusterNetworkPolicies)."""
+        endpoints = [self.seen(ep) for ep in endpoints]
         if self.tiers is not None:
             return tiers.allowed_matrix(self, endpoints)
         return matrix.allowed_matrix(self, endpoints)
@@ -342,6 +377,7 @@ class Engine:
     def port_ranges(self, endpoints: Sequence[Endpoint]):
         """Every allowed port range between ``endpoints``, declared ports or not:
         ``(dst_index, protocol, segments)`` (``matrix.port_ranges``, ``tiers.port_ranges``)."""
+        endpoints = [self.seen(ep) for ep in endpoints]
         if self.tiers is not None:
             return tiers.port_ranges(self, endpoints)
         return matrix.port_ranges(self, endpoints)
@@ -349,5 +385,23 @@ class Engine:
     def overlaps(self, endpoints: Sequence[Endpoint]) -> list[str]:
         """ClusterNetworkPolicies of one tier and priority that can match one
         connection among ``endpoints`` (``tiers.overlaps``), one line each."""
-        return tiers.overlaps(self, endpoints) if self.tiers is not None else []
+        return tiers.overlaps(self, [self.seen(ep) for ep in endpoints]) if self.tiers is not None else []
 
+
+def _identity_notes(policies: Sequence[Policy | ClusterPolicy]) -> list[str]:
+    """One note per policy whose pod selectors use labels Cilium's
+    identities leave out (those selectors match no pod there)."""
+    out = []
+    for p in policies:
+        if isinstance(p, Policy):
+            selectors = [p.pod_selector] + [peer.pod_selector for r in (p.ingress or ()) + (p.egress or ())
+                                            for peer in (r.peers or ())]
+        else:
+            selectors = [p.subject_pods] + [peer.pod_selector for r in p.ingress + p.egress for peer in r.peers]
+        keys = sorted({k for sel in selectors if sel is not None
+                       for k in [k for k, _ in sel.match_labels] + [k for k, _, _ in sel.expressions]
+                       if not cilium.in_identity(k)})
+        if keys:
+            out.append(f"{p.ref}: selects pods by {', '.join(keys)}, a label Cilium leaves out of pod identities "
+                       "(pkg/labelsfilter): predicted as Cilium has it, no pod carries it")
+    return out

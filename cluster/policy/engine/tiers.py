@@ -113,12 +113,29 @@ class Decision:
 
 
 class Peers(Protocol):
-    """What the tiers read of an ``Engine``: a namespace's labels and whether
-    a CIDR selects an endpoint (where the dataplane decides)."""
+    """What the tiers read of an ``Engine``: a namespace's labels, whether
+    a CIDR selects an endpoint (where the dataplane decides), and whether a
+    ``namespaces`` peer of NotIn / DoesNotExist only matches everything (as
+    on Cilium: see ``negative_only``)."""
+
+    negative_namespaces_match_all: bool
 
     def ns_labels(self, namespace: str | None) -> Mapping[str, str]: ...
 
     def network_matches(self, network, ep: Endpoint) -> bool: ...
+
+
+def negative_only(selector) -> bool:
+    """A selector of NotIn / DoesNotExist requirements only. Cilium v1.20.2
+    turns a ``namespaces`` peer into a selector over namespace labels alone
+    (pkg/k8s/cluster_network_policy.go; a ``pods`` peer, and a NetworkPolicy's,
+    also requires the cluster label), so such a selector also selects the
+    identities without namespace labels: the reserved ones (world, host,
+    kube-apiserver) and the cluster's aggregate identity, which the datapath
+    looks up for every pod (pkg/policy/aggregate.go). The peer then matches
+    every pod and every address, measured on the lane (namespace-expressions)."""
+    return not selector.match_labels and bool(selector.expressions) and \
+        all(op in ("NotIn", "DoesNotExist") for _, op, _ in selector.expressions)
 
 
 class Tiers:
@@ -148,6 +165,9 @@ class Tiers:
             return False
         if peer.networks:
             return ep.ip is not None and any(self.peers.network_matches(n, ep) for n in peer.networks)
+        if peer.pod_selector is None and self.peers.negative_namespaces_match_all and \
+                negative_only(peer.namespace_selector):
+            return True
         if not ep.is_pod or not peer.namespace_selector.matches(self.peers.ns_labels(ep.namespace)):
             return False
         return peer.pod_selector is None or peer.pod_selector.matches(ep.labels)

@@ -224,3 +224,55 @@ def test_rules_without_protocols_match_every_port_and_protocol():
     e = Engine(make_namespaces(), [admin("all", 1, ns_subject(X), ingress=[cnp_rule("Deny", [namespaces_peer(Y)])])])
     assert not any(e.evaluate(PODS["y/a"], PODS["x/a"], p.port, p.protocol).allowed for p in CONTAINER_PORTS)
     assert_ranges_agree(e, [*make_pods(), *[make_pods(ports={"x/a": (Port(None, 9999, "UDP"),)})[0]]][:9])
+
+
+# Cilium v1.20.2 pkg/labelsfilter/filter_test.go TestDefaultFilterLabels: the
+# k8s-source labels the default prefixes keep in an identity, and those they
+# leave out (an include matching more of the key than the ignore wins).
+IDENTITY_KEPT = ("io.kubernetes.pod.namespace", "app.kubernetes.io", "ioXkubernetes", "ignore", "ignorE",
+                 "io.cilium.k8s.policy.cluster", "io.cilium.k8s.policy.serviceaccount", "id.lizards",
+                 "id.lizards.k8s")
+IDENTITY_LEFT_OUT = ("io.kubernetes.container.hash", "io.kubernetes.pod.name", "kubernetes.io.foo",
+                     "beta.kubernetes.io.foo", "annotation.kubectl.kubernetes.io", "annotation.hello",
+                     "io.kubernetes.pod.uid", "annotation.kubernetes.io/config.seen", "controller-revision-hash",
+                     "statefulset.kubernetes.io/pod-name", "batch.kubernetes.io/job-completion-index",
+                     "apps.kubernetes.io/pod-index", "topology.kubernetes.io/zone", "pod-template-hash")
+
+
+def test_cilium_identity_labels_are_upstreams_default_filter():
+    from cluster.policy.engine.cilium import identity_labels, in_identity
+
+    assert [k for k in IDENTITY_KEPT if not in_identity(k)] == []
+    assert [k for k in IDENTITY_LEFT_OUT if in_identity(k)] == []
+    assert identity_labels({"app": "web", "pod-template-hash": "h1"}) == {"app": "web"}
+
+
+def test_on_cilium_a_selector_on_a_label_identities_leave_out_matches_no_pod():
+    pods = make_pods(labels={k: {"pod": k.split("/")[1], "statefulset.kubernetes.io/pod-name": k.replace("/", "-")}
+                             for k in PODS})
+    by_pod_name = labels(**{"statefulset.kubernetes.io/pod-name": "y-a"})
+    policies = [admin("deny-y-a", 1, ns_subject(X), egress=[to_rule("Deny", [pods_peer({}, by_pod_name)])]),
+                netpol("y", "only-b", by_pod_name, ingress=[])]
+    check(policies, 80, default=ALLOWED, exceptions=pairs("*", "y/a"), pods=pods)
+    cilium = Engine(make_namespaces(), policies, dataplane="cilium")
+    assert all(cilium.evaluate(s, d, 80).allowed for s in pods for d in pods if s is not d)
+    assert_paths_agree(cilium, pods)
+    assert [n.split(":")[0] for n in cilium.notes] == ["y/only-b", "ClusterNetworkPolicy deny-y-a"]
+    assert all("statefulset.kubernetes.io/pod-name, a label Cilium leaves out" in n for n in cilium.notes)
+    assert Engine(make_namespaces(), policies).notes == []
+
+
+def test_on_cilium_a_namespaces_peer_of_notin_only_matches_everything():
+    not_y = {"matchExpressions": [{"key": "ns", "operator": "NotIn", "values": ["y"]}]}
+    p = admin("deny-not-y", 1, ns_subject(X), egress=[to_rule("Deny", [namespaces_peer(not_y)], name="not-y")])
+    check([p], 80, default=ALLOWED, exceptions=pairs("x/*", ["x/*", "z/*"]))
+    cilium = Engine(make_namespaces(), [p], dataplane="cilium")
+    out = external("outside", "198.51.100.7")
+    assert not any(cilium.evaluate(PODS["x/a"], d, 80).allowed for d in [PODS["y/a"], PODS["z/b"], out])
+    assert cilium.notes == ["ClusterNetworkPolicy deny-not-y egress rule 1 'not-y': a namespaces peer of NotIn / "
+                            "DoesNotExist only, which Cilium matches with every pod and address: predicted so"]
+    # With an In, Exists or matchLabels beside it the peer needs namespace labels: no departure.
+    both = {"matchExpressions": [*not_y["matchExpressions"], {"key": "ns", "operator": "Exists"}]}
+    q = admin("deny-not-y", 1, ns_subject(X), egress=[to_rule("Deny", [namespaces_peer(both)])])
+    assert Engine(make_namespaces(), [q], dataplane="cilium").evaluate(PODS["x/a"], PODS["y/a"], 80).allowed
+    assert_paths_agree(cilium, list(PODS.values()) + [out])
