@@ -40,17 +40,19 @@ def _pod(short: str) -> dict:
     ns, name = SHORT[short].split("/")
     small = {"requests": {"cpu": "5m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}}
     image = {"image": versions.AGNHOST_IMAGE, "imagePullPolicy": "IfNotPresent", "resources": small}
+    # One container (the probes exec into the pod without naming one):
+    # porter serves TCP 80 (web) and 8080, as upstream's serve-hostname
+    # containers do, netexec UDP 5353, answering agnhost connect's "hostname"
+    # (its HTTP side, 8081, is unused).
+    serve = "/agnhost porter & exec /agnhost netexec --http-port=8081 --udp-port=5353"
     return {"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": name, "namespace": ns, "labels": pod_labels(short)},
             "spec": {"terminationGracePeriodSeconds": 0, "containers": [
-                # TCP 80 (web) and 8080, as upstream's serve-hostname containers.
-                {"name": "tcp", **image, "args": ["porter"],
+                {"name": "agnhost", **image, "command": ["/bin/sh", "-c", serve],
                  "env": [{"name": "SERVE_PORT_80", "value": "web"}, {"name": "SERVE_PORT_8080", "value": "8080"}],
-                 "ports": [{"name": "web", "containerPort": 80}, {"containerPort": 8080}],
-                 "readinessProbe": {"tcpSocket": {"port": 80}, "periodSeconds": 2}},
-                # UDP 5353: netexec answers agnhost connect's "hostname" (its HTTP side, 8081, is unused).
-                {"name": "udp", **image, "args": ["netexec", "--http-port=8081", "--udp-port=5353"],
-                 "ports": [{"name": "mdns", "containerPort": 5353, "protocol": "UDP"}]}]}}
+                 "ports": [{"name": "web", "containerPort": 80}, {"containerPort": 8080},
+                           {"name": "mdns", "containerPort": 5353, "protocol": "UDP"}],
+                 "readinessProbe": {"tcpSocket": {"port": 80}, "periodSeconds": 2}}]}}
 
 
 def _clear(kube) -> None:
@@ -82,7 +84,9 @@ def universe(e2e_cluster):
 
 def test_every_cnp_conformance_case_agrees_with_the_engine_live(e2e_cluster, universe, capsys):
     kube, ips, deny = universe
-    prober = MatrixProber(kube, poll_timeout=SETTLE_S, deny_behaviour=deny)
+    # netexec answers agnhost's UDP payload, so a silent UDP probe is a drop
+    # (and is re-polled like a TCP one).
+    prober = MatrixProber(kube, poll_timeout=SETTLE_S, deny_behaviour=deny, udp_echo=True)
     targets = {Edge(s, d, n, p): Target(s.split("/")[0], s.split("/")[1], ips[d], n, p)
                for s in KEYS for d in KEYS if s != d for n, p in PROBED}
     dataplane = LANE_DATAPLANES[e2e_cluster.lane]
@@ -123,7 +127,9 @@ def test_the_api_server_refuses_what_the_engine_refuses(e2e_cluster, universe):
     def server_refuses(obj: dict) -> str | None:
         group, version = obj["apiVersion"].split("/")
         try:
-            custom.create_cluster_custom_object(group, version, "clusternetworkpolicies", obj, dry_run="All")
+            # Strict, as kubectl asks by default: an unknown field is an error, not a warning.
+            custom.create_cluster_custom_object(group, version, "clusternetworkpolicies", obj, dry_run="All",
+                                                field_validation="Strict")
         except ApiException as e:
             return f"{e.status} {e.reason}"
         return None

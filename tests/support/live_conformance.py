@@ -52,7 +52,8 @@ def run_cases(prober, targets: Mapping, cases, *, clear: Callable[[], None], app
     a case (and one for each of the first wrong edges)."""
     clear()
     warm = prober.run(targets, {e: True for e in targets})
-    assert all(o.allowed for o in warm.observations.values()), "the conformance pods do not reach each other"
+    closed = [f"{e}: {o.result.kind} ({o.result.detail})" for e, o in warm.observations.items() if not o.allowed]
+    assert not closed, f"the conformance pods do not reach each other: {'; '.join(closed[:5])}"
     t0 = time.monotonic()
     agree, lines, departs = 0, [], []
     for case in cases:
