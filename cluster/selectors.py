@@ -73,6 +73,8 @@ def qualified_name(value) -> None:
 def label_value(value) -> None:
     if value.__class__ is str and value in _VALID_VALUES:
         return
+    if value is None:  # JSON null decodes into a Go string as "": the empty value
+        return
     if not isinstance(value, str):
         raise Invalid(f"value {value!r} must be a string (quote it in YAML)")
     if value and (len(value) > 63 or not _NAME_PART.match(value)):
@@ -185,8 +187,13 @@ def parse(data, what: str = "labelSelector") -> Selector:
                 raise Invalid(f"{what}.matchExpressions[{i}]: operator {op} takes no values")
         else:
             raise Invalid(f"{what}.matchExpressions[{i}]: invalid operator {op!r} (In, NotIn, Exists, DoesNotExist)")
-        exprs.append((str(expr["key"]), op, frozenset(str(v) for v in values)))
-    return Selector(tuple(sorted((str(k), str(v)) for k, v in labels.items())), tuple(exprs))
+        exprs.append((str(expr["key"]), op, frozenset(_text(v) for v in values)))
+    return Selector(tuple(sorted((str(k), _text(v)) for k, v in labels.items())), tuple(exprs))
+
+
+def _text(value) -> str:
+    """A label value as the API server stores it: null is ""."""
+    return "" if value is None else str(value)
 
 
 # --------------------------------------------------------------------------

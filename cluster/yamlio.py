@@ -10,7 +10,9 @@ libyaml parses and emits in C, but asks Python for the tag of every
 scalar (twice per scalar when emitting) and PyYAML builds and represents
 every node in Python. Both are done here at a fraction of their cost for
 the shapes these files have (maps, lists, strings, ints, booleans, null),
-with the same result: anything else is handed to PyYAML's own code."""
+with the same result: anything else is handed to PyYAML's own code. One
+difference, on both paths: a mapping that names a key twice is refused
+(``DuplicateKey``) where PyYAML keeps the last value."""
 
 from __future__ import annotations
 
@@ -32,14 +34,49 @@ _RESOLVER = yaml.resolver.Resolver()
 _resolve = lru_cache(maxsize=1 << 16)(partial(yaml.resolver.Resolver.resolve, _RESOLVER))
 
 
+class DuplicateKey(yaml.constructor.ConstructorError):
+    """A mapping names a key twice. PyYAML keeps the last value without a
+    word, so the analysis would describe another object than the one the
+    user wrote; the API server's strict field validation (kubectl's
+    default) refuses duplicate fields. ``mapping`` is the node, ``key`` the
+    key, ``problem_mark`` where its second occurrence starts."""
+
+    def __init__(self, mapping, key_node, key):
+        super().__init__(None, None, f"duplicate key {key!r}", key_node.start_mark)
+        self.mapping, self.key = mapping, key
+
+
 class Loader(_CLoader):
     """The safe loader with a cached resolver; the path resolver hooks,
     which the safe loader has none of, are C no-ops (the composer ignores
-    what they return)."""
+    what they return). Duplicate keys are refused (``DuplicateKey``)."""
 
     resolve = staticmethod(_resolve)
     descend_resolver = staticmethod({}.get)  # (parent, index) -> ignored
     ascend_resolver = staticmethod(tuple)  # () -> ignored
+
+    def construct_mapping(self, node, deep=False):
+        # PyYAML's own path (aliases, merge keys, tags): the keys written in
+        # this mapping must be distinct; those a merge key brings in may be
+        # overridden, which is what merging is for.
+        if isinstance(node, yaml.MappingNode):
+            _unique_keys(node, lambda k: self.construct_object(k, deep=True))
+        return super().construct_mapping(node, deep)
+
+
+def _unique_keys(node, key_of) -> None:
+    """Raise DuplicateKey for the first key ``node`` names twice (merge keys aside)."""
+    seen = set()
+    for k, _ in node.value:
+        if k.tag == _MERGE:
+            continue
+        key = k.value if k.__class__ is _SCALAR and k.tag == _STR else key_of(k)
+        try:
+            if key in seen:
+                raise DuplicateKey(node, k, key)
+            seen.add(key)
+        except TypeError:  # an unhashable key: SafeConstructor says so when it builds the map
+            return
 
 
 _STR, _INT, _MAP, _SEQ, _MERGE, _BOOL, _NULL = (
@@ -74,6 +111,8 @@ def construct(node, loader):
                 else:
                     key = construct(k, loader)
                 out[key] = v.value if v.__class__ is _SCALAR and v.tag == _STR else construct(v, loader)
+            if len(out) != len(node.value):  # a key written twice (one comparison a map)
+                _unique_keys(node, lambda k: construct(k, loader))
             return out
     elif cls is _SEQUENCE and node.tag == _SEQ:
         return [x.value if x.__class__ is _SCALAR and x.tag == _STR else construct(x, loader) for x in node.value]

@@ -47,6 +47,10 @@ SCOPES = {
     "test_kube_client.py": "kubernetes",
     # Module-scoped fixtures, computed once.
     "test_profile.py": "test_profile.py",
+    # The wheel built and installed once; every terminal view rendered once
+    # (four at a time, each a process and a tmux server).
+    "test_installed.py": "test_installed.py",
+    "test_terminal.py": "test_terminal.py",
 }
 
 # The options by which a command line chooses its own distribution.

@@ -101,3 +101,22 @@ def test_hard_texts_read_the_same(text):
     for t in (text, text.encode()):
         assert _agree(_outcome(yaml.load, t, LOADER), _outcome(yamlio.load, t)), t
         assert _agree(_outcome(lambda t: list(yaml.load_all(t, Loader=LOADER)), t), _outcome(yamlio.load_all, t)), t
+
+
+@pytest.mark.parametrize("text, key, line", [
+    ("a: 1\nb: 2\na: 3\n", "a", 3),  # the fast path
+    ("x: &x [1]\ny: {p: *x, p: 2}\n", "p", 2),  # aliases: PyYAML's own constructor
+    ("spec:\n  ingress:\n  - ports: [80]\n    ports: [443]\n", "ports", 4),
+    ("m: !!map {k: 1, k: 2}\n", "k", 1),  # a tag: PyYAML's constructor too
+])
+def test_a_key_written_twice_is_refused_where_pyyaml_keeps_the_last(text, key, line):
+    assert yaml.load(text, Loader=LOADER) is not None  # PyYAML alone says nothing
+    with pytest.raises(yamlio.DuplicateKey) as err:
+        yamlio.load(text)
+    assert (err.value.key, err.value.problem_mark.line + 1) == (key, line)
+    assert f"duplicate key {key!r}" in str(err.value)
+
+
+def test_a_merge_key_may_be_overridden():
+    """What merging is for: keys a `<<` brings in are the defaults of the map."""
+    assert yamlio.load("base: &b {a: 1, b: 2}\nm:\n  <<: *b\n  b: 3\n")["m"] == {"a": 1, "b": 3}

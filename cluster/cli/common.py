@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from cluster.seams.kube import ClientKube, Kube
+from cluster.seams.kube import Kube
+from cluster.seams.kubeclient import ClientKube
 from cluster.ui import make_console
 
 __all__ = ["make_console", "real_kube"]

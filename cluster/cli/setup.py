@@ -42,9 +42,9 @@ def status(name: str, profile: str = "dashi", context: str | None = None, as_jso
 
 
 def prepare(context: str, profile: str = "dashi", adopt: bool = False, dry_run: bool = False,
-            yes: bool = False) -> int:
+            yes: bool = False, traffic: bool = False) -> int:
     live_prepare.prepare(context, profile=profile, console=make_console(), kube_factory=real_kube, adopt=adopt,
-                         dry_run=dry_run, yes=yes, confirm=guard.terminal_confirm())
+                         dry_run=dry_run, yes=yes, confirm=guard.terminal_confirm(), traffic=traffic)
     return 0
 
 

@@ -2,7 +2,9 @@
 documents each flag.
 
 Each task is a line or two that calls its entry point in ``cluster.cli``,
-which returns the exit code. Expected failures (bad input, missing tools, a
+which returns the exit code. The offline tasks' bodies live in
+``cluster.cli.offline``, without invoke, so the `dashi` command can run
+them without importing it. Expected failures (bad input, missing tools, a
 red verification) surface as a one-line message and a non-zero exit, never a
 traceback; with ``--json`` the message is a JSON object on stdout.
 
@@ -14,33 +16,14 @@ re-exports them for ``inv`` in a clone.
 from __future__ import annotations
 
 import functools
-import json as _json
 
 from invoke import Task, task
 from invoke.exceptions import Exit, ParseError
 from invoke.parser import Argument
 
+from cluster.cli import offline
+from cluster.cli.offline import SHORT_FLAGS
 from cluster.errors import DashiError
-
-# One meaning per short flag in every task. Invoke would otherwise pick the
-# first free letter of each flag per task (-p was --profile in most tasks and
-# --port in explain; -c was --cni or --context). Flags not listed here have no
-# short form.
-SHORT_FLAGS = {
-    "profile": "p",
-    "context": "c",
-    "json": "j",
-    "quiet": "q",
-    "name": "n",
-    "dry_run": "d",
-    "yes": "y",
-    "until": "u",
-    "to": "t",
-    "resources": "r",
-    "format": "f",
-    "endpoints": "e",
-    "namespace": "N",
-}
 
 _KINDS = {int: "an integer", float: "a number"}
 
@@ -102,23 +85,17 @@ def dashi_task(*args, **kwargs):
 
 
 def _friendly(fn):
-    """Run a task body that returns an exit code; turn a non-zero code and the
-    package's expected errors into `Exit` (one line, its exit code). A task
-    run with ``--json`` reports the error as a JSON object on stdout."""
+    """Run a task body that returns an exit code; its outcome
+    (``offline.outcome``: the package's expected errors as one line, or with
+    ``--json`` as a JSON object on stdout) becomes invoke's `Exit`."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        try:
-            code = fn(*args, **kwargs)
-        except DashiError as err:
-            if kwargs.get("json") is True:
-                print(_json.dumps({"error": str(err), "exit_code": err.exit_code}))
-                raise Exit(code=err.exit_code) from None
-            raise Exit(f"error: {err}", code=err.exit_code) from None
-        except KeyboardInterrupt:
-            raise Exit("interrupted", code=130) from None
-        if code:
-            raise Exit(code=code)
+        out = offline.outcome(fn, *args, **kwargs)
+        if out.stdout is not None:
+            print(out.stdout)
+        if out.code or out.message:
+            raise Exit(out.message, code=out.code)
 
     return wrapper
 
@@ -137,11 +114,15 @@ _PROFILE_HELP = "profile name (a directory under manifests/) or a profile direct
 _JSON_HELP = "print the result as one JSON document on stdout (errors too: {\"error\": ..., \"exit_code\": ...})"
 
 
+_HTML_HELP = ("also write the report as one self-contained HTML page to this file: per step the matrix as a grid, "
+              "every cell with the policies that decide it")
+
+
 _CNI_HELP = ("read each step in the form a live rollout uses on this CNI (calico, cilium, k3s): a step's "
              "variant for it, where the profile has one; default: the plain form")
 
 
-@dashi_task(
+policies_check = dashi_task(
     help={
         "profile": _PROFILE_HELP,
         "skip": "leave a step out, to see what it was for (repeatable)",
@@ -149,18 +130,13 @@ _CNI_HELP = ("read each step in the form a live rollout uses on this CNI (calico
         "quiet": "no per-step matrices, only the findings",
         "strict": "also fail when the least-privilege audit finds over-permissive rules",
         "cni": _CNI_HELP,
+        "html": _HTML_HELP,
     },
-    iterable=["skip"],
-)
-@_friendly
-def policies_check(c, profile="dashi", skip=None, json=False, quiet=False, strict=False, cni=None):
-    """Offline: predict each step's matrix and compare the result with the intended matrix."""
-    from cluster.cli import policy
-
-    return policy.policies_check(profile, skip or [], as_json=json, quiet=quiet, strict=strict, cni=cni)
+    iterable=list(offline.ITERABLE["policies-check"]),
+)(_friendly(offline.policies_check))
 
 
-@dashi_task(
+explain = dashi_task(
     help={
         "src": "source: namespace/name of a workload or pod, or 'host'",
         "dst": "destination: namespace/name (or external/<name>)",
@@ -170,33 +146,25 @@ def policies_check(c, profile="dashi", skip=None, json=False, quiet=False, stric
         "json": _JSON_HELP,
         "cni": _CNI_HELP,
     },
-)
-@_friendly
-def explain(c, src, dst, port, profile="dashi", step=None, json=False, cni=None):
-    """Why is SRC -> DST PORT allowed or blocked? Exit 0 allowed, 3 blocked, 1 bad input."""
-    from cluster.cli import policy
-
-    return policy.explain(profile, src, dst, port, step, as_json=json, cni=cni)
+)(_friendly(offline.explain))
 
 
-@dashi_task(
+reachability = dashi_task(
     help={
         "resources": "a directory or file of manifests (.yaml, .yml, .json; a profile directory works too)",
         "format": "json (default) or table",
         "endpoints": "workloads (default: one endpoint per workload) or pods (one per replica)",
         "namespace": "namespace of objects that name none (as kubectl's --namespace); default 'default'",
+        "expect": "compare with this file (the JSON reachability printed before, committed; hidden or outside "
+                  "the tree, e.g. DIR/.reachability.json): exit 3 naming every change, 0 when the same",
     },
-)
-@_friendly
-def reachability(c, resources, format="json", endpoints="workloads", namespace="default"):
-    """Offline: every allowed (src, dst, port range) among the resources in a directory."""
-    from cluster.cli import policy
-
-    return policy.reachability(resources, format, endpoints=endpoints, namespace=namespace)
+)(_friendly(offline.reachability))
 
 # --- cluster lifecycle -----------------------------------------------------
 
 _NAME_HELP = "k3d cluster name (context k3d-<name>); default dashi"
+_TRAFFIC_HELP = ("stand-ins that carry traffic: each client dials its intended servers and the profile's "
+                 "traffic.unlisted edges on a steady beat, for inv observe")
 
 
 @dashi_task(
@@ -209,11 +177,12 @@ _NAME_HELP = "k3d cluster name (context k3d-<name>); default dashi"
         "api_port": "host port on 127.0.0.1 for the Kubernetes API; default 6550",
         "dry_run": "print every command and manifest without running anything (works without Docker/k3d)",
         "cleanup_on_failure": "delete the cluster this run created when a step fails (default: keep it for inspection)",
+        "traffic": _TRAFFIC_HELP,
     },
 )
 @_friendly
 def cluster_up(c, name="dashi", cni="calico", agents=0, k3s_version=None, profile="dashi", api_port=6550,
-               dry_run=False, cleanup_on_failure=False):
+               dry_run=False, cleanup_on_failure=False, traffic=False):
     """Create a k3d cluster with a policy-enforcing CNI, the stand-ins, and prove enforcement."""
     from cluster import versions
     from cluster.cli import setup as cluster
@@ -221,7 +190,7 @@ def cluster_up(c, name="dashi", cni="calico", agents=0, k3s_version=None, profil
     return cluster.up(name=name, cni=cni, agents=_int(agents, "--agents"),
                       k3s_version=k3s_version or versions.K3S_VERSION,
                       profile=profile, api_port=_int(api_port, "--api-port"), dry_run=dry_run,
-                      cleanup_on_failure=cleanup_on_failure)
+                      cleanup_on_failure=cleanup_on_failure, traffic=traffic)
 
 
 @dashi_task(help={"name": _NAME_HELP, "force": "delete even a k3d cluster dashi-cluster did not create"})
@@ -271,17 +240,21 @@ def tools(c, only=None, base_url=None):
         "adopt": "deploy into profile namespaces that exist but were not created by dashi-cluster",
         "dry_run": "print the manifests and steps without touching the cluster",
         "yes": "confirm changing a cluster that is not a local k3d one without asking",
+        "traffic": _TRAFFIC_HELP,
     },
 )
 @_friendly
-def prepare(c, context=None, profile="dashi", adopt=False, dry_run=False, yes=False):
+def prepare(c, context=None, profile="dashi", adopt=False, dry_run=False, yes=False, traffic=False):
     """Existing cluster: deploy the stand-ins and run the enforcement canary (no k3d, no CNI install)."""
     from cluster.cli import setup as cluster
 
-    return cluster.prepare(context, profile=profile, adopt=adopt, dry_run=dry_run, yes=yes)
+    return cluster.prepare(context, profile=profile, adopt=adopt, dry_run=dry_run, yes=yes, traffic=traffic)
 
 
 # --- policy rollout --------------------------------------------------------
+
+_HUBBLE_HELP = ("Hubble's Observer API as HOST:PORT (a relay, or an agent's --hubble-listen-address); default: a "
+                "port-forward to the cluster's hubble-relay")
 
 _CONTEXT_HELP = ("kubeconfig context (KUBECONFIG is read as kubectl does); required for a cluster "
                  "that is not a local k3d one (a k3d-* context whose API server is on this machine)")
@@ -296,14 +269,22 @@ _CONTEXT_HELP = ("kubeconfig context (KUBECONFIG is read as kubectl does); requi
                    "exit 1 when a step's predicted matrix differs from its intended one",
         "yes": "confirm changing a cluster that is not a local k3d one without asking",
         "json": _JSON_HELP + "; progress goes to stderr",
+        "observe": "before each step, record Hubble's flows for this long (30s) and refuse a step that would cut "
+                   "observed traffic outside the intent; keep the CNI's drop verdicts with each step's evidence",
+        "hubble": "with --observe: " + _HUBBLE_HELP,
+        "accept_blocking": "with --observe: an edge \"SRC DST PORT[/PROTO]\" a step may cut (repeatable)",
+        "html": _HTML_HELP + " (every verification of this run, a failed one too; with --dry-run the predicted steps)",
     },
+    iterable=["accept_blocking"],
 )
 @_friendly
-def network_policies_up(c, profile="dashi", until=None, context=None, dry_run=False, yes=False, json=False):
+def network_policies_up(c, profile="dashi", until=None, context=None, dry_run=False, yes=False, json=False,
+                        observe=None, hubble=None, accept_blocking=None, html=None):
     """Apply the policy steps one at a time: snapshot, apply, verify live, roll back on a mismatch."""
     from cluster.cli import rollout
 
-    return rollout.up(profile, until=until, context=context, dry_run=dry_run, yes=yes, as_json=json)
+    return rollout.up(profile, until=until, context=context, dry_run=dry_run, yes=yes, as_json=json,
+                      observe=observe, hubble=hubble, accept_blocking=accept_blocking or [], html_path=html)
 
 
 @dashi_task(
@@ -328,17 +309,18 @@ def rollback(c, to=None, profile="dashi", context=None, yes=False):
         "context": "kubeconfig context (default: the current one); smoke only reads, so any cluster is fine",
         "json": "--json alone: the evidence as JSON on stdout (progress to stderr); --json FILE: also write it to FILE",
         "markdown": "also write the evidence as a Markdown report to this file",
+        "html": _HTML_HELP + " (predicted and observed)",
     },
     optional=["json"],
 )
 @_friendly
-def smoke(c, profile="dashi", context=None, json=None, markdown=None):
+def smoke(c, profile="dashi", context=None, json=None, markdown=None, html=None):
     """Probe the whole matrix now; exit 0 only when every edge is as expected."""
     from cluster.cli import rollout
 
     to_stdout = json is True
     return rollout.smoke(profile, context=context, json_path=None if to_stdout else json,
-                         markdown_path=markdown, as_json=to_stdout)
+                         markdown_path=markdown, as_json=to_stdout, html_path=html)
 
 
 @dashi_task(
@@ -381,7 +363,7 @@ def export(c, profile="dashi", out=None, until=None, context=None, source="flux-
                          interval=interval, force=force)
 
 
-@dashi_task(
+policies_diff = dashi_task(
     help={
         "old": "the policies before: a directory (profile, Flux tree, kustomization or manifests), or with --git REV[:PATH]",
         "new": "the policies after, in the same form",
@@ -391,13 +373,64 @@ def export(c, profile="dashi", out=None, until=None, context=None, source="flux-
         "format": "what to print: table (default), json or markdown",
         "json": "also write the diff as JSON to this file",
         "markdown": "also write the diff as Markdown (a pull-request comment) to this file",
+        "html": "also write the diff as one self-contained HTML page to this file: the matrix as a grid, opened "
+                "and closed edges marked, the policies added, removed and changed",
+        "html_link": "where the Markdown links the HTML page (e.g. the CI run's artefacts); default: the --html "
+                     "file's path; empty: no link",
     },
     positional=["old", "new"],
+)(_friendly(offline.policies_diff))
+
+
+# --- observed traffic: what really flows, replayed against the steps -------
+
+_FLOWS_HELP = ("a flow recording (inv observe) or a flow file: `hubble observe -o json` output, Calico flow logs; "
+               "default: the profile's latest recording")
+
+
+@dashi_task(
+    help={
+        "profile": _PROFILE_HELP,
+        "duration": "record from Hubble for this long (30s, 2m)",
+        "flows": "record the flows of a file instead: `hubble observe -o json` output or Calico flow logs",
+        "hubble": _HUBBLE_HELP,
+        "context": "kubeconfig context of the cluster whose hubble-relay to ask (default: the current one)",
+        "max_flows": "keep at most this many flows (default 1,000,000); the cap is reported when reached",
+        "max_mib": "keep at most this many MiB of flows (default 64)",
+    },
 )
 @_friendly
-def policies_diff(c, old, new, profile=None, git=False, repo=".", format="table", json=None, markdown=None):
-    """Connectivity diff of two policy sets: edges opened and closed; exit 3 if one is not intended."""
-    from cluster.cli import gitops
+def observe(c, profile="dashi", duration=None, flows=None, hubble=None, context=None, max_flows=None, max_mib=None):
+    """Record the traffic that really flows (Hubble, or a flow file) into the state directory."""
+    from cluster.cli import flows as cli_flows
 
-    return gitops.policies_diff(old, new, profile=profile, use_git=git, repo=repo, fmt=format,
-                                json_path=json, markdown_path=markdown)
+    return cli_flows.observe(profile, duration=duration, flows=flows, hubble=hubble, context=context,
+                             max_flows=None if max_flows is None else _int(max_flows, "--max-flows"),
+                             max_mib=None if max_mib is None else _int(max_mib, "--max-mib"))
+
+
+@dashi_task(
+    help={
+        "profile": _PROFILE_HELP,
+        "flows": _FLOWS_HELP,
+        "accept_blocking": "an edge \"SRC DST PORT[/PROTO]\" whose observed traffic a step may cut (repeatable)",
+        "cni": _CNI_HELP,
+        "json": _JSON_HELP,
+    },
+    iterable=["accept_blocking"],
+)
+@_friendly
+def flows_check(c, profile="dashi", flows=None, accept_blocking=None, cni=None, json=False):
+    """Replay observed flows against every step: what each would cut. Exit 3 when one cuts traffic outside the intent."""
+    from cluster.cli import flows as cli_flows
+
+    return cli_flows.flows_check(profile, flows=flows, accept=accept_blocking or [], cni=cni, as_json=json)
+
+
+@dashi_task(help={"profile": _PROFILE_HELP, "flows": _FLOWS_HELP, "out": "write the draft to this file (default: stdout)"})
+@_friendly
+def matrix_from_flows(c, profile="dashi", flows=None, out=None):
+    """Draft matrix.yaml entries for the observed edges the matrix does not list, for a person to review."""
+    from cluster.cli import flows as cli_flows
+
+    return cli_flows.matrix_from_flows(profile, flows=flows, out_path=out)

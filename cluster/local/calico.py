@@ -15,10 +15,10 @@ from pathlib import Path
 from cluster import versions
 from cluster.live.observe import cni
 from cluster.live.setup.pipeline import Action, Run, Wait
-from cluster.paths import REPO_ROOT
+from cluster.paths import shipped
 from cluster.seams.kube import FIELD_MANAGER, Kube
 
-CUSTOM_RESOURCES = REPO_ROOT / "cni" / "calico" / "custom-resources.yaml"
+CUSTOM_RESOURCES = shipped("cni") / "calico" / "custom-resources.yaml"
 OPERATOR_CRDS = ("installations.operator.tigera.io", "apiservers.operator.tigera.io",
                  "tigerastatuses.operator.tigera.io")
 

@@ -20,12 +20,12 @@ from cluster.errors import DashiError
 from cluster.live.observe import cni
 from cluster.live.setup.pipeline import Action, Run, Session, Wait
 from cluster.local import helm
-from cluster.paths import REPO_ROOT
+from cluster.paths import shipped
 from cluster.policy.schema import CNP_CRD
 from cluster.seams.kube import Kube
 from cluster.seams.runner import Runner
 
-VALUES = REPO_ROOT / "cni" / "cilium" / "values.yaml"
+VALUES = shipped("cni") / "cilium" / "values.yaml"
 NAMESPACE = cni.CILIUM_NAMESPACE
 RELEASE = "cilium"
 
@@ -95,6 +95,8 @@ def install_actions(context: str) -> list[Action]:
         Wait("DaemonSet kube-system/cilium is rolled out", lambda s: cni.cilium_agent_rolled_out(s.kube), READY_TIMEOUT_S),
         Wait("Deployment kube-system/cilium-operator is rolled out",
              lambda s: cni.cilium_operator_rolled_out(s.kube), READY_TIMEOUT_S),
+        Wait("Deployment kube-system/hubble-relay is rolled out (inv observe reads flows through it)",
+             lambda s: cni.hubble_relay_rolled_out(s.kube), READY_TIMEOUT_S),
     ]
 
 

@@ -24,6 +24,7 @@ from rich.text import Text
 
 from cluster import versions
 from cluster.errors import DashiError, GuardError, ToolMissing
+from cluster.invoked import command
 from cluster.live.observe import readiness
 from cluster.live.observe.cni import detect_cni, k3s_policy_controller_disabled
 from cluster.live.rollout import overview as live_status
@@ -45,7 +46,7 @@ from cluster.local import calico, cilium, k3d, preflight
 from cluster.policy.profile import load_profile
 from cluster.seams.docker_engine import DockerAPI, PullFailed
 from cluster.seams.kube import Kube
-from cluster.seams.runner import INSTALL_HINTS, Runner
+from cluster.seams.runner import Runner, install_hint
 
 CNIS = ("calico", "cilium", "k3s")
 DEFAULT_NAME = "dashi"
@@ -74,6 +75,7 @@ class UpOptions:
     api_port: int = DEFAULT_API_PORT
     dry_run: bool = False
     cleanup_on_failure: bool = False
+    traffic: bool = False  # the stand-ins carry traffic (cluster.live.setup.traffic)
 
     @property
     def context(self) -> str:
@@ -110,8 +112,8 @@ class UpOptions:
 
 
 def _recreate_hint(o: UpOptions) -> str:
-    return (f"to recreate it: inv cluster-down --name {o.name} && "
-            f"inv cluster-up --name {o.name} --cni {o.cni} --agents {o.agents}")
+    return (f"to recreate it: {command(f'cluster-down --name {o.name}')} && "
+            f"{command(f'cluster-up --name {o.name} --cni {o.cni} --agents {o.agents}')}")
 
 
 # --------------------------------------------------------------------------
@@ -261,7 +263,7 @@ def up_stages(o: UpOptions, docker: DockerAPI | None, connect=None) -> list[Stag
         Stage("nodes", f"Wait until all {1 + o.agents} node(s) are Ready",
              actions=lambda s: [Wait(f"{1 + o.agents} node(s) are Ready", nodes_ready(1 + o.agents),
                                      NODES_TIMEOUT_S)], verify=True),
-        standins_stage(o.profile),
+        standins_stage(o.profile, traffic=o.traffic),
         canary_stage(lambda s: o.cni, connect=connect, profile_name=o.profile),
     ]
     return stages
@@ -318,7 +320,7 @@ def cluster_up(o: UpOptions, *, runner: Runner, console: Console, docker: Docker
 def _after_failure_hint(o: UpOptions, s: Session) -> str:
     if s.ctx.created:
         return (f"The cluster is left as it is for inspection (kubectl --context {o.context} get pods -A). "
-                f"Remove it with `inv cluster-down --name {o.name}`, or re-run with --cleanup-on-failure.")
+                f"Remove it with `{command(f'cluster-down --name {o.name}')}`, or re-run with --cleanup-on-failure.")
     if s.ctx.existing is not None:
         return (f"The existing cluster '{o.name}' is left as it was found, apart from what the stages above "
                 f"changed (kubectl --context {o.context} get pods -A).")
@@ -389,17 +391,17 @@ def status(name: str, *, runner: Runner, docker: DockerAPI | None, console: Cons
     if context is None:
         if runner.which("k3d") is None:
             raise ToolMissing(f"k3d: not found, so cluster '{name}' cannot be looked up — "
-                              f"{INSTALL_HINTS['k3d']}; or pass --context for a cluster by its kubeconfig context")
+                              f"{install_hint('k3d')}; or pass --context for a cluster by its kubeconfig context")
         info = k3d.find(runner, docker, name)
         if info is None:
             raise DashiError(f"no k3d cluster named '{name}' (`k3d cluster list` shows none) — "
-                             f"create it with `inv cluster-up --name {name}`")
+                             f"create it with `{command(f'cluster-up --name {name}')}`")
         out.update(exists=True, running=info.running, labelled_cni=info.cni, image=info.image)
         console.print(f"cluster '{name}': {'running' if info.running else 'stopped'}, "
                       f"{info.servers} server(s) + {info.agents} agent(s), image {info.image or 'unknown'}, "
                       f"CNI label {info.cni or 'none'}", markup=False)
         if not info.running:
-            console.print(f"  start it with `k3d cluster start {name}` or `inv cluster-up --name {name}`",
+            console.print(f"  start it with `k3d cluster start {name}` or `{command(f'cluster-up --name {name}')}`",
                           markup=False)
             return out
     return live_status.report(kube_factory(ctx), ctx, profile, console, out)

@@ -17,7 +17,7 @@ from cluster import versions
 from cluster.errors import CommandFailed, DashiError, ToolMissing
 from cluster.local import helm, k3d
 from cluster.seams.docker_engine import DockerAPI, SDKDocker
-from cluster.seams.runner import INSTALL_HINTS, Runner, tool_version
+from cluster.seams.runner import Runner, install_hint, tool_version
 from cluster.versions import fmt_version
 
 __all__ = ["DockerAPI", "SDKDocker", "Report", "check", "needs_for", "port_free", "kubectl_version"]
@@ -70,17 +70,17 @@ def needs_for(cni: str) -> list[str]:
 
 def _tool(report: Report, name: str, runner: Runner, read, minimum: tuple[int, ...], why: str) -> None:
     if runner.which(name) is None:
-        report.problems.append(f"{name}: not found — {INSTALL_HINTS[name]}")
+        report.problems.append(f"{name}: not found — {install_hint(name)}")
         return
     try:
         v = read(runner)
     except (CommandFailed, ToolMissing) as e:
-        report.problems.append(f"{name}: does not run ({str(e).splitlines()[0]}) — {INSTALL_HINTS[name]}")
+        report.problems.append(f"{name}: does not run ({str(e).splitlines()[0]}) — {install_hint(name)}")
         return
     report.found[name] = fmt_version(v)
     if tuple(v) < tuple(minimum):
         report.problems.append(f"{name}: {fmt_version(v)} is too old (need >= {fmt_version(minimum)}: {why}) — "
-                               f"{INSTALL_HINTS[name]}")
+                               f"{install_hint(name)}")
 
 
 def _kernel(report: Report, info: dict, cni: str | None) -> None:
@@ -122,7 +122,7 @@ def check(runner: Runner, docker: DockerAPI | None, needs: list[str], cni: str |
                     "or point DOCKER_HOST at it")
     if "docker-cli" in needs and runner.which("docker") is None:
         report.problems.append(f"docker: the docker CLI is not on PATH (used to prepare Cilium's mounts in the "
-                               f"nodes) — {INSTALL_HINTS['docker']}")
+                               f"nodes) — {install_hint('docker')}")
     if "k3d" in needs:
         _tool(report, "k3d", runner, k3d.version, versions.K3D_MIN_VERSION, "k3d.io/v1alpha5 config files")
     if "kubectl" in needs:

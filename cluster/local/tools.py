@@ -31,6 +31,7 @@ from typing import Callable
 
 from cluster import versions
 from cluster.errors import DashiError
+from cluster.invoked import command
 from cluster.local import helm, k3d, preflight
 from cluster.paths import default_bin_dir
 from cluster.seams.runner import Runner
@@ -61,12 +62,12 @@ class Artifact:
 def platform_pair() -> tuple[str, str]:
     system = platform.system().lower()
     if system not in ("linux", "darwin"):
-        raise DashiError(f"inv tools supports Linux and macOS, not {platform.system()}: install k3d, helm "
+        raise DashiError(f"{command('tools')} supports Linux and macOS, not {platform.system()}: install k3d, helm "
                          "and kubectl yourself")
     machine = platform.machine().lower()
     arch = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(machine)
     if arch is None:
-        raise DashiError(f"inv tools has no pinned binaries for CPU {machine!r}")
+        raise DashiError(f"{command('tools')} has no pinned binaries for CPU {machine!r}")
     return system, arch
 
 
@@ -149,7 +150,7 @@ def installed_problem(tool: str, version: str, bin_dir: Path) -> str | None:
     if not target.exists():
         return "not installed"
     if not stamp.exists():
-        return f"{target} was not installed by inv tools"
+        return f"{target} was not installed by {command('tools')}"
     recorded = stamp.read_text().split()
     if not recorded or recorded[0] != version:
         return f"{target} is {recorded[0] if recorded else 'of unknown version'}, not {version}"

@@ -30,8 +30,12 @@ def _string_map(mapping, field: str, path, obj, check_value) -> None:
 
 
 def _any_string(value) -> None:
-    if not isinstance(value, str):
+    if value is not None and not isinstance(value, str):  # null decodes as ""
         raise Invalid(f"value {value!r} must be a string (quote it in YAML)")
+
+
+# apimachinery ValidateAnnotationsSize: keys and values together.
+MAX_ANNOTATIONS_BYTES = 256 * 1024
 
 
 def labels(mapping, field: str, path=None, obj=None) -> None:
@@ -40,6 +44,16 @@ def labels(mapping, field: str, path=None, obj=None) -> None:
 
 def annotations(mapping, field: str, path=None, obj=None) -> None:
     _string_map(mapping, field, path, obj, _any_string)
+    if mapping:
+        size = sum(len(str(k).encode()) + len((v or "").encode()) for k, v in mapping.items())
+        if size > MAX_ANNOTATIONS_BYTES:
+            raise ManifestError(f"{field}: {size} bytes, more than the {MAX_ANNOTATIONS_BYTES} the API server "
+                                "takes", path=path, obj=obj)
+
+
+def label_map(mapping) -> dict[str, str]:
+    """Labels as the API server stores them (a null value is "")."""
+    return {k: "" if v is None else v for k, v in (mapping or {}).items()}
 
 
 def dns_label(value, what: str = "name") -> None:
@@ -87,23 +101,48 @@ def cidr(value, what: str = "cidr"):
         raise Invalid(f"{what} {value!r} is not a CIDR (like 10.0.0.0/16)") from None
 
 
+def containers_present(pod_spec, field: str, path=None, obj=None) -> None:
+    """A pod needs a container (pkg/apis/core/validation, validateContainers:
+    "Required value"); the schema lists the field as required but lets an
+    empty list through."""
+    if not (pod_spec or {}).get("containers"):
+        raise ManifestError(f"{field}.containers: at least one container is required", path=path, obj=obj)
+
+
 def container_ports(pod_spec, field: str, path=None, obj=None) -> None:
-    """Every container's ports: number, host port, name (unique in the pod), protocol."""
-    seen: dict[str, str] = {}
+    """Every container's name (a DNS label, unique in the pod) and ports:
+    number, host port, name (unique in the container, as validateContainerPorts
+    has it: two containers may name a port alike, and a named port in a
+    policy then opens both), protocol ("" is TCP, as the defaulting has it)."""
+    names: dict[str, str] = {}
     for key in ("initContainers", "containers"):
         for i, c in enumerate((pod_spec or {}).get(key) or []):
-            for j, p in enumerate((c or {}).get("ports") or []):
-                where = f"{field}.{key}[{i}].ports[{j}]"
+            c = c or {}
+            cwhere = f"{field}.{key}[{i}]"
+            try:
+                cname = c.get("name")
+                if not cname:
+                    raise Invalid("name is required")
+                dns_label(cname, "name")
+                if cname in names:
+                    raise Invalid(f"name {cname!r} is used twice in the pod (also {names[cname]})")
+                names[cname] = cwhere
+            except Invalid as e:
+                raise e.at(cwhere, path, obj) from None
+            seen: dict[str, str] = {}
+            for j, p in enumerate(c.get("ports") or []):
+                where = f"{cwhere}.ports[{j}]"
+                p = p or {}  # a null entry decodes as an empty ContainerPort (containerPort 0)
                 try:
                     port_number(p.get("containerPort"), "containerPort")
                     if p.get("hostPort"):
                         port_number(p.get("hostPort"), "hostPort")
-                    protocol(p.get("protocol"))
+                    protocol(p.get("protocol") or None)
                     name = p.get("name")
-                    if name is not None:
+                    if name:  # "" is no name
                         port_name(name)
                         if name in seen:
-                            raise Invalid(f"port name {name!r} is used twice in the pod (also {seen[name]})")
+                            raise Invalid(f"port name {name!r} is used twice in the container (also {seen[name]})")
                         seen[name] = where
                 except Invalid as e:
                     raise e.at(where, path, obj) from None

@@ -47,6 +47,7 @@ from cluster.policy.engine.model import KCNP_KIND, NS_NAME_LABEL, Edge
 from cluster.policy.engine.predictions import Predictions
 from cluster.policy.manifests import POLICY_KINDS, obj_ref, read_dir
 from cluster.policy.profile import Profile, load_profile
+from cluster.ui import prose
 
 EXIT_OK = 0
 EXIT_NOT_COMPARABLE = 2
@@ -182,6 +183,17 @@ class Change:
     after: str  # what decides it with the new ones
 
 
+@dataclass(frozen=True)
+class EdgeState:
+    """One edge of the matrix on both sides: the grid of the HTML report."""
+
+    edge: Edge
+    before: bool  # allowed by the old policies
+    after: bool  # allowed by the new ones
+    intended: bool | None  # None: no intended matrix applies
+    explanation: tuple[str, ...]  # the verdict with the new policies, as explain words it
+
+
 @dataclass
 class PolicyDiff:
     old: str
@@ -197,6 +209,7 @@ class PolicyDiff:
     changed: list[str] = field(default_factory=list)
     steps: list[str] = field(default_factory=list)  # "develop: +allow-dns" from the step annotations
     notes: list[str] = field(default_factory=list)
+    matrix: list[EdgeState] = field(default_factory=list)  # every edge, in the matrix's order
 
     @property
     def unchanged(self) -> int:
@@ -301,6 +314,9 @@ def diff(old: PolicySet, new: PolicySet) -> PolicyDiff:
     opened = [change(e) for e in edges if e in after and e not in before]
     closed = [change(e) for e in edges if e in before and e not in after]
     both = sum(1 for e in edges if e in before and e in after)
+    matrix = [EdgeState(e, e in before, e in after, None if intended is None else e in intended,
+                        tuple(new_engine.evaluate(by_key[e.src], by_key[e.dst], e.port, e.protocol).lines()))
+              for e in edges]
     added, removed, changed = _policy_changes(old, new)
     notes = []
     if intended is None:
@@ -310,7 +326,7 @@ def diff(old: PolicySet, new: PolicySet) -> PolicyDiff:
         notes.append("namespace labels differ between OLD and NEW; each side is evaluated with its own")
     return PolicyDiff(old.label, new.label, intent_profile.profile.name if intent_profile else None,
                       len(edges), opened, closed, both, len(edges) - len(opened) - len(closed) - both,
-                      added, removed, changed, _step_changes(old, new), notes)
+                      added, removed, changed, _step_changes(old, new), notes, matrix)
 
 
 # --------------------------------------------------------------------------
@@ -353,19 +369,21 @@ def _policy_lines(d: PolicyDiff) -> list[str]:
 def print_diff(d: PolicyDiff, console: Console) -> None:
     """Edges one per line with what decided them before and after: a wide
     table would wrap those reasons into columns nobody can read in a CI log."""
-    console.print(f"[bold]policies-diff[/bold] {d.old} -> {d.new}", highlight=False)
-    console.print(summary(d), markup=False)
+    wrap = prose(console)
+    console.print(f"[bold]policies-diff[/bold] {d.old} -> {d.new}", highlight=False, **wrap)
+    console.print(summary(d), markup=False, **wrap)
     for line in _policy_lines(d) + d.notes:
-        console.print(line, markup=False, highlight=False)
+        console.print(line, markup=False, highlight=False, **wrap)
     for title, rows, opened in (("opened", d.opened, True), ("closed", d.closed, False)):
         if rows:
             console.print(f"[bold]{title} ({len(rows)}):[/bold]")
         for c in rows:
-            console.print(f"  {c.edge}  intended: {_intended_text(c, opened)}", markup=False, highlight=False)
-            console.print(f"      before: {c.before}", markup=False, highlight=False, style="dim")
-            console.print(f"      after:  {c.after}", markup=False, highlight=False, style="dim")
+            console.print(f"  {c.edge}  intended: {_intended_text(c, opened)}", markup=False, highlight=False,
+                          **wrap)
+            console.print(f"      before: {c.before}", markup=False, highlight=False, style="dim", **wrap)
+            console.print(f"      after:  {c.after}", markup=False, highlight=False, style="dim", **wrap)
     style = "bold red" if d.unintended else "green"
-    console.print(f"[{style}]{verdict_line(d)}[/{style}]")
+    console.print(f"[{style}]{verdict_line(d)}[/{style}]", **wrap)
 
 
 def _change_dict(c: Change) -> dict:
@@ -386,6 +404,9 @@ def to_dict(d: PolicyDiff) -> dict:
         "intended_closed": len(d.broken),
         "notes": d.notes,
         "exit_code": d.exit_code,
+        "matrix": [{"src": m.edge.src, "dst": m.edge.dst, "port": m.edge.port, "protocol": m.edge.protocol,
+                    "before": m.before, "after": m.after, "intended": m.intended,
+                    "explanation": list(m.explanation)} for m in d.matrix],
     }
 
 
@@ -398,12 +419,17 @@ def _cell(text: str) -> str:
 _OPEN_ROWS = 25
 
 
-def to_markdown(d: PolicyDiff) -> str:
+def to_markdown(d: PolicyDiff, html_link: str | None = None) -> str:
+    """``html_link``: where the HTML report is (its path, or the address of
+    the CI run's artefacts), linked under the verdict."""
     icon = ":x:" if d.unintended else (":warning:" if d.broken else ":white_check_mark:")
     lines = [f"### NetworkPolicy connectivity: `{d.old}` → `{d.new}`", "",
              f"**{len(d.opened)} opened, {len(d.closed)} closed, {d.unchanged} unchanged** "
              f"of {d.total} edges ({d.unchanged_allowed} stay allowed, {d.unchanged_blocked} stay blocked)", "",
              f"{icon} {verdict_line(d)}", ""]
+    if html_link:
+        lines += [f"The whole matrix, opened and closed edges marked, every edge with the policies that decide "
+                  f"it: [HTML report](<{html_link}>)", ""]
     for line in _policy_lines(d) + d.notes:
         lines += [f"- {_cell(line)}"]
     if _policy_lines(d) or d.notes:

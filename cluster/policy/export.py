@@ -63,6 +63,7 @@ from pathlib import Path
 
 from cluster import yamlio
 from cluster.errors import ManifestError, VerificationFailed
+from cluster.invoked import command
 from cluster.policy import analysis, fluxtree
 from cluster.policy.diff import STEP_ANNOTATION, allowed_edges
 from cluster.policy.fluxtree import FLUX_API, KUSTOMIZE_API, WIRING
@@ -222,10 +223,10 @@ def check_offline(profile: Profile, upto: int) -> None:
         if res.differences:
             raise VerificationFailed(f"step {res.index} {res.name} differs from its intent in "
                                      f"{len(res.differences)} edge(s), first {res.differences[0].edge} "
-                                     f"(inv policies-check --profile {profile.name}); nothing exported")
+                                     f"({command(f'policies-check --profile {profile.name}')}); nothing exported")
     if upto == len(profile.steps) and report.final:
         raise VerificationFailed(f"the final matrix differs from the intended matrix in {len(report.final)} "
-                                 f"edge(s) (inv policies-check --profile {profile.name}); nothing exported")
+                                 f"edge(s) ({command(f'policies-check --profile {profile.name}')}); nothing exported")
 
 
 def applied_policies(profile: Profile, layout: Layout, overlay: Overlay) -> list[dict]:
@@ -299,7 +300,7 @@ def _header(*lines: str) -> str:
 
 
 def _first_line(profile: Profile) -> str:
-    return (f"{GENERATED[2:]} (inv export --profile {profile.name}): edit the profile and export again, "
+    return (f"{GENERATED[2:]} (dashi export --profile {profile.name}): edit the profile and export again, "
             "not this file.")
 
 
@@ -399,7 +400,7 @@ def _overlay_file(profile: Profile, overlay: Overlay, upto: int) -> str:
         _first_line(profile),
         f"{where}: {steps_span(overlay.until)} of {len(steps)} ({applied}).",
         *([f"Held back: {', '.join(s.name for _, s in held)}. Promote the next one with",
-           f"`inv export --profile {profile.name} --until {overlay.name}={held[0][1].name}`."] if held else []))
+           f"`dashi export --profile {profile.name} --until {overlay.name}={held[0][1].name}`."] if held else []))
     text += f"apiVersion: {KUSTOMIZE_API}\nkind: Kustomization\n"
     if overlay.namespace:
         text += f"namespace: {overlay.namespace}\n"
@@ -532,6 +533,6 @@ def changes(out: Path, export: Export, force: bool = False) -> Changes:
     if conflicts and not force:
         shown = ", ".join(str(p) for p in conflicts[:3]) + (f" and {len(conflicts) - 3} more"
                                                             if len(conflicts) > 3 else "")
-        raise ManifestError(f"{shown}: not written by inv export; export into an empty directory and merge by "
+        raise ManifestError(f"{shown}: not written by {command('export')}; export into an empty directory and merge by "
                             "hand, or pass --force to overwrite (nothing was written)")
     return Changes(write, unchanged, remove)

@@ -54,6 +54,15 @@ ENDPOINT_KINDS = ("Pod", *WORKLOAD_KINDS, "CronJob")
 # cluster-scoped (no namespace, never given the default one).
 POLICY_KINDS = ("NetworkPolicy", KCNP_KIND)
 CLUSTER_SCOPED = ("Namespace", KCNP_KIND)
+# The workloads whose selector the user writes and the API server requires.
+SELECTED_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet")
+# Kinds whose names are DNS labels (no dots, at most 63) rather than DNS
+# subdomains: a StatefulSet's name is its pods' hostname prefix.
+DNS_LABEL_NAMES = ("Namespace", "Service", "StatefulSet")
+# Shorter still: a CronJob's Jobs are named <name>-<11 digits of time>
+# (batch ValidateCronJob: "must be no more than 52 characters"), and a
+# Job's name is a label value of its pods (batch.kubernetes.io/job-name).
+MAX_NAME = {"CronJob": 52, "Job": 63}
 # The kinds a profile may hold: we read the first ones for their meaning and
 # apply the others with the stand-ins.
 KNOWN_KINDS = ENDPOINT_KINDS + ("Namespace", *POLICY_KINDS, "Service", "ServiceAccount", "ConfigMap", "Secret")
@@ -133,6 +142,66 @@ def _yaml_error(e: yaml.YAMLError, path: Path) -> ManifestError:
     return ManifestError(f"invalid YAML: {where}{problem}", path=str(path))
 
 
+def _node_path(node, target, where: str = "") -> str | None:
+    """The field path ("spec.ingress[0]") of the node ``target`` within the document ``node``."""
+    if node is target:
+        return where
+    if node.__class__ is yaml.MappingNode:
+        for k, v in node.value:
+            if k.__class__ is yaml.ScalarNode:
+                found = _node_path(v, target, f"{where}.{k.value}" if where else k.value)
+                if found is not None:
+                    return found
+    elif node.__class__ is yaml.SequenceNode:
+        for i, v in enumerate(node.value):
+            found = _node_path(v, target, f"{where}[{i}]")
+            if found is not None:
+                return found
+    return None
+
+
+def _node_ref(node) -> str | None:
+    """How messages name the object a document holds ("Kind ns/name"), from its nodes."""
+    def scalar(mapping, key):
+        if mapping.__class__ is yaml.MappingNode:
+            for k, v in mapping.value:
+                if k.__class__ is yaml.ScalarNode and k.value == key:
+                    return v
+        return None
+
+    kind = scalar(node, "kind")
+    if kind.__class__ is not yaml.ScalarNode:
+        return None
+    meta = scalar(node, "metadata")
+    name, ns = scalar(meta, "name"), scalar(meta, "namespace")
+    name = name.value if name.__class__ is yaml.ScalarNode else "?"
+    return f"{kind.value} {ns.value}/{name}" if ns.__class__ is yaml.ScalarNode else f"{kind.value} {name}"
+
+
+def _duplicate(e: yamlio.DuplicateKey, root, path: Path) -> ManifestError:
+    field = _node_path(root, e.mapping) if root is not None else None
+    return ManifestError(f"{field + ': ' if field else ''}duplicate key {e.key!r} (line {e.problem_mark.line + 1}); "
+                         "a field may appear once (the API server's strict field validation refuses duplicates)",
+                         path=str(path), obj=_node_ref(root) if root is not None else None)
+
+
+def _json_pairs(pairs):
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen = set()
+        for k, _ in pairs:
+            if k in seen:
+                raise _JSONDuplicate(k)
+            seen.add(k)
+    return out
+
+
+class _JSONDuplicate(ValueError):
+    def __init__(self, key):
+        super().__init__(key)
+        self.key = key
+
+
 def read_yaml(path: Path, keep=None) -> list:
     """The non-empty documents of a YAML (or, by suffix, JSON) file, or a
     one-line ManifestError. With ``keep`` (a set of kinds), a document of
@@ -140,7 +209,12 @@ def read_yaml(path: Path, keep=None) -> list:
     text = read_text(path)
     if path.suffix.lower() == ".json":
         try:
-            doc = json.loads(text)
+            doc = json.loads(text, object_pairs_hook=_json_pairs)
+        except _JSONDuplicate as e:
+            loose = json.loads(text)  # parsed once more, the last value winning, to name the object
+            ref = obj_ref(loose) if isinstance(loose, dict) else None
+            raise ManifestError(f"duplicate key {e.key!r}; a field may appear once (the API server's strict "
+                                "field validation refuses duplicates)", path=str(path), obj=ref) from None
         except ValueError as e:
             where = f"line {e.lineno} column {e.colno}: {e.msg}" if isinstance(e, json.JSONDecodeError) else str(e)
             raise ManifestError(f"invalid JSON: {where}", path=str(path)) from None
@@ -150,6 +224,7 @@ def read_yaml(path: Path, keep=None) -> list:
         if aliases:
             _check_aliases(text, path)
         loader = yamlio.Loader(text)
+        node = None
         try:
             docs = []
             while loader.check_node():
@@ -164,6 +239,8 @@ def read_yaml(path: Path, keep=None) -> list:
             return docs
         finally:
             loader.dispose()
+    except yamlio.DuplicateKey as e:
+        raise _duplicate(e, node, path) from None
     except yaml.YAMLError as e:
         raise _yaml_error(e, path) from None
     except RecursionError:
@@ -202,6 +279,18 @@ def load_documents(path: Path, keep=None) -> list[dict]:
                                     obj=obj_ref(item))
             out.append(item)
     return out
+
+
+def applied_documents(path: Path, holds: str = "objects") -> list[dict]:
+    """``load_documents`` of a file that is applied as a whole (a profile's
+    step, its namespaces, its workloads): one that holds no object (empty,
+    or comments only) is an error, as `kubectl apply -f` says "no objects
+    passed to apply", not a step that changes nothing."""
+    objs = load_documents(path)
+    if not objs:
+        raise ManifestError(f"holds no {holds} (empty, or comments only); kubectl would say "
+                            "\"no objects passed to apply\"", path=str(path))
+    return objs
 
 
 def check_known(objs: Iterable[dict], path: str, kinds=KNOWN_KINDS) -> None:
@@ -279,10 +368,13 @@ def check_object(obj: dict, path: str):
                             f"{schema.SCHEMA_VERSION[:4]} (use {API_VERSIONS[kind]})", path=path, obj=ref)
     meta = obj["metadata"]
     try:
-        if kind in ("Namespace", "Service"):
+        if kind in DNS_LABEL_NAMES:
             av.dns_label(meta["name"], "metadata.name")
         else:
             av.dns_subdomain(meta["name"], "metadata.name")
+        if kind in MAX_NAME and len(meta["name"]) > MAX_NAME[kind]:
+            raise Invalid(f"metadata.name {meta['name']!r} is {len(meta['name'])} characters; a {kind} name may "
+                          f"have at most {MAX_NAME[kind]} (the names it gives its pods must stay valid)")
         if meta.get("namespace") is not None:
             av.dns_label(meta["namespace"], "metadata.namespace")
     except Invalid as e:
@@ -290,6 +382,7 @@ def check_object(obj: dict, path: str):
     av.labels(meta.get("labels"), "metadata.labels", path, ref)
     av.annotations(meta.get("annotations"), "metadata.annotations", path, ref)
     if kind == "Pod":
+        av.containers_present(obj.get("spec"), "spec", path, ref)
         av.container_ports(obj.get("spec"), "spec", path, ref)
         ip = (obj.get("status") or {}).get("podIP")
         if ip is not None:
@@ -303,27 +396,57 @@ def check_object(obj: dict, path: str):
         if kind == "CronJob":
             spec = (spec.get("jobTemplate") or {}).get("spec") or {}
             field = "spec.jobTemplate.spec"
+        if kind in ("Job", "CronJob"):
+            _job_selector(kind, spec, field, path, ref)
+        for count in ("replicas", "parallelism"):
+            if isinstance(spec.get(count), int) and not isinstance(spec[count], bool) and spec[count] < 0:
+                raise ManifestError(f"{field}.{count} must not be negative, got {spec[count]}", path=path, obj=ref)
         template = spec.get("template") or {}
         tlabels = (template.get("metadata") or {}).get("labels")
         av.labels(tlabels, f"{field}.template.metadata.labels", path, ref)
+        av.containers_present(template.get("spec"), f"{field}.template.spec", path, ref)
         av.container_ports(template.get("spec"), f"{field}.template.spec", path, ref)
         sel = spec.get("selector")
         if sel is not None:
             parsed = parse_selector(sel, path, ref, f"{field}.selector")
-            if not parsed.matches(tlabels or {}):
+            if kind in SELECTED_KINDS and not (parsed.match_labels or parsed.expressions):
+                # apps/v1 ValidateDeploymentSpec (and its siblings): "empty
+                # selector is invalid for deployment"; it would take in every
+                # pod of the namespace.
+                raise ManifestError(f"{field}.selector: an empty selector is invalid (it would select every pod "
+                                    "of the namespace; the API server refuses it)", path=path, obj=ref)
+            if not parsed.matches(av.label_map(tlabels)):
                 raise ManifestError(f"{field}.selector does not match {field}.template.metadata.labels "
                                     "(the API server refuses this)", path=path, obj=ref)
-        elif kind in ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet"):
+        elif kind in SELECTED_KINDS:
             raise ManifestError("spec.selector is required", path=path, obj=ref)
-        if kind != "DaemonSet" and isinstance(spec.get("replicas"), int) and spec["replicas"] < 0:
-            raise ManifestError(f"spec.replicas must not be negative, got {spec['replicas']}", path=path, obj=ref)
     elif kind == "NetworkPolicy":
         return compile_policy(obj, path)
     return None
 
 
+def _job_selector(kind: str, spec: dict, field: str, path: str, ref: str) -> None:
+    """A Job's selector is the API server's to make (pkg/apis/batch/validation):
+    a Job may name one only with manualSelector: true (and then must), or
+    an empty one the server fills in; a CronJob's job template never."""
+    sel, manual = spec.get("selector"), spec.get("manualSelector") is True
+    if kind == "CronJob":
+        if manual:
+            raise ManifestError(f"{field}.manualSelector: a CronJob's jobs cannot choose their selector (only "
+                                "unset or false)", path=path, obj=ref)
+        if sel is not None:
+            raise ManifestError(f"{field}.selector: a CronJob's job template cannot have one (`selector` will be "
+                                "auto-generated)", path=path, obj=ref)
+    elif manual and sel is None:
+        raise ManifestError(f"{field}.selector is required with manualSelector: true", path=path, obj=ref)
+    elif not manual and isinstance(sel, dict) and (sel.get("matchLabels") or sel.get("matchExpressions")):
+        raise ManifestError(f"{field}.selector: set without manualSelector: true, and the API server makes it "
+                            "(`selector` not auto-generated); remove it or set manualSelector: true",
+                            path=path, obj=ref)
+
+
 def _ports(pod_spec: dict) -> tuple[Port, ...]:
-    return tuple(Port(p.get("name"), p["containerPort"], p.get("protocol") or "TCP")
+    return tuple(Port(p.get("name") or None, p["containerPort"], p.get("protocol") or "TCP")
                  for c in (pod_spec or {}).get("containers") or [] for p in (c or {}).get("ports") or [])
 
 
@@ -339,7 +462,7 @@ def endpoint_of(obj: dict, path: str) -> Endpoint | None:
         spec = obj.get("spec") or {}
         debug = (meta.get("annotations") or {}).get(DEBUG_ANNOTATION) == "debug"
         return Endpoint(key=f"{ns}/{meta['name']}", namespace=ns, name=meta["name"],
-                        kind="debug" if debug else "workload", labels=dict(meta.get("labels") or {}),
+                        kind="debug" if debug else "workload", labels=av.label_map(meta.get("labels")),
                         ports=_ports(spec), replicas=1, ip=(obj.get("status") or {}).get("podIP"))
     spec = obj.get("spec") or {}
     if kind == "CronJob":
@@ -354,7 +477,7 @@ def endpoint_of(obj: dict, path: str) -> Endpoint | None:
         replicas = spec.get("replicas")
         replicas = 1 if replicas is None else replicas
     return Endpoint(key=f"{ns}/{meta['name']}", namespace=ns, name=meta["name"], kind="workload",
-                    labels=dict((template.get("metadata") or {}).get("labels") or {}),
+                    labels=av.label_map((template.get("metadata") or {}).get("labels")),
                     ports=_ports(template.get("spec") or {}), replicas=replicas,
                     pod_selector=equality_text((spec.get("selector") or {}).get("matchLabels") or {}))
 
@@ -404,7 +527,7 @@ class ResourceSet:
             raise ManifestError(f"duplicate {kind} (also in {self._seen[key]})", path=path, obj=obj_ref(obj))
         self._seen[key] = path
         if kind == "Namespace":
-            labels = {str(k): str(v) for k, v in (meta.get("labels") or {}).items()}
+            labels = {str(k): v for k, v in av.label_map(meta.get("labels")).items()}
             self.namespaces[meta["name"]] = {**labels, NS_NAME_LABEL: meta["name"]}
             self.namespace_objects.append(obj)
         elif kind in POLICY_KINDS:

@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import fnmatch
 import os
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from cluster.errors import Invalid, ManifestError
-from cluster.paths import REPO_ROOT
+from cluster.paths import shipped
 from cluster.policy import apivalidation as av
 from cluster.policy import schema
 from cluster.policy.engine.compile import compile_policy
@@ -36,9 +35,9 @@ from cluster.policy.engine.model import KCNP_KIND, NS_NAME_LABEL, PROTOCOLS, Edg
 from cluster.policy.manifests import (
     POLICY_KINDS,
     ResourceSet,
+    applied_documents,
     check_known,
     check_object,
-    load_documents,
     obj_ref,
     read_yaml,
 )
@@ -50,9 +49,7 @@ def _manifests_dir() -> Path:
     <prefix>/share/dashi-cluster/manifests (pyproject's data-files)."""
     if os.environ.get("DASHI_MANIFESTS"):
         return Path(os.environ["DASHI_MANIFESTS"])
-    if (REPO_ROOT / "manifests").is_dir():
-        return REPO_ROOT / "manifests"
-    return Path(sys.prefix) / "share" / "dashi-cluster" / "manifests"
+    return shipped("manifests")
 
 
 MANIFESTS_DIR = _manifests_dir()
@@ -99,6 +96,41 @@ class HostAccess:
     reason: str
 
 
+@dataclass(frozen=True)
+class BlockedEdge:
+    """An entry of matrix.yaml's ``blocked:`` list (or ``--accept-blocking``):
+    edges known to carry traffic that must be cut, so a step cutting observed
+    traffic on them is no failure (``inv flows-check``)."""
+
+    sources: frozenset[str]
+    destinations: frozenset[str]
+    port: int | str  # a number, a port name of the destination, or "*"
+    protocol: str | None  # None: TCP for a number, any for a name or "*"
+    reason: str
+    where: str  # "matrix.yaml blocked[0]", "--accept-blocking"
+
+    def matches(self, edge: Edge, dst: Endpoint) -> bool:
+        if edge.src not in self.sources or edge.dst not in self.destinations:
+            return False
+        if self.protocol is not None and edge.protocol != self.protocol:
+            return False
+        if self.port == "*":
+            return True
+        if isinstance(self.port, int):
+            return edge.port == self.port and (self.protocol is not None or edge.protocol == "TCP")
+        return any(p.name == self.port and p.port == edge.port and p.protocol == edge.protocol for p in dst.ports)
+
+
+@dataclass(frozen=True)
+class UnlistedEdge:
+    """profile.yaml's ``traffic.unlisted``: an edge the stand-ins carry in
+    traffic mode that the intended matrix does not list, as a real platform
+    has (a sidecar exporting traces, a job calling an API nobody wrote down)."""
+
+    edge: Edge
+    reason: str
+
+
 @dataclass
 class Profile:
     name: str
@@ -113,6 +145,9 @@ class Profile:
     host_access: list[HostAccess] = field(default_factory=list)
     skipped_steps: tuple[str, ...] = ()
     cni: str | None = None  # the CNI whose step variants are in use (None: the plain forms)
+    blocked: list[BlockedEdge] = field(default_factory=list)  # matrix.yaml blocked:
+    unlisted: list[UnlistedEdge] = field(default_factory=list)  # profile.yaml traffic.unlisted
+    traffic_beat_s: float = 2.0  # profile.yaml traffic.beat_seconds
 
     # -- lookups ------------------------------------------------------------
 
@@ -264,7 +299,7 @@ def _match(pattern: str, endpoints: list[Endpoint], path: str, what: str) -> lis
 
 
 def _parse_matrix(data: dict, path: str, endpoints: list[Endpoint], step_names: list[str],
-                  ) -> tuple[list[IntendedEdge], list[HostAccess]]:
+                  ) -> tuple[list[IntendedEdge], list[HostAccess], list[BlockedEdge]]:
     if not isinstance(data, dict):
         raise ManifestError("the matrix must be a mapping with 'allowed'", path=path)
     intended: dict[Edge, IntendedEdge] = {}
@@ -309,11 +344,24 @@ def _parse_matrix(data: dict, path: str, endpoints: list[Endpoint], step_names: 
                                                 path=path)
                         intended[edge] = IntendedEdge(edge, step, str(entry.get("reason", "")))
     host = []
+    blocked: list[BlockedEdge] = []
+    for i, entry in enumerate(data.get("blocked") or []):
+        what = f"blocked[{i}]"
+        srcs = frozenset(ep.key for pat in _as_list(entry["from"]) for ep in _match(pat, endpoints, path, what))
+        dsts = frozenset(ep.key for pat in _as_list(entry["to"]) for ep in _match(pat, endpoints, path, what))
+        rule = BlockedEdge(srcs, dsts, entry["port"], entry.get("protocol"), str(entry.get("reason", "")),
+                           f"matrix.yaml {what}")
+        by_key = {ep.key: ep for ep in endpoints}
+        both = [str(e) for e in intended if rule.matches(e, by_key[e.dst])]
+        if both:
+            raise ManifestError(f"{what}: {both[0]} is also in allowed (an edge is intended or blocked, not both)",
+                                path=path)
+        blocked.append(rule)
     for i, entry in enumerate(data.get("host") or []):
         for pat in _as_list((entry or {}).get("to")):
             for dst in _match(pat, endpoints, path, f"host[{i}]"):
                 host.append(HostAccess(dst.key, str(entry.get("reason", ""))))
-    return list(intended.values()), host
+    return list(intended.values()), host, blocked
 
 
 def load_profile(name_or_dir: str | os.PathLike = "dashi") -> Profile:
@@ -324,14 +372,14 @@ def load_profile(name_or_dir: str | os.PathLike = "dashi") -> Profile:
     rs = ResourceSet()
 
     ns_path = root / spec.get("namespaces", "namespaces.yaml")
-    ns_docs = load_documents(ns_path)
+    ns_docs = applied_documents(ns_path, "Namespace")
     check_known(ns_docs, str(ns_path), kinds=("Namespace",))
     for obj in ns_docs:
         rs.add(obj, str(ns_path))
 
     for rel in spec.get("workloads") or []:
         wpath = root / rel
-        wdocs = load_documents(wpath)
+        wdocs = applied_documents(wpath, "objects")
         check_known(wdocs, str(wpath))
         for obj in wdocs:
             if obj["kind"] in ("NetworkPolicy", "Namespace"):
@@ -385,12 +433,38 @@ def load_profile(name_or_dir: str | os.PathLike = "dashi") -> Profile:
         steps.append(PolicyStep(st["name"], spath, st.get("origin", "added"), objs, st.get("note", ""), variants))
 
     matrix_path = root / spec.get("matrix", "matrix.yaml")
-    intended, host = _parse_matrix(load_documents_plain(matrix_path, "matrix"), str(matrix_path), endpoints,
-                                   [s.name for s in steps])
+    intended, host, blocked = _parse_matrix(load_documents_plain(matrix_path, "matrix"), str(matrix_path),
+                                            endpoints, [s.name for s in steps])
+    traffic = spec.get("traffic") or {}
     return Profile(name=spec.get("name", root.name), root=root, description=spec.get("description", ""),
                    namespaces=namespaces, namespace_objects=rs.namespace_objects,
                    workload_objects=rs.objects, endpoints=endpoints, steps=steps,
-                   intended=intended, host_access=host)
+                   intended=intended, host_access=host, blocked=blocked,
+                   unlisted=_unlisted(traffic.get("unlisted") or [], endpoints, intended, str(meta_path)),
+                   traffic_beat_s=float(traffic.get("beat_seconds", 2.0)))
+
+
+def _unlisted(entries: list, endpoints: list[Endpoint], intended: list[IntendedEdge], path: str) -> list[UnlistedEdge]:
+    """profile.yaml's traffic.unlisted: each from one pod to a port its
+    destination declares, and not an intended edge."""
+    out = []
+    wanted = {ie.edge for ie in intended}
+    for i, entry in enumerate(entries):
+        what = f"traffic.unlisted[{i}]"
+        src = _match(entry["from"], endpoints, path, what)
+        dst = _match(entry["to"], endpoints, path, what)
+        if len(src) != 1 or len(dst) != 1 or not src[0].probe_source or not dst[0].is_pod:
+            raise ManifestError(f"{what}: from and to each name one pod endpoint of the profile", path=path)
+        protocol = entry.get("protocol", "TCP")
+        port = next((p for p in dst[0].ports if (p.port == entry["port"] or p.name == entry["port"])
+                     and p.protocol == protocol), None)
+        if port is None:
+            raise ManifestError(f"{what}: {dst[0].key} has no port {entry['port']!r}/{protocol}", path=path)
+        edge = Edge(src[0].key, dst[0].key, port.port, protocol)
+        if edge in wanted:
+            raise ManifestError(f"{what}: {edge} is in the intended matrix, so it is not unlisted", path=path)
+        out.append(UnlistedEdge(edge, str(entry.get("reason", ""))))
+    return out
 
 
 def _step_objects(spath: Path, rs: ResourceSet, profile_name: str, seen_policies: dict[tuple, str],
@@ -398,7 +472,7 @@ def _step_objects(spath: Path, rs: ResourceSet, profile_name: str, seen_policies
     """The policies of a step file, checked; ``cni``: a variant for that CNI,
     which may hold what only that CNI reads (CiliumNetworkPolicies on cilium)."""
     kinds = POLICY_KINDS + (("CiliumNetworkPolicy",) if cni == "cilium" else ())
-    objs = load_documents(spath)
+    objs = applied_documents(spath, f"{', '.join(kinds[:-1])} or {kinds[-1]}")
     for obj in objs:
         if obj["kind"] not in kinds:
             what = "a policy step" if cni is None else f"a {cni} variant of a step"

@@ -29,15 +29,14 @@ are in ``cluster.policy.apivalidation``.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import marshal
 import os
 import re
 import sys
-import tempfile
 import time
+import zlib
 from functools import lru_cache
 from pathlib import Path
 
@@ -86,11 +85,24 @@ def _schema_dir() -> Path:
 _REF = re.compile(r"^(?:/api/_definitions\.json)?#/\$defs/(.+)$")
 
 
+# The API's integers are Go int32 and int64: a value past their range is
+# refused when the server decodes the object ("cannot unmarshal number
+# 3000000000 into ... of type int32"). The OpenAPI says so only as a format,
+# which fastjsonschema does not check (nor should it: use_formats=False
+# skips the costly string formats); as a range it does.
+_INT_RANGES = {"int32": (-(1 << 31), (1 << 31) - 1), "int64": (-(1 << 63), (1 << 63) - 1)}
+
+
 def _simplify(node):
     """IntOrString is ``oneOf: [string|null, integer|null]``, which null
     matches twice (so ``oneOf`` fails); as one type list it means what the
-    API means and reads better in an error."""
+    API means and reads better in an error. An int32 or int64 gets its
+    range."""
     if isinstance(node, dict):
+        fmt, types = node.get("format"), node.get("type")
+        bounds = _INT_RANGES.get(fmt) if isinstance(fmt, str) else None
+        if bounds and "integer" in (types if isinstance(types, list) else [types]):
+            node = {"minimum": bounds[0], "maximum": bounds[1], **node}
         alts = node.get("oneOf")
         if alts and all(set(a) == {"type"} for a in alts):
             types = []
@@ -106,11 +118,35 @@ def _simplify(node):
     return node
 
 
+# Where the pinned OpenAPI is stricter than the API server, the server wins:
+# the tool must not refuse what `kubectl apply` is accepted for. Each entry
+# is checked against a real kube-apiserver of the pinned release by
+# tests/e2e/test_apiserver_agreement_e2e.py.
+#
+# NetworkPolicySpec.podSelector: the 1.33 OpenAPI lists it as required, but
+# the API server accepts a policy without it (the lane's 1.33.13 one does:
+# the differential test sends one), and such a policy selects every pod of
+# its namespace, as an empty selector does. kubernetes/kubernetes PR 131354
+# ("Clarify optional podSelector in NetworkPolicy docs and schema", issue
+# 130896) corrected the schema from 1.34 on; real repositories hold such
+# policies.
+NOT_REQUIRED = {"io.k8s.api.networking.v1.NetworkPolicySpec": ("podSelector",)}
+
+
+def _server_wins(defs: dict) -> dict:
+    for name, fields in NOT_REQUIRED.items():
+        node = defs[name]
+        node["required"] = [r for r in node.get("required", []) if r not in fields]
+        if not node["required"]:
+            del node["required"]
+    return defs
+
+
 @lru_cache(maxsize=1)
 def _definitions() -> dict:
     path = _schema_dir() / "_definitions.json"
     try:
-        return _simplify(json.loads(path.read_text())["$defs"])
+        return _server_wins(_simplify(json.loads(path.read_text())["$defs"]))
     except (OSError, ValueError, KeyError) as e:
         raise DashiError(f"cannot read the Kubernetes schema {path}: {e}") from None
 
@@ -215,16 +251,19 @@ def cache_dir() -> Path:
 def _digest() -> str:
     """Everything a compiled validator depends on: this module (the pruning),
     the schema release, the validator library and the interpreter (marshal's
-    format is version-specific)."""
-    import fastjsonschema
-
-    h = hashlib.sha256()
+    format is version-specific). Every run computes it, so it is cheap: two
+    checksums from zlib (64 bits, against accidental collisions among a
+    few versions of a few files) where hashlib's import alone (OpenSSL's
+    bindings) costs a few milliseconds, and the validator library's
+    version file read rather than the library imported."""
+    crc, adler = 0, 1
     own = sorted(p for p in (Path(__file__).parent / "schemas").iterdir() if p.suffix in (".json", ".yaml"))
+    spec = importlib.util.find_spec("fastjsonschema")
+    library = Path(spec.origin).with_name("version.py").read_bytes() if spec and spec.origin else b""
     for part in (Path(__file__).read_bytes(), *(p.read_bytes() for p in own), SCHEMA_VERSION.encode(), str(_schema_dir()).encode(),
-                 fastjsonschema.VERSION.encode(), sys.version.encode()):
-        h.update(part)
-        h.update(b"\0")
-    return h.hexdigest()[:16]
+                 library, sys.version.encode()):
+        crc, adler = zlib.crc32(part + b"\0", crc), zlib.adler32(part + b"\0", adler)
+    return f"{crc:08x}{adler:08x}"
 
 
 def _cached(stem: str, build):
@@ -243,6 +282,8 @@ def _cached(stem: str, build):
             for old in cached.parent.glob("*.marshal"):
                 if not old.name.startswith(_digest()) and old.stat().st_mtime < week_ago:
                     old.unlink(missing_ok=True)
+            import tempfile  # only on a miss: a few milliseconds to import
+
             fd, tmp = tempfile.mkstemp(dir=cached.parent, prefix=".tmp-")
             with os.fdopen(fd, "wb") as f:
                 f.write(marshal.dumps(code))
@@ -297,6 +338,9 @@ def _message(e) -> str:
         missing = [r for r in definition.get("required", []) if r not in (e.value or {})]
         return f"{field}: missing required field{'s' if len(missing) > 1 else ''} {', '.join(missing)}"
     if e.rule in ("minimum", "maximum"):
+        if isinstance(definition.get("format"), str) and definition["format"] in _INT_RANGES:
+            return f"{field}: {e.value!r} does not fit the API's {definition['format']} " \
+                   f"({definition.get('minimum')} to {definition.get('maximum')})"
         return f"{field}: {e.value!r} is out of range {definition.get('minimum')}-{definition.get('maximum')}"
     if e.rule == "pattern":
         return f"{field}: {e.value!r} does not match {definition.get('pattern')}"
@@ -318,6 +362,13 @@ def _message(e) -> str:
         return f"{field}: must have at most {definition.get('maxItems')} items, got {n}"
     if e.rule == "uniqueItems":
         return f"{field}: duplicate items ({', '.join(map(repr, e.value or ()))}): the API keeps it as a set"
+    if e.rule == "propertyNames":
+        # fastjsonschema names neither the key nor the rule ("must be named
+        # by propertyName definition"); the keys its schema allows are an enum.
+        allowed = (definition.get("propertyNames") or {}).get("enum") or []
+        bad = [str(k) for k in (e.value or {}) if str(k) not in allowed]
+        return f"{field}: unknown key{'s' if len(bad) > 1 else ''} {', '.join(map(repr, bad))} " \
+               f"(known: {', '.join(map(str, allowed))})"
     return e.message.replace(e.name, field, 1)
 
 

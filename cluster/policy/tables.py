@@ -13,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 FIRST_MAX = 28  # the source column's widest; longer names end in "…"
+FIRST_MIN = 12  # its narrowest, on a console too narrow for the whole matrix
 CELL_MIN = 3
 
 
@@ -27,7 +28,9 @@ def _col_name(dst: str, port: int, proto: str) -> str:
 
 def matrix_table(edges, title: str, cell):
     """Sources as rows, destination ports as numbered columns; ``cell(edge)``
-    renders one edge (None where a source has no such edge).
+    renders one edge (None where a source has no such edge) as a rich
+    ``Text``. A ``str`` is drawn as the plain text it is: no markup is read
+    (a cell of "[green]✓[/green]" would show as that, cut to its width).
 
     Destinations are numbered (the key is printed once below the tables):
     full names as headers would make a 14 x 18 matrix too wide to read."""
@@ -43,9 +46,12 @@ class Grid:
     """A matrix drawn the way a borderless rich Table with no padding draws
     it (left title, bold header, centred cells at least three wide), but
     laid out here: a Table measures every cell through the console, about
-    30 ms for one 14 x 18 matrix, and a rollout prints two per step. Where
-    the layout would need what only the Table does (a title wider than the
-    matrix, a console narrower than it) the Table draws it."""
+    30 ms for one 14 x 18 matrix, and a rollout prints two per step. On a
+    console narrower than the matrix the source column gives up its width
+    (down to FIRST_MIN, names ending in "…"), so the dashi profile's 18
+    columns fit an 80-column terminal. Where the layout would need what
+    only the Table does (a title wider than the matrix, a console too
+    narrow even so) the Table draws it."""
 
     def __init__(self, title: str, ncols: int, rows: list[tuple[str, list]]):
         self.title, self.ncols = title, ncols
@@ -66,21 +72,28 @@ class Grid:
             table.add_row(src, *cells)
         return table
 
-    def _fits(self, options: ConsoleOptions) -> bool:
-        return len(self.title) <= self.width <= options.max_width
+    def _first(self, options: ConsoleOptions) -> int | None:
+        """The source column's width on this console; None where the Table must draw."""
+        first = self.first
+        if self.width > options.max_width:
+            first = max(FIRST_MIN, first - (self.width - options.max_width))
+        width = first + sum(self.widths)
+        return first if len(self.title) <= width <= options.max_width else None
 
     def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
-        if not self._fits(options):
+        first = self._first(options)
+        if first is None:
             return Measurement.get(console, options, self.table())
-        return Measurement(self.width, self.width)
+        return Measurement(first + sum(self.widths), first + sum(self.widths))
 
-    def _lines(self) -> list[list]:
+    def _lines(self, first_width: int) -> list[list]:
         """The matrix as lines of pieces: (text, style) with style "" for
         none, or a cell's own Text (its style, and any spans it has)."""
         def first(label: str) -> str:
-            return (label if len(label) <= self.first else label[:self.first - 1] + "…").ljust(self.first)
+            return (label if len(label) <= first_width else label[:first_width - 1] + "…").ljust(first_width)
 
-        lines = [[(self.title.ljust(self.width), "table.title")],
+        width = first_width + sum(self.widths)
+        lines = [[(self.title.ljust(width), "table.title")],
                  [(first("from \\ to"), "bold")] + [(_centre(h, w), "bold") for h, w in zip(self.headers, self.widths)]]
         for src, cells in self.rows:
             line = [(first(src), "")]
@@ -131,13 +144,14 @@ class Grid:
         yield Segment("\n")
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        if not self._fits(options):
+        first = self._first(options)
+        if first is None:
             yield self.table()
             return
-        lines = self._lines()
+        lines = self._lines(first)
         # The segments are those of the Text, where its layout leaves the
         # lines as they are (the Text is drawn no_wrap, overflow "ignore").
-        if (options.justify in (None, "default") or self.width == options.max_width) \
+        if (options.justify in (None, "default") or first + sum(self.widths) == options.max_width) \
                 and not any(c.spans for _, cells in self.rows for c in cells) \
                 and _plain_line("".join(text for line in lines for text, _ in map(_pair, line))):
             yield from self._segments(console, lines)

@@ -72,10 +72,18 @@ def files(runner: Runner, repo: Path, revision: Revision) -> list[str]:
 def materialize(runner: Runner, repo: Path, spec: str, dest: Path) -> tuple[Path, Revision]:
     """Write the YAML files under REV:PATH into ``dest`` at their repository
     paths; return the directory standing for PATH and the resolved revision.
-    A PATH the revision does not have gives an empty directory: the pull
-    request that adds the first policies compares them with none."""
+    A PATH the revision does not have gives an empty directory (whether
+    that is right is the caller's to say: see ``write_tree``)."""
     revision = resolve(runner, repo, spec)
-    for name in files(runner, repo, revision):  # none: PATH does not exist there (a first pull request)
+    return write_tree(runner, repo, revision, files(runner, repo, revision), dest), revision
+
+
+def write_tree(runner: Runner, repo: Path, revision: Revision, names: list[str], dest: Path) -> Path:
+    """Write the YAML files among ``names`` (``files()`` of the revision)
+    into ``dest`` at their repository paths; return the directory standing
+    for the revision's PATH. No names: PATH does not exist at the revision,
+    and the directory is empty."""
+    for name in names:
         pure = PurePosixPath(name)
         if pure.suffix not in YAML_SUFFIXES and pure.name not in EXTRA_NAMES:
             continue
@@ -87,4 +95,4 @@ def materialize(runner: Runner, repo: Path, spec: str, dest: Path) -> tuple[Path
     if top.is_file():
         raise DashiError(f"{revision.spec!r}: {revision.path} is a file; name a directory")
     top.mkdir(parents=True, exist_ok=True)  # PATH may hold no YAML at all: then it reads as empty
-    return top, revision
+    return top

@@ -19,14 +19,20 @@ from pathlib import Path
 from typing import Callable
 
 from cluster.errors import CommandFailed, ToolMissing
+from cluster.invoked import command
 from cluster.paths import default_bin_dir
 
-INSTALL_HINTS = {
-    "k3d": "run `inv tools` (installs a pinned k3d into ./.dashi/bin) or see https://k3d.io",
-    "helm": "run `inv tools` (installs a pinned helm into ./.dashi/bin) or see https://helm.sh/docs/intro/install/",
-    "kubectl": "run `inv tools` (installs a pinned kubectl into ./.dashi/bin) or see https://kubernetes.io/docs/tasks/tools/",
+_INSTALL_HINTS = {
+    "k3d": "run `{tools}` (installs a pinned k3d into ./.dashi/bin) or see https://k3d.io",
+    "helm": "run `{tools}` (installs a pinned helm into ./.dashi/bin) or see https://helm.sh/docs/intro/install/",
+    "kubectl": "run `{tools}` (installs a pinned kubectl into ./.dashi/bin) or see https://kubernetes.io/docs/tasks/tools/",
     "docker": "install Docker (https://docs.docker.com/engine/install/)",
 }
+
+
+def install_hint(tool: str) -> str:
+    """How to get a missing tool, naming our own installer as the user runs it."""
+    return _INSTALL_HINTS.get(tool, "install it").format(tools=command("tools"))
 
 
 @dataclass(frozen=True)
@@ -73,7 +79,7 @@ class Runner:
         exe = self.which(argv[0])
         if exe is None:
             raise ToolMissing(f"{argv[0]}: not found on PATH (nor in {self.bin_dir}) — "
-                              f"{INSTALL_HINTS.get(argv[0], 'install it')}")
+                              f"{install_hint(argv[0])}")
         full_env = dict(os.environ)
         full_env["PATH"] = self.search_path()
         full_env.update(env or {})
@@ -140,7 +146,7 @@ class FakeRunner(Runner):
         argv = tuple(str(a) for a in argv)
         if self.which(argv[0]) is None:
             raise ToolMissing(f"{argv[0]}: not found on PATH (nor in {self.bin_dir}) — "
-                              f"{INSTALL_HINTS.get(argv[0], 'install it')}")
+                              f"{install_hint(argv[0])}")
         call = Call(argv, input, dict(env) if env else None)
         self.calls.append(call)
         res = Result(argv, 0)

@@ -89,6 +89,22 @@ PROFILE = ROOT / "manifests" / "environments"
 GARBAGE_KUBECONFIG = {"kubeconfig": PNG}
 
 
+def _key(key: str, value: str) -> Callable[[str], str]:
+    """profile.yaml with its top-level ``key`` (and what is indented under it) set to ``value``."""
+    def edit(text: str) -> str:
+        out, skipping = [], False
+        for line in text.splitlines(True):
+            if line.startswith(f"{key}:"):
+                skipping = True
+                continue
+            if skipping and line.startswith((" ", "-")):
+                continue
+            skipping = False
+            out.append(line)
+        return "".join(out) + f"\n{key}: {value}\n"
+    return edit
+
+
 def _sub(path: str, old: str, new: str) -> tuple[str, Callable[[str], str]]:
     def edit(text: str) -> str:
         assert old in text, (path, old)
@@ -166,13 +182,13 @@ CASES = [
          profile=dict([_sub("profile.yaml", "name: environments", "name: 5")])),
     Case("profile-workloads-a-map", ["policies-check", "-p", "{d}/p"],
          "p/profile.yaml: workloads: expected a list, got map",
-         profile={"profile.yaml": lambda t: t + "\nworkloads: {a: b}\n"}),
+         profile={"profile.yaml": _key("workloads", "{a: b}")}),
     Case("profile-steps-numbers", ["policies-check", "-p", "{d}/p"],
          "p/profile.yaml: steps[0]: expected a map, got number",
-         profile={"profile.yaml": lambda t: t + "\nsteps: [1, 2]\n"}),
+         profile={"profile.yaml": _key("steps", "[1, 2]")}),
     Case("profile-step-file-a-number", ["network-policies-up", "-d", "-p", "{d}/p"],
          "p/profile.yaml: steps[0].file: expected a string, got number",
-         profile={"profile.yaml": lambda t: t + "\nsteps: [{name: a, file: 7}]\n"}),
+         profile={"profile.yaml": _key("steps", "[{name: a, file: 7}]")}),
     Case("profile-unknown-key", ["policies-check", "-p", "{d}/p"], "p/profile.yaml: (the object): unknown field 'stepz'",
          profile={"profile.yaml": lambda t: t + "\nstepz: []\n"}),
     Case("profile-cluster-port-a-string", ["policies-check", "-p", "{d}/p"],
@@ -245,10 +261,10 @@ CASES = [
           "a.yaml: Deployment default/w2: spec.replicas must not be negative", "negative-replicas"),
     Case("external-ip", ["policies-check", "-p", "{d}/p"],
          "p/profile.yaml: external_endpoints[0].ip: ip '300.1.2.3' is not an IP address",
-         profile={"profile.yaml": lambda t: t + "\nexternal_endpoints: [{name: api, ip: 300.1.2.3}]\n"}),
+         profile={"profile.yaml": _key("external_endpoints", "[{name: api, ip: 300.1.2.3}]")}),
     Case("external-port-0", ["policies-check", "-p", "{d}/p"],
          "p/profile.yaml: external_endpoints[0].ports[0].port: 0 is out of range 1-65535",
-         profile={"profile.yaml": lambda t: t + "\nexternal_endpoints: [{name: api, ports: [{port: 0}]}]\n"}),
+         profile={"profile.yaml": _key("external_endpoints", "[{name: api, ports: [{port: 0}]}]")}),
     Case("cluster-endpoint-port", ["policies-check", "-p", "{d}/p"],
          "p/profile.yaml: cluster_endpoints[0].ports[0].port: 70000 is out of range 1-65535",
          profile=dict([_sub("profile.yaml", "port: 53,", "port: 70000,")])),
@@ -345,6 +361,65 @@ CASES = [
          env={"KUBECONFIG": "{d}/kubeconfig"}),
     Case("prepare-garbage-kubeconfig", ["prepare", "-c", "k3d-x"], "from kubeconfig {d}/kubeconfig: invalid YAML",
          files={"kubeconfig": "clusters: [\n"}, env={"KUBECONFIG": "{d}/kubeconfig"}),
+    # a proxy the client cannot speak: SOCKS needs PySocks, which is not a dependency
+    Case("kubeconfig-socks-proxy", ["history", "-c", "k3d-x"],
+         "error: cannot use context 'k3d-x' of kubeconfig {d}/kubeconfig: its proxy-url socks5://127.0.0.1:1080 "
+         "is a SOCKS proxy, which needs PySocks (pip install pysocks)",
+         files={"kubeconfig": "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: "
+                              "'https://0.0.0.0:6550', proxy-url: 'socks5://127.0.0.1:1080'}\ncontexts:\n- name: k3d-x"
+                              "\n  context: {cluster: c, user: u}\nusers:\n- name: u\n  user: {token: t}\n"},
+         env={"KUBECONFIG": "{d}/kubeconfig"}),
+    # -- probe settings: numbers, finite, within bounds ---------------------------------------------------------------
+    Case("probe-timeout-nan", ["smoke", "-p", "environments", "-c", "k3d-x"],
+         "error: DASHI_PROBE_TIMEOUT='nan': must be from 0.1 to 60 seconds", env={"DASHI_PROBE_TIMEOUT": "nan"}),
+    Case("poll-timeout-inf", ["network-policies-up", "-p", "environments", "-c", "k3d-x"],
+         "error: DASHI_POLL_TIMEOUT='inf': must be from 0 to 600 seconds", env={"DASHI_POLL_TIMEOUT": "inf"}),
+    Case("probe-workers-zero", ["rollback", "-p", "environments", "-c", "k3d-x"],
+         "error: DASHI_PROBE_WORKERS='0': must be from 1 to 256", env={"DASHI_PROBE_WORKERS": "0"}),
+    # -- what the API server refuses that a schema lets through ----------------------------------------------
+    reach(netpol("  podSelector: {}\n  ingress:\n  - ports: [{port: 80}]\n    ports: [{port: 443}]\n"),
+          "a.yaml: NetworkPolicy p: spec.ingress[0]: duplicate key 'ports' (line 8); a field may appear once",
+          "duplicate-key-in-a-rule"),
+    reach('{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "j"}, "metadata": {"name": "k"}}',
+          "a.json: Pod k: duplicate key 'metadata'", "json-duplicate-key", file="a.json"),
+    Case("duplicate-matrix-key", ["policies-check", "-p", "{d}/p"],
+         "p/profile.yaml: duplicate key 'matrix' (line", profile={"profile.yaml": lambda t: t + "matrix: m2.yaml\n"}),
+    Case("variant-of-an-unknown-cni", ["policies-check", "-p", "{d}/p"],
+         "p/profile.yaml: steps[1].variants: unknown key 'flannel' (known: calico, cilium, k3s)",
+         profile=dict([_sub("profile.yaml", "file: policies/02-allow-dns.yaml",
+                            "file: policies/02-allow-dns.yaml, variants: {flannel: policies/02-allow-dns.yaml}")])),
+    Case("step-of-comments-only", ["network-policies-up", "-d", "-p", "{d}/p"],
+         'p/policies/02-allow-dns.yaml: holds no NetworkPolicy or ClusterNetworkPolicy (empty, or comments only); kubectl would say '
+         '"no objects passed to apply"', profile={"policies/02-allow-dns.yaml": "# to do\n---\n# later\n"}),
+    reach(deploy("w2", labels="{app: w2}", replicas="3000000000"),
+          "a.yaml: Deployment default/w2: spec.replicas: 3000000000 does not fit the API's int32", "replicas-int32"),
+    reach(deploy("w2", labels="{app: w2}").replace("selector: {matchLabels: {app: w2}}", "selector: {}"),
+          "a.yaml: Deployment default/w2: spec.selector: an empty selector is invalid", "deployment-selector-empty"),
+    reach("apiVersion: v1\nkind: Pod\nmetadata: {name: db}\nspec: {containers: []}\n",
+          "a.yaml: Pod default/db: spec.containers: at least one container is required", "pod-without-containers"),
+    reach(netpol("  podSelector: {}\n  policyTypes: [Ingress, Egress, Ingress]\n"),
+          "a.yaml: NetworkPolicy default/p: spec.policyTypes: 3 entries; it may not specify more than two",
+          "policy-types-three"),
+    reach(netpol("  podSelector: {}\n  ingress: [{ports: [{port: 80, protocol: ''}]}]\n"),
+          "a.yaml: NetworkPolicy default/p: spec.ingress[0].ports[0]: invalid protocol ''", "policy-protocol-empty"),
+    reach(pod(ports="[{containerPort: 80}]").replace("name: c,", "name: Bad_C,"),
+          "a.yaml: Pod default/db: spec.containers[0]: name 'Bad_C' must be a DNS label", "container-name"),
+    # -- --out that cannot take the export -------------------------------------------------------------------------
+    Case("export-out-a-file", ["export", "--out", "{d}/out"], "error: --out {d}/out: it is a file, not a directory; "
+         "nothing was written", files={"out": "x"}),
+    Case("export-out-a-file-where-a-directory-goes", ["export", "--out", "{d}/out"],
+         "error: --out {d}/out: {d}/out/flux is a file where the export needs a directory; nothing was written",
+         files={"out/flux": "x"}),
+    Case("export-out-proc", ["export", "--out", "/proc/dashi-export"],
+         "error: --out /proc/dashi-export: cannot write /proc/dashi-export (No such file or directory); "
+         "nothing was written"),
+    Case("export-out-read-only", ["export", "--out", "{d}/ro/out"],
+         "error: --out {d}/ro/out: cannot write {d}/ro/out (Permission denied); nothing was written",
+         setup=lambda d: (d / "ro").mkdir(mode=0o555), unreadable=True),
+    # -- flags in the wrong place -------------------------------------------------------------------------------------
+    Case("dashi-short-flag-before-the-task", ["-p", "environments", "policies-check"],
+         "error: -p environments: a task's flags go after the task name: dashi policies-check -p environments",
+         cli=list(DASHI)),
 ]
 
 
@@ -422,9 +497,9 @@ def _run_forked(base: Path, cache: Path) -> dict:
     # Import what the tasks import, once, so the forked children share it.
     import kubernetes.config  # noqa: F401
 
-    import cluster.cli.setup  # noqa: F401
     import cluster.cli.policy  # noqa: F401
     import cluster.cli.rollout  # noqa: F401
+    import cluster.cli.setup  # noqa: F401
 
     dirs, before, results, running = {}, {}, {}, {}
     for case in CASES:
@@ -529,3 +604,22 @@ def test_bad_input_is_one_line_and_a_non_zero_exit(case, results):
         assert (b["code"], b["stderr"].count("\n"), b["stdout"] == "") == (a["code"], a["stderr"].count("\n"),
                                                                            a["stdout"] == "")
         _check(case, b)
+
+
+def test_an_export_that_fails_half_way_leaves_nothing_written(tmp_path):
+    """flux/infrastructure can be written (and is, first), flux/bootstrap
+    cannot: the files staged in the first are taken back, and the
+    directories made for them."""
+    if os.geteuid() == 0 and not shutil.which("setpriv"):
+        pytest.skip("as root without setpriv, permission bits do not stop writes")
+    out = tmp_path / "out"
+    (out / "flux" / "infrastructure").mkdir(parents=True)
+    (out / "flux" / "bootstrap").mkdir(mode=0o555)
+    before = _tree(out)
+    prefix = NO_DAC if os.geteuid() == 0 else []
+    proc = subprocess.run(prefix + INV + ["export", "--out", str(out)], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "DASHI_STATE_DIR": str(tmp_path / "state")}, timeout=120)
+    assert proc.returncode == 1 and proc.stdout == "", proc.stdout + proc.stderr
+    assert proc.stderr.startswith(f"error: --out {out}: cannot write {out}/flux/bootstrap/") and \
+        proc.stderr.endswith(" (Permission denied); nothing was written\n"), proc.stderr
+    assert _tree(out) == before

@@ -75,3 +75,15 @@ def e2e_cluster(tmp_path_factory) -> E2ECluster:
     state = tmp_path_factory.mktemp("dashi-state")
     env = {**os.environ, "KUBECONFIG": kubeconfig, "DASHI_STATE_DIR": str(state), "COLUMNS": "160"}
     return E2ECluster(kubeconfig, current["name"], env, state, lane=os.environ.get("DASHI_E2E_LANE", "cilium"))
+
+
+@pytest.fixture
+def say(request):
+    """Print past pytest's capture: what a test measured, shown as it runs."""
+    capman = request.config.pluginmanager.getplugin("capturemanager")
+
+    def out(text: str) -> None:
+        with capman.global_and_fixture_disabled():
+            print(text, flush=True)
+
+    return out

@@ -17,15 +17,16 @@ import os
 from fnmatch import fnmatchcase
 
 import pytest
+from support.cnp_conformance import (CASES, KEYS, LANE_DATAPLANES, PROBED, SHORT, expected_table, namespaces,
+                                     pod_labels, predicted_table)
+from support.live_conformance import ready_universe, run_cases
 
 from cluster import versions
 from cluster.live.observe.discovery import Target
 from cluster.live.observe.probe import MatrixProber
 from cluster.policy.engine.model import Edge
-from cluster.seams.kube import MANAGED_BY_LABEL, MANAGED_BY_VALUE, ClientKube
-from support.cnp_conformance import (CASES, KEYS, LANE_DATAPLANES, PROBED, SHORT, expected_table, namespaces,
-                                     pod_labels, predicted_table)
-from support.live_conformance import ready_universe, run_cases
+from cluster.seams.kube import MANAGED_BY_LABEL, MANAGED_BY_VALUE
+from cluster.seams.kubeclient import ClientKube
 
 pytestmark = pytest.mark.e2e
 

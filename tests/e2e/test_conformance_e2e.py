@@ -15,15 +15,16 @@ import os
 from fnmatch import fnmatchcase
 
 import pytest
+from support.conformance import CASES, LANE_DATAPLANES, predicted_table
+from support.engine_builders import KEYS, NAMESPACES, PORTS, make_namespaces
+from support.live_conformance import ready_universe, run_cases
 
 from cluster import versions
 from cluster.live.observe.discovery import Target
 from cluster.live.observe.probe import MatrixProber
 from cluster.policy.engine.model import Edge
-from cluster.seams.kube import MANAGED_BY_LABEL, MANAGED_BY_VALUE, ClientKube
-from support.conformance import CASES, LANE_DATAPLANES, predicted_table
-from support.engine_builders import KEYS, NAMESPACES, PORTS, make_namespaces
-from support.live_conformance import ready_universe, run_cases
+from cluster.seams.kube import MANAGED_BY_LABEL, MANAGED_BY_VALUE
+from cluster.seams.kubeclient import ClientKube
 
 pytestmark = pytest.mark.e2e
 

@@ -237,17 +237,6 @@ def prepared(e2e_cluster):
     return raw_foreign(e2e_cluster), cluster_uid(e2e_cluster)
 
 
-@pytest.fixture(scope="module")
-def say(request):
-    capman = request.config.pluginmanager.getplugin("capturemanager")
-
-    def out(text: str) -> None:
-        with capman.global_and_fixture_disabled():
-            print(text, flush=True)
-
-    return out
-
-
 # --------------------------------------------------------------------------
 # kill -9 at random moments
 
@@ -366,9 +355,9 @@ def _wait_stable_ready(cluster, stable_s: float = 15.0, timeout_s: float = 240.0
     answers. The tool rightly refuses to probe from pods that are not Ready;
     the test waits until the profile's pods have been Ready for ``stable_s``
     without a break."""
-    from cluster.seams.kube import ClientKube
     from cluster.live.observe.poll import wait_until
     from cluster.live.observe.readiness import node_ready, workload_ready
+    from cluster.seams.kubeclient import ClientKube
 
     kube = ClientKube(context=cluster.context, kubeconfig=cluster.kubeconfig)
     since: list[float] = []  # when the current unbroken Ready stretch began

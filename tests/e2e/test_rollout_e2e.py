@@ -90,6 +90,32 @@ def test_prepare_deploys_standins_and_proves_enforcement(e2e_cluster):
         "the cluster already holds dashi policies; start from a clean cluster"
 
 
+def test_a_probe_shell_kept_open_answers_as_an_exec_does(e2e_cluster):
+    """The probe shell the prober keeps open in a source pod (an exec with
+    stdin open, Kube.open_exec) answers request after request exactly as a
+    one-shot exec of the same batch does, through the real API server,
+    kubelet and runtime."""
+    from cluster.live.observe.discovery import discover
+    from cluster.live.observe.probe import ProbeSession, connect_batch
+    from cluster.seams.kubeclient import ClientKube
+
+    kube = ClientKube(context=e2e_cluster.context, kubeconfig=e2e_cluster.kubeconfig)
+    profile = dashi(e2e_cluster)
+    targets = [t for t in discover(kube, profile).targets.values()
+               if not isinstance(t, str) and (t.namespace, t.pod) == ("dashi-data", "debug")]
+    assert len(targets) > 10
+    session = ProbeSession(kube, "dashi-data", "debug")
+    try:
+        first, tool = session.batch(targets, 0.3, "auto", "drop")
+        again, _ = session.batch(targets, 0.3, "auto", "drop")
+    finally:
+        session.close()
+    once, _ = connect_batch(kube, "dashi-data", "debug", targets, 0.3, "auto", "drop")
+    kinds = [r.kind for r in once]
+    assert [r.kind for r in first] == [r.kind for r in again] == kinds and tool == "nc"
+    assert set(kinds) <= {"connected", "unprobed"} and "connected" in kinds  # no policies yet: all open
+
+
 def test_wrong_step_is_caught_and_rolled_back(e2e_cluster, tmp_path):
     # A realistic typo: the database rule names port 5433, so step 5 closes
     # stac-fastapi -> pgstac instead of opening it.
@@ -197,8 +223,8 @@ def test_port_forward_is_not_subject_to_network_policy(e2e_cluster):
     from kubernetes import client
     from kubernetes.stream import portforward
 
-    from cluster.seams.kube import ClientKube
     from cluster.live.observe.probe import connect
+    from cluster.seams.kubeclient import ClientKube
 
     api = e2e_cluster.api()
     core = client.CoreV1Api(api)

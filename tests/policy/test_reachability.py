@@ -184,3 +184,27 @@ def test_explain_task_and_its_errors():
     bad = inv("explain", "dashi-serving/titiler", "dashi-catalog/stac-fastapi", "8080/icmp")
     assert bad.returncode == 1
     assert bad.stderr.strip() == "error: invalid protocol 'ICMP' in '8080/icmp' (TCP, UDP, SCTP)"
+
+
+def test_a_policy_without_pod_selector_selects_every_pod_of_its_namespace(tmp_path):
+    """The API server accepts it though the 1.33 OpenAPI lists podSelector as
+    required (kubernetes/kubernetes PR 131354); it isolates every pod."""
+    (tmp_path / "a.yaml").write_text(textwrap.dedent("""\
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: a, labels: {app: a}}
+        spec: {containers: [{name: c, image: x, ports: [{containerPort: 80}]}]}
+        ---
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: b, labels: {app: b}}
+        spec: {containers: [{name: c, image: x, ports: [{containerPort: 80}]}]}
+        """))
+    assert len(reachability(tmp_path)["allowed"]) == 2
+    (tmp_path / "deny.yaml").write_text(textwrap.dedent("""\
+        apiVersion: networking.k8s.io/v1
+        kind: NetworkPolicy
+        metadata: {name: deny-ingress}
+        spec: {policyTypes: [Ingress]}
+        """))
+    assert reachability(tmp_path)["allowed"] == []

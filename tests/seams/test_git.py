@@ -143,16 +143,37 @@ def test_policies_diff_between_two_commits(repo, tmp_path):
 
 
 @needs_git
-def test_the_first_pull_request_compares_with_no_policies(repo, tmp_path):
-    first = _git(repo, "rev-list", "--max-parents=0", "HEAD").strip()
-    _git(repo, "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-q", "--allow-empty", "-m", "x")
+def test_the_first_pull_request_compares_with_no_policies(tmp_path):
+    """The base branch has no flux/ yet: that side reads as no policies."""
+    repo = tmp_path / "fleet"
+    repo.mkdir()
+    _git(repo, "init", "-q")
+    (repo / "README.md").write_text("fleet\n")
+    _git(repo, "add", "-A")
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-q", "-m", "no policies yet")
+    _commit_export(repo, ["allow-dns"], "the first policies")
     buf = io.StringIO()
-    code = gitops.policies_diff(f"{first}~0:nothing-here", "HEAD:flux", profile="environments", use_git=True,
+    code = gitops.policies_diff("HEAD~1:flux", "HEAD:flux", profile="environments", use_git=True,
                                 repo=str(repo), json_path=str(tmp_path / "d.json"), console=make_console(buf))
     data = json.loads((tmp_path / "d.json").read_text())
     assert code == 0 and data["opened"] == [] and len(data["closed"]) > 0
-    assert data["notes"][0].endswith("has no YAML at nothing-here: read as no policies")
+    assert data["notes"][0].startswith("HEAD~1:flux (") and data["notes"][0].endswith(
+        "has no YAML at flux: read as no policies")
     assert "read as no policies" in buf.getvalue()
+
+
+@needs_git
+@pytest.mark.parametrize("old, new, missing", [
+    ("HEAD:nosuchpath", "HEAD:flux", "HEAD:nosuchpath: no path 'nosuchpath' at HEAD ("),
+    ("HEAD~1:flux", "HEAD:flxu", "HEAD:flxu: no path 'flxu' at HEAD ("),
+    ("HEAD~1:nothing", "HEAD:nothing", "HEAD~1:nothing: no path 'nothing' at HEAD~1 ("),
+])
+def test_a_path_neither_side_has_is_an_error_naming_it(repo, old, new, missing):
+    """A typo would otherwise read as no policies: every edge opened or closed, exit 0."""
+    with pytest.raises(DashiError) as err:
+        gitops.policies_diff(old, new, profile="environments", use_git=True, repo=str(repo),
+                             console=make_console(io.StringIO()))
+    assert str(err.value).startswith(missing)
 
 
 @needs_git

@@ -10,5 +10,5 @@ def test_the_fake_answers_the_contract_scenario_like_an_api_server():
     clock = FakeClock()
     # Termination takes a few seconds on a real cluster; so it does here.
     kube = FakeKube(clock=clock, namespace_grace_s=3.0)
-    assert scenario(kube, "dashi-contract-test", sleep=clock.sleep, clock=clock) == EXPECTED
+    assert scenario(kube, "dashi-contract-test", as_manager=kube.as_manager, sleep=clock.sleep, clock=clock) == EXPECTED
     assert clock.slept == [1.0, 1.0, 1.0]

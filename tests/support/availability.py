@@ -1,7 +1,8 @@
 """Skip a test whose infrastructure is missing, unless the run requires it.
 
 A developer without Docker or a test cluster gets skips with the reason.
-CI builds and starts both, and says so with ``DASHI_REQUIRE=e2e,docker``:
+CI builds and starts both and installs Chromium, and says so with
+``DASHI_REQUIRE=e2e,docker,browser``:
 there a missing engine or a cluster that does not answer fails the test,
 so a skip can never be the green outcome of a run that could have tested.
 """

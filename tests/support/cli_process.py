@@ -32,7 +32,10 @@ def start(argv: list[str], out: Path, err: Path, *, cli: str = "inv", env: dict 
 
     from cluster.cli.main import program as dashi_program
 
-    program = {"inv": inv_program, "dashi": dashi_program}[cli]
+    # "dashi-entry": the installed `dashi` script's entry point, which runs
+    # the offline tasks' plain command lines itself and hands the rest to
+    # the same program as "dashi".
+    program = {"inv": inv_program, "dashi": dashi_program, "dashi-entry": dashi_program}[cli]
     env = dict(os.environ if env is None else env)
     sys.stdout.flush()
     sys.stderr.flush()
@@ -59,8 +62,13 @@ def start(argv: list[str], out: Path, err: Path, *, cli: str = "inv", env: dict 
         os.chdir(cwd)
         os.environ.clear()
         os.environ.update(env)
-        sys.argv = [cli, *argv]
-        program.run(sys.argv)
+        sys.argv = ["dashi" if cli == "dashi-entry" else cli, *argv]
+        if cli == "dashi-entry":
+            from cluster.cli.offline import main
+
+            main()
+        else:
+            program.run(sys.argv)
         code = 0
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)

@@ -230,12 +230,14 @@ def seed_calico(kube: FakeKube, version: str = versions.CALICO_VERSION) -> None:
 
 
 def seed_cilium(kube: FakeKube) -> None:
+    """What the Cilium chart with cni/cilium/values.yaml leaves: the agents,
+    the operator and (Hubble on) the relay."""
     kube.apply(_daemonset("cilium", "kube-system"))
-    kube.apply({"apiVersion": "apps/v1", "kind": "Deployment",
-                "metadata": {"name": "cilium-operator", "namespace": "kube-system"},
-                "spec": {"replicas": 1, "selector": {"matchLabels": {"name": "cilium-operator"}},
-                         "template": {"metadata": {"labels": {"name": "cilium-operator"}},
-                                      "spec": {"containers": [{"name": "o", "image": "quay.io/cilium/operator"}]}}}})
+    for name, image in (("cilium-operator", "quay.io/cilium/operator"), ("hubble-relay", "quay.io/cilium/hubble-relay")):
+        kube.apply({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": "kube-system"},
+                    "spec": {"replicas": 1, "selector": {"matchLabels": {"name": name}},
+                             "template": {"metadata": {"labels": {"name": name}},
+                                          "spec": {"containers": [{"name": "o", "image": image}]}}}})
 
 
 def _daemonset(name: str, ns: str) -> dict:

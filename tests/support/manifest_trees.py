@@ -69,3 +69,26 @@ def write(tmp: Path, files: dict[str, str]) -> Path:
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text(textwrap.dedent(text))
     return tmp
+
+
+# A pull request's policies on the dashi profile that let the tile server
+# (dashi-serving/titiler) into the catalog's API: both sides, every port.
+SERVING_INTO_CATALOG = """---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: allow-serving-to-catalog, namespace: dashi-serving}
+spec:
+  podSelector: {matchLabels: {app.kubernetes.io/name: titiler}}
+  policyTypes: [Egress]
+  egress:
+  - to: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: dashi-catalog}}}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: allow-from-serving, namespace: dashi-catalog}
+spec:
+  podSelector: {matchLabels: {app.kubernetes.io/name: stac-fastapi}}
+  policyTypes: [Ingress]
+  ingress:
+  - from: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: dashi-serving}}}]
+"""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import threading
 
 from rich.console import Console
 
@@ -35,6 +36,29 @@ class RolloutWorld:
         if measured:
             # What inv prepare's canary keeps: the fake cluster drops denied packets.
             self.cluster().save_cni(name="fake", deny_behaviour=measured)
+
+    def before_first_probe(self, action) -> None:
+        """Run ``action`` once, before the first probe reaches a pod (an exec,
+        or the opening of a probe shell kept open across rounds); probes run
+        in parallel, so the others wait until it is done."""
+        once, done = threading.Lock(), []
+
+        def first():
+            with once:
+                if not done:
+                    done.append(action())
+
+        real_exec, real_open = self.kube.exec, self.kube.open_exec
+
+        def exec_(*a, **kw):
+            first()
+            return real_exec(*a, **kw)
+
+        def open_exec(*a, **kw):
+            first()
+            return real_open(*a, **kw)
+
+        self.kube.exec, self.kube.open_exec = exec_, open_exec
 
     def rollout(self, profile=None, **kw) -> Rollout:
         self.buf = io.StringIO()
@@ -77,6 +101,6 @@ class RolloutWorld:
         return [s["id"] for s in yamlio.load(index.read_text())["snapshots"]] if index.exists() else []
 
     def applied_names(self) -> list[str]:
-        return [f"{c.namespace}/{c.name}" for c in self.kube.calls_of("apply", "NetworkPolicy")]
+        return [f"{c.namespace}/{c.name}" for c in self.kube.writes("NetworkPolicy") if c.verb != "delete"]
 
 

@@ -66,6 +66,12 @@ def cilium_operator_rolled_out(kube: Kube) -> tuple[bool, str]:
                                     "Deployment kube-system/cilium-operator")
 
 
+def hubble_relay_rolled_out(kube: Kube) -> tuple[bool, str]:
+    """hubble-relay, which cni/cilium/values.yaml enables for inv observe."""
+    return readiness.workload_ready(kube.get("apps/v1", "Deployment", "hubble-relay", CILIUM_NAMESPACE),
+                                    "Deployment kube-system/hubble-relay")
+
+
 def cilium_present(kube: Kube) -> bool:
     """Cilium's agent DaemonSet, or the CiliumNode each agent registers for its
     node (an agent run on the hosts, outside any DaemonSet, registers one too;

@@ -9,9 +9,13 @@ missing: probing half of it would only produce noise.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from functools import partial
+from typing import Callable
 
 from cluster.errors import DashiError
+from cluster.invoked import command
 from cluster.policy.engine.model import Edge, Endpoint
 from cluster.seams.kube import Kube, equality_selector
 from cluster.selectors import match_labels
@@ -37,6 +41,21 @@ class LiveMatrix:
     notes: list[str] = field(default_factory=list)
 
 
+# API reads made at once: enough for a profile's endpoints in one or two
+# rounds, few enough for any API server's per-client limits.
+READERS = 8
+
+
+def all_at_once(reads: dict[str, Callable[[], object]]) -> dict[str, object]:
+    """Each read's answer, the reads made concurrently; the first error
+    (in the reads' order) is raised, as it would have been one by one."""
+    if len(reads) <= 1:
+        return {k: read() for k, read in reads.items()}
+    with ThreadPoolExecutor(max_workers=min(READERS, len(reads)), thread_name_prefix="read") as pool:
+        futures = {k: pool.submit(read) for k, read in reads.items()}
+        return {k: f.result() for k, f in futures.items()}
+
+
 def _running_ready(pod: dict) -> bool:
     status = pod.get("status") or {}
     if status.get("phase") != "Running" or not status.get("podIP"):
@@ -46,12 +65,35 @@ def _running_ready(pod: dict) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
 
 
+# Who writes a Service's EndpointSlices in the control plane, by the
+# managed-by label they set: the EndpointSlice controller (a Service with a
+# selector) and the mirroring controller (one without, from its Endpoints).
+SLICE_CONTROLLERS = frozenset({"endpointslice-controller.k8s.io", "endpointslicemirroring-controller.k8s.io"})
+# The API server writes the ``kubernetes`` Service's own slice itself (its
+# endpoint reconciler, k8s.io/kubernetes pkg/controlplane/reconcilers/
+# endpointsadapter.go): named after the Service, with no managed-by label
+# and this field manager (what kube-apiserver v1.33 writes on the test cluster).
+APISERVER_MANAGER = "kube-apiserver"
+
+
+def _control_plane_slice(slice_: dict, service: str) -> bool:
+    """An EndpointSlice the control plane wrote for ``service``, not a
+    look-alike anyone with write access to the namespace can label so."""
+    meta = slice_.get("metadata") or {}
+    by = (meta.get("labels") or {}).get("endpointslice.kubernetes.io/managed-by")
+    if by:
+        return by in SLICE_CONTROLLERS
+    managers = {f.get("manager") for f in meta.get("managedFields") or [] if isinstance(f, dict)}
+    return meta.get("name") == service and APISERVER_MANAGER in managers
+
+
 def _api_address(kube: Kube, ref: str) -> tuple[str, int] | None:
-    """Address and port behind a Service (``ns/name``), from its EndpointSlice
-    (the current API), falling back to the legacy Endpoints object."""
+    """Address and port behind a Service (``ns/name``), from its own
+    EndpointSlice, the one the control plane writes (the current API),
+    falling back to the legacy Endpoints object of that name."""
     ns, _, name = ref.partition("/")
     slices = kube.list("discovery.k8s.io/v1", "EndpointSlice", ns, match_labels({"kubernetes.io/service-name": name}))
-    for s in slices:
+    for s in (s for s in slices if _control_plane_slice(s, name)):
         ports = s.get("ports") or []
         port = next((p.get("port") for p in ports if p.get("name") == "https"), None) \
             or (ports[0].get("port") if ports else None)
@@ -83,22 +125,31 @@ def discover(kube: Kube, profile, edges: list[Edge] | None = None) -> LiveMatrix
     address: dict[str, tuple[str, int | None]] = {}
     missing: list[str] = []
     notes: list[str] = []
+    # One read per endpoint, all at once: each is an API round trip, and a
+    # verification reads them after every step.
+    reads = {}
     for ep in profile.endpoints:
         if ep.kind == "debug":
-            pod = kube.get("v1", "Pod", ep.name, ep.namespace)
+            reads[ep.key] = partial(kube.get, "v1", "Pod", ep.name, ep.namespace)
+        elif ep.kind in ("workload", "cluster") and ep.pod_selector:
+            reads[ep.key] = partial(kube.list, "v1", "Pod", ep.namespace, equality_selector(ep.pod_selector))
+        elif ep.kind == "external" and ep.address_service:
+            reads[ep.key] = partial(_api_address, kube, ep.address_service)
+    answers = all_at_once(reads)
+    for ep in profile.endpoints:
+        if ep.kind == "debug":
+            pod = answers[ep.key]
             pods = [pod] if pod is not None and _running_ready(pod) else []
         elif ep.kind in ("workload", "cluster"):
             if not ep.pod_selector:
                 missing.append(f"{ep.key} (no selector to find its pods)")
                 continue
-            pods = sorted((p for p in kube.list("v1", "Pod", ep.namespace, equality_selector(ep.pod_selector))
-                           if _running_ready(p)),
-                          key=lambda p: p["metadata"]["name"])
+            pods = sorted((p for p in answers[ep.key] if _running_ready(p)), key=lambda p: p["metadata"]["name"])
         elif ep.kind == "external":
             if not ep.address_service:
                 notes.append(f"{ep.key}: no live source for its address; using the profile's {ep.ip}")
                 continue
-            found = _api_address(kube, ep.address_service)
+            found = answers[ep.key]
             if found is None:
                 missing.append(f"{ep.key} (no ready address behind {ep.address_service})")
             else:
@@ -121,7 +172,7 @@ def discover(kube: Kube, profile, edges: list[Edge] | None = None) -> LiveMatrix
             notes.append(f"{ep.key}: live pod {pods[0]['metadata']['name']} lacks labels {', '.join(drift)} "
                          "(policies see the live labels)")
     if missing:
-        raise DashiError("cannot probe: " + "; ".join(missing) + ". Is the profile deployed (inv cluster-up)?")
+        raise DashiError("cannot probe: " + "; ".join(missing) + f". Is the profile deployed ({command('cluster-up')})?")
 
     endpoints = []
     for ep in profile.endpoints:

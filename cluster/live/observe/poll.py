@@ -29,19 +29,25 @@ class Polled:
 
 def poll_until(check: Check, *, timeout_s: float, interval_s: float,
                clock: Callable[[], float], sleep: Callable[[float], None],
-               progress: Callable[[str], None] | None = None, retry_api_errors: bool = False) -> Polled:
+               progress: Callable[[str], None] | None = None, retry_api_errors: bool = False,
+               spacing: bool = False) -> Polled:
     """Call ``check`` until it says done or ``timeout_s`` has passed.
 
     ``check`` runs at least once, and once more after the deadline is reached
     only if the deadline fell inside a sleep (the last answer is always
     fresh). With ``retry_api_errors`` a KubeError counts as "not yet": the API
     server restarts while a CNI comes up, and a wait should outlast that.
+    With ``spacing``, ``interval_s`` is the least time from the start of one
+    check to the start of the next: a check that takes longer (a round of
+    probes) is followed at once, one that returns at once (a failed exec)
+    does not make the loop spin.
     """
     start = clock()
     deadline = start + timeout_s
     attempts = 0
     while True:
         attempts += 1
+        began = clock()
         try:
             done, detail = check()
         except KubeError as e:
@@ -52,7 +58,10 @@ def poll_until(check: Check, *, timeout_s: float, interval_s: float,
             progress(detail)
         if done or clock() >= deadline:
             return Polled(done, detail, attempts, clock() - start)
-        sleep(interval_s)
+        if not spacing:
+            sleep(interval_s)
+        elif clock() - began < interval_s:
+            sleep(interval_s - (clock() - began))
 
 
 def wait_until(what: str, check: Check, *, timeout_s: float, interval_s: float,

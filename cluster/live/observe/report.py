@@ -35,6 +35,7 @@ from cluster.live.record.files import now_iso
 from cluster.policy.engine.evaluate import Verdict
 from cluster.policy.engine.model import Edge
 from cluster.policy.tables import matrix_table, print_column_key
+from cluster.ui import prose
 
 KIND_MEANING = {
     "connected": "connected (allowed)",
@@ -54,6 +55,9 @@ class EdgeRow:
     intended: bool | None = None  # the step-intended state (None: not checked)
     intent: str = ""  # which step opens it and why
     observation: Observation | None = None  # None: not probed (dry run)
+    # What the step that brought the policies here does to this edge by the
+    # intended matrix: "opened", "closed", or None (no change, or no step).
+    change: str | None = None
 
     @property
     def observed(self) -> bool | None:
@@ -232,7 +236,8 @@ LEGEND = ("✓ allowed  · blocked  R refused (rejected)  ? unprobed  E error  "
 
 def render(report: MatrixReport, console: Console, *, matrices: bool = True) -> None:
     """Print the matrices (predicted, observed) and the evidence for each problem."""
-    console.print(f"{report.profile} {report.state}: {report.summary_line()}", markup=False, highlight=False, soft_wrap=True)
+    console.print(f"{report.profile} {report.state}: {report.summary_line()}", markup=False, highlight=False,
+                  **prose(console))
     if matrices:
         rows = {r.edge: r for r in report.rows}
         edges = list(rows)
@@ -243,7 +248,7 @@ def render(report: MatrixReport, console: Console, *, matrices: bool = True) -> 
         else:
             console.print(predicted)
         print_column_key(edges, console)
-        console.print(LEGEND, markup=False, highlight=False, soft_wrap=True, style="dim")
+        console.print(LEGEND, markup=False, highlight=False, style="dim", **prose(console))
     for note in report.notes:
         console.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
     problems = report.problem_rows
@@ -281,7 +286,7 @@ def row_dict(row: EdgeRow) -> dict:
         "attempts": None if o is None else o.attempts,
         "target": None if o is None or o.target is None else
         {"pod": f"{o.target.namespace}/{o.target.pod}", "address": f"{o.target.host}:{o.target.port}"},
-        "status": row.status, "problems": row.problems,
+        "status": row.status, "problems": row.problems, "change": row.change,
         "explanation": [line.strip() for line in row.verdict.lines()],
     }
 
@@ -305,7 +310,8 @@ def _md(text: str) -> str:
     return str(text).replace("|", "\\|")
 
 
-def to_markdown(report: MatrixReport) -> str:
+def to_markdown(report: MatrixReport, html_link: str | None = None) -> str:
+    """``html_link``: where the HTML page of the same report is, linked at the top."""
     s = report.summary()
     verdict = "PASS" if report.ok else "FAIL"
     out = [f"# Network policy smoke test: {verdict}", "",
@@ -315,7 +321,11 @@ def to_markdown(report: MatrixReport) -> str:
            f"- edges: {s['edges']} ({s['ok']} as predicted, {s['mismatch']} mismatched, {s['error']} errors, "
            f"{s['unprobed']} unprobed, {s['unintended']} differ from the intent)",
            f"- probing: {report.probes} probes in {report.execs} execs ({report.mode or 'not probed'}) on "
-           f"{report.workers} workers in {report.seconds:.1f} s", ""]
+           f"{report.workers} workers in {report.seconds:.1f} s"]
+    if html_link:
+        out.append(f"- the matrix as a picture, every edge with the policies that decide it: "
+                   f"[HTML report](<{html_link}>)")
+    out.append("")
     for note in report.notes:
         out.append(f"> note: {_md(note)}")
     if report.notes:
@@ -339,6 +349,6 @@ def to_markdown(report: MatrixReport) -> str:
     return "\n".join(out) + "\n"
 
 
-def write_markdown(report: MatrixReport, path: str) -> None:
+def write_markdown(report: MatrixReport, path: str, html_link: str | None = None) -> None:
     with open(path, "w") as f:
-        f.write(to_markdown(report))
+        f.write(to_markdown(report, html_link))

@@ -3,11 +3,14 @@ the policies in place and the step's intended matrix."""
 
 from __future__ import annotations
 
-from cluster.live.observe.discovery import Target, discover
+from functools import partial
+
+from cluster.live.observe.discovery import Target, all_at_once, discover
 from cluster.live.observe.report import EdgeRow, MatrixReport
 from cluster.live.observe.settings import ProbeSettings
 from cluster.live.record.drift import state_label
 from cluster.live.record.policies import is_ours, live_policies
+from cluster.policy.engine.model import Edge
 from cluster.policy.engine.predictions import engine_for, predict
 from cluster.policy.manifests import obj_ref
 from cluster.policy.profile import IntendedEdge, Profile
@@ -20,12 +23,22 @@ def _intent(ie: IntendedEdge | None) -> str:
     return f"the matrix opens it at {ie.step}" + (f": {ie.reason}" if ie.reason else "")
 
 
+def _changes(profile: Profile, k: int | None) -> dict[Edge, str]:
+    """The edges the k-th step opens and closes by the intended matrix."""
+    if not k:
+        return {}
+    before, after = profile.intended_after(k - 1), profile.intended_after(k)
+    return {e: "opened" if now else "closed" for e, now in after.items() if now != before.get(e)}
+
+
 def verify_live(kube: Kube, profile: Profile, k: int | None, settings: ProbeSettings, *,
                 context: str | None = None, since: float | None = None) -> MatrixReport:
     """Probe the live matrix; compare with the engine (live policies and
     addresses) and, when k is known, with the step-intended matrix."""
-    live = discover(kube, profile)
-    policies = live_policies(kube, profile.profile_namespaces)
+    # The pods and addresses, and the policies in place: read at once.
+    read = all_at_once({"live": partial(discover, kube, profile),
+                        "policies": partial(live_policies, kube, profile.profile_namespaces)})
+    live, policies = read["live"], read["policies"]
     verdicts = predict(profile, policies, live.endpoints)
     # An external endpoint is dialled at its live port (the API server's
     # EndpointSlice: 6443 on k3s, 443 on most managed clusters); the engine
@@ -39,8 +52,9 @@ def verify_live(kube: Kube, profile: Profile, k: int | None, settings: ProbeSett
     intended = profile.intended_after(k) if k is not None else {}
     run = settings.prober(kube).run(live.targets, {e: v.allowed for e, v in verdicts.items()})
     intents = profile.intents()
+    changes = _changes(profile, k)
     rows = [EdgeRow(edge=e, predicted=v.allowed, verdict=v, intended=intended.get(e),
-                    intent=_intent(intents.get(e)), observation=run.observations.get(e))
+                    intent=_intent(intents.get(e)), observation=run.observations.get(e), change=changes.get(e))
             for e, v in verdicts.items()]
     notes = list(live.notes)
     foreign = sorted(obj_ref(p, kind=False) for p in policies if not is_ours(p))
@@ -63,6 +77,7 @@ def predicted(profile: Profile, k: int) -> MatrixReport:
     verdicts = predict(profile, profile.policies_through(k))
     intended = profile.intended_after(k)
     intents = profile.intents()
+    changes = _changes(profile, k)
     rows = [EdgeRow(edge=e, predicted=v.allowed, verdict=v, intended=intended.get(e),
-                    intent=_intent(intents.get(e))) for e, v in verdicts.items()]
+                    intent=_intent(intents.get(e)), change=changes.get(e)) for e, v in verdicts.items()]
     return MatrixReport(profile.name, None, state_label(profile, k), rows, False)

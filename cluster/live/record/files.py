@@ -35,6 +35,11 @@ to run the cluster, only to change it safely::
             ...                            (ours, to restore; others', for the record)
           evidence/                        full reports of failed verifications
 
+The record is private to the user who runs the tool (it names clusters,
+contexts, who changed what, and every policy): directories are made 0700
+and files 0600, and a directory or file of the record made before with
+looser modes is tightened when it is next written.
+
 Every file is written atomically: a temporary file in the same directory,
 flushed and fsync'd, then renamed over the old one, then the directory is
 fsync'd; a crash leaves the old file or the new one, never half of one.
@@ -104,9 +109,52 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def private_dir(path: Path) -> Path:
+    """``path`` as a directory only its owner can enter (0700): each missing
+    one is made so (``mkdir -p`` would give the parents the umask's 0755),
+    and an existing one of this user's with looser modes is tightened."""
+    missing = []
+    p = path
+    while not p.is_dir():
+        missing.append(p)
+        p = p.parent
+    for d in reversed(missing):
+        try:
+            d.mkdir(mode=0o700)
+        except FileExistsError:
+            pass  # made meanwhile by another run
+    private(path)
+    return path
+
+
+def private(path: Path) -> None:
+    """Take group and other permissions away from ``path`` when it is this
+    user's (someone else's directory, say a shared one, keeps its modes)."""
+    try:
+        st = path.stat()
+        if st.st_uid == os.getuid() and st.st_mode & 0o077:
+            path.chmod(st.st_mode & 0o700)
+    except OSError:
+        pass  # not ours to change; writing there says what is wrong
+
+
+def open_private(path: Path, flags: int) -> int:
+    """``os.open`` of a file of the record, made 0600 (and tightened, when an
+    earlier version left it readable by others)."""
+    private_dir(path.parent)
+    fd = os.open(path, flags | os.O_CREAT, 0o600)
+    try:
+        if os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, 0o600)
+    except OSError:
+        pass
+    return fd
+
+
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so readers see the old or the new file only."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``data`` to ``path`` so readers see the old or the new file only
+    (0600: ``mkstemp`` makes the temporary file so, and the rename keeps it)."""
+    private_dir(path.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:

@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from cluster.live.record.files import now_iso, whoami
+from cluster.live.record.files import now_iso, open_private, whoami
 
 EVENTS = ("step-verified", "step-failed", "restored", "verified", "rollback", "resolved", "smoke")
 
@@ -34,9 +34,8 @@ class History:
         entry = {"time": now_iso(), "user": user, "host": host, "context": context, "profile": profile,
                  "event": event, "step": step, "snapshot": snapshot, "ok": ok,
                  "summary": summary or {}, "message": message}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         line = (json.dumps(entry, sort_keys=False) + "\n").encode()
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        fd = open_private(self.path, os.O_WRONLY | os.O_APPEND)
         try:
             os.write(fd, line)
             os.fsync(fd)

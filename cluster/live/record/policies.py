@@ -9,6 +9,7 @@ deleted by a restore."""
 from __future__ import annotations
 
 import copy
+from concurrent.futures import ThreadPoolExecutor
 
 from cluster.policy.engine.cilium import CNP_API, CNP_KIND
 from cluster.policy.engine.model import KCNP_KIND
@@ -33,6 +34,19 @@ _DROP_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
 
 def is_ours(obj: dict) -> bool:
     return ((obj.get("metadata") or {}).get("labels") or {}).get(MANAGED_BY_LABEL) == MANAGED_BY_VALUE
+
+
+def owner(obj: dict) -> str:
+    """Whose a policy that is not ours is, as far as the object says: its
+    ``app.kubernetes.io/managed-by`` label (what GitOps tools and Helm set)
+    and the field managers that wrote it (``kubectl-create``,
+    ``kustomize-controller``, ...)."""
+    meta = obj.get("metadata") or {}
+    by = (meta.get("labels") or {}).get(MANAGED_BY_LABEL)
+    managers = sorted({str(f["manager"]) for f in meta.get("managedFields") or []
+                       if isinstance(f, dict) and f.get("manager")})
+    parts = ([f"managed by {by}"] if by else []) + ([f"field managers {', '.join(managers)}"] if managers else [])
+    return "; ".join(parts) or "no managed-by label, no field manager"
 
 
 def clean_policy(obj: dict) -> dict:
@@ -167,9 +181,12 @@ def live_policies(kube: Kube, namespaces: list[str]) -> list[dict]:
     every ClusterNetworkPolicy, as complete objects (the API's list carries
     apiVersion and kind on the list, not on each item). A cluster without a
     kind's CRD lists none of that kind."""
-    out = []
-    for kind, api in POLICY_KINDS.items():
-        for ns in [None] if kind in CLUSTER_SCOPED_KINDS else namespaces:
-            for item in kube.list(api, kind, ns):
-                out.append({**item, "apiVersion": api, "kind": kind})
-    return out
+    reads = [(api, kind, ns) for kind, api in POLICY_KINDS.items()
+             for ns in ([None] if kind in CLUSTER_SCOPED_KINDS else namespaces)]
+    if len(reads) <= 1:
+        listed = [kube.list(*r) for r in reads]
+    else:
+        # Made at once: a snapshot and every verification read them all.
+        with ThreadPoolExecutor(max_workers=min(8, len(reads)), thread_name_prefix="read") as pool:
+            listed = list(pool.map(lambda r: kube.list(*r), reads))
+    return [{**item, "apiVersion": api, "kind": kind} for (api, kind, _), items in zip(reads, listed) for item in items]

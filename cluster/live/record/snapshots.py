@@ -179,7 +179,7 @@ class SnapshotStore:
                               f"The NetworkPolicies of profile {profile.name}'s namespaces on {context}, "
                               f"taken before {taken_before}.\n"
                               "`applied` is what its policies of ours amount to (null: no step prefix).\n"
-                              "`inv rollback` restores `policies` exactly; `foreign` (not ours) is never touched.")
+                              "`dashi rollback` restores `policies` exactly; `foreign` (not ours) is never touched.")
         info = SnapshotInfo(id=snap_id, file=f"{snap_id}.yaml", sha256=sha256_hex(data), created=created,
                             user=user, host=host, taken_before=taken_before, applied=applied,
                             policies=len(ours), foreign=len(foreign))

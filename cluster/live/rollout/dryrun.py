@@ -10,6 +10,7 @@ from cluster.live.record.policies import STEP_ANNOTATION
 from cluster.policy.manifests import obj_ref
 from cluster.policy.profile import Profile
 from cluster.seams.kube import MANAGED_BY_LABEL, MANAGED_BY_VALUE
+from cluster.ui import shown_path
 
 OURS = f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"
 
@@ -26,9 +27,9 @@ def plan(profile: Profile, out: Console, until: str | None = None) -> None:
     for k in range(1, target + 1):
         step = profile.steps[k - 1]
         say()
-        say(f"[{k}/{n}] {step.name} ({step.origin}, {step.path})", style="bold")
-        say("  snapshot first, then server-side apply (field manager dashi-cluster, label "
-            f"{OURS}, annotation {STEP_ANNOTATION}={step.name}):")
+        say(f"[{k}/{n}] {step.name} ({step.origin}, {shown_path(step.path)})", style="bold")
+        say("  its names checked against policies not ours, a snapshot, then each created (field manager "
+            f"dashi-cluster, label {OURS}, annotation {STEP_ANNOTATION}={step.name}):")
         for obj in step.objects:
             say(f"    NetworkPolicy {obj_ref(obj, kind=False)}")
         report = predicted(profile, k)

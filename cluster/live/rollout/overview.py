@@ -9,6 +9,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from cluster.invoked import command
 from cluster.live.observe.cni import cni_health, detect_cni
 from cluster.live.record.history import History
 from cluster.live.record.identity import ClusterState
@@ -48,14 +49,14 @@ def rollout_line(console: Console, kube: Kube, profile: str, root: Path | None =
     measured = cluster.cni.get("measured")
     console.print(f"cluster {cluster.identity.uid} (kube-system uid); denied packets are "
                   + ({"drop": "dropped", "reject": "rejected"}.get(deny, "?") + f" (canary, {measured})"
-                     if deny != "unknown" else "read with an unknown deny behaviour: run inv prepare to measure it"),
+                     if deny != "unknown" else f"read with an unknown deny behaviour: run {command('prepare')} to measure it"),
                   markup=False, highlight=False)
     holder = lease_holder(kube)
     if holder:
         console.print(f"being changed right now by {holder}", markup=False, highlight=False)
     rec = current_state(cluster.dir, cluster.identity.context).get(profile)
     if rec is None:
-        line = f"policy rollout ({profile}): no step applied yet (open networking; `inv network-policies-up`)"
+        line = f"policy rollout ({profile}): no step applied yet (open networking; `{command('network-policies-up')}`)"
     else:
         in_place = rec.in_place
         last = in_place[-1] if in_place else "baseline"

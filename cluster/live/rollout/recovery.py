@@ -11,6 +11,7 @@ are verified before anything else changes.
 
 from __future__ import annotations
 
+from cluster import invoked
 from cluster.errors import DashiError, KubeUnreachable, SnapshotError, VerificationFailed
 from cluster.live.record.drift import drift, state_label
 from cluster.live.record.files import now_iso
@@ -28,7 +29,7 @@ def unreachable(r: RolloutSession, e: KubeUnreachable, command: str) -> KubeUnre
         ip = None
     where = (f" while {ip.phase}" + (f" step {ip.step}" if ip.step else "")) if ip else ""
     return KubeUnreachable(f"{e}. The API server stopped answering{where}; nothing more was changed. "
-                           f"Run `inv {command}` again once it answers: it resolves what was cut off")
+                           f"Run `{invoked.command(command)}` again once it answers: it resolves what was cut off")
 
 
 def resolve_interrupted(r: RolloutSession, record: StepRecord) -> StepRecord:
@@ -49,7 +50,7 @@ def resolve_interrupted(r: RolloutSession, record: StepRecord) -> StepRecord:
             return r.record()
     if not ip.snapshot:
         raise SnapshotError(f"a previous run ({ip.who}) was cut off in phase {ip.phase.value!r} without a snapshot "
-                            "to return to; inspect the cluster and `inv rollback --to baseline`")
+                            f"to return to; inspect the cluster and `{invoked.command('rollback --to baseline')}`")
     what = f"while {ip.phase} step {ip.step}" if ip.step else f"while {ip.phase}"
     r.say(f"A previous run ({ip.who}) was cut off {what}. Rolling back: restoring snapshot {ip.snapshot} "
           "taken before it.")
@@ -79,4 +80,4 @@ def reverify(r: RolloutSession, record: StepRecord, k: int) -> None:
         r.save_evidence(report, f"{now_iso().replace(':', '')}-restored-unverified")
         raise VerificationFailed(f"the live matrix {state_label(r.profile, k)} differs (evidence above); "
                                  f"{', '.join(pending)} stay unverified and nothing was changed. Find the "
-                                 "cause, or roll back: inv rollback --to <step>|baseline")
+                                 f"cause, or roll back: {invoked.command('rollback --to <step>|baseline')}")

@@ -7,6 +7,7 @@ snapshot first, so it can be undone."""
 from __future__ import annotations
 
 from cluster.errors import DashiError, KubeUnreachable, SnapshotError, VerificationFailed
+from cluster.invoked import command
 from cluster.live.record.drift import state_label
 from cluster.live.record.policies import is_ours, live_policies
 from cluster.live.record.snapshots import Snapshot
@@ -43,7 +44,7 @@ def choose(r: RolloutSession, record: StepRecord, to: str | None) -> tuple[Snaps
         return None, 0
     if k > k_now:
         raise DashiError(f"{to} is not applied yet ({k_now} steps are) and no snapshot holds it; "
-                         f"use inv network-policies-up --until {to}")
+                         f"use {command(f'network-policies-up --until {to}')}")
     known = ", ".join(f"{i.id} ({i.label})" for i in r.snapshots.index()) or "none"
     raise SnapshotError(f"no snapshot holds the state after {profile.steps[k - 1].name} (snapshots: {known})")
 

@@ -3,11 +3,15 @@
 ``network_policies_up`` takes a profile's namespaces from open networking to
 its final policy set one step at a time. For each step:
 
-1. snapshot the NetworkPolicies of the profile's namespaces before touching
-   anything (labelled with the steps its content amounts to);
-2. server-side apply the step's policies with our field manager, each
-   labelled ``app.kubernetes.io/managed-by=dashi-cluster`` and annotated
-   ``dashi.io/step=<step>``;
+1. check the names the step writes against the live policies that are not
+   ours (a clash stops the run before the step changes anything, naming
+   who holds the name), and snapshot the NetworkPolicies of the profile's
+   namespaces (labelled with the steps its content amounts to);
+2. create the step's policies with our field manager, each labelled
+   ``app.kubernetes.io/managed-by=dashi-cluster`` and annotated
+   ``dashi.io/step=<step>`` (a create fails where a policy of that name
+   appeared meanwhile; a policy of ours is replaced only under the uid and
+   resourceVersion read: ``restore.write_policy``);
 3. probe the live matrix from the stand-in pods and compare it with the
    engine's prediction for the policies now in place (the CNI enforces
    them), and that prediction with the step-intended matrix (the step does

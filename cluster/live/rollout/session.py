@@ -18,10 +18,13 @@ from typing import Callable
 from rich.console import Console
 
 from cluster.errors import DashiError, GuardError, KubeError, SnapshotError, VerificationFailed
+from cluster.invoked import command
 from cluster.live.observe.cni import cni_label, detect_cni
+from cluster.live.observe.htmlpages import Verification, run_html, verifications_json
 from cluster.live.observe.report import MatrixReport, render, to_json, to_markdown
 from cluster.live.observe.settings import ProbeSettings
 from cluster.live.observe.verify import verify_live
+from cluster.live.record.drift import state_label
 from cluster.live.record.files import atomic_write, now_iso, whoami
 from cluster.live.record.history import History
 from cluster.live.record.identity import ClusterState
@@ -44,6 +47,7 @@ class RolloutSession:
                  settings: ProbeSettings | None = None, root: Path | None = None,
                  explicit_context: str | None = None, yes: bool = False,
                  confirm: guard.Confirm | None = None, lease: dict | None = None):
+        settings = settings or ProbeSettings.from_env()  # a bad setting fails before the cluster is asked
         self.kube = kube
         # A step may have a form for the CNI this cluster runs (the kube-api
         # step on Cilium is a CiliumNetworkPolicy): the rollout applies,
@@ -54,10 +58,11 @@ class RolloutSession:
         self.out = out or make_console()
         self.context = kube.context()
         self.server = kube.server()
+        self.proxy = kube.proxy()  # a proxied cluster is never local (guard)
         self.cluster = ClusterState.open(kube, root)
         # Probes are read with the deny behaviour the canary measured on this
         # cluster: under a CNI that drops, a refusal means the packet got in.
-        self.settings = replace(settings or ProbeSettings.from_env(), deny_behaviour=self.cluster.deny_behaviour)
+        self.settings = replace(settings, deny_behaviour=self.cluster.deny_behaviour)
         self.dir = self.cluster.profile_dir(profile.name)
         self.snapshots = SnapshotStore(self.dir / "snapshots")
         self.records = RecordStore(self.dir)
@@ -67,6 +72,14 @@ class RolloutSession:
         self.confirm = confirm
         self.lease_options = lease or {}
         self.hold: Hold | None = None
+        # Every live matrix this command probed, in order: its --html page
+        # and the evidence of a failed verification show them all.
+        self.verifications: list[Verification] = []
+        # network-policies-up --observe: hooks around each step
+        # (cluster.live.rollout.watch.Watch), and what they add to the
+        # evidence of a failed verification (the CNI's drop verdicts).
+        self.watch = None
+        self.evidence_extras: list[Callable[[MatrixReport], dict]] = []
 
     # -- output -----------------------------------------------------------
 
@@ -86,7 +99,7 @@ class RolloutSession:
 
         The plan is computed again once the locks are held: if another run
         changed the cluster in between, a confirmed plan is void."""
-        self.say(guard.banner(self.context, self.server, action))
+        self.say(guard.banner(self.context, self.server, action, self.proxy))
         if self.cluster.note:
             self.say(self.cluster.note)
         where = ", ".join(self.profile.profile_namespaces)
@@ -98,20 +111,23 @@ class RolloutSession:
                      "after) measures whether this cluster's CNI drops or rejects a denied packet, before anything is "
                      "verified; it was never "
                      "measured from this machine, and the probes are read by it")
-        if refuse_blocked and shown.blocked:
-            raise DashiError(f"{', '.join(shown.blocked)}: a NetworkPolicy that is not ours already has the name; "
-                             "nothing was changed. Rename one of them (ours are in the profile's policy files)")
+        if refuse_blocked:
+            self.refuse_clashes(shown.held())
         guard.check(self.context, self.server, self.explicit_context, yes=self.yes, confirm=self.confirm,
-                    action=action)
-        hold = Hold(self.kube, self.cluster.dir, f"{action} ({self.profile.name})", **self.lease_options)
+                    action=action, proxy=self.proxy)
+        hold = Hold(self.kube, self.cluster.dir, f"{action} ({self.profile.name})",
+                    **{"say": self.say, **self.lease_options})
         hold.acquire()
         try:
             if hold.found.startswith(("expired", "gone")):
-                why = "ran out" if hold.found.startswith("expired") else "belongs to a process that has ended"
+                why = ("was not renewed for a whole lease duration as measured here" if hold.found.startswith("expired")
+                       else "belongs to a process that has ended")
                 self.say(f"note: the cluster lease of {hold.found.split(': ', 1)[-1]} {why}; taken over")
             again = self.plan(desired)
+            if refuse_blocked:
+                self.refuse_clashes(again.held())
             if again != shown:
-                if guard.needs_confirmation(self.context, self.server):
+                if guard.needs_confirmation(self.context, self.server, self.proxy):
                     raise GuardError("the cluster's policies changed after the plan was shown (another run?); "
                                      "nothing was changed. Run the command again to see the new plan")
                 self.say("The policies changed while the locks were taken; the plan now:")
@@ -122,6 +138,16 @@ class RolloutSession:
             raise
         self.hold = hold
         return hold
+
+    @staticmethod
+    def refuse_clashes(held: list[str], step: str | None = None) -> None:
+        """Stop before any change when a policy of ours would take the name of
+        one that is not ours (``held``: ``ns/name (who holds it)``)."""
+        if held:
+            where = f"step {step}: " if step else ""
+            raise DashiError(f"{where}{', '.join(held)}: a policy that is not ours already has the name; nothing "
+                             f"{'of this step ' if step else ''}was changed. Rename one of them (ours are in the "
+                             "profile's policy files)")
 
     def measure_deny_behaviour(self) -> None:
         """Run the canary when this machine never measured the cluster's deny
@@ -159,15 +185,17 @@ class RolloutSession:
         if record.applied != names:
             raise DashiError(f"the step record says {', '.join(record.applied) or 'nothing'} applied, but profile "
                              f"{self.profile.name} now begins {', '.join(names) or '(no steps)'}: the profile "
-                             "changed under a running rollout. Roll back first: inv rollback --to baseline")
+                             f"changed under a running rollout. Roll back first: {command('rollback --to baseline')}")
         return k
 
     # -- snapshots and restores ---------------------------------------------
 
-    def snapshot(self, taken_before: str) -> SnapshotInfo:
+    def snapshot(self, taken_before: str, live: list[dict] | None = None) -> SnapshotInfo:
+        """Snapshot the live policies (``live``: as just read)."""
+        if live is None:
+            live = live_policies(self.kube, self.profile.profile_namespaces)
         info = self.snapshots.save(profile=self.profile, context=self.context, server=self.server,
-                                   taken_before=taken_before,
-                                   live_policies=live_policies(self.kube, self.profile.profile_namespaces))
+                                   taken_before=taken_before, live_policies=live)
         self.say(f"  snapshot {info.id}: {info.policies} of ours ({info.label}), {info.foreign} not ours "
                  f"({self.snapshots.dir / info.file})")
         return info
@@ -215,13 +243,28 @@ class RolloutSession:
         """Keep the full evidence of a failed verification beside the snapshots
         (the terminal shows only the first differences)."""
         base = self.dir / "evidence"
-        atomic_write(base / f"{name}.json", (json.dumps(to_json(report), indent=2) + "\n").encode())
-        atomic_write(base / f"{name}.md", to_markdown(report).encode())
-        self.say(f"  evidence: {base / name}.md (and .json)")
+        extras: dict = {}
+        for extra in self.evidence_extras:
+            extras.update(extra(report))
+        atomic_write(base / f"{name}.json", (json.dumps({**to_json(report), **extras}, indent=2) + "\n").encode())
+        atomic_write(base / f"{name}.md", (to_markdown(report, f"{name}.html") + "".join(
+            f"\n## {key}\n\n" + "".join(f"    {line}\n" for line in value.get("summary", ()))
+            for key, value in extras.items())).encode())
+        # The page shows this command's verifications up to the failed one
+        # (its last), each the same dict as a .json of the evidence.
+        page = run_html({"profile": self.profile.name, "context": self.context, "ok": False,
+                         "message": f"the live matrix {report.state} differs from the engine or the intent in "
+                                    f"{len(report.problem_rows)} edge(s): "
+                                    f"{', '.join(sorted({p for r in report.problem_rows for p in r.problems}))}",
+                         "verifications": verifications_json(self.verifications)}, evidence=True)
+        atomic_write(base / f"{name}.html", page.encode())
+        self.say(f"  evidence: {base / name}.md (and .json, .html)")
         return base / f"{name}.md"
 
-    def verify(self, k: int | None, *, matrices: bool = True, since: float | None = None) -> MatrixReport:
+    def verify(self, k: int | None, *, matrices: bool = True, since: float | None = None,
+               purpose: str | None = None) -> MatrixReport:
         report = verify_live(self.kube, self.profile, k, self.settings, context=self.context, since=since)
+        self.verifications.append(Verification(purpose or f"the live matrix {report.state}", report))
         if any("error" in r.problems for r in report.rows):
             # Probes that could not run say nothing about the policies when
             # the API server itself is gone: that is an interruption, not a
@@ -232,7 +275,7 @@ class RolloutSession:
 
     def verify_restore(self, record: StepRecord, k: int, verified: str) -> str:
         """Probe the matrix after a restore to k steps; record, say and return the verdict."""
-        after = self.verify(k, matrices=False)
+        after = self.verify(k, matrices=False, purpose=f"restored: {state_label(self.profile, k)}")
         self.finish_restore(record, after)
         restored = verified if after.ok else "the restored state ALSO differs: " + after.summary_line()
         self.say(f"  {restored}")
@@ -243,7 +286,7 @@ class RolloutSession:
         step = self.profile.steps[k]
         n = len(self.profile.steps)
         self.mark(record, Phase.VERIFYING, step=step.name, snapshot=snap_id)
-        report = self.verify(k + 1, since=applied_at)
+        report = self.verify(k + 1, since=applied_at, purpose=f"step {k + 1}/{n} {step.name}")
         if report.ok:
             user, host = whoami()
             record.steps.append(StepEntry(step.name, snap_id, record.in_progress.started, now_iso(),

@@ -5,6 +5,7 @@ prefix, with the intended matrix after it."""
 
 from __future__ import annotations
 
+from cluster.invoked import command
 from cluster.live.observe.report import MatrixReport, render
 from cluster.live.observe.verify import verify_live
 from cluster.live.record.drift import drift, infer_applied, state_label
@@ -27,7 +28,7 @@ def smoke(r: RolloutSession) -> MatrixReport:
     record = r.record()
     if record.in_progress:
         r.say(f"note: a run was cut off while {record.in_progress.phase} step "
-              f"{record.in_progress.step}; run inv network-policies-up or inv rollback to resolve it")
+              f"{record.in_progress.step}; run {command('network-policies-up')} or {command('rollback')} to resolve it")
     ours = [p for p in live_policies(r.kube, profile.profile_namespaces) if is_ours(p)]
     k = infer_applied(profile, ours)
     report = verify_live(r.kube, profile, k, r.settings, context=r.context)

@@ -1,16 +1,19 @@
 """``network-policies-up``: apply a profile's steps in order, each one
-snapshotted first, applied with server-side apply and verified live; a step
-whose verification fails is rolled back to its snapshot and the run stops
-with the evidence. A re-run resumes after the last verified step."""
+checked against policies that are not ours, snapshotted first, created and
+verified live; a step whose verification fails is rolled back to its
+snapshot and the run stops with the evidence. A re-run resumes after the
+last verified step."""
 
 from __future__ import annotations
 
 from cluster.errors import DashiError, KubeError, KubeUnreachable, SnapshotError
+from cluster.invoked import command
 from cluster.live.observe.discovery import discover
 from cluster.live.record.drift import drift, state_label
-from cluster.live.record.policies import clean_policy, is_ours, live_policies, mark_ours
+from cluster.live.record.policies import clean_policy, is_ours, live_policies, mark_ours, policy_key
 from cluster.live.record.steprecord import Phase, StepRecord
 from cluster.live.rollout.recovery import resolve_interrupted, reverify, unreachable
+from cluster.live.rollout.restore import clashes, write_policy
 from cluster.live.rollout.session import RolloutSession
 from cluster.policy.manifests import obj_ref
 from cluster.policy.profile import BASELINE
@@ -32,7 +35,7 @@ def up(r: RolloutSession, until: str | None = None) -> StepRecord:
     profile = r.profile
     n = len(profile.steps)
     if until == BASELINE:
-        raise DashiError("--until baseline applies nothing; to remove the policies use inv rollback --to baseline")
+        raise DashiError(f"--until baseline applies nothing; to remove the policies use {command('rollback --to baseline')}")
     target = n if until is None else profile.step_index(until)
     if profile.cluster_policy_steps and profile.cni == "k3s":
         raise DashiError(f"profile {profile.name} needs ClusterNetworkPolicy ({', '.join(profile.cluster_policy_steps)}),"
@@ -59,10 +62,10 @@ def _up(r: RolloutSession, target: int, until: str | None) -> StepRecord:
     if diff:
         raise DashiError(f"the live policies of ours differ from the {k} recorded step(s): "
                          f"{'; '.join(diff)}. Nothing was changed; restore a known state first "
-                         "(inv rollback --to baseline, or --to a step)")
+                         f"({command('rollback --to baseline')}, or --to a step)")
     if k > target:
         raise DashiError(f"{k} steps are already applied, past --until {until}; to go back use "
-                         f"inv rollback --to {until}")
+                         f"{command(f'rollback --to {until}')}")
     # Fail before the first change if the stand-ins are not there to probe from.
     discover(r.kube, profile)
     if not record.fully_verified:
@@ -74,12 +77,16 @@ def _up(r: RolloutSession, target: int, until: str | None) -> StepRecord:
           f"{', '.join(s.name for s in profile.steps[k:target])}")
     try:
         for i in range(k, target):
+            if r.watch is not None:  # --observe: refuse a step that cuts observed traffic
+                r.watch.before(r, i)
             _run_step(r, record, i)
+            if r.watch is not None:
+                r.watch.after(r, i, r.record().steps[-1].snapshot)
     except KeyboardInterrupt:
         ip = r.record().in_progress
         if ip:
             r.say(f"Interrupted during step {ip.step} ({ip.phase}). The next "
-                  "`inv network-policies-up` or `inv rollback` finds it and resolves it.",
+                  f"`{command('network-policies-up')}` or `{command('rollback')}` finds it and resolves it.",
                   style="bold yellow")
         raise
     r.say(f"Done: {state_label(profile, target)}, every step verified live.")
@@ -91,14 +98,21 @@ def _run_step(r: RolloutSession, record: StepRecord, i: int) -> None:
     n = len(r.profile.steps)
     variant = f", the {step.cni} form" if step.cni else ""
     r.say(f"[{i + 1}/{n}] {step.name} ({step.origin}, {step.path.name}{variant})")
-    info = r.snapshot(step.name)
+    # The names this step writes, checked again now: another team or a
+    # GitOps controller may have made a policy of one of them since the
+    # plan was shown. The same read is the step's snapshot.
+    live = live_policies(r.kube, r.profile.profile_namespaces)
+    objects = [mark_ours(obj, step.name) for obj in step.objects]
+    r.refuse_clashes(clashes(live, objects), step.name)
+    info = r.snapshot(step.name, live)
     if info.applied != record.applied:
         raise SnapshotError(f"snapshot {info.id} holds {info.label}, but {len(record.applied)} step(s) are "
                             "recorded: the policies changed under this run; nothing was applied")
     r.mark(record, Phase.APPLYING, step=step.name, snapshot=info.id)
+    have = {policy_key(p): p for p in live}
     try:
-        for obj in step.objects:
-            r.kube.apply(mark_ours(obj, step.name))
+        for obj in objects:
+            write_policy(r.kube, obj, have.get(policy_key(obj)))
         applied_at = r.settings.clock()
     except KubeUnreachable:
         raise  # nothing to restore through: the next run restores the snapshot

@@ -4,9 +4,11 @@ sure it is the one meant.
 A local k3d cluster is this tool's own playground and may be changed without
 ceremony. "Local" means both: a k3d context (k3d names them ``k3d-<name>``)
 AND an API server on this machine (a loopback address, which is where k3d
-publishes it). A context merely named ``k3d-...`` that points elsewhere
-(a renamed context, a colleague's cluster behind a tunnel name) is not
-local. Any other cluster could be someone's staging or production: changing
+publishes it), reached directly. A context merely named ``k3d-...`` that
+points elsewhere (a renamed context, a colleague's cluster behind a tunnel
+name) is not local, and neither is one whose kubeconfig names a
+``proxy-url``: a loopback address behind a proxy is the loopback of the
+machine the proxy runs on (k3d on a remote VM, reached through a bastion). Any other cluster could be someone's staging or production: changing
 it requires naming it with ``--context`` (so a stale current-context never
 decides) and a confirmation, typed at a terminal or given as ``--yes``,
 after the plan of what will change has been printed.
@@ -37,9 +39,9 @@ def _loopback(host: str) -> bool:
     return ip.is_loopback or ip.is_unspecified
 
 
-def is_local(context: str, server: str) -> bool:
-    """A k3d context whose API server is on this machine."""
-    if not (context.startswith("k3d-") and len(context) > len("k3d-")):
+def is_local(context: str, server: str, proxy: str | None = None) -> bool:
+    """A k3d context whose API server is on this machine, reached without a proxy."""
+    if not (context.startswith("k3d-") and len(context) > len("k3d-")) or proxy:
         return False
     try:
         host = urlsplit(server).hostname or ""
@@ -48,28 +50,33 @@ def is_local(context: str, server: str) -> bool:
     return _loopback(host)
 
 
-def banner(context: str, server: str, action: str) -> str:
+def banner(context: str, server: str, action: str, proxy: str | None = None) -> str:
     """The first line of output of every command that changes a cluster."""
-    kind = "local k3d cluster" if is_local(context, server) else "NOT a local k3d cluster"
-    return f"Cluster: {context} ({server}, {kind}) - {action}"
+    kind = "local k3d cluster" if is_local(context, server, proxy) else "NOT a local k3d cluster"
+    via = f" through proxy {proxy}" if proxy else ""
+    return f"Cluster: {context} ({server}{via}, {kind}) - {action}"
 
 
-def needs_confirmation(context: str, server: str) -> bool:
-    return not is_local(context, server)
+def needs_confirmation(context: str, server: str, proxy: str | None = None) -> bool:
+    return not is_local(context, server, proxy)
 
 
 def check(context: str, server: str, explicit_context: str | None, *, yes: bool, confirm: Confirm | None,
-          action: str) -> None:
+          action: str, proxy: str | None = None) -> None:
     """Raise GuardError unless changing ``context`` is allowed.
 
     ``explicit_context`` is what the user passed as --context (None if they
     did not); ``confirm`` asks a yes/no question, or is None when nobody can
     answer (no terminal). Call it after the plan is printed.
     """
-    if is_local(context, server):
+    if is_local(context, server, proxy):
         return
-    why = ("is not a local k3d cluster" if not context.startswith("k3d-")
-           else f"is named like a k3d cluster but its API server {server} is not on this machine")
+    if not context.startswith("k3d-"):
+        why = "is not a local k3d cluster"
+    elif proxy:
+        why = f"is named like a k3d cluster but is reached through the proxy {proxy}"
+    else:
+        why = f"is named like a k3d cluster but its API server {server} is not on this machine"
     if explicit_context != context:
         raise GuardError(f"context {context!r} {why}: to {action} there, "
                          f"name it explicitly with --context {context}")

@@ -1,14 +1,17 @@
-"""One run at a time may change a cluster.
+"""One run at a time per machine may change a cluster: this machine's lock.
 
-The lock is an exclusive ``flock`` on ``<state>/<context>/lock``. The kernel
-drops it when the process ends, however it ends (Ctrl-C, kill -9, a crash),
-so a lock never goes stale; the file's content only says who holds it, for
-the message the second run prints. What a cut-off run leaves half done is
-recorded separately (``in_progress`` in the step record) and resolved by the
-next run.
+The lock is an exclusive ``flock`` on ``<state>/clusters/<uid>/lock``, one
+per cluster (known by the uid of its kube-system namespace, whatever
+context names it), shared by every profile. The kernel drops it when the
+process ends, however it ends (Ctrl-C, kill -9, a crash), so a lock never
+goes stale; the file's content only says who holds it, for the message the
+second run prints. What a cut-off run leaves half done is recorded
+separately (``in_progress`` in the step record) and resolved by the next
+run.
 
-The lock is per context on this machine: two machines changing one cluster
-are not coordinated (the state directory is local, like a kubeconfig).
+The lock keeps runs of this machine apart, and is taken first because it
+costs nothing. Runs of other machines share only the cluster: the
+cluster's lease (``cluster.live.safety.lease``) keeps them apart.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import os
 from pathlib import Path
 
 from cluster.errors import LockError
-from cluster.live.record.files import now_iso, whoami
+from cluster.live.record.files import now_iso, open_private, whoami
 
 
 class ClusterLock:
@@ -60,8 +63,7 @@ class ClusterLock:
     def acquire(self) -> None:
         if self._fd is not None:
             raise LockError(f"lock {self.path} is already held by this process")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = open_private(self.path, os.O_RDWR)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -64,10 +64,10 @@ def held(s: Session, command: str):
         yield hold
 
 
-def standins_stage(profile_name: str, adopt: bool = False) -> Stage:
+def standins_stage(profile_name: str, adopt: bool = False, traffic: bool = False) -> Stage:
     def actions(s: Session):
         profile = load_profile(profile_name)
-        namespaces, workloads = standins.objects(profile)
+        namespaces, workloads = standins.objects(profile, traffic)
         n = sum(1 for w in workloads if readiness.is_workload(w))
         return [Apply(namespaces + workloads, why=f"the {profile_name} profile's namespaces and stand-ins"),
                 Note(f"wait until all {n} stand-in workloads are Ready (timeout {standins.READY_TIMEOUT_S}s)")]
@@ -76,7 +76,7 @@ def standins_stage(profile_name: str, adopt: bool = False) -> Stage:
         profile = load_profile(profile_name)
         with held(s, f"deploy the {profile_name} stand-ins"):
             changed, note = standins.deploy(s.kube, profile, adopt=adopt, sleep=s.sleep, clock=s.clock,
-                                            progress=s.progress)
+                                            progress=s.progress, traffic=traffic)
         s.ctx.standins = note
         return changed, note
 
@@ -107,10 +107,10 @@ def canary_stage(cni_label: Callable[[Session], str], connect=None, profile_name
     return Stage("canary", f"Prove {what} enforcement (canary)", actions=actions, run=run, verify=True)
 
 
-def plan(kube: Kube, profile_name: str) -> list[str]:
+def plan(kube: Kube, profile_name: str, traffic: bool = False) -> list[str]:
     """What prepare will change: the stand-in objects it creates and those it
     applies again (server-side apply leaves an unchanged one as it is)."""
-    namespaces, workloads = standins.objects(load_profile(profile_name))
+    namespaces, workloads = standins.objects(load_profile(profile_name), traffic)
     create, update = [], []
     for obj in namespaces + workloads:
         md = obj["metadata"]
@@ -127,7 +127,7 @@ def plan(kube: Kube, profile_name: str) -> list[str]:
 
 def prepare(context: str, *, profile: str, console: Console, kube_factory: Callable[[str], Kube],
             adopt: bool = False, dry_run: bool = False, yes: bool = False, confirm: guard.Confirm | None = None,
-            sleep=None, clock=None, connect=None, runner=None) -> dict:
+            sleep=None, clock=None, connect=None, runner=None, traffic: bool = False) -> dict:
     if not context:
         raise DashiError("prepare needs --context: name the kubeconfig context of the cluster to prepare")
     if profile not in PROFILES:
@@ -150,7 +150,7 @@ def prepare(context: str, *, profile: str, console: Console, kube_factory: Calla
         Stage("connect", f"Connect to context '{context}'",
              actions=lambda s: [Note("read the API server address, detect the CNI, check nodes Ready")],
              run=connect_stage, verify=True),
-        standins_stage(profile, adopt=adopt),
+        standins_stage(profile, adopt=adopt, traffic=traffic),
         canary_stage(lambda s: cni_label(s.ctx.cni), connect=connect, profile_name=profile),
     ]
     if dry_run:
@@ -158,17 +158,17 @@ def prepare(context: str, *, profile: str, console: Console, kube_factory: Calla
         print_plan(stages, s)
         return {"dry_run": True}
     kube = s.kube
-    server = kube.server()
+    server, proxy = kube.server(), kube.proxy()
     action = f"prepare: deploy profile {profile}'s stand-ins and run the canary"
     say = lambda text: console.print(text, markup=False, highlight=False, soft_wrap=True)  # noqa: E731
-    say(guard.banner(context, server, action))
+    say(guard.banner(context, server, action, proxy))
     cluster = ClusterState.open(kube)
     if cluster.note:
         say(cluster.note)
-    for line in plan(kube, profile):
+    for line in plan(kube, profile, traffic):
         say(line)
-    guard.check(context, server, context, yes=yes, confirm=confirm, action=action)
-    with Hold(kube, cluster.dir, f"prepare ({profile})") as hold:
+    guard.check(context, server, context, yes=yes, confirm=confirm, action=action, proxy=proxy)
+    with Hold(kube, cluster.dir, f"prepare ({profile})", say=say) as hold:
         s.ctx.hold = hold
         console.print(f"[bold]prepare[/bold] — context {context}, profile {profile} (no k3d, no CNI install)")
         run_stages(stages, s, after_failure="Objects applied so far are left in place for inspection.")

@@ -50,9 +50,15 @@ def labelled(obj: dict) -> dict:
     return out
 
 
-def objects(profile) -> tuple[list[dict], list[dict]]:
-    return ([labelled(o) for o in profile.namespace_objects],
-            [labelled(o) for o in profile.workload_objects])
+def objects(profile, traffic: bool = False) -> tuple[list[dict], list[dict]]:
+    """The namespaces and stand-ins, marked as ours; with ``traffic``, the
+    stand-ins that carry traffic (cluster.live.setup.traffic)."""
+    workloads = profile.workload_objects
+    if traffic:
+        from cluster.live.setup.traffic import with_traffic
+
+        workloads = with_traffic(profile, workloads)
+    return ([labelled(o) for o in profile.namespace_objects], [labelled(o) for o in workloads])
 
 
 def check_ownership(kube: Kube, namespaces: list[dict], adopt: bool = False) -> None:
@@ -152,9 +158,10 @@ def wait_ready(kube: Kube, workloads: list[dict], *, timeout_s: float = READY_TI
 
 
 def deploy(kube: Kube, profile, *, adopt: bool = False, sleep, clock,
-           progress: Callable[[str], None] = lambda d: None, timeout_s: float = READY_TIMEOUT_S) -> tuple[bool, str]:
+           progress: Callable[[str], None] = lambda d: None, timeout_s: float = READY_TIMEOUT_S,
+           traffic: bool = False) -> tuple[bool, str]:
     """Apply namespaces then workloads, wait Ready. Returns (changed, note)."""
-    namespaces, workloads = objects(profile)
+    namespaces, workloads = objects(profile, traffic)
     check_ownership(kube, namespaces, adopt)
     progress(f"applying {len(namespaces) + len(workloads)} objects")
     c1, u1 = apply_all(kube, namespaces)
@@ -164,4 +171,5 @@ def deploy(kube: Kube, profile, *, adopt: bool = False, sleep, clock,
     n = wait_ready(kube, workloads, timeout_s=timeout_s, sleep=sleep, clock=clock, progress=progress)
     changed = c1 + c2
     what = f"{changed} changed, {u1 + u2} unchanged" if changed else f"all {u1 + u2} objects unchanged"
-    return bool(changed), f"profile {profile.name}: {what}; {n} workloads ready"
+    return bool(changed), f"profile {profile.name}: {what}; {n} workloads ready" + (
+        "; the stand-ins carry traffic" if traffic else "")

@@ -65,9 +65,13 @@ def _parse_peer(data, path, obj, what) -> Peer:
 
 
 def _parse_port(data, path, obj, what) -> PortRule:
+    if data is None:
+        data = {}  # a null entry decodes as an empty NetworkPolicyPort: every port of TCP
     if not isinstance(data, Mapping):
         raise ManifestError(f"{what} must be a mapping", path=path, obj=obj)
-    protocol = data.get("protocol") or "TCP"
+    protocol = data.get("protocol")
+    if protocol is None:  # the API's default (a nil pointer); "" is not one and is refused
+        protocol = "TCP"
     if protocol not in PROTOCOLS:
         raise ManifestError(f"{what}: invalid protocol {protocol!r} (TCP, UDP, SCTP)", path=path, obj=obj)
     port = data.get("port")
@@ -148,6 +152,9 @@ def compile_policy(policy: Mapping, source: str = "") -> Policy | ClusterPolicy:
     for t in types:
         if t not in ("Ingress", "Egress"):
             raise ManifestError(f"invalid policyType {t!r} (Ingress, Egress)", path=path, obj=obj)
+    if len(types) > 2:  # ValidateNetworkPolicySpec, before it looks at the values
+        raise ManifestError(f"spec.policyTypes: {len(types)} entries; it may not specify more than two",
+                            path=path, obj=obj)
     ingress = _parse_rules(spec.get("ingress") or [], "from", path, obj, "ingress") if "Ingress" in types else None
     egress = _parse_rules(spec.get("egress") or [], "to", path, obj, "egress") if "Egress" in types else None
     return Policy(

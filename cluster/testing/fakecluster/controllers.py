@@ -84,7 +84,7 @@ class Controllers(Store):
             if now - since >= self.namespace_grace_s:
                 del self._terminating[name]
                 self._objects.pop(("v1", "Namespace", None, name), None)
-                self._last_applied.pop(("v1", "Namespace", None, name), None)
+                self._forget(("v1", "Namespace", None, name))
         super()._reap()
 
     # -- workloads ----------------------------------------------------------

@@ -11,8 +11,9 @@ CiliumNode too.
 The constructor's knobs are described where they act: ``enforce``,
 ``reject``, ``lag_probes``, ``lag_seconds`` and ``api_port`` in network.py;
 ``shell``, ``exec_latency``, ``time_scale`` and ``sleep`` in podexec.py;
-``cni``, ``kcnp_crd`` and ``kcnp_enforced`` in cilium.py; ``namespace_grace_s`` and ``service_account_delay_s``
-in controllers.py. ``clock`` is shared by all of them (a ``FakeClock``, from
+``cni``, ``kcnp_crd`` and ``kcnp_enforced`` in cilium.py; ``namespace_grace_s`` and
+``service_account_delay_s`` in controllers.py; ``proxy`` is the kubeconfig's proxy-url the
+seam reports (store.py). ``clock`` is shared by all of them (a ``FakeClock``, from
 clock.py, makes their delays run in no time); ``seed=False`` starts empty.
 """
 
@@ -27,6 +28,7 @@ from cluster.testing.fakecluster.controllers import Controllers
 from cluster.testing.fakecluster.faults import Faults
 from cluster.testing.fakecluster.network import API_ADDRESS, API_PORT
 from cluster.testing.fakecluster.podexec import PodExec
+from cluster.testing.fakecluster.store import fields
 
 
 class FakeKube(PodExec, Controllers, Admission, Faults):
@@ -37,9 +39,10 @@ class FakeKube(PodExec, Controllers, Admission, Faults):
                  clock: Callable[[], float] = time.monotonic, exec_latency: float = 0.0,
                  time_scale: float = 0.0, sleep: Callable[[float], None] = time.sleep,
                  seed: bool = True, shell: bool = True, api_port: int = API_PORT, namespace_grace_s: float = 0.0,
-                 cni: str | None = None, service_account_delay_s: float | None = 0.0,
+                 cni: str | None = None, service_account_delay_s: float | None = 0.0, proxy: str | None = None,
                  kcnp_crd: bool = False, kcnp_enforced: bool = True):
         self._init_store(context, server, clock)
+        self._proxy = proxy  # the kubeconfig's proxy-url
         self._init_faults()
         self._init_cilium(cni, kcnp_enforced)
         self._init_controllers(namespace_grace_s, service_account_delay_s)
@@ -94,18 +97,30 @@ class FakeKube(PodExec, Controllers, Admission, Faults):
                      "spec": {"clusterIP": "10.43.0.1",
                               "ports": [{"name": "https", "port": 443, "protocol": "TCP",
                                          "targetPort": self.api_port}]}}, "default")
-        self._apply({"apiVersion": "v1", "kind": "Endpoints",
-                     "metadata": {"name": "kubernetes", "namespace": "default"},
-                     "subsets": [{"addresses": [{"ip": API_ADDRESS}],
-                                  "ports": [{"name": "https", "port": self.api_port, "protocol": "TCP"}]}]},
-                    "default")
-        self._apply({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-                     "metadata": {"name": "kubernetes", "namespace": "default",
-                                  "labels": {"kubernetes.io/service-name": "kubernetes"}},
-                     "addressType": "IPv4",
-                     "endpoints": [{"addresses": [API_ADDRESS], "conditions": {"ready": True}}],
-                     "ports": [{"name": "https", "port": self.api_port, "protocol": "TCP"}]}, "default")
+        # The API server's own endpoint reconciler writes these two, as
+        # kube-apiserver v1.33 does on the test cluster: field manager
+        # kube-apiserver, no managed-by label on the slice, and skip-mirror
+        # on the Endpoints (k8s.io/kubernetes pkg/controlplane/reconcilers/
+        # endpointsadapter.go).
+        self._seed_by("kube-apiserver", {
+            "apiVersion": "v1", "kind": "Endpoints",
+            "metadata": {"name": "kubernetes", "namespace": "default",
+                         "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+            "subsets": [{"addresses": [{"ip": API_ADDRESS}],
+                         "ports": [{"name": "https", "port": self.api_port, "protocol": "TCP"}]}]})
+        self._seed_by("kube-apiserver", {
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": "kubernetes", "namespace": "default",
+                         "labels": {"kubernetes.io/service-name": "kubernetes"}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": [API_ADDRESS], "conditions": {"ready": True}}],
+            "ports": [{"name": "https", "port": self.api_port, "protocol": "TCP"}]})
         if self.cni == "cilium":
             self._apply({"apiVersion": CILIUM_API, "kind": "CiliumNode", "metadata": {"name": node},
                          "spec": {"addresses": [{"type": "InternalIP", "ip": "172.18.0.2"}]}}, None)
         self.calls.clear()
+
+    def _seed_by(self, manager: str, obj: dict) -> None:
+        """Seed an object as the control plane writes it (an Update by ``manager``)."""
+        me = (manager, "Update")
+        self._apply(obj, obj["metadata"]["namespace"], managers={me: set(fields(obj))}, changed=me)

@@ -19,8 +19,8 @@ import re
 from typing import Callable
 
 from cluster.errors import KubeError
-from cluster.live.observe.probe import BATCH_SCRIPT, SHELL
-from cluster.seams.kube import ExecResult
+from cluster.live.observe.probe import BATCH_NAME, BATCH_SCRIPT, SESSION_SCRIPT, SHELL
+from cluster.seams.kube import ExecResult, LocalForward
 from cluster.testing.fakecluster.network import Network
 from cluster.testing.fakecluster.store import Call
 
@@ -37,17 +37,37 @@ class PodExec(Network):
         self.time_scale = time_scale
         self.sleep = sleep
         self._exec_handlers: list[tuple[Callable[[str, str, list[str]], bool], Callable]] = []
+        # port_forward: (namespace, pod, port) -> the local address that
+        # stands in for the pod's port (a FakeHubble for hubble-relay).
+        self.forward_targets: dict[tuple[str, str, int], str] = {}
+
+    def port_forward(self, namespace: str, pod: str, port: int) -> LocalForward:
+        """A real local listener carrying each connection to the address a
+        test registered for the pod's port (``forward_targets``)."""
+        import socket
+
+        self._record(Call("portforward", "v1", "Pod", namespace, pod, argv=(str(port),)))
+        with self._lock:
+            target = self._objects.get(("v1", "Pod", namespace, pod))
+        if target is None:
+            raise KubeError(f'pods "{pod}" not found in namespace {namespace}')
+        address = self.forward_targets.get((namespace, pod, port))
+
+        def open_remote():
+            if address is None:
+                raise ConnectionRefusedError(f"nothing listens on port {port} of {namespace}/{pod}")
+            host, _, p = address.rpartition(":")
+            sock = socket.create_connection((host, int(p)), timeout=5)
+            sock.settimeout(None)  # a flow stream may be quiet for long
+            return sock
+
+        return LocalForward(open_remote, f"port-forward to {namespace}/{pod}:{port}")
 
     def exec(self, namespace: str, pod: str, argv: list[str], container: str | None = None,
              timeout: float = 10.0) -> ExecResult:
         self._record(Call("exec", "v1", "Pod", namespace, pod, argv=tuple(argv)))
         with self._lock:
-            self._reap()
-            target = self._objects.get(("v1", "Pod", namespace, pod))
-            if target is None:
-                raise KubeError(f'pods "{pod}" not found in namespace {namespace}')
-            if (target.get("status") or {}).get("phase") != "Running":
-                raise KubeError(f"cannot exec into pod {namespace}/{pod}: it is not running")
+            self._running_pod(namespace, pod)
             for match, handler in self._exec_handlers:
                 if match(namespace, pod, list(argv)):
                     return handler(namespace, pod, list(argv))
@@ -65,6 +85,25 @@ class PodExec(Network):
             return result
         return ExecResult(127, "", f'exec: "{argv[0] if argv else ""}": executable file not found in $PATH')
 
+    def open_exec(self, namespace: str, pod: str, argv: list[str], container: str | None = None) -> "FakeSession":
+        """An exec with stdin open: the probe session script
+        (``SESSION_SCRIPT``) answers each request line with the batch's lines
+        and "@@ end ID", as the real shell does; in a pod without a shell the
+        process ends at once, as an exec of a missing binary does."""
+        self._record(Call("open_exec", "v1", "Pod", namespace, pod, argv=tuple(argv)))
+        with self._lock:
+            self._running_pod(namespace, pod)
+        return FakeSession(self, namespace, pod, list(argv))
+
+    def _running_pod(self, namespace: str, pod: str) -> None:
+        """The API's refusals of an exec: no such pod, or a pod not running."""
+        self._reap()
+        target = self._objects.get(("v1", "Pod", namespace, pod))
+        if target is None:
+            raise KubeError(f'pods "{pod}" not found in namespace {namespace}')
+        if (target.get("status") or {}).get("phase") != "Running":
+            raise KubeError(f"cannot exec into pod {namespace}/{pod}: it is not running")
+
     def on_exec(self, match: Callable[[str, str, list[str]], bool],
                 handler: Callable[[str, str, list[str]], ExecResult]) -> None:
         """Answer matching execs (namespace, pod, argv) with ``handler``."""
@@ -75,12 +114,16 @@ class PodExec(Network):
         each printing "@@ INDEX EXITCODE OUTPUT"; the exec takes as long as the
         slowest probe. DNS probes answer as busybox nslookup does (see
         ``_nslookup``)."""
-        if len(args) < 5:
+        if len(args) < 6:
             return ExecResult(2, "", "sh: usage"), 0.0
-        _name, agnhost, timeout, seconds, tcp_tool = args[:5]
-        triples = args[5:]
-        # The stand-ins' busybox nc passes the script's self-check.
-        lines, waited = [f"@@ tool {'nc' if tcp_tool == 'auto' else 'agnhost'}"], 0.0
+        _name, agnhost, timeout, seconds, tcp_tool, deadline = args[:6]
+        triples = args[6:]
+        # The stand-ins' busybox nc passes the script's self-check. With nc
+        # and a deadline, a probe still waiting at the deadline prints no
+        # line; the watchdog prints "@@ deadline".
+        nc = tcp_tool == "auto"
+        watchdog = nc and deadline != "0"
+        lines, waited = [f"@@ tool {'nc' if nc else 'agnhost'}"], 0.0
         for j in range(0, len(triples) - len(triples) % 3, 3):
             i, kind, target = triples[j:j + 3]
             if kind == "dns":
@@ -89,8 +132,13 @@ class PodExec(Network):
                 res, w = self._agnhost_connect(namespace, pod_name, [target, f"--timeout={timeout}",
                                                                      f"--protocol={kind}"])
                 rc, text = res.returncode, " ".join((res.stdout + res.stderr).split())
+            if watchdog and w:
+                waited = max(waited, float(deadline))
+                continue
             waited = max(waited, w)
             lines.append(f"@@ {i} {rc} {text[:300]}")
+        if watchdog and waited:
+            lines.append("@@ deadline")
         return ExecResult(0, "\n".join(lines) + ("\n" if lines else ""), ""), waited
 
     def _nslookup(self, namespace: str, pod_name: str, host: str, seconds: float) -> tuple[int, str, float]:
@@ -158,3 +206,44 @@ class PodExec(Network):
             # probe times out exactly like a dropped one.
             return ExecResult(1, "", f"TIMEOUT: read udp {src_ip}:40000->{host}:{port}: i/o timeout\n"), timeout_s
         return ExecResult(0, "", ""), 0.0
+
+
+class FakeSession:
+    """The fake cluster's ``ExecSession``: the probe session script's
+    answers, one request line at a time, each costing what the exec of the
+    same batch would (``exec_latency`` aside: the exec is already open)."""
+
+    def __init__(self, kube: PodExec, namespace: str, pod: str, argv: list[str]):
+        self.kube, self.namespace, self.pod, self.argv = kube, namespace, pod, argv
+        self.running = argv[:3] == [SHELL, "-c", SESSION_SCRIPT] and kube.shell
+        self.stdin = ""
+        self.stdout = ""
+
+    def send(self, text: str) -> None:
+        if not self.running:
+            raise KubeError(f"exec in {self.namespace}/{self.pod}: the process ended")
+        self.stdin += text
+        *lines, self.stdin = self.stdin.split("\n")
+        for line in lines:
+            rid, *args = line.split()
+            # Each request runs the batch in the pod: recorded (and open to
+            # injected faults) as the exec of that batch would be.
+            self.kube._record(Call("exec", "v1", "Pod", self.namespace, self.pod,
+                                   argv=(SHELL, "-c", BATCH_SCRIPT, BATCH_NAME, *args)))
+            result, waited = self.kube._probe_batch(self.namespace, self.pod, [self.argv[3], *args])
+            if waited * self.kube.time_scale > 0:
+                self.kube.sleep(waited * self.kube.time_scale)
+            self.stdout += result.stdout + f"@@ end {rid}\n"
+
+    def read_until(self, marker: str, timeout: float) -> str:
+        if not self.running:
+            raise KubeError(f'exec in {self.namespace}/{self.pod}: the process ended: exec: "{self.argv[0]}": '
+                            "executable file not found in $PATH")
+        at = self.stdout.find(marker + "\n")
+        if at < 0:
+            raise KubeError(f"exec in {self.namespace}/{self.pod}: no answer within {timeout:g}s")
+        out, self.stdout = self.stdout[:at + len(marker) + 1], self.stdout[at + len(marker) + 1:]
+        return out
+
+    def close(self) -> None:
+        self.running = False

@@ -357,7 +357,14 @@ wait_for 60 "node $NODE_NAME to register with a pod CIDR" \
 # ---------------------------------------------------------------- cilium --
 # Pod networking and NetworkPolicy enforcement. Native routing on one node,
 # IPAM from the node's podCIDR, kube-proxy stays (no replacement), no L7
-# proxy/envoy, no hubble, no health probes to other nodes.
+# proxy/envoy, no health probes to other nodes. Hubble is on: the agent
+# serves the Observer API (the same one hubble-relay serves a cluster) on
+# loopback, without TLS, for `inv observe --hubble`; its ring buffer holds
+# the largest number of flows it takes (65535, "one less than a power of
+# two", pkg/hubble/cell/config.go), so a reader that falls behind for a
+# few seconds at 5,000 flows/s still loses none. Monitor aggregation
+# "medium" (the Helm chart's default; the agent's own, "none", makes an
+# event of every packet) reports connections and every drop.
 start_cilium() {
 log "starting cilium-agent"
 mountpoint -q "$BPFFS" || mount -t bpf bpf "$BPFFS"
@@ -387,7 +394,9 @@ start cilium-agent env PATH="$STATE/cilium-bin:$PATH" K8S_NODE_NAME="$NODE_NAME"
   --enable-ipv4-masquerade=false \
   --devices "$NODE_IFACE" --direct-routing-device "$NODE_IFACE" \
   --kube-proxy-replacement=false --enable-l7-proxy=false --enable-envoy-config=false \
-  --enable-hubble=false --enable-health-checking=false --enable-endpoint-health-checking=false \
+  --enable-hubble=true --hubble-listen-address "$HUBBLE_ADDRESS" --hubble-disable-tls=true \
+  --hubble-event-buffer-capacity 65535 --monitor-aggregation medium \
+  --enable-health-checking=false --enable-endpoint-health-checking=false \
   --cni-exclusive=false --enable-policy default --enable-k8s-networkpolicy=true \
   --policy-cidr-match-mode=nodes \
   --enable-k8s-cluster-network-policy=true \

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from cluster.errors import DashiError
+from cluster.errors import DashiError, KubeUnreachable
 from cluster.live.observe.discovery import Target, discover
 from cluster.seams.kube import ExecResult
 from cluster.live.observe.probe import (
@@ -23,8 +23,10 @@ from cluster.live.observe.probe import (
     go_duration,
     parse_batch,
 )
+from cluster.live.observe.settings import ProbeSettings
 from cluster.live.record.policies import mark_ours
 from cluster.policy.engine.model import Edge
+from cluster.policy.engine.predictions import predict
 from cluster.testing.fakecluster.clock import FakeClock
 from cluster.testing.fakecluster.kube import FakeKube
 from cluster.testing.fakecluster.network import API_ADDRESS
@@ -126,6 +128,33 @@ def test_discover_uses_legacy_endpoints_and_notes_a_different_api_port(dashi):
                              "ports": [{"name": "https", "port": 443, "protocol": "TCP"}]}]})
     t = discover(kube, profile).targets[Edge("dashi-data/prefect-worker", "external/kube-api", 6443)]
     assert (t.host, t.port, t.note) == ("192.0.2.30", 443, "live port 443 (profile says 6443)")
+
+
+def test_the_api_address_comes_from_the_kubernetes_services_own_endpointslice(dashi):
+    """Anyone who may write EndpointSlices in default can label one
+    kubernetes.io/service-name=kubernetes; the API server's own (named after
+    the Service, written by kube-apiserver, as on the test cluster) or one a
+    control-plane controller manages is what counts."""
+    kube, profile = dashi
+    edge = Edge("dashi-data/prefect-worker", "external/kube-api", 6443)
+
+    def look_alike(name, address, labels=None, manager="kubectl-create"):
+        kube.as_manager(manager).create({
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": name, "namespace": "default",
+                         "labels": {"kubernetes.io/service-name": "kubernetes", **(labels or {})}},
+            "addressType": "IPv4", "endpoints": [{"addresses": [address], "conditions": {"ready": True}}],
+            "ports": [{"name": "https", "port": 8443, "protocol": "TCP"}]})
+
+    look_alike("aaa-kubernetes", "192.0.2.66")  # listed first, by name
+    look_alike("bbb-kubernetes", "192.0.2.67", {"endpointslice.kubernetes.io/managed-by": "someone"})
+    assert discover(kube, profile).targets[edge].host == API_ADDRESS
+    kube.delete("discovery.k8s.io/v1", "EndpointSlice", "kubernetes", "default")
+    # Without the API server's own slice: the legacy Endpoints object of the Service, never a look-alike.
+    assert discover(kube, profile).targets[edge].host == API_ADDRESS
+    look_alike("ccc-kubernetes", "192.0.2.68", {"endpointslice.kubernetes.io/managed-by":
+                                                "endpointslicemirroring-controller.k8s.io"})
+    assert discover(kube, profile).targets[edge].host == "192.0.2.68"  # the mirroring controller's
 
 
 def test_discover_refuses_a_half_deployed_profile(dashi):
@@ -233,6 +262,9 @@ def test_an_edge_that_agreed_before_the_cni_caught_up_is_probed_again(dashi):
     assert run.observations[stale].allowed is False  # what the CNI does once caught up
     assert not agrees(run.observations[stale], expected[stale])
     assert all(agrees(run.observations[e], expected[e]) for e in tcp[1:])
+    # Once seen to disagree it is re-polled like any other, to the poll
+    # timeout, and the matrix never counts as matched.
+    assert run.matched_seconds is None and run.observations[stale].seconds >= 10.0
 
 
 def test_re_polling_is_bounded(dashi):
@@ -257,6 +289,69 @@ def test_exec_failures_are_results_and_are_re_polled(dashi):
     run = MatrixProber(kube, clock=clock, sleep=clock.sleep).run({edge: live.targets[edge]}, {edge: True})
     obs = run.observations[edge]
     assert (obs.result.kind, obs.attempts) == ("connected", 2)
+
+
+def test_a_round_in_which_no_exec_reaches_its_pod_is_an_interruption(dashi):
+    """Every exec stream failing to open (the API server answers, its exec
+    streams hang) says nothing about the policies: the run stops at once
+    instead of re-polling and reporting every edge as failed."""
+    kube, profile = dashi
+    clock = FakeClock()
+    live = discover(kube, profile)
+    kube.fail("exec", times=None, exc=lambda call: KubeUnreachable(
+        f"exec in {call.namespace}/{call.name}: cannot reach the API server of k3d-dashi (https://0.0.0.0:6550): "
+        "the exec stream did not open within 10s"))
+    with pytest.raises(KubeUnreachable, match=r"^cannot probe: not one of 14 exec\(s\) reached its pod \(exec in "
+                                              r".*: the exec stream did not open within 10s\)$"):
+        MatrixProber(kube, clock=clock, sleep=clock.sleep).run(live.targets, {e: True for e in live.targets})
+    assert clock.slept == []  # not re-polled
+
+
+CTRL_C = """
+import sys, threading, time
+from cluster.live.observe.discovery import discover
+from cluster.live.observe.probe import MatrixProber
+from cluster.policy.profile import load_profile
+from cluster.testing.fakecluster.kube import FakeKube
+
+kube = FakeKube()
+profile = load_profile("dashi")
+for obj in profile.namespace_objects + profile.workload_objects:
+    kube.apply(obj)
+targets = discover(kube, profile).targets
+kube.exec = lambda *a, **kw: threading.Event().wait()  # an exec that never ends
+print("probing", flush=True)
+try:
+    MatrixProber(kube, workers=4).run(targets)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+    sys.exit(130)
+"""
+
+
+def test_ctrl_c_during_a_matrix_ends_the_process_within_seconds(tmp_path):
+    """The probes in flight are not waited for: Python joins a
+    ThreadPoolExecutor's threads at exit, and an exec that hangs would hold
+    the process (and the cluster's lease) for as long as it hangs."""
+    import signal
+    import subprocess
+    import sys
+
+    from support import ROOT
+
+    proc = subprocess.Popen([sys.executable, "-c", CTRL_C], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    assert proc.stdout.readline() == "probing\n"
+    time.sleep(0.5)  # the pool's threads are in their execs
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    try:
+        out, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    took = time.monotonic() - t0
+    assert (proc.returncode, out, err) == (130, "interrupted\n", "")
+    assert took < 3, took
 
 
 def test_unprobeable_edges_are_reported_not_probed(dashi):
@@ -377,3 +472,73 @@ def test_classify_dns_reads_busybox_nslookup():
     assert classify_dns(1, answered).kind == "connected"
     assert classify_dns(143, "").kind == "timeout"
     assert classify_dns(143, "nslookup: read: Connection refused").kind == "refused"
+
+
+def test_a_probe_ended_by_the_batch_deadline_is_a_timeout():
+    targets = [Target("ns", "p", "10.42.0.9", 80), Target("ns", "p", "10.42.0.10", 80)]
+    res = ExecResult(0, "@@ tool nc\n@@ 1 0 \n@@ deadline\n", "")
+    assert [r.kind for r in parse_batch(targets, res)] == ["timeout", "connected"]
+    # Without the deadline's line a missing result is an error, as before.
+    assert parse_batch(targets, ExecResult(0, "@@ tool nc\n@@ 1 0 \n", ""))[0].kind == "other"
+
+
+@pytest.mark.parametrize("whole_pass_max", [1000, 10])
+def test_a_small_matrix_is_re_polled_whole_and_a_large_one_by_its_disagreements(dashi, whole_pass_max):
+    """One step's change seen late by the CNI: the first pass disagrees on the
+    edges it changes. A small matrix is re-polled whole, and the re-poll that
+    agrees is the whole pass that proves it (two rounds of one exec per
+    source); past ``whole_pass_max`` only the disagreeing edges' sources are
+    re-polled, then the whole matrix once more. Either way every edge is probed
+    after the CNI caught up, and no round waits between (poll interval 0)."""
+    kube, profile = dashi
+    clock = FakeClock()
+    apply_steps(kube, profile, 1)
+    kube.lag_probes = 100  # allow-dns: the first 100 probes after it still see default-deny
+    apply_steps(kube, profile, 2)
+    live = discover(kube, profile)
+    expected = {e: v.allowed for e, v in predict(profile, profile.policies_through(2), live.endpoints).items()}
+    prober = MatrixProber(kube, clock=clock, sleep=clock.sleep, poll_interval=0.0, whole_pass_max=whole_pass_max)
+    run = prober.run(live.targets, expected)
+    assert any(o.attempts > 1 for o in run.observations.values())
+    assert all(agrees(o, expected[o.edge]) for o in run.observations.values())
+    re_polled = {(o.target.namespace, o.target.pod) for o in run.observations.values() if o.attempts == 3}
+    if whole_pass_max >= len(run.observations):
+        assert run.execs == 14 * 2 and not re_polled
+    else:
+        assert run.execs == 14 * 2 + len(re_polled) and 0 < len(re_polled) < 14
+    assert clock.slept == []  # each round follows the last at once
+
+
+def test_probe_shells_stay_open_across_rounds_and_runs(dashi):
+    """Settings' prober keeps one shell per source pod open: the second
+    round and the second verification send requests to them instead of
+    starting execs; every batch still runs (and is recorded) in the pod."""
+    kube, profile = dashi
+    clock = FakeClock()
+    settings = ProbeSettings(clock=clock, sleep=clock.sleep)
+    live = discover(kube, profile)
+    prober = settings.prober(kube)
+    first = prober.run(live.targets, {e: True for e in live.targets})
+    apply_steps(kube, profile, 1)
+    expected = {e: v.allowed for e, v in predict(profile, profile.policies_through(1), live.endpoints).items()}
+    assert settings.prober(kube) is prober
+    second = prober.run(live.targets, expected)
+    assert all(agrees(o, expected[o.edge]) for o in second.observations.values())
+    assert len(kube.calls_of("open_exec")) == 14  # one shell per source pod, opened once
+    assert len(kube.calls_of("exec")) == first.execs + second.execs  # each batch ran in its pod
+    assert second.mode.startswith("one shell per source pod, kept open")
+
+
+def test_a_probe_shell_that_fails_is_replaced_by_an_exec_for_that_batch(dashi):
+    kube, profile = dashi
+    clock = FakeClock()
+    prober = ProbeSettings(clock=clock, sleep=clock.sleep).prober(kube)
+    live = discover(kube, profile)
+    prober.run(live.targets, {e: True for e in live.targets})
+    kube.fail("exec", times=1)  # one request through a shell fails: the stream dropped
+    run = prober.run(live.targets, {e: True for e in live.targets})
+    assert {o.result.kind for o in run.observations.values() if o.target} >= {"connected"}
+    assert all(o.attempts == 1 for o in run.observations.values() if o.result.kind != "unprobed")
+    assert len(kube.calls_of("open_exec")) == 14
+    prober.run(live.targets, {e: True for e in live.targets})
+    assert len(kube.calls_of("open_exec")) == 15  # the failed shell was closed, and opened again next time

@@ -131,3 +131,77 @@ def test_an_output_that_is_not_one_word_is_folded_to_one_line(loopback):
     lines = sorted(line for line in res.stdout.splitlines() if line.startswith(("@@ 0 ", "@@ 1 ")))
     assert lines == ["@@ 0 1 OTHER: no route to host", "@@ 1 1 REFUSED"]
     assert [(r.kind, r.detail) for r in parse_batch(targets, res)][0] == ("other", "OTHER: no route to host")
+
+
+@pytest.fixture
+def silent_port():
+    """A TCP port on loopback that never answers a SYN: a listener whose
+    backlog is full and never accepted, so the kernel drops new SYNs."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    port = server.getsockname()[1]
+    fillers = []
+    for _ in range(4):
+        c = socket.socket()
+        c.setblocking(False)
+        c.connect_ex(("127.0.0.1", port))
+        fillers.append(c)
+    time.sleep(0.1)
+    probe = socket.socket()
+    probe.settimeout(0.3)
+    try:
+        assert probe.connect_ex(("127.0.0.1", port)) != 0, "the backlog did not fill: not silent"
+    finally:
+        probe.close()
+    yield port
+    for c in fillers:
+        c.close()
+    server.close()
+
+
+# The deadline is nc's: agnhost takes --timeout in milliseconds itself.
+@pytest.mark.parametrize("loopback", ["nc"], indirect=True)
+def test_a_sub_second_timeout_ends_the_batch_at_its_deadline(loopback, silent_port):
+    """nc and timeout count whole seconds; a 0.3 s probe timeout ends the
+    batch by its watchdog: the silent port reads as a timeout, the rest as
+    they are, and the batch takes well under nc's own second."""
+    targets = [Target("ns", "pod", "127.0.0.1", silent_port), Target("ns", "pod", "127.0.0.1", loopback["open"]),
+               Target("ns", "pod", "127.0.0.1", loopback["closed"]), Target("ns", "pod", "127.0.0.9", 53, "UDP")]
+    res, seconds = run(batch_argv(targets, 0.3, agnhost=loopback["agnhost"]), loopback["path"])
+    assert "@@ deadline" in res.stdout, res.stdout
+    assert [r.kind for r in parse_batch(targets, res)] == ["timeout", "connected", "refused", "connected"]
+    assert seconds < 0.9, seconds
+
+
+@pytest.mark.parametrize("loopback", ["nc"], indirect=True)
+def test_a_batch_whose_probes_all_answer_does_not_wait_for_its_deadline(loopback):
+    targets = [Target("ns", "pod", "127.0.0.1", loopback["open"]) for _ in range(8)]
+    res, seconds = run(batch_argv(targets, 0.9, agnhost=loopback["agnhost"]), loopback["path"])
+    assert "@@ deadline" not in res.stdout
+    assert {r.kind for r in parse_batch(targets, res)} == {"connected"}
+    assert seconds < 0.8, seconds
+
+
+@pytest.mark.parametrize("loopback", ["nc"], indirect=True)
+def test_the_session_script_answers_each_request_line_in_turn(loopback, silent_port):
+    """SESSION_SCRIPT, as the probe shell kept open in a pod runs it: each
+    line on stdin is one batch, answered with its lines and "@@ end ID"; the
+    probes cannot read the requests that follow; a closed stdin ends it."""
+    from cluster.live.observe.probe import SESSION_NAME, SESSION_SCRIPT, batch_args
+
+    first = [Target("ns", "pod", "127.0.0.1", loopback["open"]), Target("ns", "pod", "127.0.0.9", 53, "UDP")]
+    second = [Target("ns", "pod", "127.0.0.1", silent_port), Target("ns", "pod", "127.0.0.1", loopback["closed"])]
+    requests = "".join(" ".join([rid, *batch_args(t, 0.3, agnhost=loopback["agnhost"])]) + "\n"
+                       for rid, t in (("1", first), ("2", second)))
+    t0 = time.monotonic()
+    proc = subprocess.run([f"{loopback['path']}/sh", "-c", SESSION_SCRIPT, SESSION_NAME], input=requests,
+                          capture_output=True, text=True, timeout=20, env={"PATH": loopback["path"]})
+    seconds = time.monotonic() - t0
+    assert proc.returncode == 0, proc.stderr
+    one, _, rest = proc.stdout.partition("@@ end 1\n")
+    two, _, tail = rest.partition("@@ end 2\n")
+    assert tail == ""
+    assert [r.kind for r in parse_batch(first, ExecResult(0, one, ""))] == ["connected", "connected"]
+    assert [r.kind for r in parse_batch(second, ExecResult(0, two, ""))] == ["timeout", "refused"]
+    assert seconds < 1.5, seconds

@@ -105,3 +105,35 @@ def test_prepare_keeps_what_its_canary_measured(tmp_path):
         state = ClusterState.open(w.kube)
         assert state.deny_behaviour == expected
         assert state.cni["name"] == "calico" and "deny: blocked" in state.cni["evidence"]
+
+
+def _modes(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): oct(p.stat().st_mode & 0o777) for p in sorted(root.rglob("*"))}
+
+
+def test_the_record_is_private_to_its_user(tmp_path):
+    """It names clusters, contexts, who changed what, and every policy: 0700
+    directories, 0600 files, the history and the lock included, whatever
+    the umask; a record an earlier version left readable is tightened."""
+    import os
+
+    old = os.umask(0)  # the record must not rely on the caller's umask
+    try:
+        w = RolloutWorld(tmp_path)
+        w.rollout().up(until="allow-dns")
+        w.rollout().rollback(to="default-deny")
+        modes = _modes(w.root)
+        assert {p: m for p, m in modes.items() if (w.root / p).is_dir() and m != "0o700"} == {}
+        assert {m for p, m in modes.items() if (w.root / p).is_file()} == {"0o600"}
+        assert {"history.jsonl", "lock", "state.yaml", "cluster.yaml", "contexts.yaml", "index.yaml"} <= \
+            {Path(p).name for p in modes}
+        # As an earlier version left them: world-readable.
+        for p in (w.pdir / "history.jsonl", w.cluster().dir / "lock"):
+            p.chmod(0o644)
+        w.pdir.chmod(0o755)
+        w.rollout().up(until="allow-dns")
+        assert (oct((w.pdir / "history.jsonl").stat().st_mode & 0o777), oct((w.cluster().dir / "lock").stat().st_mode
+                                                                              & 0o777)) == ("0o600", "0o600")
+        assert oct(w.pdir.stat().st_mode & 0o777) == "0o700"
+    finally:
+        os.umask(old)

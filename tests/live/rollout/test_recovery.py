@@ -27,7 +27,7 @@ def test_a_snapshot_of_a_half_applied_step_is_never_taken_for_the_baseline(world
     off too: the rollback's own snapshot holds half of default-deny. Labelled
     with the step record ("no steps"), the next rollback to the baseline
     restored it and re-created the policies the user asked to remove."""
-    world.kube.fail("apply", "NetworkPolicy", after=1, exc=KeyboardInterrupt)  # 2nd of 3 default-deny objects
+    world.kube.fail("create", "NetworkPolicy", after=1, exc=KeyboardInterrupt)  # 2nd of 3 default-deny objects
     with pytest.raises(KeyboardInterrupt):
         world.rollout().up()
     assert len(world.ours()) == 1
@@ -96,7 +96,7 @@ def test_after_a_rollback_whose_verification_failed_nothing_counts_as_verified(w
     with pytest.raises(VerificationFailed, match="default-deny, allow-dns stay unverified and nothing was changed"):
         world.rollout().up(until="allow-dns")
     assert "Nothing to do" not in world.out
-    assert world.kube.calls_of("apply") == [] and world.kube.calls_of("delete") == []
+    assert world.kube.writes("NetworkPolicy") == []
     world.kube.enforce = True  # fixed
     world.rollout().up(until="allow-dns")
     assert "are in place but not verified since they were restored" in world.out
@@ -129,8 +129,34 @@ def test_the_api_server_stopping_mid_verification_is_an_interruption_not_a_failu
     world.rollout().up()
     assert "cut off while verifying step allow-dns; its policies are all in place. Resuming" in world.out
     assert world.ours() == world.through(3)
-    assert [c.name for c in world.kube.calls_of("apply", "NetworkPolicy")] == \
+    assert [c.name for c in world.kube.writes("NetworkPolicy")] == \
         [o["metadata"]["name"] for o in world.profile.steps[2].objects]  # allow-dns was not applied again
+
+
+def test_exec_streams_that_never_open_are_an_interruption_and_the_lease_is_released(world):
+    """The API server answers but its exec streams hang (each abandoned at
+    the seam's bound): the verification cannot say anything, the run ends in
+    one line, nothing is rolled back, and the lease is released so the next
+    run need not wait."""
+    from cluster.live.safety.lease import LEASE_API
+
+    world.rollout().up(until="default-deny")
+    world.kube.fail("exec", times=None, exc=lambda call: KubeUnreachable(
+        f"exec in {call.namespace}/{call.name}: cannot reach the API server of k3d-dashi (https://0.0.0.0:6550): "
+        "the exec stream did not open within 10s"))
+    with pytest.raises(KubeUnreachable) as err:
+        world.rollout().up()
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith("cannot probe: not one of ")
+    assert "the exec stream did not open within 10s" in msg and "while verifying step allow-dns" in msg
+    assert world.record()["in_progress"]["phase"] == "verifying"
+    assert not (world.pdir / "evidence").exists() and "restoring" not in world.out
+    lease = world.kube.get(LEASE_API, "Lease", "dashi-cluster", "kube-system")
+    assert "holderIdentity" not in lease["spec"]
+    world.kube._failures.clear()
+    world.rollout().up()
+    assert "cut off while verifying step allow-dns; its policies are all in place. Resuming" in world.out
+    assert world.ours() == world.through(3)
 
 
 def test_the_api_server_stopping_mid_apply_is_resolved_by_the_next_run(world):
@@ -140,7 +166,7 @@ def test_the_api_server_stopping_mid_apply_is_resolved_by_the_next_run(world):
         world.kube.stop_api()
         return KubeUnreachable("apply NetworkPolicy/allow-dns: cannot reach the API server: connection refused")
 
-    world.kube.fail("apply", "NetworkPolicy", after=1, exc=api_goes_away)
+    world.kube.fail("create", "NetworkPolicy", after=1, exc=api_goes_away)
     with pytest.raises(KubeUnreachable, match="while applying step allow-dns; nothing more was changed"):
         world.rollout().up()
     world.kube.start_api()

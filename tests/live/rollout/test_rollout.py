@@ -64,7 +64,7 @@ def test_nothing_to_do_changes_nothing(world):
     world.kube.calls.clear()
     world.rollout().up()
     assert "Nothing to do: after allow-from-ingress-controller (3/3) is verified on this cluster." in world.out
-    assert world.kube.calls_of("apply") == [] and len(world.snapshot_ids()) == 3
+    assert world.kube.writes("NetworkPolicy") == [] and len(world.snapshot_ids()) == 3
 
 
 def test_until_behind_the_current_step_points_at_rollback(world):
@@ -109,7 +109,8 @@ def test_a_cni_that_enforces_nothing_is_rolled_back_with_evidence(tmp_path):
     rec = w.record()
     assert rec["steps"] == [] and rec["in_progress"] is None
     assert w.history() == [("step-failed", "default-deny", False), ("restored", None, True)]
-    assert w.clock.slept == [1.0] * 10  # each disagreeing probe re-polled for 10 s, then called a mismatch
+    # each disagreeing probe re-polled for 10 s (rounds 0.2 s apart on the fake clock), then called a mismatch
+    assert w.clock.slept == [0.2] * 50
     out = w.out
     assert "every edge the policies block was observed open" in out
     assert "develop/frontend -> develop/backend 8080/TCP: mismatch" in out
@@ -117,10 +118,18 @@ def test_a_cni_that_enforces_nothing_is_rolled_back_with_evidence(tmp_path):
     assert "... and 80 more edge(s)" in out  # the terminal shows 25; the files hold all 105
     evidence = w.pdir / "evidence"
     assert sorted(p.name for p in evidence.iterdir()) == [
-        "0001-before-default-deny-default-deny-failed.json", "0001-before-default-deny-default-deny-failed.md"]
+        "0001-before-default-deny-default-deny-failed.html", "0001-before-default-deny-default-deny-failed.json",
+        "0001-before-default-deny-default-deny-failed.md"]
     data = json.loads((evidence / "0001-before-default-deny-default-deny-failed.json").read_text())
+    page = (evidence / "0001-before-default-deny-default-deny-failed.html").read_text()
+    # The page shows the failed verification (the only one this run made),
+    # and the Markdown links it; the browser tests look at such pages.
+    assert page.count('<section id="verification-') == 1 and "step 1/3 default-deny" in page
+    assert page.count('data-problem="yes"') == 105
+    assert "[HTML report](<0001-before-default-deny-default-deny-failed.html>)" in \
+        (evidence / "0001-before-default-deny-default-deny-failed.md").read_text()
     debug = next(e for e in data["edges"] if (e["src"], e["dst"], e["port"]) == ("develop/debug", "develop/backend", 8080))
-    assert (debug["predicted"], debug["observed"], debug["kind"], debug["attempts"]) == (False, True, "connected", 11)
+    assert (debug["predicted"], debug["observed"], debug["kind"], debug["attempts"]) == (False, True, "connected", 51)
     assert data["summary"]["mismatch"] == 105  # 96 TCP + 9 UDP-to-DNS (from the namespaces under default-deny), now probed
 
 
@@ -128,12 +137,14 @@ def test_a_slow_cni_is_waited_for(tmp_path):
     w = RolloutWorld(tmp_path, lag_seconds=3.0)
     w.rollout().up()
     assert [s["name"] for s in w.record()["steps"]] == STEPS
-    assert w.clock.slept == [1.0] * 9  # three polls per step until the CNI caught up
+    # Rounds of probes take no time on the fake clock: each follows the last
+    # after the least spacing (0.2 s), 15 per step until the CNI caught up.
+    assert w.clock.slept == [0.2] * 45
 
 
 def test_an_api_error_during_apply_restores_the_snapshot(world):
     world.rollout().up(until="default-deny")
-    world.kube.fail("apply", "NetworkPolicy", after=1)  # the second object of allow-dns
+    world.kube.fail("create", "NetworkPolicy", after=1)  # the second object of allow-dns
     with pytest.raises(KubeError, match="applying step allow-dns failed .*; restored snapshot "
                                         "0002-before-allow-dns: the restore is verified live"):
         world.rollout().up()
@@ -163,7 +174,7 @@ def test_drift_is_refused_before_anything_changes(world):
     world.kube.calls.clear()
     with pytest.raises(DashiError, match="differ from the 1 recorded step.*staging/default-deny missing"):
         world.rollout().up()
-    assert world.kube.calls_of("apply") == []
+    assert world.kube.writes("NetworkPolicy") == []
 
 
 def test_a_changed_profile_under_a_record_is_refused(world):
@@ -178,7 +189,7 @@ def test_a_held_lock_refuses_a_second_run(world):
     with ClusterLock(world.cluster().dir, "someone else"):
         with pytest.raises(LockError, match="someone else"):
             world.rollout().up()
-    assert world.kube.calls_of("apply") == []
+    assert world.kube.writes() == []
 
 
 def test_a_cluster_that_is_not_k3d_needs_context_and_confirmation(tmp_path):
@@ -186,7 +197,7 @@ def test_a_cluster_that_is_not_k3d_needs_context_and_confirmation(tmp_path):
     with pytest.raises(GuardError, match="name it explicitly with --context prod-eu"):
         w.rollout().up()
     assert w.out.splitlines()[0].startswith("Cluster: prod-eu (https://10.0.0.1:6443, NOT a local k3d cluster)")
-    assert w.kube.calls_of("apply") == [] and not w.pdir.exists()
+    assert w.kube.writes() == [] and not w.pdir.exists()
     with pytest.raises(GuardError, match="re-run with --yes"):
         w.rollout(explicit_context="prod-eu").up()
     w.rollout(explicit_context="prod-eu", yes=True).up(until="default-deny")
@@ -197,7 +208,7 @@ def test_a_cluster_that_is_not_k3d_needs_context_and_confirmation(tmp_path):
 
 
 def test_ctrl_c_while_applying_is_rolled_back_and_resumed_by_the_next_run(world):
-    world.kube.fail("apply", "NetworkPolicy", after=4, exc=KeyboardInterrupt)  # mid allow-dns
+    world.kube.fail("create", "NetworkPolicy", after=4, exc=KeyboardInterrupt)  # mid allow-dns
     with pytest.raises(KeyboardInterrupt):
         world.rollout().up()
     assert "Interrupted during step allow-dns (applying)" in world.out
@@ -223,7 +234,7 @@ def test_ctrl_c_while_verifying_is_resumed_by_verifying_again(world):
     world.kube.calls.clear()
     world.rollout().up(until="allow-dns")
     assert "cut off while verifying step allow-dns; its policies are all in place. Resuming" in world.out
-    assert world.kube.calls_of("apply") == []  # nothing re-applied
+    assert world.kube.writes("NetworkPolicy") == []  # nothing re-applied
     assert [s["name"] for s in world.record()["steps"]] == ["default-deny", "allow-dns"]
 
 
@@ -269,8 +280,7 @@ def test_rollback_never_touches_policies_that_are_not_ours(world):
     world.rollout().rollback(to="baseline")
     assert world.ours() == {}
     assert [p["metadata"]["name"] for p in world.kube.objects("NetworkPolicy")] == ["team-rule"]
-    assert "develop/team-rule" not in {f"{c.namespace}/{c.name}" for c in world.kube.calls
-                                       if c.verb in ("apply", "delete")}
+    assert "develop/team-rule" not in {f"{c.namespace}/{c.name}" for c in world.kube.writes()}
     assert "policies that are not ours also apply here: develop/team-rule" in world.out
 
 
@@ -289,7 +299,7 @@ def test_a_corrupt_snapshot_is_refused_and_nothing_changes(world):
     world.kube.calls.clear()
     with pytest.raises(SnapshotError, match="does not match its checksum"):
         world.rollout().rollback()
-    assert [c for c in world.kube.calls if c.verb in ("apply", "delete")] == []
+    assert world.kube.writes() == []
     assert world.ours() == world.through(3)
 
 
@@ -351,7 +361,18 @@ def test_probe_settings_from_the_environment(monkeypatch):
     monkeypatch.setenv("DASHI_PROBE_WORKERS", "8")
     monkeypatch.setenv("DASHI_POLL_TIMEOUT", "2.5")
     s = ProbeSettings.from_env()
-    assert (s.workers, s.timeout_s, s.poll_interval, s.poll_timeout) == (8, 1.0, 1.0, 2.5)
+    assert (s.workers, s.timeout_s, s.poll_interval, s.poll_timeout) == (8, 0.3, 0.2, 2.5)
     monkeypatch.setenv("DASHI_PROBE_WORKERS", "many")
     with pytest.raises(DashiError, match="DASHI_PROBE_WORKERS='many' is not a number"):
         ProbeSettings.from_env()
+    monkeypatch.setenv("DASHI_PROBE_WORKERS", "16")
+    # float() reads these as numbers: a probe that times out at once or never,
+    # a verification that polls forever while holding the cluster's lease.
+    for name, raw, bounds in [("DASHI_PROBE_TIMEOUT", "nan", "0.1 to 60 seconds"),
+                              ("DASHI_POLL_TIMEOUT", "inf", "0 to 600 seconds"),
+                              ("DASHI_POLL_INTERVAL", "-1", "0.1 to 60 seconds"),
+                              ("DASHI_POLL_TIMEOUT", "1e9", "0 to 600 seconds")]:
+        monkeypatch.setenv(name, raw)
+        with pytest.raises(DashiError, match=f"^{name}='{raw}': must be from {bounds}$"):
+            ProbeSettings.from_env()
+        monkeypatch.delenv(name)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 
 import pytest
 from invoke import Context
@@ -62,10 +63,30 @@ def test_smoke_passes_on_a_cluster_at_a_verified_step(env):
     assert "environments after allow-dns (2/3): 113 edges, 26 allowed by the policies; probed: 113 as predicted, " \
            "0 mismatched, 0 errors, 0 unprobed" in out
     assert "predicted (engine)" in out and "observed (live probes)" in out
-    assert [c for c in kube.calls if c.verb in ("apply", "delete")] == []  # read-only
+    assert kube.writes() == []  # read-only
     data = json.loads((tmp / "r.json").read_text())
     assert (data["ok"], data["state"], data["summary"]["edges"]) == (True, "after allow-dns (2/3)", 113)
     assert (tmp / "r.md").read_text().startswith("# Network policy smoke test: PASS")
+
+
+def test_smoke_writes_the_same_report_as_a_page_which_the_markdown_links(env):
+    kube, profile, tmp = env
+    apply_steps(kube, profile, 3)
+    kube.enforce = False
+    reports = tmp / "reports"
+    reports.mkdir()
+    ok, out = smoke(kube, tmp, json_path=str(reports / "r.json"), markdown_path=str(reports / "r.md"),
+                    html_path=str(reports / "r.html"))
+    assert not ok and f"HTML report: {reports / 'r.html'}" in out
+    assert "[HTML report](<r.html>)" in (reports / "r.md").read_text()
+    data = json.loads((reports / "r.json").read_text())
+    page = (reports / "r.html").read_text()
+    assert page.count('<g class="cell"') == len(data["edges"]) == 113
+    # every edge the probes saw open where the policies block it is framed, with the probe's badge
+    mismatched = sum(1 for e in data["edges"] if "mismatch" in e["problems"])
+    framed = re.findall(r'data-probe="(\w+)"\s+data-problem="yes"', page)
+    assert mismatched and framed == ["connected"] * mismatched
+    assert '<p class="verdict verdict-fail" data-ok="no">' in page
 
 
 def test_smoke_on_an_untouched_cluster_expects_everything_open(env):

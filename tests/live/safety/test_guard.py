@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cluster.errors import GuardError
+from cluster.errors import DashiError, GuardError
 from cluster.live.safety import guard
 
 
@@ -74,6 +74,28 @@ def test_banner_names_the_cluster():
     assert "NOT a local k3d cluster" in guard.banner("k3d-dashi", "https://10.0.0.7:6443", "apply")
 
 
+def test_a_proxied_cluster_is_never_local(tmp_path):
+    """k3d on a remote VM reached through a bastion: the kubeconfig says
+    0.0.0.0, which is the loopback of the machine behind the proxy."""
+    from support.rollout_world import RolloutWorld
+
+    proxy = "http://bastion.example:3128"
+    assert guard.is_local("k3d-dashi", "https://0.0.0.0:6550") and \
+        not guard.is_local("k3d-dashi", "https://0.0.0.0:6550", proxy)
+    assert guard.banner("k3d-dashi", "https://0.0.0.0:6550", "apply", proxy) == \
+        "Cluster: k3d-dashi (https://0.0.0.0:6550 through proxy http://bastion.example:3128, NOT a local k3d " \
+        "cluster) - apply"
+    with pytest.raises(GuardError, match="^context 'k3d-dashi' is named like a k3d cluster but is reached through "
+                                         "the proxy http://bastion.example:3128: to apply there, name it explicitly"):
+        guard.check("k3d-dashi", "https://0.0.0.0:6550", None, yes=True, confirm=None, action="apply", proxy=proxy)
+    w = RolloutWorld(tmp_path, proxy=proxy)
+    with pytest.raises(GuardError, match="re-run with --yes"):
+        w.rollout(explicit_context="k3d-dashi").up()
+    assert w.kube.writes() == []
+    w.rollout(explicit_context="k3d-dashi", yes=True).up(until="default-deny")
+    assert w.ours() == w.through(1)
+
+
 def test_no_terminal_means_no_prompt(monkeypatch):
     import io
 
@@ -103,7 +125,7 @@ def test_the_plan_is_printed_before_the_confirmation(tmp_path):
                         "0 to update, 0 to delete, 0 unchanged")
     assert lines[2] == ("  create: develop/allow-dns, develop/default-deny, production/allow-dns, "
                         "production/default-deny, staging/allow-dns, staging/default-deny")
-    assert w.kube.calls_of("apply") == [] and w.kube.calls_of("create") == []  # no change, no lease either
+    assert w.kube.writes() == []  # no change, no lease either
 
 
 def test_the_rollback_plan_names_what_it_deletes(tmp_path):
@@ -121,12 +143,14 @@ def test_a_foreign_policy_holding_one_of_our_names_is_refused_before_any_change(
     from support.rollout_world import NP, RolloutWorld
 
     w = RolloutWorld(tmp_path)
-    w.kube.apply({"apiVersion": NP, "kind": "NetworkPolicy", "metadata": {"name": "default-deny", "namespace": "staging"},
-                  "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}})
+    w.kube.as_manager("kubectl-create").create({
+        "apiVersion": NP, "kind": "NetworkPolicy", "metadata": {"name": "default-deny", "namespace": "staging"},
+        "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}})
     w.kube.calls.clear()
-    with pytest.raises(Exception, match="staging/default-deny: a NetworkPolicy that is not ours already has the name"):
+    with pytest.raises(DashiError, match=r"^staging/default-deny \(field managers kubectl-create\): a policy that is "
+                                         "not ours already has the name; nothing was changed"):
         w.rollout().up()
-    assert [c for c in w.kube.calls if c.verb in ("apply", "delete", "create", "update")] == []
+    assert w.kube.writes() == []
 
 
 def test_prepare_is_guarded_like_the_rollout(tmp_path):
@@ -146,7 +170,7 @@ def test_prepare_is_guarded_like_the_rollout(tmp_path):
     assert "prod-eu" in question
     assert shown.splitlines()[0].startswith("Cluster: prod-eu (https://0.0.0.0:6550")
     assert "object(s) to create" in shown and "create: Namespace develop" in shown
-    assert [c for c in w.kube.calls if c.verb in ("apply", "delete", "create", "update")] == []
+    assert w.kube.writes() == []
     with pytest.raises(GuardError, match="no terminal to ask: re-run with --yes"):
         prepare.prepare("prod-eu", profile="environments", console=console, kube_factory=w.kube_factory,
                         runner=w.runner, sleep=w.clock.sleep, clock=w.clock)

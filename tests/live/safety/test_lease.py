@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -23,6 +24,7 @@ from cluster.live.safety.lease import (
     this_process,
 )
 from cluster.live.record.identity import ClusterState, identify
+from cluster.testing.fakecluster.clock import FakeClock
 from cluster.testing.fakecluster.kube import FakeKube
 from support.rollout_world import RolloutWorld
 
@@ -98,13 +100,101 @@ def test_a_lease_held_elsewhere_refuses_naming_the_holder_and_since_when():
     assert lease_holder(kube, now=clock).startswith("ci@ci-runner-7 pid 4242")
 
 
-def test_an_expired_lease_is_taken_over():
-    kube, clock = FakeKube(), Clock()
-    other_machine(kube, clock, renewed_ago=61)  # a killed run on another machine: nobody renews it
-    lease = ClusterLease(kube, "rollback (dashi)", now=clock)
+def watcher(kube, wall, mono, **kw) -> tuple[ClusterLease, list[str]]:
+    """A lease of this machine with a wall clock and a monotonic one the test moves."""
+    said: list[str] = []
+    return ClusterLease(kube, "rollback (dashi)", now=wall, clock=mono, sleep=mono.sleep, say=said.append,
+                        **kw), said
+
+
+def test_a_lease_nobody_renews_is_taken_over_once_unchanged_for_a_whole_duration_measured_here():
+    """client-go's leader election: the Lease is taken over once its
+    resourceVersion has stayed unchanged for a whole duration on this
+    machine's monotonic clock, not when its renewTime looks old."""
+    kube, wall, mono = FakeKube(), Clock(), FakeClock()
+    other_machine(kube, wall, renewed_ago=61)  # a killed run on another machine: nobody renews it
+    lease, said = watcher(kube, wall, mono)
     assert lease.acquire().startswith("expired: ci@ci-runner-7 pid 4242")
+    assert sum(mono.slept) == 60 and max(mono.slept) <= lease_mod.WATCH_EVERY_S
+    assert said == ["The cluster lease kube-system/dashi-cluster is held by ci@ci-runner-7 pid 4242 "
+                    "(`network-policies-up (dashi)`) since 2026-01-01T09:00:00Z, last renewed 61 s ago by this "
+                    "machine's clock: taking it over if it stays unchanged for 60 s as measured here (60 s to go)"]
     assert live_lease(kube)["spec"]["holderIdentity"] == lease.me["id"]
     assert live_lease(kube)["spec"]["leaseTransitions"] == 1
+
+
+def test_a_lease_renewed_or_released_while_watched_is_refused():
+    """Its holder runs (its clock is behind ours, so its renewTime looks
+    old): the lease changes within the watch and the watcher is refused."""
+    for change, message in [("renew", "another run is changing this cluster: ci@ci-runner-7 pid 4242"),
+                            ("release", r"the run that held this cluster \(ci@ci-runner-7 pid 4242")]:
+        kube, wall, mono = FakeKube(), Clock(), FakeClock()
+        other_machine(kube, wall, renewed_ago=120)
+        lease, _ = watcher(kube, wall, mono)
+
+        def sleep(seconds, change=change):
+            mono.sleep(seconds)
+            if sum(mono.slept) >= 15:  # the holder's renewal (or its end)
+                live = live_lease(kube)
+                if change == "renew":
+                    live["spec"]["renewTime"] = micro_time(wall() - 120 + sum(mono.slept))
+                else:
+                    live["spec"].pop("holderIdentity")
+                kube.update(live)
+
+        lease.sleep = sleep
+        with pytest.raises(LockError, match=message):
+            lease.acquire()
+        assert 15 <= sum(mono.slept) < 20
+        assert live_lease(kube)["spec"].get("holderIdentity") in (None, "ci@ci-runner-7 pid 4242 #abc123")
+
+
+def test_two_machines_whose_clocks_differ_by_more_than_the_lease_never_both_hold_it(tmp_path):
+    """Clock skew: the holder's renewTime is compared with no one's wall
+    clock. A machine 120 s fast watches a live lease and is refused at the
+    holder's next renewal; a machine 120 s slow sees it fresh and is refused
+    at once."""
+    kube, mono = FakeKube(), FakeClock()
+    holder_wall = Clock()
+    holder = ClusterLease(kube, "network-policies-up (dashi)", now=holder_wall, clock=mono, sleep=mono.sleep)
+    holder.acquire()
+    fast, _ = watcher(kube, Clock(holder_wall() + 120), mono)
+
+    def sleep(seconds):
+        mono.sleep(seconds)
+        holder_wall.t += seconds
+        if sum(mono.slept) % holder.renew_every_s < seconds:
+            holder.renew()
+
+    fast.sleep = sleep
+    with pytest.raises(LockError, match="another run is changing this cluster: "):
+        fast.acquire()
+    assert sum(mono.slept) <= holder.renew_every_s + lease_mod.WATCH_EVERY_S
+    slow, _ = watcher(kube, Clock(holder_wall() - 120), mono)
+    with pytest.raises(LockError, match="unchanged for 0 s as seen from here, it is taken over once unchanged for 60 s"):
+        slow.acquire()
+    assert live_lease(kube)["spec"]["holderIdentity"] == holder.me["id"]
+    holder.check()
+
+
+def test_a_fresh_looking_lease_nobody_renews_is_taken_over_by_a_later_run_of_this_machine(tmp_path):
+    """A holder whose clock is ahead of ours, killed: its renewTime looks
+    fresh for longer than a lease. This machine keeps what it saw and when
+    (monotonic): a run a minute after the first look takes it over."""
+    kube, wall, mono = FakeKube(), Clock(), FakeClock()
+    other_machine(kube, Clock(wall() + 300), renewed_ago=0)
+    seen = tmp_path / "lease-seen.json"
+    first, _ = watcher(kube, wall, mono, seen=seen)
+    with pytest.raises(LockError, match="its renew time is 300 s ahead of this machine's clock; unchanged for 0 s as "
+                                        "seen from here"):
+        first.acquire()
+    mono.now += 59
+    with pytest.raises(LockError, match="unchanged for 59 s as seen from here"):
+        watcher(kube, wall, mono, seen=seen)[0].acquire()
+    mono.now += 1
+    later, _ = watcher(kube, wall, mono, seen=seen)
+    assert later.acquire().startswith("expired: ci@ci-runner-7 pid 4242")
+    assert oct(seen.stat().st_mode & 0o777) == "0o600"
 
 
 def test_a_lease_of_a_process_of_this_machine_that_ended_is_taken_over_at_once():
@@ -160,13 +250,45 @@ def test_renewal_moves_renew_time_and_a_stolen_lease_is_noticed():
         lease.renew()
 
 
-def test_a_lease_not_renewed_for_its_whole_duration_stops_the_run():
-    kube, clock = FakeKube(), Clock()
-    lease = ClusterLease(kube, "up", now=clock)
+def test_a_lease_not_renewed_within_its_deadline_stops_the_run():
+    """The holder stops at two thirds of the lease on its monotonic clock,
+    well before another machine may take it over (a whole duration)."""
+    kube, wall, mono = FakeKube(), Clock(), FakeClock()
+    lease = ClusterLease(kube, "up", now=wall, clock=mono)
     lease.acquire()
-    clock.t += 61
-    with pytest.raises(LockError, match="could not be renewed for 61 s .* stopping before changing anything more"):
+    wall.t -= 3600  # the wall clock jumps (NTP): nothing to do with the lease
+    mono.now += 40
+    lease.check()
+    mono.now += 1
+    with pytest.raises(LockError, match="could not be renewed for 41 s .* stopping before changing anything more"):
         lease.check()
+
+
+def test_the_holder_reads_its_lease_again_before_each_batch_of_writes(tmp_path):
+    """Taken over between two renewals: noticed before the next write, not at
+    the next renewal 15 s later."""
+    w = RolloutWorld(tmp_path)
+    w.before_first_probe(lambda: steal(w.kube, "ci@elsewhere pid 1 #x"))  # while step 1 is verified
+    with pytest.raises(LockError, match="^the cluster lease kube-system/dashi-cluster was taken over by ci@elsewhere "
+                                        "pid 1 #x since .* while this run held it; stopping before changing anything"):
+        w.rollout().up()
+    assert w.ours() == w.through(1)  # verified step 1, then nothing more
+    assert w.kube.writes("NetworkPolicy") == [c for c in w.kube.writes("NetworkPolicy") if c.verb == "create"][:3]
+    assert live_lease(w.kube)["spec"]["holderIdentity"] == "ci@elsewhere pid 1 #x"  # not ours to clear
+
+
+def test_a_release_against_an_api_server_that_says_nothing_ends_within_its_bound(monkeypatch):
+    monkeypatch.setattr(lease_mod, "RELEASE_WAIT_S", 0.2)
+    kube = FakeKube()
+    lease = ClusterLease(kube, "up")
+    lease.acquire()
+    hung = threading.Event()
+    real_get = kube.get
+    kube.get = lambda *a, **kw: hung.wait() and real_get(*a, **kw)  # accepted, never answered
+    t0 = time.monotonic()
+    assert lease.release() is False
+    assert time.monotonic() - t0 < 2
+    hung.set()
 
 
 def test_the_background_thread_renews_while_the_command_runs():
@@ -235,7 +357,7 @@ def test_two_state_directories_against_one_cluster_exactly_one_proceeds(tmp_path
         with pytest.raises(LockError, match=r"another run is changing this cluster: \S+ pid \d+ "
                                             r"\(`network-policies-up \(environments\)`\) since \d{4}-"):
             w.rollout().up()  # machine B: its own state directory (w.root)
-        assert [c for c in w.kube.calls_of("apply") if c.kind == "NetworkPolicy"] == []
+        assert w.kube.writes("NetworkPolicy") == []
     w.rollout().up(until="default-deny")  # once A is done, B proceeds
     assert w.ours() == w.through(1)
     assert "holderIdentity" not in live_lease(w.kube)["spec"]  # and B released it
