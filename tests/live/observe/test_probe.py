@@ -542,3 +542,26 @@ def test_a_probe_shell_that_fails_is_replaced_by_an_exec_for_that_batch(dashi):
     assert len(kube.calls_of("open_exec")) == 14
     prober.run(live.targets, {e: True for e in live.targets})
     assert len(kube.calls_of("open_exec")) == 15  # the failed shell was closed, and opened again next time
+
+
+@pytest.mark.parametrize("path", ["per edge", "one exec per source", "shell kept open"])
+def test_udp_echo_reads_silence_as_a_drop_on_every_probe_path(dashi, path):
+    """A UDP probe to a port whose server echoes agnhost's payload: dropped
+    by default-deny, it is silence, read as a drop with ``udp_echo`` and as
+    unprobed without, whether probed per edge, in one exec or through a
+    shell kept open."""
+    kube, profile = dashi
+    apply_steps(kube, profile, 1)  # default-deny
+    kube.shell = path != "per edge"
+    clock = FakeClock()
+    ip = kube.get("v1", "Pod", "rustfs-1", "dashi-platform")["status"]["podIP"]
+    edge = Edge("dashi-data/debug", "dashi-platform/rustfs", 5353, "UDP")
+    targets = {edge: Target("dashi-data", "debug", ip, 5353, "UDP")}
+    kinds = {}
+    for echo in (False, True):
+        prober = MatrixProber(kube, clock=clock, sleep=clock.sleep, poll_interval=0.0, poll_timeout=0.0,
+                              sessions=path == "shell kept open", udp_echo=echo)
+        kinds[echo] = prober.run(targets, {edge: False}).observations[edge].result.kind
+        prober.close()
+    assert kinds == {False: "unprobed", True: "timeout"}
+    assert bool(kube.calls_of("open_exec")) == (path == "shell kept open")
