@@ -4,8 +4,9 @@ step on a real cluster, every step verified live, then taken back to the
 baseline exactly; as a user types it: prepare (whose canary proves the kind
 is enforced), network-policies-up, smoke, explain, rollback.
 
-The kube-router lane skips, for that reason only: kube-router (k3s's
-policy controller) does not implement ClusterNetworkPolicy.
+The kube-router lane skips those, for that reason only: kube-router (k3s's
+policy controller) does not implement ClusterNetworkPolicy. There, prepare
+and network-policies-up refuse the profile in one line, nothing changed.
 """
 
 from __future__ import annotations
@@ -86,3 +87,19 @@ def test_rollback_to_baseline_removes_every_policy_of_ours(lane):
             for p in net.list_namespaced_network_policy(ns).items
             if (p.metadata.labels or {}).get("app.kubernetes.io/managed-by") == "dashi-cluster"]
     assert ours == []
+
+
+def test_kube_router_refuses_the_profile_in_one_line_nothing_changed(e2e_cluster):
+    if e2e_cluster.lane != "kube-router":
+        pytest.skip(f"the {e2e_cluster.lane} lane serves and enforces ClusterNetworkPolicy (the tests above)")
+    from kubernetes import client
+
+    core = client.CoreV1Api(e2e_cluster.api())
+    before = sorted(n.metadata.name for n in core.list_namespace().items)
+    for task, reason in (("prepare", "does not serve (no CRD clusternetworkpolicies.policy.networking.k8s.io)"),
+                         ("network-policies-up", "the cluster does not serve ClusterNetworkPolicy")):
+        proc = e2e_cluster.inv(task, "--profile", PROFILE, "--context", e2e_cluster.context, "--yes")
+        err = proc.stderr.strip()
+        assert proc.returncode != 0 and "Traceback" not in proc.stdout + err, proc.stdout + err
+        assert len(err.splitlines()) == 1 and err.startswith("error: ") and reason in err, err
+    assert sorted(n.metadata.name for n in core.list_namespace().items) == before

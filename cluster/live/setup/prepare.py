@@ -24,6 +24,7 @@ from typing import Callable
 from rich.console import Console
 
 from cluster.errors import DashiError
+from cluster.invoked import command
 from cluster.live.observe import readiness
 from cluster.live.observe.cni import cni_label, detect_cni
 from cluster.live.record.identity import ClusterState
@@ -125,6 +126,17 @@ def plan(kube: Kube, profile_name: str, traffic: bool = False) -> list[str]:
     return out
 
 
+def _refuse_unserved_kind(kube: Kube, context: str, profile: str) -> None:
+    """A profile with ClusterNetworkPolicy steps on a cluster without the
+    kind's CRD (kube-router, k3s's controller, implements NetworkPolicy
+    only): refused before anything is deployed, not after the stand-ins."""
+    steps = load_profile(profile).cluster_policy_steps
+    if steps and kube.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", canary.KCNP_CRD) is None:
+        raise DashiError(f"profile {profile} needs ClusterNetworkPolicy ({', '.join(steps)}), which context "
+                         f"{context} does not serve (no CRD {canary.KCNP_CRD}): nothing was changed; "
+                         f"{command('cluster-up --cni cilium')} makes a cluster that enforces it")
+
+
 def prepare(context: str, *, profile: str, console: Console, kube_factory: Callable[[str], Kube],
             adopt: bool = False, dry_run: bool = False, yes: bool = False, confirm: guard.Confirm | None = None,
             sleep=None, clock=None, connect=None, runner=None, traffic: bool = False) -> dict:
@@ -158,6 +170,7 @@ def prepare(context: str, *, profile: str, console: Console, kube_factory: Calla
         print_plan(stages, s)
         return {"dry_run": True}
     kube = s.kube
+    _refuse_unserved_kind(kube, context, profile)
     server, proxy = kube.server(), kube.proxy()
     action = f"prepare: deploy profile {profile}'s stand-ins and run the canary"
     say = lambda text: console.print(text, markup=False, highlight=False, soft_wrap=True)  # noqa: E731

@@ -131,3 +131,24 @@ def test_the_fake_api_server_refuses_what_the_crd_refuses():
     assert FakeKube().kcnp_served() is False
     with pytest.raises(Exception, match="does not serve policy.networking.k8s.io/v1beta1 ClusterNetworkPolicy"):
         FakeKube().apply({**bad, "spec": {**bad["spec"], "priority": 5}})
+
+
+def test_prepare_refuses_a_cluster_network_policy_profile_where_the_kind_is_not_served():
+    from support.local_world import LocalWorld, recording_console, seed_cilium
+
+    from cluster.live.setup import prepare
+
+    w = LocalWorld(tools=())
+    seed_cilium(w.kube)
+    w.kube.calls.clear()
+    console, _ = recording_console()
+    with pytest.raises(DashiError, match=r"^profile dashi-cnp needs ClusterNetworkPolicy \(default-deny, allow-dns\), "
+                                         r"which context prod does not serve \(no CRD clusternetworkpolicies"
+                                         r"\.policy\.networking\.k8s\.io\): nothing was changed"):
+        prepare.prepare("prod", profile="dashi-cnp", console=console, kube_factory=w.kube_factory,
+                        runner=w.runner, sleep=w.clock.sleep, clock=w.clock, yes=True)
+    assert not [c for c in w.kube.calls if c.verb in ("apply", "create", "delete", "update")]
+    w.kube.install_kcnp_crd()
+    res = prepare.prepare("prod", profile="dashi-cnp", console=console, kube_factory=w.kube_factory,
+                          runner=w.runner, sleep=w.clock.sleep, clock=w.clock, yes=True)
+    assert "ClusterNetworkPolicy enforced" in res["canary"]
