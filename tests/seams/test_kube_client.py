@@ -393,6 +393,15 @@ SHORT = Bounds(connect_s=0.3, read_s=0.6, exec_s=0.3)
 ENDS_WITHIN_S = 8.0
 
 
+class SilentPort(int):
+    """The silent listener's port; ``held``: the connections it took."""
+
+    def __new__(cls, port: int, held: list):
+        self = super().__new__(cls, port)
+        self.held = held
+        return self
+
+
 @pytest.fixture
 def silent():
     """A TCP listener on 127.0.0.1 that accepts every connection and never
@@ -413,7 +422,7 @@ def silent():
             held.append(conn)
 
     threading.Thread(target=accept, daemon=True).start()
-    yield listener.getsockname()[1]
+    yield SilentPort(listener.getsockname()[1], held)
     done.set()
     listener.close()
     for conn in held:
@@ -479,3 +488,29 @@ def test_an_open_exec_stream_that_says_nothing_times_out(api, tmp_path):
     res = kube.exec("dashi-data", "debug", ["true"], timeout=0.5)
     assert (res.returncode, res.stdout) == (124, "") and res.stderr.endswith("exec timed out after 0s")
     assert time.monotonic() - t0 < ENDS_WITHIN_S
+
+
+def test_reads_made_at_once_against_a_silent_server_end_within_one_bound_not_one_each(silent, tmp_path):
+    """A verification's threads read at once; the first to reach discovery
+    waits out the read bound and the others wait behind it for the discovery
+    lock. They fail with its error when it ends instead of each sending a
+    discovery of its own and waiting out the bound again, one after the
+    other (on the kube-router lane a run went silent mid-verification and
+    took 167 s, five 30 s bounds in a row)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    kube = ClientKube(kubeconfig=kubeconfig(tmp_path, f"http://127.0.0.1:{silent}"), sleep=lambda s: None,
+                      bounds=SHORT)
+    barrier = threading.Barrier(8)
+
+    def read(_):
+        barrier.wait()
+        return _ends(lambda: kube.list("v1", "Pod", "default"))
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        ended = list(pool.map(read, range(8)))
+    assert all("ReadTimeoutError" in str(err) for err, _ in ended), ended
+    assert len(silent.held) == 1  # one request reached the server; the others failed with its answer
+    # A read made after that one ended is its own attempt (the server may be back).
+    err, _ = _ends(lambda: kube.list("v1", "Pod", "default"))
+    assert len(silent.held) == 2
