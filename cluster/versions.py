@@ -20,8 +20,8 @@ K3D_MIN_VERSION = (5, 5, 0)
 # charset has no "+": k3d-io/k3d PR #1589). v1.33.4+k3s1 is listed in the k3s
 # release notes (k3s-io/docs docs/release-notes/v1.33.X.md, Aug 25 2025) and
 # is the default image of k3d v5.9.0-rc.0 (k3d-io/k3d issue #1604), so the
-# pair is known to work. Kubernetes 1.33 is inside the support window of both
-# Calico 3.31 and Cilium 1.18, and matches this repo's e2e pin (1.33).
+# pair is known to work. Kubernetes 1.33 is inside the support window of
+# Cilium 1.20 (tested on 1.33-1.36), and matches this repo's e2e pin (1.33).
 K3S_IMAGE_REPO = "rancher/k3s"
 K3S_VERSION = "v1.33.4-k3s1"
 
@@ -37,28 +37,47 @@ DOCKER_MIN_VERSION = (20, 10, 5)
 
 # --- CNIs --------------------------------------------------------------------
 
-# Calico v3.31.4 (tigera operator v1.40.7): latest v3.31 patch in
-# tigera/docs calico_versioned_docs/version-3.31/releases.json. Recent enough
-# for k3d: Calico < 3.27 failed there with an ipset mismatch (k3d #1375,
-# projectcalico/calico #8372). From 3.30 on the CRDs ship as operator-crds.yaml
-# beside tigera-operator.yaml (3.31 k3s quickstart).
-CALICO_VERSION = "v3.31.4"
+# Calico v3.32.2 (tigera operator v1.42.6, whose release notes name it:
+# github.com/tigera/operator/releases/tag/v1.42.6): the latest v3.32 patch
+# found (30 Aug 2026), the line that implements ClusterNetworkPolicy.
+# Recent enough for k3d: Calico < 3.27 failed there with an ipset mismatch
+# (k3d #1375, projectcalico/calico #8372). From 3.30 on the CRDs ship as
+# operator-crds.yaml beside tigera-operator.yaml (k3s quickstart). The
+# manifests are applied from their URLs and not checksummed: none could be
+# fetched where this pin was chosen (the Go module proxy refuses the calico
+# module, 403), so there is no digest to pin that was read from the source.
+CALICO_VERSION = "v3.32.2"
 CALICO_MANIFESTS_URL = f"https://raw.githubusercontent.com/projectcalico/calico/{CALICO_VERSION}/manifests"
 CALICO_OPERATOR_CRDS_URL = f"{CALICO_MANIFESTS_URL}/operator-crds.yaml"
 CALICO_OPERATOR_URL = f"{CALICO_MANIFESTS_URL}/tigera-operator.yaml"
 
-# Cilium 1.18.6 Helm chart (helm.cilium.io; the 1.18 line supports
-# Kubernetes 1.33). Installed with `helm upgrade --install --repo` so the
-# user's helm repository list is left alone.
-CILIUM_VERSION = "1.18.6"
+# Cilium 1.20.2 Helm chart (helm.cilium.io): the first line with Kubernetes
+# ClusterNetworkPolicy (Documentation/network/kubernetes/policy.rst, "available
+# starting with Cilium 1.20"), tested against Kubernetes 1.33-1.36
+# (Documentation/network/kubernetes/compatibility.rst), and the version the
+# test lane builds and measures (tests/e2e/hostcluster/versions.env).
+# Installed with `helm upgrade --install --repo` so the user's helm
+# repository list is left alone.
+CILIUM_VERSION = "1.20.2"
 CILIUM_CHART_REPO = "https://helm.cilium.io/"
+
+# ClusterNetworkPolicy's CRD (policy.networking.k8s.io, served as v1alpha2,
+# which Cilium 1.20 watches, and v1beta1, the storage version): sigs.k8s.io/
+# network-policy-api v0.3.1, experimental channel (destinationNamedPort,
+# nodes, domainNames), shipped with the package in cluster/policy/schemas/
+# (the engine validates with it; cluster-up installs it). The digest is the
+# file's as the Go module proxy serves the module (config/crd/experimental/);
+# the tests check the shipped copy against it.
+NETWORK_POLICY_API_VERSION = "v0.3.1"
+NETWORK_POLICY_API_SHA256 = "78abd92b6970d1d8b853f6ff18ee63deaf3c476f9044a33f6763e4a952c1546b"
 
 # The kernel the nodes run on is the Docker engine's (k3d nodes are
 # containers). Calico 3.31: "Minimum Linux kernel version: 5.10" (tigera/docs
 # calico_versioned_docs/version-3.31/_includes/partials/_system-requirements.mdx).
-# Cilium 1.18 raised its minimum to 5.10 (cilium/cilium PR #38308, "Bump
-# minimum kernel version to v5.10 / RHEL 8.6"; Documentation/operations/
-# system_requirements.rst). k3s' own controller (kube-router) has no such pin.
+# Cilium raised its minimum to 5.10 in 1.18 (cilium/cilium PR #38308, "Bump
+# minimum kernel version to v5.10 / RHEL 8.6") and keeps it in 1.20 (v1.20.2
+# Documentation/operations/system_requirements.rst: ">= 5.10 or equivalent
+# (e.g., 4.18 on RHEL 8.10)"). k3s' own controller (kube-router) has no such pin.
 CNI_MIN_KERNEL = {"calico": (5, 10, 0), "cilium": (5, 10, 0)}
 CNI_VERSION_OF = {"calico": CALICO_VERSION, "cilium": CILIUM_VERSION}
 

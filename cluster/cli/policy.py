@@ -140,13 +140,13 @@ def reachability(resources: str, fmt: str = "json", endpoints: str = "workloads"
         from cluster.policy.reachexpect import check_outside
 
         check_outside(expect, resources)
+    notes: list[str] = []
     with _collector_paused():
         rs = read_dir(resources, namespace=namespace)
         # The JSON printed is made as text; a table and --expect read the dicts.
         text = fmt == "json" and expect is None
-        result = compute_json(rs, endpoints) if text else compute(rs, endpoints)
-    warning = skipped_line(rs)
-    if warning:
+        result = compute_json(rs, endpoints, notes) if text else compute(rs, endpoints, notes)
+    for warning in filter(None, [skipped_line(rs), *notes]):
         print(f"warning: {warning}", file=sys.stderr)
     if expect is not None:
         flags = (f" -e {endpoints}" if endpoints != "workloads" else "") + \

@@ -173,7 +173,7 @@ _TRAFFIC_HELP = ("stand-ins that carry traffic: each client dials its intended s
         "cni": "calico (default, tigera operator), cilium (Helm chart) or k3s (flannel + k3s' policy controller)",
         "agents": "number of agent nodes besides the one server (0-5); default 0",
         "k3s_version": "rancher/k3s image tag, e.g. v1.33.4-k3s1 (default: the pin in cluster/versions.py)",
-        "profile": "stand-ins to deploy: dashi (default) or environments",
+        "profile": "stand-ins to deploy: dashi (default), dashi-cnp or environments",
         "api_port": "host port on 127.0.0.1 for the Kubernetes API; default 6550",
         "dry_run": "print every command and manifest without running anything (works without Docker/k3d)",
         "cleanup_on_failure": "delete the cluster this run created when a step fails (default: keep it for inspection)",
@@ -205,7 +205,7 @@ def cluster_down(c, name="dashi", force=False):
 @dashi_task(
     help={
         "name": _NAME_HELP,
-        "profile": "whose stand-ins and rollout state to report: dashi (default) or environments",
+        "profile": "whose stand-ins and rollout state to report: dashi (default), dashi-cnp or environments",
         "context": "report on this kubeconfig context instead of the k3d cluster (e.g. one made ready with prepare)",
         "json": _JSON_HELP,
     },
@@ -236,7 +236,7 @@ def tools(c, only=None, base_url=None):
 @dashi_task(
     help={
         "context": "kubeconfig context of the cluster to prepare (required: nothing happens to a cluster you do not name)",
-        "profile": "stand-ins to deploy: dashi (default) or environments",
+        "profile": "stand-ins to deploy: dashi (default), dashi-cnp or environments",
         "adopt": "deploy into profile namespaces that exist but were not created by dashi-cluster",
         "dry_run": "print the manifests and steps without touching the cluster",
         "yes": "confirm changing a cluster that is not a local k3d one without asking",

@@ -1,4 +1,4 @@
-"""Calico through the tigera operator (Calico v3.31 docs).
+"""Calico through the tigera operator (Calico v3.31 docs; pinned at v3.32).
 
 Install: the operator CRDs and the operator with server-side apply (the
 upgrade page's form: `kubectl apply --server-side --force-conflicts`, which

@@ -43,6 +43,7 @@ from cluster.live.setup.pipeline import (
 )
 from cluster.live.setup.prepare import NODES_TIMEOUT_S, PROFILES, canary_stage, nodes_ready, standins_stage
 from cluster.local import calico, cilium, k3d, preflight
+from cluster.policy.profile import load_profile
 from cluster.seams.docker_engine import DockerAPI, PullFailed
 from cluster.seams.kube import Kube
 from cluster.seams.runner import Runner, install_hint
@@ -99,6 +100,9 @@ class UpOptions:
             raise DashiError(f"--api-port must be between 1024 and 65535, got {self.api_port}")
         if self.profile not in PROFILES:
             raise DashiError(f"unknown profile {self.profile!r}: choose one of {', '.join(PROFILES)}")
+        if self.cni == "k3s" and load_profile(self.profile).cluster_policy_steps:
+            raise DashiError(f"profile {self.profile} needs ClusterNetworkPolicy, which k3s's policy controller "
+                             "(kube-router) does not enforce: use --cni cilium (or calico)")
         k3d.registry_config()  # a bad $DASHI_K3D_REGISTRY_CONFIG fails before anything runs
         return self
 
@@ -260,7 +264,7 @@ def up_stages(o: UpOptions, docker: DockerAPI | None, connect=None) -> list[Stag
              actions=lambda s: [Wait(f"{1 + o.agents} node(s) are Ready", nodes_ready(1 + o.agents),
                                      NODES_TIMEOUT_S)], verify=True),
         standins_stage(o.profile, traffic=o.traffic),
-        canary_stage(lambda s: o.cni, connect=connect),
+        canary_stage(lambda s: o.cni, connect=connect, profile_name=o.profile),
     ]
     return stages
 

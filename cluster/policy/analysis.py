@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from cluster.errors import ManifestError
 from cluster.policy.engine.compile import compile_policy
 from cluster.policy.engine.evaluate import Engine, Verdict
-from cluster.policy.engine.model import HOST, Edge
-from cluster.policy.engine.predictions import Predictions, predict_matrix
+from cluster.policy.engine.model import ACCEPT, HOST, Edge
+from cluster.policy.engine.predictions import Predictions, engine_for, predict_matrix
 from cluster.policy.profile import BASELINE, Profile
 
 
@@ -43,6 +43,10 @@ class CheckReport:
     final: list[Difference]  # vs the full intended matrix
     over_permissive: list[str] = field(default_factory=list)
     verdicts: Predictions | None = None  # the final predicted matrix
+    # What the prediction rests on that the reader must know: peers the
+    # engine does not model, policies a CNI refuses, ClusterNetworkPolicies
+    # of one tier and priority that match the same traffic.
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -54,8 +58,12 @@ def _missing_detail(profile: Profile, edge: Edge, verdict: Verdict) -> str:
     step = intent.step if intent else "?"
     present = step == BASELINE or any(s.name == step for s in profile.steps)
     sides = []
-    for d in (verdict.egress, verdict.ingress):
-        if not d.allowed:
+    for d, peer in ((verdict.egress, verdict.dst), (verdict.ingress, verdict.src)):
+        if d.allowed:
+            continue
+        if d.decided_by:
+            sides.append(d.line(peer, verdict.port, verdict.protocol))
+        else:
             sides.append(f"no {d.direction} rule for {d.subject} (blocked by {', '.join(d.selecting)})")
     where = f"step {step}" + ("" if present else " is not in the applied set")
     reason = f" [{intent.reason}]" if intent and intent.reason else ""
@@ -65,7 +73,9 @@ def _missing_detail(profile: Profile, edge: Edge, verdict: Verdict) -> str:
 def _extra_detail(verdict: Verdict) -> str:
     parts = []
     for d in (verdict.egress, verdict.ingress):
-        if d.isolated:
+        if d.decided_by:
+            parts.append(f"{d.direction} allowed by {d.decided_by}")
+        elif d.isolated:
             parts.append(f"{d.direction} allowed by {', '.join(d.allowing)}")
         elif d.note:
             parts.append(f"{d.direction}: {d.note}")
@@ -100,7 +110,24 @@ def audit(profile: Profile, verdicts: Predictions, intended: dict[Edge, bool]) -
                 tag = f"{p.ref} {direction} rule {rule.index}"
                 if tag not in used:
                     findings.append(f"{tag} ({rule}) allows no intended edge of the matrix")
+    # A ClusterNetworkPolicy's Accept rules allow; its Deny and Pass rules
+    # take away or hand on, and are guardrails rather than openings.
+    for c in engine.cluster_policies:
+        for direction in ("ingress", "egress"):
+            for rule in c.rules(direction):
+                tag = f"{c.ref} {direction} rule {rule.index}"
+                if rule.action == ACCEPT and tag not in used:
+                    findings.append(f"{tag} ({rule}) allows no intended edge of the matrix")
     return findings
+
+
+def warnings(profile: Profile, policies) -> list[str]:
+    """What a prediction with ``policies`` rests on that the engine cannot
+    check: unmodelled peers, policies the profile's CNI refuses, and
+    ClusterNetworkPolicies of one tier and priority that can match the same
+    connection among the profile's endpoints."""
+    engine = engine_for(profile, policies)
+    return list(engine.notes) + engine.overlaps(profile.endpoints)
 
 
 def check(profile: Profile) -> CheckReport:
@@ -117,7 +144,8 @@ def check(profile: Profile) -> CheckReport:
         verdicts = predict_matrix(profile, [])
     final_want = profile.intended_final()
     final = _diff(profile, final_want, verdicts)
-    return CheckReport(profile, results, final, audit(profile, verdicts, final_want), verdicts)
+    return CheckReport(profile, results, final, audit(profile, verdicts, final_want), verdicts,
+                       warnings(profile, compiled))
 
 
 def parse_port(text: str) -> tuple[int | str, str]:
@@ -150,4 +178,4 @@ def explain(profile: Profile, src: str, dst: str, port_text: str, upto: str | No
                 f" (its ports: {', '.join(str(p) for p in target.ports) or 'none declared'})"
             raise ManifestError(f"{dst} has no port named {port!r} on {proto}{hint}")
         port = named[0].port
-    return Engine(profile.namespaces, profile.policies_through(k)).evaluate(source, target, port, proto)
+    return engine_for(profile, profile.policies_through(k)).evaluate(source, target, port, proto)

@@ -1,6 +1,7 @@
 """The connectivity difference between two policy sets on the same workloads.
 
-``policies-diff`` asks what a change to the NetworkPolicies does to traffic,
+``policies-diff`` asks what a change to the policies (NetworkPolicies and
+ClusterNetworkPolicies) does to traffic,
 not to YAML: every edge of the matrix (each source pod to each declared
 port, as ``policies-check`` and the live probes see it) is predicted once
 with the old policies and once with the new ones. The result lists the edges
@@ -42,9 +43,9 @@ from cluster.errors import DashiError, ManifestError
 from cluster.policy import fluxtree
 from cluster.policy.engine.compile import compile_policy
 from cluster.policy.engine.evaluate import Engine, Verdict
-from cluster.policy.engine.model import NS_NAME_LABEL, Edge
+from cluster.policy.engine.model import KCNP_KIND, NS_NAME_LABEL, Edge
 from cluster.policy.engine.predictions import Predictions
-from cluster.policy.manifests import read_dir
+from cluster.policy.manifests import POLICY_KINDS, obj_ref, read_dir
 from cluster.policy.profile import Profile, load_profile
 from cluster.ui import prose
 
@@ -83,8 +84,14 @@ class PolicySet:
     policies: list[dict]
     has_intent: bool
 
-    def by_name(self) -> dict[tuple[str, str], dict]:
-        return {(p["metadata"]["namespace"], p["metadata"]["name"]): p for p in self.policies}
+    def by_name(self) -> dict[str, dict]:
+        return {policy_name(p): p for p in self.policies}
+
+
+def policy_name(p: dict) -> str:
+    """How the diff names a policy: "ns/name", or "ClusterNetworkPolicy name"."""
+    meta = p["metadata"]
+    return f"{KCNP_KIND} {meta['name']}" if p["kind"] == KCNP_KIND else f"{meta['namespace']}/{meta['name']}"
 
 
 def _kind_of(directory: Path) -> str:
@@ -114,14 +121,14 @@ def _with_policies_of(profile: Profile, namespaces: list[dict], policies: list[t
     sources = {}
     out = []
     for obj, src in policies:
-        key = (obj["metadata"].get("namespace"), obj["metadata"]["name"])
-        if key[0] not in ns_labels:
-            raise ManifestError(f"namespace {key[0]!r} is in neither the tree nor profile {profile.name} "
+        ns = obj["metadata"].get("namespace")
+        key = (obj["kind"], ns, obj["metadata"]["name"])
+        if obj["kind"] != KCNP_KIND and ns not in ns_labels:
+            raise ManifestError(f"namespace {ns!r} is in neither the tree nor profile {profile.name} "
                                 "(pass --profile with the profile these policies are for)",
-                                path=src, obj=f"NetworkPolicy {key[0]}/{key[1]}")
+                                path=src, obj=obj_ref(obj))
         if key in sources:
-            raise ManifestError(f"duplicate NetworkPolicy (also in {sources[key]})", path=src,
-                                obj=f"NetworkPolicy {key[0]}/{key[1]}")
+            raise ManifestError(f"duplicate {obj['kind']} (also in {sources[key]})", path=src, obj=obj_ref(obj))
         compile_policy(obj, src)
         sources[key] = src
         out.append(obj)
@@ -149,10 +156,11 @@ def load_side(directory: str | Path, profile_hint: str | Path | Profile = "dashi
         objs = fluxtree.build(directory, root)
         return _with_policies_of(_hinted(profile_hint),
                                  [o for o, _ in objs if o["kind"] == "Namespace"],
-                                 [(o, s) for o, s in objs if o["kind"] == "NetworkPolicy"], label, kind)
+                                 [(o, s) for o, s in objs if o["kind"] in POLICY_KINDS], label, kind)
     rs = read_dir(directory, check_namespaces=False)
     for p in rs.policies:
-        p["metadata"].setdefault("namespace", "default")  # as the API server defaults it
+        if p["kind"] != KCNP_KIND:
+            p["metadata"].setdefault("namespace", "default")  # as the API server defaults it
     if not rs.endpoints:
         return _with_policies_of(_hinted(profile_hint), rs.namespace_objects,
                                  list(zip(rs.policies, rs.policy_sources)), label, kind)
@@ -196,7 +204,7 @@ class PolicyDiff:
     closed: list[Change]
     unchanged_allowed: int
     unchanged_blocked: int
-    added: list[str] = field(default_factory=list)  # policies, "ns/name"
+    added: list[str] = field(default_factory=list)  # policies, "ns/name" or "ClusterNetworkPolicy name"
     removed: list[str] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)
     steps: list[str] = field(default_factory=list)  # "develop: +allow-dns" from the step annotations
@@ -257,10 +265,9 @@ def _policy_changes(old: PolicySet, new: PolicySet) -> tuple[list[str], list[str
         meta = p.get("metadata") or {}
         return json.dumps({"spec": p.get("spec"), "labels": meta.get("labels")}, sort_keys=True)
 
-    fmt = sorted
-    added = fmt(f"{ns}/{n}" for ns, n in set(b) - set(a))
-    removed = fmt(f"{ns}/{n}" for ns, n in set(a) - set(b))
-    changed = fmt(f"{ns}/{n}" for (ns, n) in set(a) & set(b) if body(a[(ns, n)]) != body(b[(ns, n)]))
+    added = sorted(set(b) - set(a))
+    removed = sorted(set(a) - set(b))
+    changed = sorted(n for n in set(a) & set(b) if body(a[n]) != body(b[n]))
     return added, removed, changed
 
 
@@ -269,7 +276,7 @@ def _steps_by_namespace(ps: PolicySet) -> dict[str, list[str]]:
     for p in ps.policies:
         step = ((p.get("metadata") or {}).get("annotations") or {}).get(STEP_ANNOTATION)
         if step:
-            steps = out.setdefault(p["metadata"]["namespace"], [])
+            steps = out.setdefault(p["metadata"].get("namespace") or "cluster-scoped", [])
             if step not in steps:
                 steps.append(step)
     return out

@@ -38,6 +38,7 @@ from pathlib import Path
 
 from cluster import yamlio
 from cluster.errors import Invalid, ManifestError
+from cluster.policy.engine.model import KCNP_KIND
 from cluster.policy.manifests import load_documents, obj_ref, read_yaml
 from cluster.selectors import parse_text
 
@@ -190,6 +191,14 @@ def _set_namespace(objs: Built, namespace: str, where: str) -> Built:
         if obj["kind"] == "Namespace":
             raise ManifestError(f"{obj_ref(obj)} under 'namespace: {namespace}' (kustomize renames it) "
                                 f"{_NOT_MODELLED}", path=where)
+        if obj["kind"] == KCNP_KIND:
+            # kustomize knows the built-in kinds that are cluster-scoped; a
+            # custom resource's kind it takes as namespaced and writes the
+            # namespace into it.
+            raise ManifestError(f"{obj_ref(obj)} under 'namespace: {namespace}': kustomize would write that "
+                                "namespace into this cluster-scoped object (it takes a custom resource's kind "
+                                "as namespaced); keep ClusterNetworkPolicies in a kustomization without "
+                                "namespace:", path=where)
         obj = {**obj, "metadata": {**obj["metadata"], "namespace": namespace}}
         out.append((obj, src))
     return out
@@ -214,8 +223,9 @@ def _selected(kustomizations: dict[str, dict]) -> list[str]:
 
 
 def read_flux_tree(directory: Path) -> tuple[list[dict], Built]:
-    """Namespaces and NetworkPolicies (with their files) that the tree's
-    network-policies Kustomizations, and what they depend on, apply."""
+    """Namespaces, NetworkPolicies and ClusterNetworkPolicies (with their
+    files) that the tree's network-policies Kustomizations, and what they
+    depend on, apply."""
     root = find_root(Path(directory))
     if root is None:
         raise ManifestError(f"no {WIRING} here", path=str(directory))
@@ -255,6 +265,8 @@ def read_flux_tree(directory: Path) -> tuple[list[dict], Built]:
         for obj, src in objs:
             if obj["kind"] == "Namespace":
                 namespaces.append(obj)
+            elif obj["kind"] == KCNP_KIND:
+                policies.append((obj, src))
             elif obj["kind"] == "NetworkPolicy":
                 if not obj["metadata"].get("namespace"):
                     raise ManifestError(f"no namespace after the build of {ref} (set namespace: in the "

@@ -26,7 +26,7 @@ from cluster.errors import Invalid, ManifestError
 from cluster.policy import apivalidation as av
 from cluster.policy import schema
 from cluster.policy.engine.compile import compile_policy
-from cluster.policy.engine.model import NS_NAME_LABEL, Endpoint, Port, parse_selector
+from cluster.policy.engine.model import KCNP_KIND, NS_NAME_LABEL, Endpoint, Port, parse_selector
 from cluster.selectors import equality_text
 
 _STR = "tag:yaml.org,2002:str"
@@ -48,8 +48,12 @@ WORKLOAD_KINDS = {"Deployment": "apps/v1", "StatefulSet": "apps/v1", "DaemonSet"
                   "ReplicaSet": "apps/v1", "Job": "batch/v1"}
 API_VERSIONS = {**WORKLOAD_KINDS, "CronJob": "batch/v1", "Pod": "v1", "Namespace": "v1",
                 "NetworkPolicy": "networking.k8s.io/v1", "Service": "v1", "ServiceAccount": "v1",
-                "ConfigMap": "v1", "Secret": "v1"}
+                "ConfigMap": "v1", "Secret": "v1", KCNP_KIND: "policy.networking.k8s.io/v1beta1"}
 ENDPOINT_KINDS = ("Pod", *WORKLOAD_KINDS, "CronJob")
+# The policy kinds read for their meaning; a ClusterNetworkPolicy is
+# cluster-scoped (no namespace, never given the default one).
+POLICY_KINDS = ("NetworkPolicy", KCNP_KIND)
+CLUSTER_SCOPED = ("Namespace", KCNP_KIND)
 # The workloads whose selector the user writes and the API server requires.
 SELECTED_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet")
 # Kinds whose names are DNS labels (no dots, at most 63) rather than DNS
@@ -61,8 +65,8 @@ DNS_LABEL_NAMES = ("Namespace", "Service", "StatefulSet")
 MAX_NAME = {"CronJob": 52, "Job": 63}
 # The kinds a profile may hold: we read the first ones for their meaning and
 # apply the others with the stand-ins.
-KNOWN_KINDS = ENDPOINT_KINDS + ("Namespace", "NetworkPolicy", "Service", "ServiceAccount", "ConfigMap", "Secret")
-MODELLED_KINDS = ENDPOINT_KINDS + ("Namespace", "NetworkPolicy")
+KNOWN_KINDS = ENDPOINT_KINDS + ("Namespace", *POLICY_KINDS, "Service", "ServiceAccount", "ConfigMap", "Secret")
+MODELLED_KINDS = ENDPOINT_KINDS + ("Namespace", *POLICY_KINDS)
 DEBUG_ANNOTATION = "dashi.io/role"
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 # YAML aliases re-use a node; a few levels of aliases of aliases ("billion
@@ -353,8 +357,11 @@ def manifest_files(root: Path) -> list[Path]:
 
 def check_object(obj: dict, path: str):
     """Structure (upstream schema) and values (API server rules) of a kind we
-    read; returns the compiled policy for a NetworkPolicy, else None."""
+    read; returns the compiled policy for a NetworkPolicy or a
+    ClusterNetworkPolicy (checked against its CRD), else None."""
     kind = obj["kind"]
+    if kind == KCNP_KIND:
+        return compile_policy(obj, path)
     ref = obj_ref(obj)
     if not schema.validate(obj, path, ref):
         raise ManifestError(f"apiVersion {obj.get('apiVersion')!r} does not serve {kind} in Kubernetes "
@@ -511,10 +518,10 @@ class ResourceSet:
             self.skipped[kind] += 1
             return
         meta = obj["metadata"]
-        if kind != "Namespace" and meta.get("namespace") is None:
+        if kind not in CLUSTER_SCOPED and meta.get("namespace") is None:
             meta["namespace"] = self.default_namespace
         compiled = check_object(obj, path)
-        ns = None if kind == "Namespace" else meta["namespace"]
+        ns = None if kind in CLUSTER_SCOPED else meta["namespace"]
         key = (kind, ns, meta["name"])
         if key in self._seen:
             raise ManifestError(f"duplicate {kind} (also in {self._seen[key]})", path=path, obj=obj_ref(obj))
@@ -523,7 +530,7 @@ class ResourceSet:
             labels = {str(k): v for k, v in av.label_map(meta.get("labels")).items()}
             self.namespaces[meta["name"]] = {**labels, NS_NAME_LABEL: meta["name"]}
             self.namespace_objects.append(obj)
-        elif kind == "NetworkPolicy":
+        elif kind in POLICY_KINDS:
             self.policies.append(obj)
             self.policy_sources.append(path)
             self.compiled.append(compiled)
@@ -544,6 +551,8 @@ class ResourceSet:
         """Every namespaced object must live in a namespace we know."""
         known = set(self.namespaces) | set(extra)
         for obj in self.objects + self.policies:
+            if obj["kind"] in CLUSTER_SCOPED:
+                continue
             ns = obj["metadata"].get("namespace") or "default"
             if ns not in known:
                 raise ManifestError(f"namespace {ns!r} does not exist (no Namespace object for it)",

@@ -8,10 +8,10 @@ Layout of a profile directory (all plain YAML a user can edit):
                       outside the pod network (the Kubernetes API)
     namespaces.yaml   Namespace objects
     workloads/*.yaml  stand-ins: Deployments/StatefulSets/Pods (+ Services)
-    policies/*.yaml   one file per step, NetworkPolicy objects; a step may
-                      name a variant file per CNI (``variants: {cilium:
-                      file}``) that a live rollout on that CNI applies
-                      instead (it may hold CiliumNetworkPolicies)
+    policies/*.yaml   one file per step, NetworkPolicy and ClusterNetworkPolicy
+                      objects; a step may name a variant file per CNI
+                      (``variants: {cilium: file}``) that a live rollout on
+                      that CNI applies instead (it may hold CiliumNetworkPolicies)
     matrix.yaml       the intended matrix: every edge that must be allowed,
                       with the step that opens it and why
 
@@ -31,8 +31,16 @@ from cluster.paths import shipped
 from cluster.policy import apivalidation as av
 from cluster.policy import schema
 from cluster.policy.engine.compile import compile_policy
-from cluster.policy.engine.model import NS_NAME_LABEL, PROTOCOLS, Edge, Endpoint, Port
-from cluster.policy.manifests import ResourceSet, applied_documents, check_known, check_object, obj_ref, read_yaml
+from cluster.policy.engine.model import KCNP_KIND, NS_NAME_LABEL, PROTOCOLS, Edge, Endpoint, Port
+from cluster.policy.manifests import (
+    POLICY_KINDS,
+    ResourceSet,
+    applied_documents,
+    check_known,
+    check_object,
+    obj_ref,
+    read_yaml,
+)
 
 
 def _manifests_dir() -> Path:
@@ -238,6 +246,13 @@ class Profile:
     @property
     def has_variants(self) -> bool:
         return any(s.variants for s in self.steps)
+
+    @property
+    def cluster_policy_steps(self) -> list[str]:
+        """The steps holding ClusterNetworkPolicies (in any form): a cluster
+        must serve and enforce that kind for them."""
+        return [s.name for s in self.steps
+                if any(o["kind"] == KCNP_KIND for form in (s, *s.variants.values()) for o in form.objects)]
 
     def for_cni(self, cni: str | None) -> "Profile":
         """The profile as a cluster running ``cni`` gets it: each step with a
@@ -456,18 +471,20 @@ def _step_objects(spath: Path, rs: ResourceSet, profile_name: str, seen_policies
                   cni: str | None) -> tuple[dict, ...]:
     """The policies of a step file, checked; ``cni``: a variant for that CNI,
     which may hold what only that CNI reads (CiliumNetworkPolicies on cilium)."""
-    kinds = ("NetworkPolicy", "CiliumNetworkPolicy") if cni == "cilium" else ("NetworkPolicy",)
-    objs = applied_documents(spath, " or ".join(kinds))
+    kinds = POLICY_KINDS + (("CiliumNetworkPolicy",) if cni == "cilium" else ())
+    objs = applied_documents(spath, f"{', '.join(kinds[:-1])} or {kinds[-1]}")
     for obj in objs:
         if obj["kind"] not in kinds:
             what = "a policy step" if cni is None else f"a {cni} variant of a step"
-            raise ManifestError(f"{what} holds {' or '.join(k.replace('Policy', 'Policies') for k in kinds)} "
-                                f"only, not {obj['kind']}"
+            names = [k.replace("Policy", "Policies") for k in kinds]
+            raise ManifestError(f"{what} holds {', '.join(names[:-1])} or {names[-1]} only, not {obj['kind']}"
                                 + (" (a CiliumNetworkPolicy belongs in a cilium variant)"
                                    if obj["kind"] == "CiliumNetworkPolicy" else ""),
                                 path=str(spath), obj=obj_ref(obj))
         ns = obj["metadata"].get("namespace")
-        if ns not in rs.namespaces:
+        if obj["kind"] == KCNP_KIND:
+            pass  # cluster-scoped: its subject picks namespaces by label
+        elif ns not in rs.namespaces:
             raise ManifestError(f"namespace {ns!r} does not exist in profile {profile_name}",
                                 path=str(spath), obj=obj_ref(obj))
         key = (obj["kind"], ns, obj["metadata"]["name"])

@@ -3,7 +3,8 @@
 ``reachability(path)`` reads every manifest below a directory (or one file;
 see ``cluster.policy.manifests``): Namespaces, Pods,
 Deployments/StatefulSets/DaemonSets/ReplicaSets/Jobs/CronJobs via their pod
-templates, NetworkPolicies. Other kinds are skipped and counted. It returns
+templates, NetworkPolicies and ClusterNetworkPolicies. Other kinds are
+skipped and counted. It returns
 
     {"endpoints": ["ns/name", ...],
      "allowed": [{"src": "ns/name", "dst": "ns/name", "protocol": "TCP", "port": 80}, ...],
@@ -54,35 +55,42 @@ def per_pod(endpoints: list[Endpoint], pods: set[str]) -> list[Endpoint]:
     return out
 
 
-def compute(rs: ResourceSet, endpoints: str = "workloads") -> dict:
+def compute(rs: ResourceSet, endpoints: str = "workloads", warnings: list[str] | None = None) -> dict:
+    """The reachability document; ``warnings`` (when given) receives what the
+    prediction rests on that the engine cannot check (unmodelled peers,
+    ClusterNetworkPolicies of one tier and priority matching the same traffic)."""
     keys, allowed, ranges = _walk(
-        rs, endpoints, lambda key: key, lambda port_list: port_list,
+        rs, endpoints, warnings, lambda key: key, lambda port_list: port_list,
         lambda src, dst, protocol, ports: {"src": src, "dst": dst, "protocol": protocol, "ports": ports},
         lambda src, dst, protocol, port: {"src": src, "dst": dst, "protocol": protocol, "port": port})
     return {"endpoints": keys, "allowed": allowed, "ranges": ranges}
 
 
-def compute_json(rs: ResourceSet, endpoints: str = "workloads") -> str:
+def compute_json(rs: ResourceSet, endpoints: str = "workloads", warnings: list[str] | None = None) -> str:
     """``json.dumps(compute(rs, endpoints))``, byte for byte, made as text:
     at 10,000 pods the result is a few hundred thousand small objects
     repeating the same few thousand strings and port lists, each of which is
     encoded once (by json.dumps) instead of once per object."""
     keys, allowed, ranges = _walk(
-        rs, endpoints, json.dumps, json.dumps,
+        rs, endpoints, warnings, json.dumps, json.dumps,
         lambda src, dst, protocol, ports: f'{{"src": {src}, "dst": {dst}, "protocol": "{protocol}", "ports": {ports}}}',
         lambda src, dst, protocol, port: f'{{"src": {src}, "dst": {dst}, "protocol": "{protocol}", "port": {port}}}')
     return f'{{"endpoints": [{", ".join(keys)}], "allowed": [{", ".join(allowed)}], "ranges": [{", ".join(ranges)}]}}'
 
 
-def _walk(rs: ResourceSet, endpoints: str, key_form, ports_form, make_range, make_allowed):
+def _walk(rs: ResourceSet, endpoints: str, warnings: list[str] | None, key_form, ports_form, make_range,
+          make_allowed):
     """The endpoints (``key_form`` of each key) and the allowed and ranges
     entries (``make_range``, ``make_allowed`` of the key forms, the protocol
-    and ``ports_form`` of a port list or a port), in the output's order."""
+    and ``ports_form`` of a port list or a port), in the output's order;
+    the engine's warnings added to ``warnings`` when given."""
     if endpoints not in ENDPOINT_MODES:
         raise ManifestError(f"--endpoints: unknown value {endpoints!r} (workloads, pods)")
     eps = per_pod(rs.endpoints, rs.pod_keys) if endpoints == "pods" else list(rs.endpoints)
     eps.sort(key=lambda e: e.key)
     engine = Engine(rs.namespaces, rs.compiled)
+    if warnings is not None:
+        warnings.extend(engine.notes + engine.overlaps(eps))
     keys = [key_form(e.key) for e in eps]
     # The output is sorted by source, destination, protocol (and port). The
     # endpoints are sorted by key, so each source's entries are made in

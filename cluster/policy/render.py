@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.text import Text
 
 from cluster.policy.analysis import CheckReport, Difference
@@ -76,6 +77,8 @@ def print_check(report: CheckReport, console: Console, show_matrices: bool = Tru
             console.print(f"  over-permissive: {f}", markup=False, highlight=False, **wrap)
     else:
         console.print("least-privilege audit: every rule serves an intended edge", **wrap)
+    for w in report.warnings:
+        console.print(f"[yellow]warning:[/yellow] {escape(w)}", highlight=False, **wrap)
     for h in profile.host_access:
         console.print(f"[dim]host -> {h.dst}: allowed, node traffic is not subject to NetworkPolicy "
                       f"({h.reason})[/dim]", **wrap)
@@ -104,4 +107,5 @@ def check_to_dict(report: CheckReport) -> dict:
         "final_differences": [{**_edge_dict(d.edge), "intended": d.intended, "predicted": d.predicted,
                                "detail": d.detail} for d in report.final],
         "over_permissive": report.over_permissive,
+        "warnings": report.warnings,
     }

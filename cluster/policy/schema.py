@@ -257,7 +257,7 @@ def _digest() -> str:
     bindings) costs a few milliseconds, and the validator library's
     version file read rather than the library imported."""
     crc, adler = 0, 1
-    own = sorted((Path(__file__).parent / "schemas").glob("*.json"))
+    own = sorted(p for p in (Path(__file__).parent / "schemas").iterdir() if p.suffix in (".json", ".yaml"))
     spec = importlib.util.find_spec("fastjsonschema")
     library = Path(spec.origin).with_name("version.py").read_bytes() if spec and spec.origin else b""
     for part in (Path(__file__).read_bytes(), *(p.read_bytes() for p in own), SCHEMA_VERSION.encode(), str(_schema_dir()).encode(),
@@ -349,6 +349,19 @@ def _message(e) -> str:
                "characters long"
     if e.rule == "enum":
         return f"{field}: must be {' or '.join(map(str, definition.get('enum', [])))}, got {e.value!r}"
+    if e.rule in ("minProperties", "maxProperties"):
+        fields = ", ".join(definition.get("properties") or ())
+        if definition.get("minProperties") == definition.get("maxProperties") == 1:
+            got = ", ".join(map(str, e.value or ())) or "none"
+            return f"{field}: exactly one of {fields} must be set, got {got}"
+        return f"{field}: at least one of {fields} must be set"
+    if e.rule in ("minItems", "maxItems"):
+        n = len(e.value) if isinstance(e.value, list) else "?"
+        if e.rule == "minItems":
+            return f"{field}: must have at least {definition.get('minItems')} item(s), got {n}"
+        return f"{field}: must have at most {definition.get('maxItems')} items, got {n}"
+    if e.rule == "uniqueItems":
+        return f"{field}: duplicate items ({', '.join(map(repr, e.value or ()))}): the API keeps it as a set"
     if e.rule == "propertyNames":
         # fastjsonschema names neither the key nor the rule ("must be named
         # by propertyName definition"); the keys its schema allows are an enum.
@@ -398,3 +411,70 @@ def validate_file(name: str, data, path: str) -> None:
         _own(name)(data)
     except fastjsonschema.JsonSchemaValueException as e:
         raise ManifestError(_message(e), path=path) from None
+
+
+# --------------------------------------------------------------------------
+# ClusterNetworkPolicy: its CRD is the schema
+
+# The CRD as sigs.k8s.io/network-policy-api ships it (config/crd/experimental/,
+# the channel with destinationNamedPort, nodes and domainNames), unchanged;
+# cluster-up installs the same file (versions.NETWORK_POLICY_API_SHA256).
+CNP_CRD = Path(__file__).parent / "schemas" / "policy.networking.k8s.io_clusternetworkpolicies.yaml"
+CNP_GROUP = "policy.networking.k8s.io"
+_OPENAPI_ONLY = ("description", "format", "default", "nullable")
+
+
+def _from_openapi(node):
+    """A CRD's structural OpenAPI v3 schema as a JSON schema for fastjsonschema:
+    a map with properties refuses other fields (the API server's strict field
+    validation, kubectl's default), a ``set`` list refuses duplicates; the
+    CEL rules (``x-kubernetes-validations``) are checked by the caller."""
+    if isinstance(node, list):
+        return [_from_openapi(v) for v in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _from_openapi(v) for k, v in node.items()
+           if k not in _OPENAPI_ONLY and not k.startswith("x-kubernetes-")}
+    if node.get("type") == "object" and "properties" in node and "additionalProperties" not in node:
+        out["additionalProperties"] = False
+    if node.get("x-kubernetes-list-type") == "set":
+        out["uniqueItems"] = True
+    return out
+
+
+@lru_cache(maxsize=1)
+def _cnp_crd() -> dict:
+    import yaml
+
+    return yaml.safe_load(CNP_CRD.read_text())
+
+
+def cnp_versions() -> tuple[str, ...]:
+    """The API versions the pinned CRD serves (v1alpha2 and v1beta1 since v0.3.0)."""
+    return tuple(f"{CNP_GROUP}/{v['name']}" for v in _cnp_crd()["spec"]["versions"] if v.get("served"))
+
+
+@lru_cache(maxsize=None)
+def _cnp_validator(api_version: str):
+    def build():
+        import fastjsonschema
+
+        version = api_version.rsplit("/", 1)[1]
+        crd = next(v for v in _cnp_crd()["spec"]["versions"] if v["name"] == version)
+        schema = {"$schema": "http://json-schema.org/draft-07/schema#",
+                  **_from_openapi(crd["schema"]["openAPIV3Schema"])}
+        return compile(fastjsonschema.compile_to_code(schema, use_formats=False), f"<schema CRD {version}>", "exec")
+
+    return _cached(f"crd-clusternetworkpolicies-{api_version.rsplit('/', 1)[1]}", build)
+
+
+def validate_cnp(obj: dict, path: str, ref: str) -> None:
+    """Check a ClusterNetworkPolicy against its CRD's schema for its apiVersion
+    (the caller has checked that the CRD serves it). Raises ManifestError
+    naming the file, the object and the field."""
+    import fastjsonschema
+
+    try:
+        _cnp_validator(obj["apiVersion"])(obj)
+    except fastjsonschema.JsonSchemaValueException as e:
+        raise ManifestError(_message(e), path=path, obj=ref) from None

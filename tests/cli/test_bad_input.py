@@ -353,7 +353,7 @@ CASES = [
     Case("prepare-without-context", ["prepare"],
          "error: prepare needs --context: name the kubeconfig context of the cluster to prepare"),
     Case("prepare-unknown-profile", ["prepare", "-c", "k3d-x", "-p", "nosuch"],
-         "error: unknown profile 'nosuch': choose one of dashi, environments"),
+         "error: unknown profile 'nosuch': choose one of dashi, dashi-cnp, environments"),
     Case("prepare-context-not-in-kubeconfig", ["prepare", "-c", "k3d-x", "-p", "environments"],
          "error: cannot load context 'k3d-x' from kubeconfig {d}/kubeconfig: it has no such context "
          "(its contexts: none)",
@@ -389,7 +389,7 @@ CASES = [
          profile=dict([_sub("profile.yaml", "file: policies/02-allow-dns.yaml",
                             "file: policies/02-allow-dns.yaml, variants: {flannel: policies/02-allow-dns.yaml}")])),
     Case("step-of-comments-only", ["network-policies-up", "-d", "-p", "{d}/p"],
-         'p/policies/02-allow-dns.yaml: holds no NetworkPolicy (empty, or comments only); kubectl would say '
+         'p/policies/02-allow-dns.yaml: holds no NetworkPolicy or ClusterNetworkPolicy (empty, or comments only); kubectl would say '
          '"no objects passed to apply"', profile={"policies/02-allow-dns.yaml": "# to do\n---\n# later\n"}),
     reach(deploy("w2", labels="{app: w2}", replicas="3000000000"),
           "a.yaml: Deployment default/w2: spec.replicas: 3000000000 does not fit the API's int32", "replicas-int32"),

@@ -71,11 +71,10 @@ def test_shipped_files_are_found_after_a_non_editable_install(monkeypatch, tmp_p
         assert paths.shipped(name) == tmp_path / "venv" / "share" / "dashi-cluster" / name
     assert profile_mod._manifests_dir() == tmp_path / "venv" / "share" / "dashi-cluster" / "manifests"
     pyproject = (ROOT / "pyproject.toml").read_text()
-    for name in ("dashi", "environments"):
-        for sub in ("", "/policies", "/workloads"):
-            assert f'"share/dashi-cluster/manifests/{name}{sub}" = ["manifests/{name}{sub}/*.yaml"]' in pyproject
-    assert {p.parent.relative_to(ROOT / "manifests").as_posix() for p in (ROOT / "manifests").rglob("*.yaml")} <= {
-        f"{n}{s}" for n in ("dashi", "environments") for s in ("", "/policies", "/workloads")}
+    shipped = {p.parent.relative_to(ROOT / "manifests").as_posix() for p in (ROOT / "manifests").rglob("*.yaml")}
+    assert shipped >= {f"{n}{s}" for n in ("dashi", "environments") for s in ("", "/policies", "/workloads")}
+    for directory in shipped:
+        assert f'"share/dashi-cluster/manifests/{directory}" = ["manifests/{directory}/*.yaml"]' in pyproject
     for cni in ("calico", "cilium"):
         assert f'"share/dashi-cluster/cni/{cni}" = ["cni/{cni}/*.yaml"]' in pyproject
     assert {p.parent.name for p in (ROOT / "cni").rglob("*")} <= {"cni", "calico", "cilium"}
@@ -206,7 +205,7 @@ def test_errors_with_json_are_a_json_object_on_stdout(cluster, capsys):
         cli_tasks.smoke(Context(), profile="nope", json=True)
     assert err.value.code == 1 and err.value.message is None
     assert json.loads(capsys.readouterr().out) == {
-        "error": "unknown profile 'nope' (known: dashi, environments)", "exit_code": 1}
+        "error": "unknown profile 'nope' (known: dashi, dashi-cnp, environments)", "exit_code": 1}
     with pytest.raises(Exit):
         cli_tasks.explain(Context(), "x/y", "a/b", "80", json=True)
     assert json.loads(capsys.readouterr().out)["error"].startswith("no endpoint 'x/y' in profile dashi")

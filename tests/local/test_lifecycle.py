@@ -172,7 +172,7 @@ def test_calico_cluster_up_exact_invocations(tmp_path):
     ]
     assert w.runner.calls[3].env is None  # K3D_FIX_MOUNTS only for Cilium
     assert cfg.read_text() == k3d.render_config(k3d.config("dashi", "calico", 0, versions.K3S_VERSION, port))
-    assert summary["cni"] == "Calico v3.31.4"
+    assert summary["cni"] == "Calico v3.32.2"
     assert summary["canary"].startswith("NetworkPolicy enforced by calico")
     assert summary["changed"]
     assert "Summary" in out and "kubeconfig context" in out and "k3d-dashi" in out
@@ -288,7 +288,7 @@ def test_an_old_kernel_is_a_warning_for_calico_and_cilium():
     w.docker.engine_version["KernelVersion"] = "5.4.0-216-generic"
     _, out = up(w)
     assert "! kernel: the Docker engine runs Linux 5.4.0-216-generic, older than v5.10.0, the minimum of " \
-           "calico v3.31.4" in out
+           "calico v3.32.2" in out
 
 
 def test_stopped_cluster_is_started():
@@ -312,7 +312,7 @@ def test_cilium_cluster_up_invocations():
     i_mount = argvs.index(mounts[0])
     i_helm = argvs.index(tuple(commands.cilium.helm_argv("k3d-dashi")))
     assert argvs.index(create.argv) < i_mount < i_helm  # mounts before the chart
-    assert summary["cni"] == "Cilium 1.18.6"
+    assert summary["cni"] == "Cilium 1.20.2"
 
 
 def test_cilium_nodes_ready_waits_for_the_agents(monkeypatch):
@@ -424,7 +424,7 @@ def test_dry_run_via_invoke_exits_zero():
     env = dict(os.environ, DOCKER_HOST="unix:///nonexistent/docker.sock", PATH="/usr/bin:/bin")
     p = cli_process.run("cluster-up", "--dry-run", "--cni", "calico", env=env)
     assert p.returncode == 0, p.stderr
-    assert "Install Calico v3.31.4" in p.stdout and "operator-crds.yaml" in p.stdout
+    assert "Install Calico v3.32.2" in p.stdout and "operator-crds.yaml" in p.stdout
 
 
 # -- cluster-down, status, prepare ---------------------------------------------

@@ -168,7 +168,7 @@ def test_explain_bad_input(dashi, args, message):
 
 
 def test_unknown_profile():
-    with pytest.raises(ManifestError, match=r"unknown profile 'nope' \(known: dashi, environments\)"):
+    with pytest.raises(ManifestError, match=r"unknown profile 'nope' \(known: dashi, dashi-cnp, environments\)"):
         load_profile("nope")
 
 
@@ -195,7 +195,7 @@ def _edit(path: Path, old: str, new: str) -> None:
     ("policies/09-allow-kube-api.yaml", "name: allow-kube-api", "name: allow-data-internal",
      r"09-allow-kube-api.yaml: NetworkPolicy dashi-data/allow-data-internal: duplicate NetworkPolicy \(also in"),
     ("policies/02-allow-dns.yaml", "kind: NetworkPolicy", "kind: NetworkPolicyy",
-     r"02-allow-dns.yaml: NetworkPolicyy dashi-platform/allow-dns: a policy step holds NetworkPolicies only"),
+     r"02-allow-dns.yaml: NetworkPolicyy dashi-platform/allow-dns: a policy step holds NetworkPolicies or ClusterNetworkPolicies only"),
     ("workloads/serving.yaml", "kind: Deployment", "kind: Deploymnet",
      r"serving.yaml: Deploymnet dashi-serving/titiler: unknown kind 'Deploymnet'"),
     ("workloads/serving.yaml", "name: duckdb\n  namespace: dashi-serving\n  labels: {app.kubernetes.io/name: duckdb, "

@@ -160,6 +160,66 @@ def port(p, protocol: str | None = None, end: int | None = None) -> dict:
     return out
 
 
+# ClusterNetworkPolicy (policy.networking.k8s.io/v1beta1)
+
+CNP_API = "policy.networking.k8s.io/v1beta1"
+
+
+def cnp(name: str, tier: str, priority: int, subject: dict, *, ingress=ABSENT, egress=ABSENT,
+        api: str = CNP_API) -> dict:
+    """A ClusterNetworkPolicy; ``subject`` from ``ns_subject`` or ``pods_subject``."""
+    spec: dict = {"tier": tier, "priority": priority, "subject": subject}
+    if ingress is not ABSENT:
+        spec["ingress"] = ingress
+    if egress is not ABSENT:
+        spec["egress"] = egress
+    return {"apiVersion": api, "kind": "ClusterNetworkPolicy", "metadata": {"name": name}, "spec": spec}
+
+
+def ns_subject(selector: dict) -> dict:
+    return {"namespaces": selector}
+
+
+def pods_subject(ns_selector: dict, pod_selector: dict) -> dict:
+    return {"pods": {"namespaceSelector": ns_selector, "podSelector": pod_selector}}
+
+
+def cnp_rule(action: str, peers: list, *protocols: dict, name: str | None = None, direction: str = "from") -> dict:
+    """An ingress rule (``direction="to"``: an egress rule)."""
+    rule: dict = {"action": action, direction: peers}
+    if name:
+        rule["name"] = name
+    if protocols:
+        rule["protocols"] = list(protocols)
+    return rule
+
+
+def to_rule(action: str, peers: list, *protocols: dict, name: str | None = None) -> dict:
+    return cnp_rule(action, peers, *protocols, name=name, direction="to")
+
+
+def namespaces_peer(selector: dict) -> dict:
+    return {"namespaces": selector}
+
+
+def pods_peer(ns_selector: dict, pod_selector: dict) -> dict:
+    return {"pods": {"namespaceSelector": ns_selector, "podSelector": pod_selector}}
+
+
+def networks_peer(*cidrs: str) -> dict:
+    return {"networks": list(cidrs)}
+
+
+def proto(protocol: str, number: int | None = None, end: int | None = None) -> dict:
+    """``tcp``/``udp``/``sctp`` with a port number, or a range ``number``-``end``."""
+    port = {"range": {"start": number, "end": end}} if end is not None else {"number": number}
+    return {protocol.lower(): {"destinationPort": port}}
+
+
+def named_port(name: str) -> dict:
+    return {"destinationNamedPort": name}
+
+
 # --------------------------------------------------------------------------
 # Truth tables
 
@@ -207,7 +267,7 @@ def _probe_ports(engine: Engine, endpoints) -> list[int]:
     """Ports where a verdict can change: every rule bound and its neighbours,
     every declared port, and the ends of the port space."""
     ports = {1, 2, 65534, 65535}
-    for p in engine.policies:
+    for p in [*engine.policies, *engine.cluster_policies]:
         for rule in (p.ingress or ()) + (p.egress or ()):
             for pr in rule.ports or ():
                 if isinstance(pr.port, int):

@@ -21,6 +21,7 @@ from pathlib import Path
 from rich.console import Console
 
 from cluster import versions, yamlio
+from cluster.policy.schema import CNP_CRD
 from cluster.seams.docker_engine import FakeDocker, NodeContainer
 from cluster.seams.runner import FakeRunner, Result
 from cluster.testing.fakecluster.clock import FakeClock
@@ -289,6 +290,13 @@ class LocalWorld:
         r.on("k3d", "cluster", "delete", respond=self._deleted)
         r.on("helm", "list", respond=lambda c: Result(c.argv, 0, json.dumps(self.helm_releases)))
         r.on("helm", "upgrade", respond=self._helm_installed)
+        # cluster-up --cni cilium applies the shipped ClusterNetworkPolicy CRD (cluster.local.cilium).
+        r.on("kubectl", "--context", "k3d-dashi", "apply", "--server-side", "--force-conflicts", "-f", str(CNP_CRD),
+             respond=self._crd_applied)
+
+    def _crd_applied(self, call):
+        self.kube.install_kcnp_crd()
+        return Result(call.argv, 0)
 
     def add_cluster(self, name: str, cni: str | None, agents: int = 0, running: bool = True, ours: bool = True,
                     image: str | None = None) -> None:

@@ -97,6 +97,20 @@ def k3s_policy_controller_disabled(kube: Kube) -> bool:
     return False
 
 
+# -- ClusterNetworkPolicy -----------------------------------------------------------
+
+KCNP_CRD = "clusternetworkpolicies.policy.networking.k8s.io"
+
+
+def crd_established(kube: Kube, name: str = KCNP_CRD) -> tuple[bool, str]:
+    """A CRD is served once its Established condition is True (a fresh one has no conditions yet)."""
+    crd = kube.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", name)
+    if crd is None:
+        return False, f"CRD {name} not there yet"
+    conds = {c.get("type"): c.get("status") for c in (crd.get("status") or {}).get("conditions") or []}
+    return conds.get("Established") == "True", f"CRD {name} Established={conds.get('Established') or '?'}"
+
+
 # -- any cluster -----------------------------------------------------------------
 
 

@@ -17,7 +17,10 @@ agnhost image) against the DNS pod's address under ``timeout``: any answer,
 even NXDOMAIN, means the path is open; silence until the timeout means a
 policy dropped it. (agnhost's own UDP payload, "hostname\n", is shorter
 than a DNS header, so a DNS server never answers it: allowed and dropped
-would look the same.)
+would look the same.) Other UDP ports are probed with ``agnhost connect``;
+its silence is read as dropped only when the caller says the servers answer
+that payload (``udp_echo``: ``agnhost netexec`` answers "hostname"), and is
+otherwise unprobed.
 
 What a refusal means depends on the CNI, so it is read with the cluster's
 deny behaviour, which the canary measures (``cluster.live.setup.canary``):
@@ -149,8 +152,10 @@ def _refused(deny_behaviour: str) -> str:
     return _REFUSED[deny_behaviour].format(prepare=command("prepare"), cluster_up=command("cluster-up"))
 
 
-def classify(returncode: int, stderr: str, protocol: str = "TCP", deny_behaviour: str = "reject") -> ProbeResult:
-    """Turn agnhost connect's exit code and stderr into a ProbeResult."""
+def classify(returncode: int, stderr: str, protocol: str = "TCP", deny_behaviour: str = "reject",
+             udp_echo: bool = False) -> ProbeResult:
+    """Turn agnhost connect's exit code and stderr into a ProbeResult
+    (``udp_echo``: the UDP server answers agnhost's payload, so silence is a drop)."""
     text = (stderr or "").strip()
     first = text.splitlines()[0] if text else ""
     if returncode == 0:
@@ -159,7 +164,7 @@ def classify(returncode: int, stderr: str, protocol: str = "TCP", deny_behaviour
         return ProbeResult(False, "other", "agnhost is not in this pod's image "
                                            f"(the stand-ins run e2e-test-images/agnhost): {first}")
     if first.startswith("TIMEOUT"):
-        if protocol.upper() == "UDP":
+        if protocol.upper() == "UDP" and not udp_echo:
             return ProbeResult(False, "unprobed",
                                "UDP: no reply in time; agnhost's payload gets no answer from a DNS server "
                                "even when allowed, so silence cannot tell dropped from allowed")
@@ -174,7 +179,7 @@ def classify(returncode: int, stderr: str, protocol: str = "TCP", deny_behaviour
 
 
 def connect(kube: Kube, namespace: str, pod: str, host: str, port: int, protocol: str = "TCP",
-            timeout_s: float = 1.0, deny_behaviour: str = "reject") -> ProbeResult:
+            timeout_s: float = 1.0, deny_behaviour: str = "reject", udp_echo: bool = False) -> ProbeResult:
     """Probe host:port from a pod with ``agnhost connect``.
 
     Raises KubeError when the exec itself fails (pod gone, API error); a
@@ -182,7 +187,7 @@ def connect(kube: Kube, namespace: str, pod: str, host: str, port: int, protocol
     """
     argv = connect_argv(host, port, protocol, timeout_s)
     res = kube.exec(namespace, pod, argv, timeout=timeout_s + EXEC_GRACE_S)
-    return classify(res.returncode, res.stderr, protocol, deny_behaviour)
+    return classify(res.returncode, res.stderr, protocol, deny_behaviour, udp_echo)
 
 
 # --------------------------------------------------------------------------
@@ -332,7 +337,8 @@ class NoShell(Exception):
     """The source pod has no shell: probe it one exec per edge instead."""
 
 
-def parse_batch(targets: list[Target], res: ExecResult, deny_behaviour: str = "reject") -> list[ProbeResult]:
+def parse_batch(targets: list[Target], res: ExecResult, deny_behaviour: str = "reject",
+                udp_echo: bool = False) -> list[ProbeResult]:
     """The per-probe results of one batch exec, in the order of ``targets``."""
     lines: dict[int, tuple[int, str]] = {}
     deadline = False
@@ -356,7 +362,7 @@ def parse_batch(targets: list[Target], res: ExecResult, deny_behaviour: str = "r
             continue
         rc, text = lines[i]
         out.append(classify_dns(rc, text, deny_behaviour) if is_dns_udp(t)
-                   else classify(rc, text, t.protocol, deny_behaviour))
+                   else classify(rc, text, t.protocol, deny_behaviour, udp_echo))
     return out
 
 
@@ -378,7 +384,7 @@ class ProbeSession:
         self.requests = 0
 
     def batch(self, targets: list[Target], timeout_s: float, tcp_tool: str,
-              deny_behaviour: str) -> tuple[list[ProbeResult], str | None]:
+              deny_behaviour: str, udp_echo: bool = False) -> tuple[list[ProbeResult], str | None]:
         self.requests += 1
         rid = str(self.requests)
         self.session.send(" ".join([rid, *batch_args(targets, timeout_s, tcp_tool=tcp_tool)]) + "\n")
@@ -386,7 +392,7 @@ class ProbeSession:
         res = ExecResult(0, text, "")
         if not any(line.startswith("@@ tool ") for line in text.splitlines()):
             raise KubeError("the probe session answered without running its batch")
-        return parse_batch(targets, res, deny_behaviour), batch_tool(res)
+        return parse_batch(targets, res, deny_behaviour, udp_echo), batch_tool(res)
 
     def close(self) -> None:
         self.session.close()
@@ -394,12 +400,12 @@ class ProbeSession:
 
 def connect_batch(kube: Kube, namespace: str, pod: str, targets: list[Target],
                   timeout_s: float = 1.0, tcp_tool: str = "auto",
-                  deny_behaviour: str = "reject") -> tuple[list[ProbeResult], str | None]:
+                  deny_behaviour: str = "reject", udp_echo: bool = False) -> tuple[list[ProbeResult], str | None]:
     """Probe every target from one pod in one exec; the results and the TCP
     tool used. Raises NoShell when the pod cannot run the batch, KubeError
     when the exec itself fails."""
     res = kube.exec(namespace, pod, batch_argv(targets, timeout_s, tcp_tool=tcp_tool), timeout=timeout_s + EXEC_GRACE_S)
-    return parse_batch(targets, res, deny_behaviour), batch_tool(res)
+    return parse_batch(targets, res, deny_behaviour, udp_echo), batch_tool(res)
 
 
 # --------------------------------------------------------------------------
@@ -520,7 +526,7 @@ class MatrixProber:
                  poll_interval: float = 1.0, poll_timeout: float = 10.0,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
                  tcp_tool: str = "auto", deny_behaviour: str = "reject", whole_pass_max: int = WHOLE_PASS_MAX,
-                 sessions: bool = False):
+                 sessions: bool = False, udp_echo: bool = False):
         if workers < 1:
             raise DashiError(f"probe workers must be at least 1, got {workers}")
         self.kube = kube
@@ -537,6 +543,7 @@ class MatrixProber:
         self.execs = 0
         self.tools: set[str] = set()  # what the batches used for TCP: nc, agnhost
         self.deny_behaviour = deny_behaviour
+        self.udp_echo = udp_echo  # the probed UDP servers answer agnhost's payload: silence is a drop
         # This round's execs, and those of them that reached no pod.
         self._attempts: list = []
         self._unreachable: list[KubeUnreachable] = []
@@ -554,7 +561,7 @@ class MatrixProber:
         self._attempts.append(target)
         try:
             return connect(self.kube, target.namespace, target.pod, target.host, target.port,
-                           target.protocol, self.timeout_s, self.deny_behaviour)
+                           target.protocol, self.timeout_s, self.deny_behaviour, self.udp_echo)
         except KubeUnreachable as e:
             self._unreachable.append(e)
             return ProbeResult(False, "other", f"exec failed: {e}")
@@ -571,7 +578,8 @@ class MatrixProber:
         try:
             if session is None:
                 session = ProbeSession(self.kube, *source)
-            results, tool = session.batch(targets, self.timeout_s, self.tcp_tool, self.deny_behaviour)
+            results, tool = session.batch(targets, self.timeout_s, self.tcp_tool, self.deny_behaviour,
+                                          self.udp_echo)
         except KubeError:
             if session is not None:
                 try:
@@ -601,7 +609,7 @@ class MatrixProber:
                 return results
         try:
             results, tool = connect_batch(self.kube, source[0], source[1], targets, self.timeout_s, self.tcp_tool,
-                                          self.deny_behaviour)
+                                          self.deny_behaviour, self.udp_echo)
             if tool:
                 self.tools.add(tool)
             return results

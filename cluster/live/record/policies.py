@@ -12,14 +12,20 @@ import copy
 from concurrent.futures import ThreadPoolExecutor
 
 from cluster.policy.engine.cilium import CNP_API, CNP_KIND
+from cluster.policy.engine.model import KCNP_KIND
 from cluster.seams.kube import MANAGED_BY_LABEL, MANAGED_BY_VALUE, Kube
 
 NP_API = "networking.k8s.io/v1"
 NP_KIND = "NetworkPolicy"
+# The storage version of network-policy-api v0.3's CRD (v1alpha2 is served too).
+KCNP_API = "policy.networking.k8s.io/v1beta1"
 # The policy kinds that are ours to apply, snapshot and restore: the
-# NetworkPolicies, and the CiliumNetworkPolicies of a cilium step variant
-# (listed only where the CRD is served).
-POLICY_KINDS = {NP_KIND: NP_API, CNP_KIND: CNP_API}
+# NetworkPolicies, the CiliumNetworkPolicies of a cilium step variant and the
+# ClusterNetworkPolicies (each listed only where its CRD is served).
+POLICY_KINDS = {NP_KIND: NP_API, CNP_KIND: CNP_API, KCNP_KIND: KCNP_API}
+# Listed cluster-wide, not per namespace: a ClusterNetworkPolicy applies to
+# the profile's namespaces whoever made it.
+CLUSTER_SCOPED_KINDS = (KCNP_KIND,)
 STEP_ANNOTATION = "dashi.io/step"
 # kubectl's client-side-apply copy of the object: noise in a snapshot, and it
 # would resurrect stale fields if restored.
@@ -48,7 +54,9 @@ def clean_policy(obj: dict) -> dict:
     server adds (uid, resourceVersion, managedFields, status): what can be
     stored and applied again."""
     meta = obj.get("metadata") or {}
-    out_meta = {"name": meta.get("name"), "namespace": meta.get("namespace")}
+    out_meta = {"name": meta.get("name")}
+    if (obj.get("kind") or NP_KIND) not in CLUSTER_SCOPED_KINDS:
+        out_meta["namespace"] = meta.get("namespace")
     labels = dict(meta.get("labels") or {})
     annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k not in _DROP_ANNOTATIONS}
     if labels:
@@ -126,6 +134,9 @@ def canonical_spec(spec: dict, kind: str = NP_KIND) -> dict:
     spec = spec or {}
     if kind == CNP_KIND:
         return _canon_cnp(spec)
+    if kind == KCNP_KIND:
+        # The CRD defaults nothing, and an empty selector means "all": as written.
+        return copy.deepcopy(spec)
     types = spec.get("policyTypes") or (["Ingress"] + (["Egress"] if spec.get("egress") else []))
     out = {"podSelector": _canon_selector(spec.get("podSelector") or {}), "policyTypes": sorted(types)}
     if "Ingress" in types:
@@ -141,16 +152,20 @@ def canonical(obj: dict) -> dict:
 
 
 def policy_key(obj: dict) -> tuple[str, str, str]:
-    """(namespace, name, kind): a NetworkPolicy and a CiliumNetworkPolicy may share a name."""
+    """(namespace, name, kind): a NetworkPolicy and a CiliumNetworkPolicy may
+    share a name; a cluster-scoped policy's namespace is ""."""
     meta = obj.get("metadata") or {}
-    return meta.get("namespace"), meta.get("name"), obj.get("kind") or NP_KIND
+    kind = obj.get("kind") or NP_KIND
+    return ("" if kind in CLUSTER_SCOPED_KINDS else meta.get("namespace")), meta.get("name"), kind
 
 
 def key_ref(key: tuple[str, str, str]) -> str:
     """How messages name a policy by its key: ``ns/name`` for a NetworkPolicy,
-    ``CiliumNetworkPolicy ns/name`` for the other kind."""
+    ``CiliumNetworkPolicy ns/name`` or ``ClusterNetworkPolicy name`` for the others."""
     ns, name, kind = key
-    return f"{ns}/{name}" if kind == NP_KIND else f"{kind} {ns}/{name}"
+    if kind == NP_KIND:
+        return f"{ns}/{name}"
+    return f"{kind} {ns}/{name}" if ns else f"{kind} {name}"
 
 
 def same_policy(a: dict, b: dict) -> bool:
@@ -162,10 +177,12 @@ def same_policy(a: dict, b: dict) -> bool:
 
 
 def live_policies(kube: Kube, namespaces: list[str]) -> list[dict]:
-    """The NetworkPolicies and CiliumNetworkPolicies of some namespaces, as
-    complete objects (the API's list carries apiVersion and kind on the list,
-    not on each item). A cluster without the Cilium CRD lists none of those."""
-    reads = [(api, kind, ns) for kind, api in POLICY_KINDS.items() for ns in namespaces]
+    """The NetworkPolicies and CiliumNetworkPolicies of some namespaces, and
+    every ClusterNetworkPolicy, as complete objects (the API's list carries
+    apiVersion and kind on the list, not on each item). A cluster without a
+    kind's CRD lists none of that kind."""
+    reads = [(api, kind, ns) for kind, api in POLICY_KINDS.items()
+             for ns in ([None] if kind in CLUSTER_SCOPED_KINDS else namespaces)]
     if len(reads) <= 1:
         listed = [kube.list(*r) for r in reads]
     else:

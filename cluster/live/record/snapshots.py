@@ -49,7 +49,14 @@ from pathlib import Path
 from cluster import yamlio
 from cluster.errors import ManifestError, SnapshotError
 from cluster.live.record.files import atomic_write, dump_yaml, now_iso, sha256_hex, whoami
-from cluster.live.record.policies import POLICY_KINDS, canonical, clean_policy, is_ours, policy_key
+from cluster.live.record.policies import (
+    CLUSTER_SCOPED_KINDS,
+    POLICY_KINDS,
+    canonical,
+    clean_policy,
+    is_ours,
+    policy_key,
+)
 from cluster.policy.engine.compile import compile_policy
 
 INDEX_VERSION = 1
@@ -220,7 +227,7 @@ def _check_doc(doc, info: SnapshotInfo) -> str | None:
         meta = (p or {}).get("metadata") if isinstance(p, dict) else None
         if not isinstance(meta, dict) or p.get("kind") not in POLICY_KINDS or not meta.get("name"):
             return f"policies[{i}] is not a NetworkPolicy (or CiliumNetworkPolicy) with a name"
-        if meta.get("namespace") not in doc["namespaces"]:
+        if p["kind"] not in CLUSTER_SCOPED_KINDS and meta.get("namespace") not in doc["namespaces"]:
             return f"policies[{i}] ({meta.get('name')}) is outside the snapshot's namespaces"
         if not is_ours(p):
             return f"policies[{i}] ({meta.get('namespace')}/{meta.get('name')}) does not carry our label"

@@ -151,13 +151,17 @@ class RolloutSession:
 
     def measure_deny_behaviour(self) -> None:
         """Run the canary when this machine never measured the cluster's deny
-        behaviour; keep what it found. Raises NotEnforced on a CNI that lets
-        a denied packet through: no rollout is verifiable there."""
-        if self.settings.deny_behaviour != "unknown":
+        behaviour (or, for a profile with ClusterNetworkPolicies, never saw
+        that kind enforced); keep what it found. Raises NotEnforced on a CNI
+        that lets a denied packet through: no rollout is verifiable there."""
+        cluster_policy = bool(self.profile.cluster_policy_steps)
+        proven = canary.proves_cluster_policies(self.cluster.cni.get("evidence", ""))
+        if self.settings.deny_behaviour != "unknown" and (proven or not cluster_policy):
             return
         cni = self.profile.cni  # what __init__ detected
         self.say("Measuring this cluster's deny behaviour (the enforcement canary)...")
-        result = canary.measure(self.kube, self.cluster, cni, sleep=self.settings.sleep, clock=self.settings.clock)
+        result = canary.measure(self.kube, self.cluster, cni, sleep=self.settings.sleep, clock=self.settings.clock,
+                                cluster_policy=cluster_policy)
         line = canary.verdict(result, cni_label(cni))  # raises loudly when not enforced
         self.settings = replace(self.settings, deny_behaviour=self.cluster.deny_behaviour)
         self.say(f"  {line}")

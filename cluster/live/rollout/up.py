@@ -37,6 +37,9 @@ def up(r: RolloutSession, until: str | None = None) -> StepRecord:
     if until == BASELINE:
         raise DashiError(f"--until baseline applies nothing; to remove the policies use {command('rollback --to baseline')}")
     target = n if until is None else profile.step_index(until)
+    if profile.cluster_policy_steps and profile.cni == "k3s":
+        raise DashiError(f"profile {profile.name} needs ClusterNetworkPolicy ({', '.join(profile.cluster_policy_steps)}),"
+                         " which k3s's policy controller (kube-router) does not enforce: nothing was changed")
     try:
         with r.begin(f"apply profile {profile.name}'s policy steps",
                      lambda: policies_through(r, target), refuse_blocked=True):
@@ -49,7 +52,8 @@ def _up(r: RolloutSession, target: int, until: str | None) -> StepRecord:
     profile = r.profile
     n = len(profile.steps)
     record = r.record()
-    if record.in_progress or not record.fully_verified or len(record.steps) < target:
+    if record.in_progress or not record.fully_verified or len(record.steps) < target \
+            or profile.cluster_policy_steps:
         r.measure_deny_behaviour()  # before anything is verified
     record = resolve_interrupted(r, record)
     k = r.check_record(record)

@@ -6,6 +6,11 @@ default-deny ingress policy exists, and reach it again once an allow policy
 names it; then the namespace is deleted. A CNI that lets the deny through
 makes every policy on this cluster documentation only, and we say so.
 
+When a profile holds ClusterNetworkPolicies (``cluster_policy=True``), a
+fourth phase proves that kind is enforced too, and above NetworkPolicy: an
+Admin-tier Deny of the client, applied over the allow, must block it again
+(the CRD must be served first; the cluster-scoped policy is deleted after).
+
 "Blocked" is a timeout (Calico and Cilium drop the packet) or a refusal:
 k3s' embedded kube-router controller REJECTs with icmp-port-unreachable
 (its KUBE-POD-FW-* chains), which agnhost reports as REFUSED. The first
@@ -82,6 +87,33 @@ def deny_policy(ns: str) -> dict:
             "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}}
 
 
+KCNP_API = "policy.networking.k8s.io/v1beta1"
+KCNP_CRD = "clusternetworkpolicies.policy.networking.k8s.io"
+KCNP_PHASE = "cluster-network-policy"
+
+
+def admin_deny_policy(ns: str) -> dict:
+    """An Admin-tier ClusterNetworkPolicy denying the client's ingress to the
+    server, over the NetworkPolicy that allows it (cluster-scoped: named after
+    the namespace, deleted by the canary itself)."""
+    return {"apiVersion": KCNP_API, "kind": "ClusterNetworkPolicy",
+            "metadata": {"name": f"{ns}-admin-deny", "labels": _labels()},
+            "spec": {"tier": "Admin", "priority": 0,
+                     "subject": {"pods": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}},
+                                          "podSelector": {"matchLabels": {"app": SERVER}}}},
+                     "ingress": [{"name": "deny-canary-client", "action": "Deny",
+                                  "from": [{"pods": {"namespaceSelector": {
+                                      "matchLabels": {"kubernetes.io/metadata.name": ns}},
+                                      "podSelector": {"matchLabels": {"app": CLIENT}}}}],
+                                  "protocols": [{"tcp": {"destinationPort": {"number": PORT}}}]}]}}
+
+
+def proves_cluster_policies(evidence: str) -> bool:
+    """Whether a canary's summary (kept with the cluster's state) includes a
+    passed ClusterNetworkPolicy phase."""
+    return f"{KCNP_PHASE}: blocked" in (evidence or "")
+
+
 def allow_policy(ns: str) -> dict:
     return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
             "metadata": {"name": "canary-allow-client", "namespace": ns, "labels": _labels()},
@@ -108,10 +140,13 @@ class Phase:
 class CanaryResult:
     namespace: str
     phases: list[Phase] = field(default_factory=list)
+    expected: int = 3  # 4 with the ClusterNetworkPolicy phase
+    # Why the ClusterNetworkPolicy phase could not run (no CRD served).
+    unserved: str = ""
 
     @property
     def ok(self) -> bool:
-        return len(self.phases) == 3 and all(p.ok for p in self.phases)
+        return len(self.phases) == self.expected and all(p.ok for p in self.phases)
 
     @property
     def enforced(self) -> bool | None:
@@ -153,25 +188,35 @@ def _phase(kube: Kube, ns: str, ip: str, ph: Phase, connect, sleep, clock, progr
     return ph
 
 
-def plan(ns: str = "dashi-canary-<random>") -> list[tuple[str, object]]:
+def plan(ns: str = "dashi-canary-<random>", cluster_policy: bool = False) -> list[tuple[str, object]]:
     """What the canary does, for --dry-run: (description, manifests or None)."""
-    return [
+    steps = [
         ("create the throwaway namespace and two agnhost pods", workload_manifests(ns)),
         (f"probe {CLIENT} -> {SERVER}:{PORT} (agnhost connect): expect reachable", None),
         ("apply a default-deny ingress policy", [deny_policy(ns)]),
         (f"probe again, re-polling up to {int(PHASE_TIMEOUT_S)}s: expect blocked", None),
         ("apply a policy allowing the client on 8080", [allow_policy(ns)]),
         (f"probe again, up to {int(PHASE_TIMEOUT_S)}s: expect reachable", None),
-        (f"delete namespace {ns}", None),
     ]
+    if cluster_policy:
+        steps += [("the profile holds ClusterNetworkPolicies: apply an Admin Deny of the client over the allow",
+                   [admin_deny_policy(ns)]),
+                  (f"probe again, up to {int(PHASE_TIMEOUT_S)}s: expect blocked; delete the ClusterNetworkPolicy",
+                   None)]
+    return steps + [(f"delete namespace {ns}", None)]
 
 
 def run(kube: Kube, *, sleep: Callable[[float], None], clock: Callable[[], float],
         progress: Callable[[str], None] = lambda d: None, connect=None,
-        namespace: str | None = None) -> CanaryResult:
+        namespace: str | None = None, cluster_policy: bool = False) -> CanaryResult:
     connect = connect or probe.connect
     ns = namespace or namespace_name()
-    result = CanaryResult(ns)
+    result = CanaryResult(ns, expected=4 if cluster_policy else 3)
+    if cluster_policy and kube.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", KCNP_CRD) is None:
+        # Nothing to test the kind with: said before anything is created.
+        result.unserved = f"the cluster does not serve ClusterNetworkPolicy (no CRD {KCNP_CRD})"
+        return result
+    kcnp = admin_deny_policy(ns)
     try:
         namespace, *pod_objects = workload_manifests(ns)
         kube.apply(namespace)
@@ -195,6 +240,8 @@ def run(kube: Kube, *, sleep: Callable[[float], None], clock: Callable[[], float
 
         steps = [("before", "reachable", None), ("deny", "blocked", deny_policy(ns)),
                  ("allow", "reachable", allow_policy(ns))]
+        if cluster_policy:
+            steps.append((KCNP_PHASE, "blocked", kcnp))
         for name, expect, policy in steps:
             if policy is not None:
                 kube.apply(policy)
@@ -205,17 +252,21 @@ def run(kube: Kube, *, sleep: Callable[[float], None], clock: Callable[[], float
         return result
     finally:
         try:
+            if cluster_policy:
+                kube.delete(KCNP_API, "ClusterNetworkPolicy", kcnp["metadata"]["name"])
             kube.delete("v1", "Namespace", ns)
         except DashiError:
             pass  # reported by the caller's summary; a leftover namespace is labelled ours
 
 
 def measure(kube: Kube, state, cni: str, *, sleep: Callable[[float], None], clock: Callable[[], float],
-            progress: Callable[[str], None] = lambda d: None, connect=None) -> CanaryResult:
+            progress: Callable[[str], None] = lambda d: None, connect=None,
+            cluster_policy: bool = False) -> CanaryResult:
     """Run the canary and keep the deny behaviour it measured, if any, in
-    ``state`` (the cluster's ``ClusterState``) under the CNI name ``cni``.
+    ``state`` (the cluster's ``ClusterState``) under the CNI name ``cni``,
+    with its summary as evidence (``proves_cluster_policies`` reads it).
     The caller reads the result with ``verdict``."""
-    result = run(kube, sleep=sleep, clock=clock, progress=progress, connect=connect)
+    result = run(kube, sleep=sleep, clock=clock, progress=progress, connect=connect, cluster_policy=cluster_policy)
     if result.deny_behaviour:
         state.save_cni(name=cni, deny_behaviour=result.deny_behaviour, evidence=result.summary())
     return result
@@ -223,10 +274,16 @@ def measure(kube: Kube, state, cni: str, *, sleep: Callable[[float], None], cloc
 
 def verdict(result: CanaryResult, cni: str) -> str:
     """One line for a passing canary; raises with the evidence otherwise."""
+    if result.unserved:
+        raise NotEnforced(f"{result.unserved}, so this profile's ClusterNetworkPolicy steps cannot apply: install "
+                          "it (inv cluster-up --cni cilium does), on a CNI that enforces the kind")
     if result.ok:
         deny = result.phases[1]
         how = "dropped" if deny.kind == "timeout" else "rejected"
-        return f"NetworkPolicy enforced by {cni}: reachable → {how} by deny → reachable with allow"
+        line = f"NetworkPolicy enforced by {cni}: reachable → {how} by deny → reachable with allow"
+        if result.expected == 4:
+            line += " → blocked by an Admin ClusterNetworkPolicy Deny over the allow (ClusterNetworkPolicy enforced)"
+        return line
     before = result.phases[0] if result.phases else None
     if before is None or not before.ok:
         raise DashiError("canary: the client could not reach the server before any policy "
@@ -237,5 +294,12 @@ def verdict(result: CanaryResult, cni: str) -> str:
             f"NETWORK POLICIES ARE NOT ENFORCED on this cluster (CNI {cni}): a default-deny policy "
             f"left the canary server reachable for {int(PHASE_TIMEOUT_S)}s. Every NetworkPolicy here is "
             "documentation only. Recreate the cluster with an enforcing CNI (--cni calico or --cni cilium).")
+    if len(result.phases) == 4 and not result.phases[3].ok:
+        raise NotEnforced(
+            f"CLUSTERNETWORKPOLICY IS NOT ENFORCED on this cluster (CNI {cni}): an Admin-tier Deny left the "
+            f"canary server reachable for {int(PHASE_TIMEOUT_S)}s, so this profile's ClusterNetworkPolicy steps "
+            "would be documentation only. Use a CNI that enforces it: Cilium >= 1.20 with "
+            "k8sClusterNetworkPolicy.enabled (inv cluster-up --cni cilium), or Calico >= 3.32; k3s's "
+            "kube-router does not")
     raise NotEnforced(f"canary: the allow policy did not restore traffic ({result.summary()}): "
                       f"{cni} enforces deny but not the allow rule as written")

@@ -24,6 +24,7 @@ from typing import Callable
 from rich.console import Console
 
 from cluster.errors import DashiError
+from cluster.invoked import command
 from cluster.live.observe import readiness
 from cluster.live.observe.cni import cni_label, detect_cni
 from cluster.live.record.identity import ClusterState
@@ -35,7 +36,7 @@ from cluster.policy.manifests import obj_ref
 from cluster.policy.profile import load_profile
 from cluster.seams.kube import Kube
 
-PROFILES = ("dashi", "environments")
+PROFILES = ("dashi", "dashi-cnp", "environments")
 
 # Nodes turn Ready once the CNI has written its config; after the CNI's own
 # rollout that takes seconds, 3 minutes covers slow agents.
@@ -83,23 +84,28 @@ def standins_stage(profile_name: str, adopt: bool = False, traffic: bool = False
     return Stage("standins", f"Deploy the {profile_name} stand-ins and wait until Ready", actions=actions, run=run)
 
 
-def canary_stage(cni_label: Callable[[Session], str], connect=None) -> Stage:
+def canary_stage(cni_label: Callable[[Session], str], connect=None, profile_name: str | None = None) -> Stage:
+    """The canary; with ``profile_name`` whose steps hold ClusterNetworkPolicies,
+    it proves that kind enforced too."""
+    cluster_policy = bool(profile_name and load_profile(profile_name).cluster_policy_steps)
+
     def actions(s: Session):
         out = []
-        for what, objs in canary.plan():
+        for what, objs in canary.plan(cluster_policy=cluster_policy):
             out.append(Apply(objs, why=what) if objs else Note(what))
         return out
 
     def run(s: Session) -> str:
         with held(s, "run the enforcement canary"):
             result = canary.measure(s.kube, ClusterState.open(s.kube), cni_label(s), sleep=s.sleep, clock=s.clock,
-                                    progress=s.progress, connect=connect)
+                                    progress=s.progress, connect=connect, cluster_policy=cluster_policy)
         s.ctx.canary = result
         line = canary.verdict(result, cni_label(s))  # raises loudly when not enforced
         s.ctx.canary_line = line
         return line
 
-    return Stage("canary", "Prove NetworkPolicy enforcement (canary)", actions=actions, run=run, verify=True)
+    what = "NetworkPolicy and ClusterNetworkPolicy" if cluster_policy else "NetworkPolicy"
+    return Stage("canary", f"Prove {what} enforcement (canary)", actions=actions, run=run, verify=True)
 
 
 def plan(kube: Kube, profile_name: str, traffic: bool = False) -> list[str]:
@@ -118,6 +124,17 @@ def plan(kube: Kube, profile_name: str, traffic: bool = False) -> list[str]:
     if update:
         out.append(f"  apply again: {', '.join(update)}")
     return out
+
+
+def _refuse_unserved_kind(kube: Kube, context: str, profile: str) -> None:
+    """A profile with ClusterNetworkPolicy steps on a cluster without the
+    kind's CRD (kube-router, k3s's controller, implements NetworkPolicy
+    only): refused before anything is deployed, not after the stand-ins."""
+    steps = load_profile(profile).cluster_policy_steps
+    if steps and kube.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", canary.KCNP_CRD) is None:
+        raise DashiError(f"profile {profile} needs ClusterNetworkPolicy ({', '.join(steps)}), which context "
+                         f"{context} does not serve (no CRD {canary.KCNP_CRD}): nothing was changed; "
+                         f"{command('cluster-up --cni cilium')} makes a cluster that enforces it")
 
 
 def prepare(context: str, *, profile: str, console: Console, kube_factory: Callable[[str], Kube],
@@ -146,13 +163,14 @@ def prepare(context: str, *, profile: str, console: Console, kube_factory: Calla
              actions=lambda s: [Note("read the API server address, detect the CNI, check nodes Ready")],
              run=connect_stage, verify=True),
         standins_stage(profile, adopt=adopt, traffic=traffic),
-        canary_stage(lambda s: cni_label(s.ctx.cni), connect=connect),
+        canary_stage(lambda s: cni_label(s.ctx.cni), connect=connect, profile_name=profile),
     ]
     if dry_run:
         console.print(f"[bold]Dry run[/bold] — prepare context '{context}' with profile {profile}. Nothing is changed.")
         print_plan(stages, s)
         return {"dry_run": True}
     kube = s.kube
+    _refuse_unserved_kind(kube, context, profile)
     server, proxy = kube.server(), kube.proxy()
     action = f"prepare: deploy profile {profile}'s stand-ins and run the canary"
     say = lambda text: console.print(text, markup=False, highlight=False, soft_wrap=True)  # noqa: E731

@@ -28,8 +28,15 @@ cnp_types.go and client/crds/v2/ciliumnetworkpolicies.yaml):
 
 Everything else (ingress, deny rules, other peers, L7 rules, named ports,
 ``specs``, ...) is refused with one line naming the file, the object and
-the field: a field read wrongly would make a wrong prediction. Pure: no
-client imports.
+the field: a field read wrongly would make a wrong prediction.
+
+``identity_labels``: the labels of a pod Cilium's selectors see. Every
+policy Cilium enforces (NetworkPolicy, CiliumNetworkPolicy,
+ClusterNetworkPolicy) selects pods by their security identity, whose
+labels are the pod's minus those pkg/labelsfilter leaves out
+(statefulset.kubernetes.io/pod-name, pod-template-hash, kubernetes.io/...),
+so a selector on such a label matches no pod there. Pure: no client
+imports.
 """
 
 from __future__ import annotations
@@ -145,3 +152,35 @@ def compile_cnp(policy: Mapping, source: str = "") -> Policy:
     return Policy(namespace=str(meta["namespace"]), name=str(meta["name"]),
                   pod_selector=parse_selector(spec["endpointSelector"], path, obj, "spec.endpointSelector"),
                   ingress=None, egress=_egress(spec.get("egress"), path, obj), source=source, kind=CNP_KIND)
+
+
+# --------------------------------------------------------------------------
+# Identity labels
+
+# Cilium v1.20.2 pkg/labelsfilter/filter.go, defaultLabelPrefixCfg (the
+# agent's default, no --labels given): prefixes as regular expressions
+# anchored at the key's start. A label is part of the identity when no
+# ignore prefix matches it, or an include prefix matches a longer part of
+# the key than the shortest ignore that matches (filterLabels).
+_IDENTITY_INCLUDE = tuple(re.compile(re.escape(p)) for p in (
+    "io.kubernetes.pod.namespace", "io.cilium.k8s.namespace.labels", "app.kubernetes.io",
+    "io.cilium.k8s.policy.cluster", "io.cilium.k8s.policy.serviceaccount"))
+_IDENTITY_IGNORE = tuple(re.compile(p) for p in (
+    r"io\.kubernetes", r"kubernetes\.io", re.escape("statefulset.kubernetes.io/pod-name"),
+    re.escape("apps.kubernetes.io/pod-index"), re.escape("batch.kubernetes.io/job-completion-index"),
+    re.escape("batch.kubernetes.io/controller-uid"), r".*beta\.kubernetes\.io", r"k8s\.io",
+    "pod-template-generation", "pod-template-hash", "controller-revision-hash", "controller-uid", "annotation.*",
+    "etcd_node", r"topology\.kubernetes\.io"))
+
+
+def in_identity(key: str) -> bool:
+    """Whether Cilium keeps a pod label with this key in the pod's identity."""
+    ignored = min((m.end() for p in _IDENTITY_IGNORE if (m := p.match(key))), default=0)
+    if not ignored:
+        return True
+    return max((m.end() for p in _IDENTITY_INCLUDE if (m := p.match(key))), default=0) > ignored
+
+
+def identity_labels(labels: Mapping[str, str]) -> dict[str, str]:
+    """A pod's labels as Cilium's selectors see them."""
+    return {k: v for k, v in labels.items() if in_identity(k)}

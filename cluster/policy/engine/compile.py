@@ -1,7 +1,7 @@
 """Compiling a manifest into the engine's model: a NetworkPolicy
 (networking.k8s.io/v1) dict, as read from YAML, validated as the API server
 would and compiled into a ``Policy``; a CiliumNetworkPolicy goes to the
-subset ``cilium`` reads. Invalid input raises ``ManifestError`` naming the
+subset ``cilium`` reads, a ClusterNetworkPolicy to ``clusterpolicy``. Invalid input raises ``ManifestError`` naming the
 file, the policy and the field.
 """
 
@@ -12,7 +12,17 @@ from collections.abc import Mapping
 from cluster.errors import Invalid, ManifestError
 from cluster.policy import apivalidation
 from cluster.policy.engine.cilium import compile_cnp
-from cluster.policy.engine.model import PROTOCOLS, Peer, Policy, PortRule, Rule, parse_selector
+from cluster.policy.engine.clusterpolicy import compile_cluster_policy
+from cluster.policy.engine.model import (
+    KCNP_KIND,
+    PROTOCOLS,
+    ClusterPolicy,
+    Peer,
+    Policy,
+    PortRule,
+    Rule,
+    parse_selector,
+)
 
 
 def _where(policy: Mapping, source: str) -> tuple[str, str]:
@@ -116,11 +126,14 @@ def _parse_rules(rules, peer_key, path, obj, direction) -> tuple[Rule, ...]:
     return tuple(out)
 
 
-def compile_policy(policy: Mapping, source: str = "") -> Policy:
+def compile_policy(policy: Mapping, source: str = "") -> Policy | ClusterPolicy:
     """Validate one NetworkPolicy (or the CiliumNetworkPolicy subset of
-    ``cluster.policy.engine.cilium``) dict and compile it. Raises ManifestError."""
+    ``cluster.policy.engine.cilium``, or a ClusterNetworkPolicy:
+    ``cluster.policy.engine.clusterpolicy``) dict and compile it. Raises ManifestError."""
     if isinstance(policy, Mapping) and policy.get("kind") == "CiliumNetworkPolicy":
         return compile_cnp(policy, source)
+    if isinstance(policy, Mapping) and policy.get("kind") == KCNP_KIND:
+        return compile_cluster_policy(policy, source)
     path, obj = _where(policy, source)
     if policy.get("kind") != "NetworkPolicy":
         raise ManifestError(f"expected kind NetworkPolicy, got {policy.get('kind')!r}", path=path, obj=obj)

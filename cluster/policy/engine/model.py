@@ -128,12 +128,14 @@ class Peer:
 
 @dataclass(frozen=True)
 class PortRule:
-    protocol: str = "TCP"
+    # None: a named port of any protocol (a ClusterNetworkPolicy's
+    # destinationNamedPort); a NetworkPolicy's port always has one.
+    protocol: str | None = "TCP"
     port: int | str | None = None
     end_port: int | None = None
 
     def matches(self, dst: Endpoint, port: int, protocol: str) -> bool:
-        if protocol != self.protocol:
+        if self.protocol is not None and protocol != self.protocol:
             return False
         if self.port is None:
             return True
@@ -146,6 +148,8 @@ class PortRule:
                    for p in dst.ports)
 
     def __str__(self) -> str:
+        if self.protocol is None:
+            return f"named port {self.port}"
         if self.port is None:
             return f"any/{self.protocol}"
         if self.end_port is not None:
@@ -179,6 +183,87 @@ class Policy:
     def ref(self) -> str:
         ref = f"{self.namespace}/{self.name}"
         return ref if self.kind == "NetworkPolicy" else f"{self.kind} {ref}"
+
+
+# --------------------------------------------------------------------------
+# ClusterNetworkPolicy (policy.networking.k8s.io v1beta1 / v1alpha2)
+
+ADMIN = "Admin"
+BASELINE_TIER = "Baseline"
+TIERS = (ADMIN, BASELINE_TIER)
+ACCEPT, DENY, PASS = "Accept", "Deny", "Pass"
+# Kubernetes ClusterNetworkPolicy (KCNP, as Cilium calls it; "CNP" is its CiliumNetworkPolicy).
+KCNP_KIND = "ClusterNetworkPolicy"
+
+
+@dataclass(frozen=True)
+class ClusterPeer:
+    """One peer of a ClusterNetworkPolicy rule: ``namespaces`` (every pod of
+    the namespaces the selector picks), ``pods`` (namespace AND pod
+    selector), ``networks`` (CIDRs), or a peer the engine accepts but does
+    not model (``nodes``, ``domainNames``: ``unmodelled`` names it; it
+    matches none of the endpoints)."""
+
+    namespace_selector: Selector | None = None
+    pod_selector: Selector | None = None
+    networks: tuple = ()
+    unmodelled: str | None = None
+
+    @property
+    def by_address(self) -> bool:
+        return bool(self.networks)
+
+    def __str__(self) -> str:
+        if self.unmodelled:
+            return f"{self.unmodelled} (not modelled)"
+        if self.networks:
+            return f"networks {', '.join(map(str, self.networks))}"
+        if self.pod_selector is not None:
+            return f"pods {self.pod_selector} in namespaces {self.namespace_selector}"
+        return f"namespaces {self.namespace_selector}"
+
+
+@dataclass(frozen=True)
+class ClusterRule:
+    index: int  # 1-based, as `explain` names it
+    name: str
+    action: str  # Accept, Deny or Pass
+    peers: tuple[ClusterPeer, ...]
+    ports: tuple[PortRule, ...] | None  # None: every port and protocol
+
+    def __str__(self) -> str:
+        ports = "any port" if self.ports is None else ", ".join(map(str, self.ports))
+        return f"{self.action} {' or '.join(map(str, self.peers))} on {ports}"
+
+
+@dataclass(frozen=True)
+class ClusterPolicy:
+    """A ClusterNetworkPolicy: its tier and priority, its subject (pods in
+    the namespaces ``subject_namespaces`` picks, AND ``subject_pods`` when
+    the subject is ``pods``), its rules per direction in order."""
+
+    name: str
+    tier: str
+    priority: int
+    subject_namespaces: Selector
+    subject_pods: Selector | None
+    ingress: tuple[ClusterRule, ...]
+    egress: tuple[ClusterRule, ...]
+    source: str = ""
+    # Peers read but not modelled ("egress rule 2 'to-nodes': nodes"), for warnings.
+    unmodelled: tuple[str, ...] = ()
+    kind: str = KCNP_KIND
+
+    @property
+    def ref(self) -> str:
+        return f"{self.kind} {self.name}"
+
+    @property
+    def describe(self) -> str:
+        return f"{self.ref} ({self.tier}, priority {self.priority})"
+
+    def rules(self, direction: str) -> tuple[ClusterRule, ...]:
+        return self.ingress if direction == "ingress" else self.egress
 
 
 # --------------------------------------------------------------------------

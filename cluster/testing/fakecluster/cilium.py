@@ -15,11 +15,18 @@ test never runs against a model that ignores part of its policy.
 
 from __future__ import annotations
 
-from cluster.errors import KubeError
+from cluster.errors import KubeError, ManifestError
+from cluster.policy.engine.clusterpolicy import check_cluster_policy
+from cluster.policy.engine.model import KCNP_KIND
 from cluster.testing.fakecluster.store import Store, api_error, selector_matches
 
 CILIUM_API = "cilium.io/v2"
 CNP_KIND = "CiliumNetworkPolicy"
+# Kubernetes ClusterNetworkPolicy: served where its CRD is (network-policy-api
+# v0.3: v1alpha2 and v1beta1), enforced where the simulated CNI implements it.
+KCNP_GROUP = "policy.networking.k8s.io"
+KCNP_CRD = "clusternetworkpolicies.policy.networking.k8s.io"
+KCNP_VERSIONS = ("v1alpha2", "v1beta1")
 # The entities the CRD accepts (its enum); the fake enforces kube-apiserver.
 _CILIUM_ENTITIES = frozenset({"all", "world", "cluster", "cluster-mesh", "host", "init", "ingress", "unmanaged",
                               "remote-node", "health", "none", "kube-apiserver"})
@@ -80,17 +87,33 @@ class Cilium(Store):
     """The cilium.io/v2 kinds: served on a Cilium cluster only, and a
     CiliumNetworkPolicy checked against the CRD's schema."""
 
-    def _init_cilium(self, cni: str | None) -> None:
+    def _init_cilium(self, cni: str | None, kcnp_enforced: bool) -> None:
         # cni="cilium": CiliumNodes, the CiliumNetworkPolicy CRD and Cilium's
-        # identities (see the module docstring).
+        # identities (see the module docstring). kcnp_enforced=False: the
+        # ClusterNetworkPolicy CRD may be there, but the CNI ignores the kind
+        # (kube-router, k3s's controller).
         self.cni = cni
+        self.kcnp_enforced = kcnp_enforced
+
+    def kcnp_served(self) -> bool:
+        return ("apiextensions.k8s.io/v1", "CustomResourceDefinition", None, KCNP_CRD) in self._objects
 
     def _check_served(self, key: tuple, verb: str) -> None:
         if key[0] == CILIUM_API and self.cni != "cilium":
             raise api_error(404, f"{verb} {key[1]}/{key[3]}: the server does not serve {CILIUM_API} {key[1]}")
+        if key[1] == KCNP_KIND and (key[0] not in {f"{KCNP_GROUP}/{v}" for v in KCNP_VERSIONS}
+                                    or not self.kcnp_served()):
+            raise api_error(404, f"{verb} {key[1]}/{key[3]}: the server does not serve {key[0]} {key[1]}")
         super()._check_served(key, verb)
 
     def _admit(self, obj: dict, ns: str | None) -> None:
         super()._admit(obj, ns)
         if obj["kind"] == CNP_KIND:
             _validate_cnp(obj)
+        elif obj["kind"] == KCNP_KIND:
+            # The CRD's schema and CEL rules, as the engine checks them.
+            try:
+                check_cluster_policy({k: v for k, v in obj.items() if k != "status"})
+            except ManifestError as e:
+                raise api_error(422, f'{KCNP_KIND}.{KCNP_GROUP} "{obj["metadata"]["name"]}" is invalid: '
+                                     f"{str(e).split(': ', 1)[-1]}") from None

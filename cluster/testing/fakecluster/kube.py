@@ -11,9 +11,9 @@ CiliumNode too.
 The constructor's knobs are described where they act: ``enforce``,
 ``reject``, ``lag_probes``, ``lag_seconds`` and ``api_port`` in network.py;
 ``shell``, ``exec_latency``, ``time_scale`` and ``sleep`` in podexec.py;
-``cni`` in cilium.py; ``namespace_grace_s`` and ``service_account_delay_s``
-in controllers.py; ``proxy`` is the kubeconfig's proxy-url the seam reports
-(store.py). ``clock`` is shared by all of them (a ``FakeClock``, from
+``cni``, ``kcnp_crd`` and ``kcnp_enforced`` in cilium.py; ``namespace_grace_s`` and
+``service_account_delay_s`` in controllers.py; ``proxy`` is the kubeconfig's proxy-url the
+seam reports (store.py). ``clock`` is shared by all of them (a ``FakeClock``, from
 clock.py, makes their delays run in no time); ``seed=False`` starts empty.
 """
 
@@ -23,7 +23,7 @@ import time
 from typing import Callable
 
 from cluster.testing.fakecluster.admission import Admission
-from cluster.testing.fakecluster.cilium import CILIUM_API
+from cluster.testing.fakecluster.cilium import CILIUM_API, KCNP_CRD, KCNP_VERSIONS
 from cluster.testing.fakecluster.controllers import Controllers
 from cluster.testing.fakecluster.faults import Faults
 from cluster.testing.fakecluster.network import API_ADDRESS, API_PORT
@@ -39,17 +39,30 @@ class FakeKube(PodExec, Controllers, Admission, Faults):
                  clock: Callable[[], float] = time.monotonic, exec_latency: float = 0.0,
                  time_scale: float = 0.0, sleep: Callable[[float], None] = time.sleep,
                  seed: bool = True, shell: bool = True, api_port: int = API_PORT, namespace_grace_s: float = 0.0,
-                 cni: str | None = None, service_account_delay_s: float | None = 0.0, proxy: str | None = None):
+                 cni: str | None = None, service_account_delay_s: float | None = 0.0, proxy: str | None = None,
+                 kcnp_crd: bool = False, kcnp_enforced: bool = True):
         self._init_store(context, server, clock)
         self._proxy = proxy  # the kubeconfig's proxy-url
         self._init_faults()
-        self._init_cilium(cni)
+        self._init_cilium(cni, kcnp_enforced)
         self._init_controllers(namespace_grace_s, service_account_delay_s)
         self._init_network(enforce=enforce, reject=reject, lag_probes=lag_probes, lag_seconds=lag_seconds,
                            api_port=api_port)
         self._init_podexec(shell=shell, exec_latency=exec_latency, time_scale=time_scale, sleep=sleep)
         if seed:
             self._seed()
+        if kcnp_crd:
+            self.install_kcnp_crd()
+
+    def install_kcnp_crd(self) -> None:
+        """The ClusterNetworkPolicy CRD, as cluster-up installs it (name and versions only)."""
+        self._apply({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+                     "metadata": {"name": KCNP_CRD},
+                     "spec": {"group": "policy.networking.k8s.io", "scope": "Cluster",
+                              "names": {"kind": "ClusterNetworkPolicy", "plural": "clusternetworkpolicies"},
+                              "versions": [{"name": v, "served": True, "storage": v == "v1beta1"}
+                                           for v in KCNP_VERSIONS]},
+                     "status": {"conditions": [{"type": "Established", "status": "True"}]}}, None)
 
     def _seed(self) -> None:
         for ns in ("default", "kube-system", "kube-public", "kube-node-lease"):

@@ -22,7 +22,7 @@ from functools import lru_cache
 from typing import Callable
 
 from cluster.policy.engine.evaluate import Engine
-from cluster.policy.engine.model import Endpoint, Port
+from cluster.policy.engine.model import KCNP_KIND, Endpoint, Port
 from cluster.testing.fakecluster.cilium import CNP_KIND, Cilium, cnp_allows, cnp_selects
 from cluster.testing.fakecluster.store import by_key, copy_object
 
@@ -31,7 +31,7 @@ from cluster.testing.fakecluster.store import by_key, copy_object
 # tell live addresses from offline ones.
 API_ADDRESS = "192.0.2.20"
 API_PORT = 6443
-POLICY_KINDS = ("NetworkPolicy", CNP_KIND)
+POLICY_KINDS = ("NetworkPolicy", CNP_KIND, KCNP_KIND)
 
 
 @lru_cache(maxsize=4096)
@@ -170,8 +170,11 @@ class Network(Cilium):
         namespaces, labels = memo["namespaces"]
         key = (id(self._enforced), labels)
         if self._engine_cache is None or self._engine_cache[0] != key:
-            self._engine_cache = (key, Engine(namespaces, [o for o in self._enforced
-                                                           if o["kind"] == "NetworkPolicy"]))
+            # ClusterNetworkPolicies as the engine predicts the simulated CNI
+            # enforces them (Cilium's departures included), where it does.
+            kinds = ("NetworkPolicy", KCNP_KIND) if self.kcnp_enforced else ("NetworkPolicy",)
+            self._engine_cache = (key, Engine(namespaces, [o for o in self._enforced if o["kind"] in kinds],
+                                              dataplane="cilium" if self.cni == "cilium" else None))
         return self._engine_cache[1]
 
     def _resolve(self, host: str) -> dict | str | None:
@@ -207,12 +210,12 @@ class Network(Cilium):
                 return "no-route", False
             if target == API_ADDRESS:
                 # Cilium gives the API server the kube-apiserver identity
-                # (the node's address: host), which no ipBlock selects
-                # (measured on the e2e cilium lane): for NetworkPolicies it
-                # has no address there.
+                # (the node's address: host), which a /0 CIDR does not
+                # select (measured on the e2e cilium lane); the engine,
+                # told the dataplane, predicts that (DATAPLANES).
                 dst = Endpoint(key="external/kube-api", namespace=None, name="kube-api", kind="external",
-                               ports=(Port("https", self.api_port, "TCP"),),
-                               ip=None if self.cni == "cilium" else API_ADDRESS)
+                               ports=(Port("https", self.api_port, "TCP"),), ip=API_ADDRESS,
+                               address_service="default/kubernetes")
                 listening = {(self.api_port, "TCP")}
                 is_dns = False
             else:

@@ -68,7 +68,7 @@ CLUSTER_SCOPED = frozenset({
     "Namespace", "Node", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition",
     "PersistentVolume", "StorageClass", "PriorityClass", "APIService", "IPPool",
     "ValidatingWebhookConfiguration", "MutatingWebhookConfiguration", "Installation",
-    "TigeraStatus", "APIServer", "CiliumNode",
+    "TigeraStatus", "APIServer", "CiliumNode", "ClusterNetworkPolicy",
 })
 
 
@@ -104,7 +104,8 @@ def resource_name(kind: str) -> str:
     """How the API server names a kind in its messages: ``leases.coordination.k8s.io``."""
     return {"Lease": "leases.coordination.k8s.io", "NetworkPolicy": "networkpolicies.networking.k8s.io",
             "Namespace": "namespaces", "Pod": "pods", "ConfigMap": "configmaps",
-            "CiliumNetworkPolicy": "ciliumnetworkpolicies.cilium.io"}.get(kind, kind.lower() + "s")
+            "CiliumNetworkPolicy": "ciliumnetworkpolicies.cilium.io",
+            "ClusterNetworkPolicy": "clusternetworkpolicies.policy.networking.k8s.io"}.get(kind, kind.lower() + "s")
 
 
 def utc_now() -> str:

@@ -4,7 +4,7 @@
 #
 #   tests/e2e/hostcluster/build.sh            # everything (skips pieces already built)
 #   tests/e2e/hostcluster/build.sh PIECE...   # only some: deps kubernetes etcd
-#                                     #   containerd runc cilium kube-router coredns images
+#                                     #   containerd runc cilium network-policy-api kube-router coredns images
 #
 # Every piece is keyed on its pinned version (versions.env): a second run
 # only checks stamps and returns in seconds.
@@ -226,6 +226,20 @@ build_cilium() {
   touch "$out/.ok"
 }
 
+# -------------------------------------------------- network-policy-api --
+# The ClusterNetworkPolicy CRD, as sigs.k8s.io/network-policy-api ships it
+# in its module (config/crd/<channel>/): nothing to build, only copied out
+# of the module cache so up.sh needs neither Go nor the proxy.
+build_network_policy_api() {
+  local v=$NETWORK_POLICY_API_VERSION out; out=$(piece_dir network-policy-api "$v")
+  piece_ok network-policy-api "$v" && { log "network-policy-api $v: cached"; return; }
+  local src; src=$(mod_dir "sigs.k8s.io/network-policy-api@$v")
+  rm -rf "$out"; mkdir -p "$out/standard" "$out/experimental"
+  cp "$src/config/crd/standard/policy.networking.k8s.io_clusternetworkpolicies.yaml" "$out/standard/"
+  cp "$src/config/crd/experimental/policy.networking.k8s.io_clusternetworkpolicies.yaml" "$out/experimental/"
+  touch "$out/.ok"
+}
+
 # ------------------------------------------------------------- coredns --
 build_coredns() { go_install_piece coredns "$COREDNS_VERSION" github.com/coredns/coredns; }
 
@@ -289,7 +303,7 @@ build_images() {
 
 main() {
   local pieces=("$@")
-  [ ${#pieces[@]} -gt 0 ] || pieces=(deps kubernetes etcd containerd runc cilium kube-router coredns images)
+  [ ${#pieces[@]} -gt 0 ] || pieces=(deps kubernetes etcd containerd runc cilium network-policy-api kube-router coredns images)
   local p
   for p in "${pieces[@]}"; do
     declare -F "build_${p//-/_}" >/dev/null || die "unknown piece: $p"

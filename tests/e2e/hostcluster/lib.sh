@@ -42,6 +42,7 @@ CTRD_BIN="$(piece_dir containerd "$CONTAINERD_VERSION")"
 RUNC_BIN="$(piece_dir runc "$RUNC_VERSION")"
 CILIUM_BIN="$(piece_dir cilium "$CILIUM_VERSION")"
 KUBE_ROUTER_BIN="$(piece_dir kube-router "$KUBE_ROUTER_VERSION")"
+NPAPI_DIR="$(piece_dir network-policy-api "$NETWORK_POLICY_API_VERSION")"
 
 kubectl_admin() { "$K8S_BIN/kubectl" --kubeconfig "$KUBECONFIG_OUT" "$@"; }
 ctr_k8s() { "$CTRD_BIN/ctr" --address "$CONTAINERD_SOCK" -n k8s.io "$@"; }

@@ -28,10 +28,10 @@ case $LANE in
 esac
 
 # ------------------------------------------------------------ prechecks --
-LANE_PIECE="cilium $CILIUM_VERSION"
-[ "$LANE" = kube-router ] && LANE_PIECE="kube-router $KUBE_ROUTER_VERSION"
+LANE_PIECES=("cilium $CILIUM_VERSION" "network-policy-api $NETWORK_POLICY_API_VERSION")
+[ "$LANE" = kube-router ] && LANE_PIECES=("kube-router $KUBE_ROUTER_VERSION")
 for piece in "kubernetes $K8S_VERSION" "etcd $ETCD_VERSION" "containerd $CONTAINERD_VERSION" "runc $RUNC_VERSION" \
-             "$LANE_PIECE" "coredns $COREDNS_VERSION"; do
+             "${LANE_PIECES[@]}" "coredns $COREDNS_VERSION"; do
   # shellcheck disable=SC2086
   if ! piece_ok $piece; then
     echo "dashi-e2e: NOT BUILT: ${piece% *} ${piece#* } is missing under $BIN;" \
@@ -372,6 +372,14 @@ mountpoint -q "$BPFFS" || mount -t bpf bpf "$BPFFS"
 # operator is not run). Server-side apply: some CRDs exceed the size limit
 # of client-side apply's annotation.
 kubectl_admin apply --server-side --force-conflicts -f "$CILIUM_BIN/crds/" >"$LOGS/cilium-crds.log"
+# ClusterNetworkPolicy: the agent watches it (v1alpha2, which the v0.3 CRD
+# still serves) only once the CRD is established; the Helm chart leaves
+# the CRD to the user (k8sClusterNetworkPolicy.enabled sets only the flag).
+kubectl_admin apply --server-side --force-conflicts -f "$NPAPI_DIR/experimental/" >>"$LOGS/cilium-crds.log"
+# (not `kubectl wait`: it fails at once while a new CRD has no conditions yet)
+wait_for 60 "the ClusterNetworkPolicy CRD to be established" sh -c \
+  "'$K8S_BIN/kubectl' --kubeconfig '$KUBECONFIG_OUT' get crd clusternetworkpolicies.policy.networking.k8s.io \
+   -o jsonpath='{.status.conditions[?(@.type==\"Established\")].status}' | grep -q True"
 CIL_COMMON=(--k8s-kubeconfig-path "$KCFG/enforcer.conf" --cluster-name default --cluster-id 0
             --enable-ipv4=true --enable-ipv6=false --identity-allocation-mode crd)
 mkdir -p "$STATE/cilium-bin"
@@ -391,6 +399,7 @@ start cilium-agent env PATH="$STATE/cilium-bin:$PATH" K8S_NODE_NAME="$NODE_NAME"
   --enable-health-checking=false --enable-endpoint-health-checking=false \
   --cni-exclusive=false --enable-policy default --enable-k8s-networkpolicy=true \
   --policy-cidr-match-mode=nodes \
+  --enable-k8s-cluster-network-policy=true \
   --agent-health-port 9879 --enable-bpf-clock-probe=false
 wait_for 240 "cilium-agent to become ready" "$CILIUM_BIN/cilium-dbg" status --brief
 # The equivalent of k3s's "Starting network policy controller": the agent

@@ -4,9 +4,11 @@ import pytest
 import yaml
 
 from cluster import versions
+from cluster.errors import DashiError
 from cluster.live.observe import cni
 from cluster.live.setup.pipeline import Run, Session, Wait
 from cluster.local import calico, cilium
+from cluster.policy import schema
 from cluster.seams.runner import FakeRunner, Result
 from cluster.testing.fakecluster.clock import FakeClock
 from cluster.testing.fakecluster.kube import FakeKube
@@ -20,7 +22,7 @@ CTX = "k3d-dashi"
 
 def test_calico_install_commands_exact():
     runs = [a for a in calico.install_actions(CTX) if isinstance(a, Run)]
-    base = "https://raw.githubusercontent.com/projectcalico/calico/v3.31.4/manifests"
+    base = "https://raw.githubusercontent.com/projectcalico/calico/v3.32.2/manifests"
     assert [a.argv for a in runs] == [
         ["kubectl", "--context", CTX, "apply", "--server-side", "--force-conflicts", "-f", f"{base}/operator-crds.yaml"],
         ["kubectl", "--context", CTX, "apply", "--server-side", "--force-conflicts", "-f",
@@ -55,7 +57,7 @@ def test_calico_ready_and_installed_read_status():
     seed_calico(kube)
     assert cni.calico_status_available(kube)[0]
     assert cni.calico_node_rolled_out(kube)[0]
-    assert calico.installed(kube).startswith("Calico v3.31.4 running")
+    assert calico.installed(kube).startswith("Calico v3.32.2 running")
     kube2 = FakeKube()
     seed_calico(kube2, version="v3.29.0")  # an older Calico: re-install (upgrade) it
     assert calico.installed(kube2) is None
@@ -67,8 +69,29 @@ def test_calico_ready_and_installed_read_status():
 def test_cilium_helm_command_exact():
     assert cilium.helm_argv(CTX) == [
         "helm", "upgrade", "--install", "cilium", "cilium", "--repo", "https://helm.cilium.io/",
-        "--version", "1.18.6", "--namespace", "kube-system", "--kube-context", CTX,
+        "--version", "1.20.2", "--namespace", "kube-system", "--kube-context", CTX,
         "--values", str(cilium.VALUES)]
+
+
+def test_cilium_install_applies_the_pinned_clusternetworkpolicy_crd_first():
+    actions = cilium.install_actions(CTX)
+    runs = [a.argv for a in actions if isinstance(a, Run)]
+    assert runs == [["kubectl", "--context", CTX, "apply", "--server-side", "--force-conflicts", "-f",
+                     str(schema.CNP_CRD)], cilium.helm_argv(CTX)]
+    assert [a.what for a in actions if isinstance(a, Wait)][0] == \
+        "CRD clusternetworkpolicies.policy.networking.k8s.io is established"
+    kube = FakeKube()
+    assert cni.crd_established(kube) == (False, "CRD clusternetworkpolicies.policy.networking.k8s.io not there yet")
+    kube.install_kcnp_crd()
+    assert cni.crd_established(kube)[0]
+
+
+def test_cilium_install_refuses_a_crd_that_is_not_the_pinned_one(tmp_path, monkeypatch):
+    changed = tmp_path / "crd.yaml"
+    changed.write_bytes(schema.CNP_CRD.read_bytes() + b"\n# edited\n")
+    monkeypatch.setattr(cilium, "CNP_CRD", changed)
+    with pytest.raises(DashiError, match="is not the pinned one of network-policy-api v0.3.1"):
+        cilium.install_actions(CTX)
 
 
 def test_cilium_values_fit_k3d():
@@ -78,6 +101,8 @@ def test_cilium_values_fit_k3d():
     assert values["kubeProxyReplacement"] == "false"
     assert values["policyCIDRMatchMode"] == ["nodes"]  # ipBlock must select the API server on a node
     assert values["cgroup"] == {"autoMount": {"enabled": False}, "hostRoot": "/run/cilium/cgroupv2"}
+    # ClusterNetworkPolicy on, Envoy off: Cilium as the test lane runs it, where its departures were measured.
+    assert values["k8sClusterNetworkPolicy"] == {"enabled": True} and values["l7Proxy"] is False
 
 
 def test_cilium_mounts_only_where_missing():
@@ -113,8 +138,10 @@ def test_cilium_installed_needs_pinned_chart_deployed_and_rolled_out():
     seed_cilium(kube)
     listing["out"] = '[{"name": "cilium", "status": "deployed", "chart": "cilium-1.17.0"}]'
     assert cilium.installed(r, kube, CTX) is None  # another version: upgrade it
-    listing["out"] = '[{"name": "cilium", "status": "deployed", "chart": "cilium-1.18.6"}]'
-    assert cilium.installed(r, kube, CTX).startswith("Cilium 1.18.6 deployed")
+    listing["out"] = '[{"name": "cilium", "status": "deployed", "chart": "cilium-1.20.2"}]'
+    assert cilium.installed(r, kube, CTX) is None  # the ClusterNetworkPolicy CRD is missing
+    kube.install_kcnp_crd()
+    assert cilium.installed(r, kube, CTX).startswith("Cilium 1.20.2 deployed")
 
 
 # -- detection ----------------------------------------------------------------
@@ -155,3 +182,32 @@ def test_waits_poll_until_ready():
     wait.probe = probe
     assert "Available=True" in wait.execute(s)
     assert clock.slept == [2.0, 2.0]
+
+
+CHART = "/var/cache/dashi-cluster-e2e/gomod/github.com/cilium/cilium@v{}/install/kubernetes/cilium"
+
+
+def test_cilium_values_validate_against_the_pinned_charts_schema():
+    """Our values over the chart's defaults pass the chart's own
+    values.schema.json, read from the Cilium module the test lane builds
+    (helm checks the same schema at install)."""
+    import json
+    from pathlib import Path
+
+    import fastjsonschema
+
+    from support.availability import unavailable
+
+    chart = Path(CHART.format(versions.CILIUM_VERSION))
+    if not chart.is_dir():
+        unavailable("e2e", f"the Cilium {versions.CILIUM_VERSION} module is not on this machine ({chart}; "
+                           "tests/e2e/hostcluster/build.sh downloads it)")
+    defaults = yaml.safe_load((chart / "values.yaml").read_text())
+    ours = yaml.safe_load(cilium.VALUES.read_text())
+
+    def merged(base: dict, over: dict) -> dict:
+        return {**base, **{k: merged(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+                           for k, v in over.items()}}
+
+    assert set(ours) <= set(defaults)  # no key the chart does not know (a renamed value would be ignored)
+    fastjsonschema.compile(json.loads((chart / "values.schema.json").read_text()))(merged(defaults, ours))

@@ -83,6 +83,14 @@ def test_classify_agnhost_answers():
     assert classify(1, "", "TCP").detail == "exit 1 with no message"
 
 
+def test_udp_silence_is_a_drop_only_where_the_server_answers_agnhost():
+    silence = "TIMEOUT: read udp 10.42.0.9:4000->10.42.0.10:5353: i/o timeout\n"
+    assert classify(1, silence, "UDP").allowed is None
+    echo = classify(1, silence, "UDP", "drop", udp_echo=True)
+    assert (echo.kind, echo.allowed) == ("timeout", False)
+    assert classify(1, "TIMEOUT\n", "TCP", udp_echo=True).kind == "timeout"
+
+
 def test_what_a_result_says_about_the_path():
     allowed = {kind: ProbeResult(kind == "connected", kind).allowed
                for kind in ("connected", "refused", "timeout", "dns", "other", "unprobed")}
@@ -450,6 +458,10 @@ def test_batch_results_parse_by_index_and_missing_lines_are_errors():
     res = ExecResult(0, "@@ 1 143 \n@@ 0 0 \n", "")
     out = parse_batch(t, res)
     assert [r.kind for r in out] == ["connected", "timeout", "other"]
+    mdns = [Target("a", "x", "10.0.0.1", 5353, "UDP")]
+    quiet = ExecResult(0, "@@ 0 1 TIMEOUT: read udp: i/o timeout\n", "")
+    assert [r.kind for r in parse_batch(mdns, quiet)] == ["unprobed"]
+    assert [r.kind for r in parse_batch(mdns, quiet, "drop", udp_echo=True)] == ["timeout"]
     with pytest.raises(NoShell):
         parse_batch(t, ExecResult(126, "", 'exec: "/bin/sh": stat /bin/sh: no such file or directory'))
 
@@ -530,3 +542,26 @@ def test_a_probe_shell_that_fails_is_replaced_by_an_exec_for_that_batch(dashi):
     assert len(kube.calls_of("open_exec")) == 14
     prober.run(live.targets, {e: True for e in live.targets})
     assert len(kube.calls_of("open_exec")) == 15  # the failed shell was closed, and opened again next time
+
+
+@pytest.mark.parametrize("path", ["per edge", "one exec per source", "shell kept open"])
+def test_udp_echo_reads_silence_as_a_drop_on_every_probe_path(dashi, path):
+    """A UDP probe to a port whose server echoes agnhost's payload: dropped
+    by default-deny, it is silence, read as a drop with ``udp_echo`` and as
+    unprobed without, whether probed per edge, in one exec or through a
+    shell kept open."""
+    kube, profile = dashi
+    apply_steps(kube, profile, 1)  # default-deny
+    kube.shell = path != "per edge"
+    clock = FakeClock()
+    ip = kube.get("v1", "Pod", "rustfs-1", "dashi-platform")["status"]["podIP"]
+    edge = Edge("dashi-data/debug", "dashi-platform/rustfs", 5353, "UDP")
+    targets = {edge: Target("dashi-data", "debug", ip, 5353, "UDP")}
+    kinds = {}
+    for echo in (False, True):
+        prober = MatrixProber(kube, clock=clock, sleep=clock.sleep, poll_interval=0.0, poll_timeout=0.0,
+                              sessions=path == "shell kept open", udp_echo=echo)
+        kinds[echo] = prober.run(targets, {edge: False}).observations[edge].result.kind
+        prober.close()
+    assert kinds == {False: "unprobed", True: "timeout"}
+    assert bool(kube.calls_of("open_exec")) == (path == "shell kept open")

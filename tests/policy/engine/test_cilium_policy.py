@@ -185,7 +185,7 @@ def test_a_bad_variant_is_one_line_naming_the_file(copy_dashi):
 def test_a_cnp_belongs_in_a_cilium_variant(copy_dashi):
     plain = copy_dashi / "policies" / "09-allow-kube-api.yaml"
     shutil.copy(copy_dashi / "policies" / "09-allow-kube-api.cilium.yaml", plain)
-    with pytest.raises(ManifestError, match="a policy step holds NetworkPolicies only, not CiliumNetworkPolicy "
+    with pytest.raises(ManifestError, match="a policy step holds NetworkPolicies or ClusterNetworkPolicies only, not CiliumNetworkPolicy "
                                             r"\(a CiliumNetworkPolicy belongs in a cilium variant\)"):
         load_profile(copy_dashi)
 
@@ -251,14 +251,17 @@ def test_a_changed_cnp_is_drift(tmp_path):
 
 
 def test_the_ipblock_form_fails_on_cilium_and_is_rolled_back(tmp_path):
-    """What the variant is for: the fake models Cilium's identities, so the
-    plain ipBlock step opens nothing towards the API server there."""
+    """What the variant is for: on Cilium the plain ipBlock step (0.0.0.0/0
+    except the pod and service CIDRs) opens nothing towards the API server,
+    as the engine predicts for that dataplane (a /0 is Cilium's world
+    identity, not the node's address): the step differs from its intent."""
     w = RolloutWorld(tmp_path, "dashi", cni="cilium")
     plain = load_profile("dashi")
     no_variants = replace(plain, steps=[replace(s, variants={}) for s in plain.steps])
     with pytest.raises(VerificationFailed, match="step allow-kube-api rolled back"):
         w.rollout(no_variants).up()
-    assert "dashi-data/prefect-worker -> external/kube-api 6443/TCP: mismatch" in w.out
+    assert "dashi-data/prefect-worker -> external/kube-api 6443/TCP: unintended" in w.out
+    assert "predicted (engine): blocked" in w.out
     assert w.kube.objects("CiliumNetworkPolicy") == []
 
 
