@@ -22,7 +22,7 @@ import math
 import time
 
 from cluster.live.observe.discovery import discover
-from cluster.live.observe.probe import MatrixProber
+from cluster.live.observe.prober import MatrixProber
 from cluster.live.record.policies import mark_ours
 from cluster.policy.profile import load_profile
 from cluster.testing.fakecluster.kube import FakeKube

@@ -45,7 +45,8 @@ from cluster.policy.engine.compile import compile_policy
 from cluster.policy.engine.evaluate import Engine, Verdict
 from cluster.policy.engine.model import KCNP_KIND, NS_NAME_LABEL, Edge
 from cluster.policy.engine.predictions import Predictions
-from cluster.policy.manifests import POLICY_KINDS, obj_ref, read_dir
+from cluster.policy.kinds import POLICY_KINDS
+from cluster.policy.manifests import obj_ref, read_dir
 from cluster.policy.profile import Profile, load_profile
 from cluster.ui import prose
 

@@ -27,6 +27,19 @@ from cluster.policy import apivalidation as av
 from cluster.policy import schema
 from cluster.policy.engine.compile import compile_policy
 from cluster.policy.engine.model import KCNP_KIND, NS_NAME_LABEL, Endpoint, Port, parse_selector
+from cluster.policy.kinds import (
+    API_VERSIONS,
+    CLUSTER_SCOPED,
+    DEBUG_ANNOTATION,
+    DNS_LABEL_NAMES,
+    ENDPOINT_KINDS,
+    KNOWN_KINDS,
+    MAX_NAME,
+    MODELLED_KINDS,
+    POLICY_KINDS,
+    SELECTED_KINDS,
+    WORKLOAD_KINDS,
+)
 from cluster.selectors import equality_text
 
 _STR = "tag:yaml.org,2002:str"
@@ -40,34 +53,6 @@ def _kind_of(node) -> str | None:
                 return v.value
     return None
 
-# The kinds whose pods come from ``spec.template``, with the API version
-# that serves each: the one table of workload kinds (the fake cluster
-# reconciles the same kinds). CronJobs make pods from
-# ``spec.jobTemplate.spec.template``.
-WORKLOAD_KINDS = {"Deployment": "apps/v1", "StatefulSet": "apps/v1", "DaemonSet": "apps/v1",
-                  "ReplicaSet": "apps/v1", "Job": "batch/v1"}
-API_VERSIONS = {**WORKLOAD_KINDS, "CronJob": "batch/v1", "Pod": "v1", "Namespace": "v1",
-                "NetworkPolicy": "networking.k8s.io/v1", "Service": "v1", "ServiceAccount": "v1",
-                "ConfigMap": "v1", "Secret": "v1", KCNP_KIND: "policy.networking.k8s.io/v1beta1"}
-ENDPOINT_KINDS = ("Pod", *WORKLOAD_KINDS, "CronJob")
-# The policy kinds read for their meaning; a ClusterNetworkPolicy is
-# cluster-scoped (no namespace, never given the default one).
-POLICY_KINDS = ("NetworkPolicy", KCNP_KIND)
-CLUSTER_SCOPED = ("Namespace", KCNP_KIND)
-# The workloads whose selector the user writes and the API server requires.
-SELECTED_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet")
-# Kinds whose names are DNS labels (no dots, at most 63) rather than DNS
-# subdomains: a StatefulSet's name is its pods' hostname prefix.
-DNS_LABEL_NAMES = ("Namespace", "Service", "StatefulSet")
-# Shorter still: a CronJob's Jobs are named <name>-<11 digits of time>
-# (batch ValidateCronJob: "must be no more than 52 characters"), and a
-# Job's name is a label value of its pods (batch.kubernetes.io/job-name).
-MAX_NAME = {"CronJob": 52, "Job": 63}
-# The kinds a profile may hold: we read the first ones for their meaning and
-# apply the others with the stand-ins.
-KNOWN_KINDS = ENDPOINT_KINDS + ("Namespace", *POLICY_KINDS, "Service", "ServiceAccount", "ConfigMap", "Secret")
-MODELLED_KINDS = ENDPOINT_KINDS + ("Namespace", *POLICY_KINDS)
-DEBUG_ANNOTATION = "dashi.io/role"
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 # YAML aliases re-use a node; a few levels of aliases of aliases ("billion
 # laughs") expand to billions of nodes for whatever walks the result. Real

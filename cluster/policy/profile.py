@@ -32,15 +32,8 @@ from cluster.policy import apivalidation as av
 from cluster.policy import schema
 from cluster.policy.engine.compile import compile_policy
 from cluster.policy.engine.model import KCNP_KIND, NS_NAME_LABEL, PROTOCOLS, Edge, Endpoint, Port
-from cluster.policy.manifests import (
-    POLICY_KINDS,
-    ResourceSet,
-    applied_documents,
-    check_known,
-    check_object,
-    obj_ref,
-    read_yaml,
-)
+from cluster.policy.kinds import POLICY_KINDS
+from cluster.policy.manifests import ResourceSet, applied_documents, check_known, check_object, obj_ref, read_yaml
 
 
 def _manifests_dir() -> Path:

@@ -17,13 +17,22 @@ import os
 from fnmatch import fnmatchcase
 
 import pytest
-from support.cnp_conformance import (CASES, KEYS, LANE_DATAPLANES, PROBED, SHORT, expected_table, namespaces,
-                                     pod_labels, predicted_table)
+from support.cnp_conformance import (
+    CASES,
+    KEYS,
+    LANE_DATAPLANES,
+    PROBED,
+    SHORT,
+    expected_table,
+    namespaces,
+    pod_labels,
+    predicted_table,
+)
 from support.live_conformance import ready_universe, run_cases
 
 from cluster import versions
 from cluster.live.observe.discovery import Target
-from cluster.live.observe.probe import MatrixProber
+from cluster.live.observe.prober import MatrixProber
 from cluster.policy.engine.model import Edge
 from cluster.seams.kube import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 from cluster.seams.kubeclient import ClientKube
@@ -118,10 +127,10 @@ def test_the_api_server_refuses_what_the_engine_refuses(e2e_cluster, universe):
     only the engine makes are named there and left out."""
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
+    from support.cnp_bad_input import BAD, ENGINE_ONLY, GOOD, with_change
 
     from cluster.errors import ManifestError
     from cluster.policy.engine.compile import compile_policy
-    from support.cnp_bad_input import BAD, ENGINE_ONLY, GOOD, with_change
 
     custom = client.CustomObjectsApi(e2e_cluster.api())
 

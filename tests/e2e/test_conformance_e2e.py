@@ -21,7 +21,7 @@ from support.live_conformance import ready_universe, run_cases
 
 from cluster import versions
 from cluster.live.observe.discovery import Target
-from cluster.live.observe.probe import MatrixProber
+from cluster.live.observe.prober import MatrixProber
 from cluster.policy.engine.model import Edge
 from cluster.seams.kube import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 from cluster.seams.kubeclient import ClientKube

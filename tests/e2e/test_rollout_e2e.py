@@ -96,7 +96,7 @@ def test_a_probe_shell_kept_open_answers_as_an_exec_does(e2e_cluster):
     one-shot exec of the same batch does, through the real API server,
     kubelet and runtime."""
     from cluster.live.observe.discovery import discover
-    from cluster.live.observe.probe import ProbeSession, connect_batch
+    from cluster.live.observe.probebatch import ProbeSession, connect_batch
     from cluster.seams.kubeclient import ClientKube
 
     kube = ClientKube(context=e2e_cluster.context, kubeconfig=e2e_cluster.kubeconfig)

@@ -3,12 +3,11 @@ SafeLoader builds, and skipped kinds are not built at all."""
 
 from __future__ import annotations
 
-
 import yaml
-
-from cluster.policy.manifests import MODELLED_KINDS, load_documents, read_yaml
 from support import ROOT
 
+from cluster.policy.kinds import MODELLED_KINDS
+from cluster.policy.manifests import load_documents, read_yaml
 
 TRICKY = """\
 octal: 012

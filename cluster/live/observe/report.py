@@ -30,7 +30,7 @@ from rich.columns import Columns
 from rich.console import Console
 from rich.text import Text
 
-from cluster.live.observe.probe import Observation
+from cluster.live.observe.prober import Observation
 from cluster.live.record.files import now_iso
 from cluster.policy.engine.evaluate import Verdict
 from cluster.policy.engine.model import Edge

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from cluster.errors import DashiError
-from cluster.live.observe.probe import TCP_TOOLS, MatrixProber
+from cluster.live.observe.probebatch import TCP_TOOLS
+from cluster.live.observe.prober import MatrixProber
 from cluster.seams.kube import Kube
 
 # What each setting may be, both ends included. A probe needs some time to
@@ -45,7 +46,7 @@ class ProbeSettings:
     a connection is made in milliseconds, so that is a wide margin, and a
     matrix whose edges are mostly blocked costs a third of upstream e2e's
     1 s (a pod too busy to run its probes in time delays its own deadline:
-    see cluster.live.observe.probe). A disagreeing probe is re-polled
+    see cluster.live.observe.probebatch). A disagreeing probe is re-polled
     as soon as its round returns, for up to 10 s (upstream e2e's bound): no
     fixed wait between rounds, only 0.2 s at least from the start of one
     round to the next, so rounds that fail at once (an exec refused) do not

@@ -16,7 +16,8 @@ from typing import Callable
 from cluster.errors import GuardError
 from cluster.live.observe import readiness
 from cluster.live.observe.poll import wait_until
-from cluster.policy.manifests import DEBUG_ANNOTATION, obj_ref
+from cluster.policy.kinds import DEBUG_ANNOTATION
+from cluster.policy.manifests import obj_ref
 from cluster.seams.kube import MANAGED_BY_LABEL, MANAGED_BY_VALUE, Kube
 
 # Stand-ins are agnhost pods with 5m CPU requests; the first start pulls the

@@ -21,7 +21,7 @@ import json
 import uuid
 
 from cluster.errors import KubeError
-from cluster.policy.manifests import WORKLOAD_KINDS
+from cluster.policy.kinds import WORKLOAD_KINDS
 from cluster.testing.fakecluster.store import Store, copy_object, utc_now
 
 POD_NETWORK = ipaddress.ip_network("10.42.0.0/16")  # k3s's default cluster CIDR

@@ -3,7 +3,7 @@
 ``exec`` of ``agnhost connect`` answers like agnhost: exit 0 when the
 connection is made, exit 1 and ``TIMEOUT`` when a policy drops it,
 ``REFUSED`` when it gets through but nothing listens, ``DNS`` when a name
-does not resolve. The probe batch script (cluster.live.observe.probe) gets
+does not resolve. The probe batch script (cluster.live.observe.probebatch) gets
 its lines as the stand-ins' busybox ``nc`` and ``nslookup`` print them.
 Whether a packet passes is network.py's answer. The knobs:
 
@@ -19,7 +19,7 @@ import re
 from typing import Callable
 
 from cluster.errors import KubeError
-from cluster.live.observe.probe import BATCH_NAME, BATCH_SCRIPT, SESSION_SCRIPT, SHELL
+from cluster.live.observe.probebatch import BATCH_NAME, BATCH_SCRIPT, SESSION_SCRIPT, SHELL
 from cluster.seams.kube import ExecResult, LocalForward
 from cluster.testing.fakecluster.network import Network
 from cluster.testing.fakecluster.store import Call
@@ -110,7 +110,7 @@ class PodExec(Network):
         self._exec_handlers.append((match, handler))
 
     def _probe_batch(self, namespace: str, pod_name: str, args: list[str]) -> tuple[ExecResult, float]:
-        """cluster.live.observe.probe.BATCH_SCRIPT's behaviour: its probes run at once,
+        """cluster.live.observe.probebatch.BATCH_SCRIPT's behaviour: its probes run at once,
         each printing "@@ INDEX EXITCODE OUTPUT"; the exec takes as long as the
         slowest probe. DNS probes answer as busybox nslookup does (see
         ``_nslookup``)."""

@@ -9,24 +9,14 @@ import pytest
 
 from cluster.errors import DashiError, KubeUnreachable
 from cluster.live.observe.discovery import Target, discover
-from cluster.seams.kube import ExecResult
-from cluster.live.observe.probe import (
-    agrees,
-    BATCH_SCRIPT,
-    MatrixProber,
-    NoShell,
-    ProbeResult,
-    classify,
-    classify_dns,
-    connect,
-    connect_argv,
-    go_duration,
-    parse_batch,
-)
+from cluster.live.observe.probe import ProbeResult, classify, connect, connect_argv, go_duration
+from cluster.live.observe.probebatch import BATCH_SCRIPT, NoShell, classify_dns, parse_batch
+from cluster.live.observe.prober import MatrixProber, agrees
 from cluster.live.observe.settings import ProbeSettings
 from cluster.live.record.policies import mark_ours
 from cluster.policy.engine.model import Edge
 from cluster.policy.engine.predictions import predict
+from cluster.seams.kube import ExecResult
 from cluster.testing.fakecluster.clock import FakeClock
 from cluster.testing.fakecluster.kube import FakeKube
 from cluster.testing.fakecluster.network import API_ADDRESS
@@ -310,7 +300,7 @@ def test_a_round_in_which_no_exec_reaches_its_pod_is_an_interruption(dashi):
 CTRL_C = """
 import sys, threading, time
 from cluster.live.observe.discovery import discover
-from cluster.live.observe.probe import MatrixProber
+from cluster.live.observe.prober import MatrixProber
 from cluster.policy.profile import load_profile
 from cluster.testing.fakecluster.kube import FakeKube
 

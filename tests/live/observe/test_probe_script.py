@@ -1,6 +1,6 @@
 """The probe batch script, run for real by busybox sh on this machine.
 
-``cluster.live.observe.probe.BATCH_SCRIPT`` runs inside the stand-in pods (the
+``cluster.live.observe.probebatch.BATCH_SCRIPT`` runs inside the stand-in pods (the
 agnhost image's busybox). Here the same argv runs under the host's busybox
 against loopback: a TCP listener this test opens, a closed port, and a DNS
 responder on 127.0.0.9:53 answering NXDOMAIN, so the script's quoting, its
@@ -23,8 +23,8 @@ import time
 import pytest
 
 from cluster.live.observe.discovery import Target
+from cluster.live.observe.probebatch import batch_argv, batch_tool, parse_batch
 from cluster.seams.kube import ExecResult
-from cluster.live.observe.probe import batch_argv, batch_tool, parse_batch
 
 BUSYBOX = shutil.which("busybox")
 pytestmark = pytest.mark.skipif(BUSYBOX is None, reason="busybox is not installed (apt-get install busybox-static)")
@@ -188,7 +188,7 @@ def test_the_session_script_answers_each_request_line_in_turn(loopback, silent_p
     """SESSION_SCRIPT, as the probe shell kept open in a pod runs it: each
     line on stdin is one batch, answered with its lines and "@@ end ID"; the
     probes cannot read the requests that follow; a closed stdin ends it."""
-    from cluster.live.observe.probe import SESSION_NAME, SESSION_SCRIPT, batch_args
+    from cluster.live.observe.probebatch import SESSION_NAME, SESSION_SCRIPT, batch_args
 
     first = [Target("ns", "pod", "127.0.0.1", loopback["open"]), Target("ns", "pod", "127.0.0.9", 53, "UDP")]
     second = [Target("ns", "pod", "127.0.0.1", silent_port), Target("ns", "pod", "127.0.0.1", loopback["closed"])]

@@ -8,7 +8,8 @@ import json
 from rich.console import Console
 
 from cluster.live.observe.discovery import Target
-from cluster.live.observe.probe import Observation, ProbeResult
+from cluster.live.observe.probe import ProbeResult
+from cluster.live.observe.prober import Observation
 from cluster.live.observe.report import EdgeRow, MatrixReport, diagnosis, evidence, render, to_json, to_markdown
 from cluster.policy.engine.evaluate import Engine
 from cluster.policy.engine.model import Edge, Endpoint, Port

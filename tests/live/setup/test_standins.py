@@ -1,15 +1,15 @@
 """Stand-ins: applied with our label, waited on by status, idempotent, and never pushed into someone else's namespace."""
 
 import pytest
+from support.local_world import SSAKube
 
 from cluster import versions
 from cluster.errors import DashiError, GuardError
 from cluster.live.setup import standins
-from cluster.seams.kube import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 from cluster.policy.profile import load_profile
+from cluster.seams.kube import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 from cluster.testing.fakecluster.clock import FakeClock
 from cluster.testing.fakecluster.kube import FakeKube
-from support.local_world import SSAKube
 
 
 def _deploy(kube, profile, clock, **kw):
@@ -148,7 +148,7 @@ def test_no_service_account_controller_fails_before_any_workload_is_applied():
 
 def test_every_workload_kind_the_manifests_know_is_waited_for():
     from cluster.live.observe import readiness
-    from cluster.policy.manifests import WORKLOAD_KINDS
+    from cluster.policy.kinds import WORKLOAD_KINDS
 
     assert set(readiness.WORKLOAD_READY) == {*WORKLOAD_KINDS, "Pod"}
     rs = {"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "r", "namespace": "n", "generation": 2},
