@@ -271,7 +271,7 @@ def test_kill_minus_9_at_random_moments_then_the_same_command_finishes_exact(e2e
     def moment(moments: dict[str, float], draw: list[str], command: str) -> tuple[str, float]:
         """This round's trigger and delay. The first rounds try each kind of
         moment once, at once, so that every phase is covered with few kills
-        too (DASHI_E2E_KILLS=6 on the other lanes); once the command has its
+        too (DASHI_E2E_KILLS=4 on the other lanes in CI); once the command has its
         KILLS, a moment still missing, at once; else one at random."""
         kinds = tuple(moments)
         gap = [m for m in missing() if m in moments]
