@@ -17,13 +17,14 @@ import subprocess
 
 import pytest
 import yaml
+from support import ROOT, cli_process
+from support.availability import unavailable
+from support.manifest_trees import RESOURCES, write
+from support.scratch_repo import GIT_ENV, commit, copy_of_this_repository, new_repo
 
 from cluster.cli import policy
 from cluster.policy.reachability import reachability
 from cluster.policy.reachexpect import compare
-from support import ROOT, cli_process
-from support.manifest_trees import RESOURCES, write
-from support.scratch_repo import GIT_ENV, commit, copy_of_this_repository, new_repo
 
 # Installing the package and its dependencies (kubernetes, kubernetes-validate:
 # about 230 MB unpacked) takes 30-60 s of CPU; on a loaded machine minutes.
@@ -44,7 +45,7 @@ def test_the_hooks_declare_what_they_run():
 def test_the_hooks_in_a_project_with_pre_commit_try_repo(tmp_path):
     pre_commit = shutil.which("pre-commit")
     if pre_commit is None:
-        pytest.skip("pre-commit is not installed (pip install -e '.[test]')")
+        unavailable("install", "pre-commit is not installed (pip install -e '.[test]')")
     this = copy_of_this_repository(new_repo(tmp_path / "dashi-cluster"))
     commit(this, "dashi-cluster as it is")
     # A project of manifests with the reachability it had, recorded; then a
