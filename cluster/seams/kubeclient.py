@@ -320,8 +320,9 @@ class ClientKube:
                 return result
             except Exception as e:  # noqa: BLE001 - the seam: every client failure becomes a KubeError
                 err = self._error(e, what)
-                timed_out = isinstance(err, KubeUnreachable) and _timed_out_reading(e)
-                if timed_out:
+                echoed = getattr(e, "echoed", False)  # another call's timeout, met while waiting
+                timed_out = isinstance(err, KubeUnreachable) and (echoed or _timed_out_reading(e))
+                if timed_out and not echoed:
                     self._silent = (time.monotonic(), err)
                 transient = (isinstance(err, KubeUnreachable) and not timed_out) or err.status in RETRY_STATUSES
                 if not transient or attempt == len(delays):
@@ -334,7 +335,9 @@ class ClientKube:
         """Raise the read timeout another call met while this one was waiting."""
         silent = self._silent
         if silent is not None and silent[0] >= started:
-            raise KubeUnreachable(str(silent[1]))
+            err = KubeUnreachable(str(silent[1]))
+            err.echoed = True  # a read timeout: not asked again (see _call)
+            raise err
 
     def _client(self):
         with self._discovery:

@@ -499,7 +499,8 @@ def test_reads_made_at_once_against_a_silent_server_end_within_one_bound_not_one
     took 167 s, five 30 s bounds in a row)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    kube = ClientKube(kubeconfig=kubeconfig(tmp_path, f"http://127.0.0.1:{silent}"), sleep=lambda s: None,
+    slept = []
+    kube = ClientKube(kubeconfig=kubeconfig(tmp_path, f"http://127.0.0.1:{silent}"), sleep=slept.append,
                       bounds=SHORT)
     barrier = threading.Barrier(8)
 
@@ -511,6 +512,7 @@ def test_reads_made_at_once_against_a_silent_server_end_within_one_bound_not_one
         ended = list(pool.map(read, range(8)))
     assert all("ReadTimeoutError" in str(err) for err, _ in ended), ended
     assert len(silent.held) == 1  # one request reached the server; the others failed with its answer
+    assert slept == []  # and none of them retried it as if the connection had been refused
     # A read made after that one ended is its own attempt (the server may be back).
     err, _ = _ends(lambda: kube.list("v1", "Pod", "default"))
     assert len(silent.held) == 2
