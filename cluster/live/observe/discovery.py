@@ -19,6 +19,7 @@ from cluster.invoked import command
 from cluster.policy.engine.model import Edge, Endpoint
 from cluster.seams.kube import Kube, equality_selector
 from cluster.selectors import match_labels
+from cluster.threads import block_stop_signals
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,8 @@ def all_at_once(reads: dict[str, Callable[[], object]]) -> dict[str, object]:
     (in the reads' order) is raised, as it would have been one by one."""
     if len(reads) <= 1:
         return {k: read() for k, read in reads.items()}
-    with ThreadPoolExecutor(max_workers=min(READERS, len(reads)), thread_name_prefix="read") as pool:
+    with ThreadPoolExecutor(max_workers=min(READERS, len(reads)), thread_name_prefix="read",
+                            initializer=block_stop_signals) as pool:
         futures = {k: pool.submit(read) for k, read in reads.items()}
         return {k: f.result() for k, f in futures.items()}
 

@@ -34,6 +34,7 @@ from cluster.live.observe.probe import ProbeResult, connect
 from cluster.live.observe.probebatch import NoShell, ProbeSession, connect_batch
 from cluster.policy.engine.model import Edge
 from cluster.seams.kube import Kube
+from cluster.threads import start_quiet
 
 # Up to this many probes, a re-poll probes the whole matrix, not only the
 # edges that disagree: a wave costs about one probe timeout however many
@@ -119,18 +120,29 @@ class DaemonPool:
         self.workers, self.prefix = workers, prefix
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
+        self._idle = 0  # threads waiting for a job
+        self._idle_lock = threading.Lock()
 
     def submit(self, fn: Callable, *args) -> Future:
         future: Future = Future()
         self._jobs.put((future, fn, args))
-        if len(self._threads) < self.workers:
+        # A thread more only while jobs wait that no idle thread will take:
+        # execs that answer at once (or a pod's batch) keep a few threads busy.
+        if len(self._threads) < self.workers and self._jobs.qsize() > self._idle:
             worker = threading.Thread(target=self._work, name=f"{self.prefix}_{len(self._threads)}", daemon=True)
             self._threads.append(worker)
-            worker.start()
+            start_quiet(worker)  # a Ctrl-C goes to the main thread, never to a probe
         return future
 
     def _work(self) -> None:
-        while (job := self._jobs.get()) is not None:
+        while True:
+            with self._idle_lock:
+                self._idle += 1
+            job = self._jobs.get()
+            with self._idle_lock:
+                self._idle -= 1
+            if job is None:
+                return
             future, fn, args = job
             if not future.set_running_or_notify_cancel():
                 continue

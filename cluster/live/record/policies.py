@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from cluster.policy.engine.cilium import CNP_API, CNP_KIND
 from cluster.policy.engine.model import KCNP_KIND
 from cluster.seams.kube import MANAGED_BY_LABEL, MANAGED_BY_VALUE, Kube
+from cluster.threads import block_stop_signals
 
 NP_API = "networking.k8s.io/v1"
 NP_KIND = "NetworkPolicy"
@@ -187,6 +188,7 @@ def live_policies(kube: Kube, namespaces: list[str]) -> list[dict]:
         listed = [kube.list(*r) for r in reads]
     else:
         # Made at once: a snapshot and every verification read them all.
-        with ThreadPoolExecutor(max_workers=min(8, len(reads)), thread_name_prefix="read") as pool:
+        with ThreadPoolExecutor(max_workers=min(8, len(reads)), thread_name_prefix="read",
+                                initializer=block_stop_signals) as pool:
             listed = list(pool.map(lambda r: kube.list(*r), reads))
     return [{**item, "apiVersion": api, "kind": kind} for (api, kind, _), items in zip(reads, listed) for item in items]

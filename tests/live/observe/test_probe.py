@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 
@@ -11,7 +12,7 @@ from cluster.errors import DashiError, KubeUnreachable
 from cluster.live.observe.discovery import Target, discover
 from cluster.live.observe.probe import ProbeResult, classify, connect, connect_argv, go_duration
 from cluster.live.observe.probebatch import BATCH_SCRIPT, NoShell, classify_dns, parse_batch
-from cluster.live.observe.prober import MatrixProber, agrees
+from cluster.live.observe.prober import DaemonPool, MatrixProber, agrees
 from cluster.live.observe.settings import ProbeSettings
 from cluster.live.record.policies import mark_ours
 from cluster.policy.engine.model import Edge
@@ -203,6 +204,52 @@ def test_the_pool_is_bounded(dashi):
     assert run.probes == 24 and len(run.observations) == 24
 
 
+def test_the_pool_starts_a_thread_only_for_a_job_no_idle_thread_takes():
+    """Execs that answer at once are run by the threads already there: no
+    thread per job up to the bound (the cost a fast cluster paid per round)."""
+    pool = DaemonPool(8)
+    try:
+        for i in range(20):
+            deadline = time.monotonic() + 5
+            while pool._idle < len(pool._threads) and time.monotonic() < deadline:
+                time.sleep(0.001)  # the last job's thread back at the queue
+            assert pool.submit(lambda x: x * 2, i).result(timeout=5) == i * 2
+        assert len(pool._threads) == 1
+    finally:
+        pool.shutdown()
+
+
+def _mask() -> set:
+    return set(signal.pthread_sigmask(signal.SIG_BLOCK, []))
+
+
+def test_helper_threads_leave_ctrl_c_to_the_main_thread():
+    """A Ctrl-C the kernel hands to a helper thread would leave the main one
+    asleep in its wait for a result (seen once under load: a matrix whose
+    execs never end still probing 20 s after Ctrl-C). Probe threads and the
+    concurrent reads block SIGINT and SIGTERM, so only the main thread takes them."""
+    from cluster.live.observe.discovery import all_at_once
+    from cluster.live.record.policies import live_policies
+
+    stop = {signal.SIGINT, signal.SIGTERM}
+    pool = DaemonPool(2)
+    try:
+        assert stop <= pool.submit(_mask).result(timeout=5)
+    finally:
+        pool.shutdown()
+    assert stop <= all_at_once({"a": _mask, "b": _mask})["a"]
+
+    class Masks(FakeKube):
+        def list(self, *a, **kw):
+            seen.append(_mask())
+            return super().list(*a, **kw)
+
+    seen: list = []
+    live_policies(Masks(), ["a", "b"])
+    assert len(seen) > 1 and all(stop <= m for m in seen)
+    assert not stop & _mask()  # and the main thread still takes them
+
+
 def test_a_matrix_costs_rounds_of_timeouts_not_their_sum(dashi):
     kube, profile = dashi
     apply_steps(kube, profile, 1)  # default-deny: every TCP probe waits out its timeout
@@ -298,7 +345,8 @@ def test_a_round_in_which_no_exec_reaches_its_pod_is_an_interruption(dashi):
 
 
 CTRL_C = """
-import sys, threading, time
+import faulthandler, signal, sys, threading, time
+faulthandler.register(signal.SIGUSR1, all_threads=True)  # where it hangs, should it not end
 from cluster.live.observe.discovery import discover
 from cluster.live.observe.prober import MatrixProber
 from cluster.policy.profile import load_profile
@@ -337,6 +385,12 @@ def test_ctrl_c_during_a_matrix_ends_the_process_within_seconds(tmp_path):
     proc.send_signal(signal.SIGINT)
     try:
         out, err = proc.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGUSR1)  # every thread's stack, on stderr
+        time.sleep(1)
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(f"still running 20 s after Ctrl-C; its threads:\n{err}")
     finally:
         proc.kill()
     took = time.monotonic() - t0
