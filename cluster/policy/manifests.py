@@ -187,11 +187,13 @@ class _JSONDuplicate(ValueError):
         self.key = key
 
 
-def read_yaml(path: Path, keep=None) -> list:
+def read_yaml(path: Path, keep=None, text: str | None = None) -> list:
     """The non-empty documents of a YAML (or, by suffix, JSON) file, or a
     one-line ManifestError. With ``keep`` (a set of kinds), a document of
-    another kind is not built: it stands as ``{"kind": ...}`` alone."""
-    text = read_text(path)
+    another kind is not built: it stands as ``{"kind": ...}`` alone.
+    ``text``: the file's text, where the caller has read it."""
+    if text is None:
+        text = read_text(path)
     if path.suffix.lower() == ".json":
         try:
             doc = json.loads(text, object_pairs_hook=_json_pairs)
@@ -232,12 +234,12 @@ def read_yaml(path: Path, keep=None) -> list:
         raise ManifestError("invalid YAML: nested too deeply", path=str(path)) from None
 
 
-def load_documents(path: Path, keep=None) -> list[dict]:
+def load_documents(path: Path, keep=None, text: str | None = None) -> list[dict]:
     """All objects of a file: each document, ``List`` items expanded, each
     checked to be a mapping with a string kind and a name. Objects whose
     kind is not in ``keep`` (when given) are ``{"kind": ...}`` alone."""
     out = []
-    for i, doc in enumerate(read_yaml(path, keep)):
+    for i, doc in enumerate(read_yaml(path, keep, text)):
         where = f"document {i + 1}"
         if isinstance(doc, dict) and isinstance(doc.get("kind"), str) and doc["kind"].endswith("List") \
                 and "items" in doc:
@@ -266,12 +268,12 @@ def load_documents(path: Path, keep=None) -> list[dict]:
     return out
 
 
-def applied_documents(path: Path, holds: str = "objects") -> list[dict]:
+def applied_documents(path: Path, holds: str = "objects", text: str | None = None) -> list[dict]:
     """``load_documents`` of a file that is applied as a whole (a profile's
     step, its namespaces, its workloads): one that holds no object (empty,
     or comments only) is an error, as `kubectl apply -f` says "no objects
     passed to apply", not a step that changes nothing."""
-    objs = load_documents(path)
+    objs = load_documents(path, text=text)
     if not objs:
         raise ManifestError(f"holds no {holds} (empty, or comments only); kubectl would say "
                             "\"no objects passed to apply\"", path=str(path))

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+from contextvars import ContextVar
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -33,7 +34,8 @@ from cluster.policy import schema
 from cluster.policy.engine.compile import compile_policy
 from cluster.policy.engine.model import KCNP_KIND, NS_NAME_LABEL, PROTOCOLS, Edge, Endpoint, Port
 from cluster.policy.kinds import POLICY_KINDS
-from cluster.policy.manifests import ResourceSet, applied_documents, check_known, check_object, obj_ref, read_yaml
+from cluster.policy.manifests import (ResourceSet, applied_documents, check_known, check_object, obj_ref, read_text,
+                                      read_yaml)
 
 
 def _manifests_dir() -> Path:
@@ -357,22 +359,66 @@ def _parse_matrix(data: dict, path: str, endpoints: list[Endpoint], step_names: 
     return list(intended.values()), host, blocked
 
 
+# Profiles loaded before in this process, by directory: the files that load
+# read, with their texts, and the Profile, pickled. A command loads its
+# profile in several places (cluster-up's stand-ins and canary stages, a
+# rollout and its checks); where every one of those files still reads the
+# same, the load is the same, and the caller gets a copy of its own.
+_LOADED: dict[str, tuple[tuple[tuple[str, str], ...], bytes]] = {}
+_READS: ContextVar[list | None] = ContextVar("profile_reads", default=None)
+
+
+def _read(path: Path) -> str:
+    """A profile file's text, noted for the profile being loaded."""
+    text = read_text(path)
+    reads = _READS.get()
+    if reads is not None:
+        reads.append((str(path), text))
+    return text
+
+
+def _unchanged(reads) -> bool:
+    for path, text in reads:
+        try:
+            if read_text(Path(path)) != text:
+                return False
+        except ManifestError:
+            return False
+    return True
+
+
 def load_profile(name_or_dir: str | os.PathLike = "dashi") -> Profile:
     """Load and validate a profile by name (``manifests/<name>``) or directory."""
+    import pickle  # not for the offline tasks that read no profile
+
     root = _profile_dir(name_or_dir)
+    kept = _LOADED.get(str(root))
+    if kept is not None and _unchanged(kept[0]):
+        return pickle.loads(kept[1])
+    reads: list = []
+    token = _READS.set(reads)
+    try:
+        profile = _load(root)
+    finally:
+        _READS.reset(token)
+    _LOADED[str(root)] = (tuple(reads), pickle.dumps(profile, pickle.HIGHEST_PROTOCOL))
+    return profile
+
+
+def _load(root: Path) -> Profile:
     meta_path = root / "profile.yaml"
     spec = load_documents_plain(meta_path, "profile")
     rs = ResourceSet()
 
     ns_path = root / spec.get("namespaces", "namespaces.yaml")
-    ns_docs = applied_documents(ns_path, "Namespace")
+    ns_docs = applied_documents(ns_path, "Namespace", _read(ns_path))
     check_known(ns_docs, str(ns_path), kinds=("Namespace",))
     for obj in ns_docs:
         rs.add(obj, str(ns_path))
 
     for rel in spec.get("workloads") or []:
         wpath = root / rel
-        wdocs = applied_documents(wpath, "objects")
+        wdocs = applied_documents(wpath, "objects", _read(wpath))
         check_known(wdocs, str(wpath))
         for obj in wdocs:
             if obj["kind"] in ("NetworkPolicy", "Namespace"):
@@ -465,7 +511,7 @@ def _step_objects(spath: Path, rs: ResourceSet, profile_name: str, seen_policies
     """The policies of a step file, checked; ``cni``: a variant for that CNI,
     which may hold what only that CNI reads (CiliumNetworkPolicies on cilium)."""
     kinds = POLICY_KINDS + (("CiliumNetworkPolicy",) if cni == "cilium" else ())
-    objs = applied_documents(spath, f"{', '.join(kinds[:-1])} or {kinds[-1]}")
+    objs = applied_documents(spath, f"{', '.join(kinds[:-1])} or {kinds[-1]}", _read(spath))
     for obj in objs:
         if obj["kind"] not in kinds:
             what = "a policy step" if cni is None else f"a {cni} variant of a step"
@@ -495,7 +541,7 @@ def _step_objects(spath: Path, rs: ResourceSet, profile_name: str, seen_policies
 def load_documents_plain(path: Path, kind: str) -> dict:
     """A single-document YAML file that is not a Kubernetes object (``kind``:
     profile or matrix), checked against its schema in cluster/policy/schemas."""
-    docs = read_yaml(path)
+    docs = read_yaml(path, text=_read(path))
     if len(docs) != 1 or not isinstance(docs[0], dict):
         raise ManifestError("expected one YAML mapping", path=str(path))
     schema.validate_file(kind, docs[0], str(path))

@@ -220,3 +220,32 @@ def test_bad_input_names_file_and_object(copy_dashi, rel, old, new, message):
     with pytest.raises(ManifestError, match=message) as err:
         load_profile(copy_dashi)
     assert "\n" not in str(err.value)
+
+
+# ---------------------------------------------------------------------------
+# Loaded again in the same process: the same files give a copy, a changed one
+# is read again.
+
+
+def test_a_profile_loaded_again_is_a_copy_of_its_own(copy_dashi):
+    first = load_profile(copy_dashi)
+    first.steps.pop()
+    first.workload_objects[0]["metadata"]["name"] = "changed-by-a-caller"
+    second = load_profile(copy_dashi)
+    assert len(second.steps) == len(first.steps) + 1
+    assert second.workload_objects[0]["metadata"]["name"] != "changed-by-a-caller"
+    assert second == load_profile(copy_dashi) and second is not load_profile(copy_dashi)
+
+
+def test_a_profile_file_changed_between_loads_is_read_again(copy_dashi):
+    before = load_profile(copy_dashi)
+    _edit(copy_dashi / "matrix.yaml", "to: dashi-catalog/pgstac", "to: dashi-catalog/pgstak")
+    with pytest.raises(ManifestError, match=r"'dashi-catalog/pgstak' matches no endpoint"):
+        load_profile(copy_dashi)
+    _edit(copy_dashi / "matrix.yaml", "to: dashi-catalog/pgstak", "to: dashi-catalog/pgstac")
+    assert load_profile(copy_dashi) == before
+    # The same length, the same second: only the text tells them apart.
+    step = copy_dashi / "policies" / "01-default-deny.yaml"
+    text = step.read_text()
+    step.write_text(text.replace("name: default-deny", "name: default-denx", 1))
+    assert load_profile(copy_dashi).steps[0].objects[0]["metadata"]["name"] == "default-denx"

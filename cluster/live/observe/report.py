@@ -206,24 +206,36 @@ def diagnosis(report: MatrixReport) -> str | None:
 # Terminal
 
 
+def _cell(mark: str, style: str = "") -> Text:
+    """One Text per mark and style, shared by every cell that shows it (the
+    matrices read their cells and never change them): two matrices a step."""
+    text = _CELLS.get((mark, style))
+    if text is None:
+        text = _CELLS[(mark, style)] = Text(mark, style=style)
+    return text
+
+
+_CELLS: dict[tuple[str, str], Text] = {}
+
+
 def _cell_predicted(row: EdgeRow | None) -> Text:
     if row is None:
-        return Text("")
+        return _cell("")
     mark = "✓" if row.predicted else "·"
     if "unintended" in row.problems:
-        return Text(mark + "!", style="bold yellow")
-    return Text(mark, style="green" if row.predicted else "dim")
+        return _cell(mark + "!", "bold yellow")
+    return _cell(mark, "green" if row.predicted else "dim")
 
 
 def _cell_observed(row: EdgeRow | None) -> Text:
     if row is None or row.observation is None:
-        return Text("")
+        return _cell("")
     mark = {"connected": "✓", "refused": "R", "timeout": "·", "unprobed": "?"}.get(row.kind, "E")
     if "mismatch" in row.problems or "error" in row.problems:
-        return Text(mark + "✗", style="bold white on red")
+        return _cell(mark + "✗", "bold white on red")
     if row.kind == "unprobed":
-        return Text(mark, style="dim")
-    return Text(mark, style="green" if row.observed else "dim")
+        return _cell(mark, "dim")
+    return _cell(mark, "green" if row.observed else "dim")
 
 
 # How many differences the terminal shows in full; the rest are counted
