@@ -31,6 +31,8 @@ from support import cli_process
 from cluster.policy import schema
 from support import ROOT
 
+pytestmark = pytest.mark.integration  # every bad input given to `inv` and `dashi` as processes
+
 INV = [sys.executable, "-m", "invoke"]
 DASHI = [sys.executable, "-m", "cluster.cli.main"]
 # As root, permission bits do not stop reads: drop the capabilities that

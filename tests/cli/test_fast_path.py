@@ -21,6 +21,8 @@ from support.manifest_trees import RESOURCES, write
 
 from cluster.cli import offline
 
+pytestmark = pytest.mark.integration  # the offline command lines run as processes
+
 FAST, INVOKE = True, False
 DASHI_DIR = "manifests/dashi"
 CASES = [

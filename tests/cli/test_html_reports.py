@@ -28,6 +28,8 @@ from support.manifest_trees import SERVING_INTO_CATALOG
 from support.rollout_world import RolloutWorld
 from support.scratch_repo import commit, new_repo
 
+pytestmark = pytest.mark.integration  # the pages opened in headless Chromium
+
 WIDTH = 1280
 
 # Each section of the page, its cells with their data and where they sit,

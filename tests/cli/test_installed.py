@@ -33,6 +33,8 @@ import pytest
 
 from support import ROOT
 
+pytestmark = pytest.mark.integration  # the wheel built and installed into a venv of its own, run as a user runs it
+
 TASKS = {"cluster-up", "cluster-down", "status", "tools", "prepare", "network-policies-up", "rollback", "smoke",
          "history", "policies-check", "explain", "reachability", "export", "policies-diff", "observe",
          "flows-check", "matrix-from-flows"}

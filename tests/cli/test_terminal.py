@@ -31,6 +31,8 @@ import pytest
 from support import ROOT, terminal
 from support.availability import unavailable
 
+pytestmark = pytest.mark.integration  # every view drawn in a real tmux pane
+
 GOLDEN = Path(__file__).parent / "golden"
 BIN = Path(sys.executable).parent
 UPDATE = os.environ.get("DASHI_GOLDEN_UPDATE") == "1"

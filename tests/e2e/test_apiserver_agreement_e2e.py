@@ -23,6 +23,7 @@ the tool said.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import re
 import secrets
@@ -288,7 +289,10 @@ def _cases() -> list[Case]:
     return out
 
 
-CASES = _cases()
+@functools.cache
+def cases() -> list[Case]:
+    """The corpus, built when a test asks (not at import: every test process collects this file)."""
+    return _cases()
 
 # Where the tool is deliberately stricter than the API server: case id
 # (fnmatch pattern) -> why. Each must still differ (the server accepts).
@@ -398,8 +402,8 @@ def test_the_tool_accepts_and_refuses_what_the_api_server_does(e2e_cluster, tmp_
         kubectl = _kubectl()
         # What is wrong in the file itself (no object, a repeated key) goes
         # in on its own, as a user's file would; the objects in 4 batches.
-        single = [c for c in CASES if c.id.startswith("file:") or not _named(c)]
-        objects = [c for c in CASES if c not in single]
+        single = [c for c in cases() if c.id.startswith("file:") or not _named(c)]
+        objects = [c for c in cases() if c not in single]
         batches = [objects[i::4] for i in range(4)]
         with ThreadPoolExecutor(max_workers=4) as pool:
             server = dict(zip((c.id for c in single), pool.map(
@@ -409,11 +413,11 @@ def test_the_tool_accepts_and_refuses_what_the_api_server_does(e2e_cluster, tmp_
                 server.update(part)
     finally:
         kube.delete("v1", "Namespace", ns)
-    tool = {c.id: _tool(c, ns, tmp_path) for c in CASES}
+    tool = {c.id: _tool(c, ns, tmp_path) for c in cases()}
     took = time.monotonic() - t0
 
     disagree, stale, deliberate = [], [], []
-    for c in CASES:
+    for c in cases():
         (s_ok, s_msg), (t_ok, t_msg) = server[c.id], tool[c.id]
         why = _deliberate(c.id)
         if why is not None:
@@ -428,12 +432,12 @@ def test_the_tool_accepts_and_refuses_what_the_api_server_does(e2e_cluster, tmp_
                             f"{c.text[:300]!r}")
     refused = sum(1 for s_ok, _ in server.values() if not s_ok)
     with capsys.disabled():
-        print(f"\napiserver agreement on {e2e_cluster.lane}: {len(CASES)} cases ({refused} refused by the server), "
-              f"{len(CASES) - len(disagree) - len(stale)} agree ({len(deliberate)} deliberate differences), "
+        print(f"\napiserver agreement on {e2e_cluster.lane}: {len(cases())} cases ({refused} refused by the server), "
+              f"{len(cases()) - len(disagree) - len(stale)} agree ({len(deliberate)} deliberate differences), "
               f"{len(disagree)} disagree; {took:.1f} s\n" + "\n".join(deliberate))
     assert not disagree and not stale, "\n".join(stale + disagree)
     # A corpus where the server refuses nothing (or everything) tests nothing.
-    assert 0.3 < refused / len(CASES) < 0.8
+    assert 0.3 < refused / len(cases()) < 0.8
 
 
 def test_the_api_server_refuses_a_duplicate_field_it_receives(e2e_cluster, tmp_path):

@@ -28,6 +28,8 @@ from cluster.policy.export import REASON_ANNOTATION, STEP_ANNOTATION
 from cluster.policy.profile import load_profile
 from cluster.ui import make_console
 
+pytestmark = pytest.mark.integration  # every overlay built by the real `kubectl kustomize`
+
 NP = "flux/infrastructure/network-policies"
 KUBECTL = shutil.which("kubectl")
 needs_kubectl = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed: kustomize builds not checked")

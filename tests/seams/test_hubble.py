@@ -1,6 +1,7 @@
 """The Hubble seam over real gRPC: GrpcHubble against FakeHubble (a real
 server on loopback with the generated servicer)."""
 
+import itertools
 import time
 
 import pytest
@@ -32,9 +33,18 @@ def test_status_and_a_followed_stream(fake):
     assert (st.max_flows, st.seen_flows, st.num_flows) == (65535, 1, 1)
     fake.emit_when_followed([flow(), observer_pb2.GetFlowsResponse(
         lost_events=flow_pb2.LostEvent(num_events_lost=3)), flow()])
-    got = [r.WhichOneof("response_types") for r in hub.flows(seconds=1.5)]
+    got = [r.WhichOneof("response_types") for r in itertools.islice(hub.flows(seconds=10), 3)]
     assert got == ["flow", "lost_events", "flow"]
     assert fake.requests[-1].follow is True
+    hub.close()
+
+
+def test_a_followed_stream_ends_when_its_time_is_up(fake):
+    hub = GrpcHubble(fake.address)
+    fake.emit_when_followed([flow()])
+    t0 = time.monotonic()
+    got = list(hub.flows(seconds=0.3))
+    assert len(got) == 1 and 0.25 < time.monotonic() - t0 < 5
     hub.close()
 
 

@@ -367,6 +367,7 @@ except KeyboardInterrupt:
 """
 
 
+@pytest.mark.integration  # a process of its own, signalled as a terminal would
 def test_ctrl_c_during_a_matrix_ends_the_process_within_seconds(tmp_path):
     """The probes in flight are not waited for: Python joins a
     ThreadPoolExecutor's threads at exit, and an exec that hangs would hold

@@ -27,7 +27,9 @@ from cluster.live.observe.probebatch import batch_argv, batch_tool, parse_batch
 from cluster.seams.kube import ExecResult
 
 BUSYBOX = shutil.which("busybox")
-pytestmark = pytest.mark.skipif(BUSYBOX is None, reason="busybox is not installed (apt-get install busybox-static)")
+# The probe scripts run by busybox's shell against responders on loopback, their timeouts waited out.
+pytestmark = [pytest.mark.integration,
+              pytest.mark.skipif(BUSYBOX is None, reason="busybox is not installed (apt-get install busybox-static)")]
 
 FAKE_AGNHOST = """#!/bin/sh
 # agnhost connect HOST:PORT --timeout=T --protocol=P: exit 0, or 1 with REFUSED

@@ -31,6 +31,7 @@ from support.engine_builders import (
 
 from cluster.policy.engine.evaluate import Engine
 from cluster.policy.engine.model import Endpoint, Port
+from support.cases import seeds
 
 # pod-template-hash: a label Cilium leaves out of identities (selectors on it match no pod there).
 POD_VOCAB = {"app": ("web", "db"), "tier": ("front", "back"), "pod-template-hash": ("h1", "h2")}
@@ -119,7 +120,7 @@ def random_world(seed: int):
 
 
 @pytest.mark.parametrize("dataplane", [None, "cilium"])
-@pytest.mark.parametrize("seed", range(20))
+@pytest.mark.parametrize("seed", seeds(20, quick=8))
 def test_random_tiers_bitset_paths_agree_with_evaluate(seed, dataplane):
     namespaces, endpoints, policies = random_world(seed)
     engine = Engine(namespaces, policies, dataplane=dataplane)

@@ -26,6 +26,7 @@ from cluster.policy.engine.evaluate import Engine
 from cluster.policy.engine.model import HOST, Endpoint, Port
 from cluster.policy.manifests import read_dir
 from cluster.policy.reachability import compute, compute_json
+from support.cases import seeds
 
 ROOT = Path(__file__).resolve().parents[3]
 TEAMS, ENVS = ("a", "b", "c"), ("prod", "dev")
@@ -101,7 +102,7 @@ def random_cluster(seed: int):
 
 
 @pytest.mark.parametrize("dataplane", [None, "cilium"])
-@pytest.mark.parametrize("seed", range(40))
+@pytest.mark.parametrize("seed", seeds(40, quick=16))
 def test_the_matrix_is_the_reference_s_on_random_clusters(seed, dataplane):
     namespaces, endpoints, policies = random_cluster(seed)
     engine = Engine(namespaces, policies, dataplane=dataplane)
@@ -110,7 +111,7 @@ def test_the_matrix_is_the_reference_s_on_random_clusters(seed, dataplane):
     assert list(matrix.port_ranges(engine, endpoints)) == list(reference.port_ranges(engine, endpoints))
 
 
-@pytest.mark.parametrize("seed", range(40))
+@pytest.mark.parametrize("seed", seeds(40, quick=12))
 def test_reachability_output_is_the_reference_s_byte_for_byte(seed):
     namespaces, endpoints, policies = random_cluster(seed)
     pods = [ep for ep in endpoints if ep.is_pod]  # what a tree of manifests holds
