@@ -4,9 +4,11 @@ A signal sent to the process (Ctrl-C in a terminal, ``kill``) goes to any
 one of its threads that does not block it. Where it lands on a helper
 thread, Python notes it but the main thread, asleep in a wait for that
 helper's result (a probe's exec, a read), is not woken: the run goes on, or
-waits for as long as the exec does, instead of stopping. Helper threads
-therefore block SIGINT and SIGTERM, and the kernel hands those to the main
-thread, where Python raises KeyboardInterrupt at once.
+waits for as long as the exec does, instead of stopping. Every thread the
+tool starts (probes, concurrent reads, the lease's renewal, port-forwards,
+an exec stream's opening) therefore blocks SIGINT and SIGTERM, and the
+kernel hands those to the main thread, where Python raises
+KeyboardInterrupt at once.
 """
 
 from __future__ import annotations

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import fnmatch
 import os
-from contextvars import ContextVar
 from collections.abc import Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 

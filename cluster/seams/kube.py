@@ -25,6 +25,7 @@ from typing import Callable, Mapping, Protocol
 
 from cluster.errors import DashiError, Invalid, KubeError
 from cluster.selectors import match_labels, parse_equality, render
+from cluster.threads import start_quiet
 
 # Our objects carry this label and are written with this field manager, so we
 # can tell ours from the user's and never touch what is not ours.
@@ -135,7 +136,9 @@ class LocalForward:
         self.address = f"127.0.0.1:{self._server.getsockname()[1]}"
         self._closed = threading.Event()
         self.errors: list[str] = []
-        threading.Thread(target=self._accept, name=f"forward {what}", daemon=True).start()
+        # Its threads, and the ones it starts per connection, leave Ctrl-C to
+        # the main thread (they take this one's signal mask).
+        start_quiet(threading.Thread(target=self._accept, name=f"forward {what}", daemon=True))
 
     def _accept(self) -> None:
         while not self._closed.is_set():

@@ -22,6 +22,7 @@ from cluster.seams.kube import (
     first_line,
     render_selector,
 )
+from cluster.threads import start_quiet
 
 
 @dataclass(frozen=True)
@@ -483,7 +484,7 @@ class ClientKube:
         # and a server that does not complete it in time is left behind
         # with its client (never returned to the pool).
         opener = threading.Thread(target=open_stream, name=f"exec-open {namespace}/{pod}", daemon=True)
-        opener.start()
+        start_quiet(opener)
         opener.join(self._bounds.exec_s)
         if opener.is_alive():
             raise KubeUnreachable(f"{what}: cannot reach the API server of {self._context} ({self.server()}): "

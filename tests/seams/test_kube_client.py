@@ -26,7 +26,8 @@ from cluster.seams.kube import FIELD_MANAGER, equality_selector, render_selector
 from cluster.seams.kubeclient import Bounds, ClientKube
 from cluster.testing.fakecluster.clock import FakeClock
 
-pytestmark = pytest.mark.integration  # the real Kubernetes client against listeners that answer, stall or go silent, its bounds waited out
+# The real Kubernetes client against listeners that answer, stall or go silent, its bounds waited out.
+pytestmark = pytest.mark.integration
 
 RESOURCES = {
     "kind": "APIResourceList", "groupVersion": "v1",

@@ -68,6 +68,7 @@ from cluster.errors import KubeConflict, KubeError, LockError
 from cluster.live.record.files import atomic_write, now_iso, whoami
 from cluster.live.safety.lock import ClusterLock
 from cluster.seams.kube import MANAGED_BY_LABEL, MANAGED_BY_VALUE, Kube
+from cluster.threads import start_quiet
 
 LEASE_API = "coordination.k8s.io/v1"
 LEASE_NAMESPACE = "kube-system"
@@ -447,7 +448,7 @@ class ClusterLease:
         # In a thread of its own: against an API server that says nothing the
         # release is abandoned after its bound (Ctrl-C ends a run within seconds).
         worker = threading.Thread(target=clear, name="dashi-lease-release", daemon=True)
-        worker.start()
+        start_quiet(worker)
         worker.join(RELEASE_WAIT_S)
         return cleared.is_set()
 
@@ -456,7 +457,7 @@ class ClusterLease:
     def start_renewing(self) -> None:
         self._stop.clear()
         self._thread = threading.Thread(target=self._renew_loop, name="dashi-lease", daemon=True)
-        self._thread.start()
+        start_quiet(self._thread)  # alive for the whole run: a Ctrl-C must not land here
 
     def _renew_loop(self) -> None:
         while not self._stop.wait(self.renew_every_s):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -248,6 +250,48 @@ def test_helper_threads_leave_ctrl_c_to_the_main_thread():
     live_policies(Masks(), ["a", "b"])
     assert len(seen) > 1 and all(stop <= m for m in seen)
     assert not stop & _mask()  # and the main thread still takes them
+
+
+def _blocked_in(thread: threading.Thread) -> set:
+    """The signals ``thread`` blocks, as the kernel reports them (SigBlk)."""
+    status = Path(f"/proc/self/task/{thread.native_id}/status").read_text()
+    bits = int(re.search(r"^SigBlk:\s*([0-9a-f]+)$", status, re.M).group(1), 16)
+    return {s for s in signal.Signals if bits >> (s - 1) & 1}
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads thread masks from /proc (Linux)")
+def test_the_lease_and_port_forward_threads_leave_ctrl_c_to_the_main_thread():
+    """The threads alive for a whole run: the lease's renewal, and a
+    port-forward's listener and its per-connection threads."""
+    import socket
+
+    from cluster.live.safety.lease import ClusterLease
+    from cluster.seams.kube import LocalForward
+
+    stop = {signal.SIGINT, signal.SIGTERM}
+    lease = ClusterLease(FakeKube(), "up", renew_every_s=60)
+    lease.acquire()
+    lease.start_renewing()
+    try:
+        assert stop <= _blocked_in(lease._thread)
+    finally:
+        lease.release()
+
+    a, b = socket.socketpair()
+    forward = LocalForward(lambda: a, "test")
+    try:
+        host, port = forward.address.split(":")
+        with socket.create_connection((host, int(port)), timeout=5) as conn:
+            conn.sendall(b"x")
+            assert b.recv(1) == b"x"  # carried: the per-connection threads run
+            # The listener and the connection's carrier ("forward test"), and its pump back.
+            forwarding = [t for t in threading.enumerate()
+                          if t.name == "forward test" or (t.name.endswith("(pump)") and t.is_alive())]
+            assert len([t for t in forwarding if t.name == "forward test"]) == 2 and len(forwarding) >= 3
+            assert all(stop <= _blocked_in(t) for t in forwarding)
+    finally:
+        forward.close()
+        b.close()
 
 
 def test_a_matrix_costs_rounds_of_timeouts_not_their_sum(dashi):
